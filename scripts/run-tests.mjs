@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// Runs the compiled test files with Node's built-in test runner. Unit tests (dist/test/**) and, as
+// root, the real-kernel tests (dist/test/e2e/**). Afterwards sweeps any `ambit-t-*` network
+// namespace a failed test left behind and fails the run if there were some.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
+const args = process.argv.slice(2);
+const unitOnly = args.includes('--unit');
+const filters = args.filter((a) => !a.startsWith('--'));
+
+function walk(dir) {
+  let out = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out = out.concat(walk(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+let files = walk(join(root, 'dist', 'test')).sort();
+const isRoot = process.getuid?.() === 0;
+if (unitOnly) files = files.filter((f) => !f.includes('/e2e/'));
+else if (!isRoot) {
+  console.error('ambit tests: the e2e tests need root (network namespaces, netfilter); run as root or use npm run test:unit');
+  process.exit(1);
+}
+if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
+if (files.length === 0) {
+  console.error('ambit tests: no test files found (did the build run?)');
+  process.exit(1);
+}
+
+const concurrency = process.env.AMBIT_TEST_CONCURRENCY ?? '4';
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files], {
+  stdio: 'inherit',
+  cwd: root,
+});
+
+let leaked = [];
+if (isRoot) {
+  const list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  leaked = list.split('\n').map((l) => l.split(' ')[0]).filter((n) => n?.startsWith('ambit-t-'));
+  for (const ns of leaked) spawnSync('ip', ['netns', 'del', ns]);
+  if (leaked.length) console.error(`ambit tests: removed ${leaked.length} leaked test namespace(s): ${leaked.join(' ')}`);
+}
+process.exit(r.status !== 0 ? (r.status ?? 1) : leaked.length ? 1 : 0);

@@ -1,0 +1,14 @@
+/** The shape every `ambit <command>` module exports. */
+export interface Command {
+  /** Runs with the arguments after the command name; resolves to the process exit code. */
+  run(argv: string[]): Promise<number>;
+}
+
+/** Exit codes shared by the commands (sysexits-like). */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+}

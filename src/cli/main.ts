@@ -1,0 +1,59 @@
+/**
+ * `ambit <command> [args]`. Each command lives in its own module, loaded only when used, so the
+ * CNI plugin and short commands do not pay for the others' imports.
+ */
+import { errorCode, errorMessage } from '../errors.js';
+import { type Command, EXIT_FAILURE, EXIT_USAGE, UsageError } from './command.js';
+
+interface Entry {
+  summary: string;
+  load: () => Promise<Command>;
+}
+
+const COMMANDS: Record<string, Entry> = {
+  // One line per command; keep the list sorted.
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length), 8);
+  const lines = Object.entries(COMMANDS).map(([name, e]) => `  ${name.padEnd(width)}  ${e.summary}`);
+  return [
+    'Usage: ambit <command> [options]',
+    '',
+    "ambit: Istio ambient mode's in-pod traffic redirection (CNI plugin, node agent, node proxy, lab).",
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    "Run 'ambit <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name ? 0 : EXIT_USAGE;
+  }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write('ambit 0.1.0\n');
+    return 0;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) {
+    process.stderr.write(`ambit: unknown command '${name}'\n\n${usage()}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    const command = await entry.load();
+    return await command.run(rest);
+  } catch (err) {
+    const code = errorCode(err);
+    if (err instanceof UsageError || code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`ambit ${name}: ${errorMessage(err)}\nRun 'ambit ${name} --help' for usage.\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`ambit ${name}: ${errorMessage(err)}${code ? ` [${code}]` : ''}\n`);
+    return EXIT_FAILURE;
+  }
+}

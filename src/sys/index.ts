@@ -1,0 +1,21 @@
+export { identityKey, NetnsHandle, type NetnsIdentity } from './netns.js';
+export {
+  DEFAULT_MAX_MESSAGE,
+  connectSeqpacket,
+  SeqpacketServer,
+  SeqpacketSocket,
+  seqpacketPair,
+} from './seqpacket.js';
+export {
+  type ConnectInNetnsOptions,
+  connected,
+  connectInNetns,
+  type ListenInNetnsOptions,
+  listenInNetns,
+  originalDst,
+  type SocketOptions,
+  setSocketOptions,
+  socketFd,
+  socketMark,
+  unmapIPv4,
+} from './socket.js';

@@ -1,0 +1,195 @@
+/**
+ * TCP sockets created inside another network namespace and handed to Node's `net` module, plus
+ * the socket options and SO_ORIGINAL_DST that Node does not expose.
+ */
+import { isIP, isIPv4, Server, type ServerOpts, Socket } from 'node:net';
+import { AmbitError } from '../errors.js';
+import { type NativeAddress, type NativeSocketOptions, native } from './native.js';
+import type { NetnsHandle } from './netns.js';
+
+export interface SocketOptions {
+  /** SO_MARK: ztunnel's sockets carry 0x539 so the in-pod rules skip them. */
+  mark?: number;
+  /** IP_TRANSPARENT (+ IPV6_TRANSPARENT): accept TPROXY traffic, or bind a foreign source address. */
+  transparent?: boolean;
+  freebind?: boolean;
+  reuseAddr?: boolean;
+  reusePort?: boolean;
+  /** Only for IPv6 sockets; the default is dual-stack, as the seed's `*:15001` listeners are. */
+  v6Only?: boolean;
+}
+
+export interface ListenInNetnsOptions extends SocketOptions {
+  port: number;
+  /** Default `::` (all addresses, both families). */
+  host?: string;
+  /** Default 128, the backlog the seed's `ss -ntlp` shows. */
+  backlog?: number;
+  server?: ServerOpts;
+}
+
+export interface ConnectInNetnsOptions extends SocketOptions {
+  host: string;
+  port: number;
+  /** Source address; with `transparent` it may be an address this netns does not own (spoofing). */
+  localAddress?: string;
+  localPort?: number;
+  noDelay?: boolean;
+  allowHalfOpen?: boolean;
+}
+
+const SOCKET_OPTION_KEYS = new Set(['mark', 'transparent', 'freebind', 'reuseAddr', 'reusePort', 'v6Only']);
+const LISTEN_KEYS = new Set([...SOCKET_OPTION_KEYS, 'port', 'host', 'backlog', 'server']);
+const CONNECT_KEYS = new Set([
+  ...SOCKET_OPTION_KEYS,
+  'host',
+  'port',
+  'localAddress',
+  'localPort',
+  'noDelay',
+  'allowHalfOpen',
+]);
+
+function checkKeys(what: string, options: object, allowed: Set<string>): void {
+  for (const key of Object.keys(options)) {
+    if (!allowed.has(key)) {
+      throw new AmbitError('ERR_UNKNOWN_OPTION', `${what}: unknown option '${key}' (known: ${[...allowed].join(', ')})`);
+    }
+  }
+}
+
+function checkPort(what: string, port: unknown, allowZero: boolean): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < (allowZero ? 0 : 1) || port > 65535) {
+    throw new AmbitError('ERR_INVALID_PORT', `${what}: invalid port ${String(port)}`);
+  }
+  return port;
+}
+
+function familyOf(what: string, address: string): 4 | 6 {
+  const family = isIP(address);
+  if (family === 0) throw new AmbitError('ERR_INVALID_IP', `${what}: '${address}' is not an IP address`);
+  return family as 4 | 6;
+}
+
+function nativeOptions(o: SocketOptions, family: 4 | 6): NativeSocketOptions {
+  if (o.mark !== undefined && (!Number.isInteger(o.mark) || o.mark < 0 || o.mark > 0xffffffff)) {
+    throw new AmbitError('ERR_INVALID_MARK', `invalid socket mark ${o.mark}`);
+  }
+  return {
+    family,
+    mark: o.mark,
+    transparent: o.transparent,
+    freebind: o.freebind,
+    reuseAddr: o.reuseAddr,
+    reusePort: o.reusePort,
+    v6Only: o.v6Only,
+  };
+}
+
+/** Creates, configures and binds a TCP socket inside `netns` (null = this process's netns); returns its fd. */
+export function tcpSocketFd(netns: NetnsHandle | null, options: NativeSocketOptions): number {
+  return native().tcpSocket(netns ? netns.fd : -1, options);
+}
+
+/**
+ * A listening `net.Server` whose socket lives in `netns`. Bind errors (EADDRINUSE...) throw
+ * synchronously with the errno name as `code`.
+ */
+export function listenInNetns(netns: NetnsHandle | null, options: ListenInNetnsOptions): Promise<Server> {
+  checkKeys('listenInNetns', options, LISTEN_KEYS);
+  const host = options.host ?? '::';
+  const port = checkPort('listenInNetns', options.port, true);
+  const family = familyOf('listenInNetns', host);
+  const fd = tcpSocketFd(netns, {
+    ...nativeOptions(options, family),
+    reuseAddr: options.reuseAddr ?? true,
+    bindAddress: host,
+    bindPort: port,
+  });
+  const server = new Server(options.server ?? {});
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    // With an fd, net.Server.listen reads the backlog only from its second argument.
+    server.listen({ fd }, options.backlog ?? 128, () => {
+      server.off('error', onError);
+      resolve(server);
+    });
+  });
+}
+
+/**
+ * A client `net.Socket` whose socket lives in `netns`, connecting at once (the returned socket
+ * emits 'connect' or 'error' like any `net.connect` socket).
+ */
+export function connectInNetns(netns: NetnsHandle | null, options: ConnectInNetnsOptions): Socket {
+  checkKeys('connectInNetns', options, CONNECT_KEYS);
+  const port = checkPort('connectInNetns', options.port, false);
+  const family = familyOf('connectInNetns', options.host);
+  let localAddress = options.localAddress;
+  if (localAddress !== undefined) {
+    // A dual-stack peer reports IPv4 clients as ::ffff:a.b.c.d; bind those as plain IPv4.
+    if (family === 4 && localAddress.startsWith('::ffff:') && isIPv4(localAddress.slice(7))) {
+      localAddress = localAddress.slice(7);
+    }
+    if (familyOf('connectInNetns', localAddress) !== family) {
+      throw new AmbitError('ERR_INVALID_IP', `connectInNetns: source ${localAddress} and destination ${options.host} differ in family`);
+    }
+  }
+  const fd = tcpSocketFd(netns, {
+    ...nativeOptions(options, family),
+    noDelay: options.noDelay ?? true,
+    bindAddress: localAddress ?? (options.localPort ? (family === 4 ? '0.0.0.0' : '::') : undefined),
+    bindPort: options.localPort,
+  });
+  // manualStart: do not start reading an unconnected fd (it would report EOF); connect() starts it.
+  const socket = new Socket({ fd, allowHalfOpen: options.allowHalfOpen ?? false, manualStart: true } as never);
+  socket.connect({ host: options.host, port });
+  return socket;
+}
+
+/** Resolves once `socket` (from connectInNetns) is connected. */
+export function connected(socket: Socket): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
+/** The kernel fd behind a Node socket (Unix only). */
+export function socketFd(socket: Socket | Server): number {
+  const handle = (socket as unknown as { _handle?: { fd?: number } })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new AmbitError('EBADF', 'socket has no open file descriptor');
+  return fd;
+}
+
+function unmap(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+/**
+ * The destination the client dialled before REDIRECT rewrote it (conntrack's SO_ORIGINAL_DST),
+ * for IPv4 (also on a dual-stack socket) and IPv6.
+ */
+export function originalDst(socket: Socket): NativeAddress {
+  const local = socket.localAddress;
+  if (!local) throw new AmbitError('ENOTCONN', 'originalDst: socket is not connected');
+  const v4 = isIPv4(unmap(local));
+  return native().originalDst(socketFd(socket), v4 ? 4 : 6);
+}
+
+export function setSocketOptions(socket: Socket | Server, options: SocketOptions): void {
+  checkKeys('setSocketOptions', options, SOCKET_OPTION_KEYS);
+  native().setSocketOptions(socketFd(socket), nativeOptions(options, 4));
+}
+
+export function socketMark(socket: Socket | Server): number {
+  return native().getSocketMark(socketFd(socket));
+}
+
+export { unmap as unmapIPv4 };
