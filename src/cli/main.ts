@@ -12,6 +12,14 @@ interface Entry {
 
 const COMMANDS: Record<string, Entry> = {
   // One line per command; keep the list sorted.
+  demo: {
+    summary: 'run the walkthrough on a local two-node lab',
+    load: async () => (await import('./demo.js')).default,
+  },
+  lab: {
+    summary: 'local cluster of network namespaces: up, down, status, exec, pod',
+    load: async () => (await import('./lab.js')).default,
+  },
 };
 
 function usage(): string {
@@ -49,7 +57,11 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (err) {
     const code = errorCode(err);
-    if (err instanceof UsageError || code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || code?.startsWith('ERR_PARSE_ARGS')) {
+    if (
+      err instanceof UsageError ||
+      code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      code?.startsWith('ERR_PARSE_ARGS')
+    ) {
       process.stderr.write(`ambit ${name}: ${errorMessage(err)}\nRun 'ambit ${name} --help' for usage.\n`);
       return EXIT_USAGE;
     }

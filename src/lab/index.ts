@@ -1,0 +1,22 @@
+export { formatCidr, parseCidr } from './cidr.js';
+export { LAB_NETWORK_NAME, nodeConflist } from './conflist.js';
+export {
+  createPod,
+  DEFAULT_NODE_CIDR,
+  DEFAULT_NODE_MASK,
+  DEFAULT_POD_CIDR,
+  deletePod,
+  findNode,
+  findPod,
+  type LabDownReport,
+  type LabUpOptions,
+  labDown,
+  labExists,
+  labUp,
+  loadLab,
+  planNodes,
+} from './lab.js';
+export { DEFAULT_LAB, formatPodRef, type PodRef, parsePodRef } from './names.js';
+export { renderTopology } from './render.js';
+export type { LabNode, LabPod, LabState } from './state.js';
+export { checkPrerequisites, listNetns } from './system.js';

@@ -1,0 +1,87 @@
+/**
+ * The lab's record of what it created, in /var/run/ambit/lab/<name>/state.json. Written to a temp
+ * file and renamed, so a crash leaves either the old or the new state, never half of one.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AmbitError, errorCode } from '../errors.js';
+import type { CniResult } from './cni-runtime/index.js';
+import { stateDir } from './names.js';
+
+export interface LabNode {
+  name: string;
+  netns: string;
+  netnsPath: string;
+  /** Address on the fabric, e.g. 10.240.0.1. */
+  ip: string;
+  podCidr: string;
+  /** The pod bridge's address, pods' default gateway. */
+  podGateway: string;
+}
+
+export interface LabPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  containerId: string;
+  node: string;
+  netns: string;
+  netnsPath: string;
+  ifname: string;
+  ip: string;
+  /** The final CNI ADD result; DEL gets it back as prevResult. */
+  cniResult: CniResult;
+}
+
+export interface LabState {
+  version: 1;
+  name: string;
+  createdAt: string;
+  nodeCidr: string;
+  podCidr: string;
+  nodeMask: number;
+  pluginDirs: string[];
+  fabric: { netns: string; bridge: string };
+  nodes: LabNode[];
+  pods: LabPod[];
+}
+
+export function stateFile(lab: string, root?: string): string {
+  return join(root ?? stateDir(lab), 'state.json');
+}
+
+/** The lab's state, or undefined when it has none. A corrupt file is an error, not "no lab". */
+export function readState(lab: string, dir = stateDir(lab)): LabState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(stateFile(lab, dir), 'utf8');
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new AmbitError(
+      'LAB_STATE_CORRUPT',
+      `lab state ${stateFile(lab, dir)} is not valid JSON; 'ambit lab down --name ${lab}' removes the lab anyway`,
+    );
+  }
+  const s = value as Partial<LabState>;
+  if (s.version !== 1 || s.name !== lab || !Array.isArray(s.nodes) || !Array.isArray(s.pods)) {
+    throw new AmbitError(
+      'LAB_STATE_CORRUPT',
+      `lab state ${stateFile(lab, dir)} is not a version 1 state of lab '${lab}'; 'ambit lab down --name ${lab}' removes the lab anyway`,
+    );
+  }
+  return s as LabState;
+}
+
+export function writeState(state: LabState, dir = stateDir(state.name)): void {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const target = stateFile(state.name, dir);
+  const temp = `${target}.${process.pid}.tmp`;
+  writeFileSync(temp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+  renameSync(temp, target);
+}
