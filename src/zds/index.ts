@@ -1,0 +1,19 @@
+export { ZdsError, type ZdsErrorCode } from './errors.js';
+export * from './messages.js';
+export {
+  closeFds,
+  type RequestPacket,
+  readHelloPacket,
+  readRequestPacket,
+  readResponsePacket,
+  ZDS_MAX_MESSAGE,
+} from './packet.js';
+export {
+  DEFAULT_ZDS_PATH,
+  type NetnsRef,
+  type SnapshotPod,
+  type ZdsPodSource,
+  ZdsServer,
+  type ZdsServerEvents,
+  type ZdsServerOptions,
+} from './server.js';
