@@ -598,7 +598,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_open_handle_scope(env, &scope);
   napi_value cb, recv, argv[2], result;
   napi_get_reference_value(env, w->callback, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv);
   napi_create_int32(env, status, &argv[0]);
   napi_create_int32(env, events, &argv[1]);
   if (napi_make_callback(env, w->async, recv, cb, 2, argv, &result) == napi_pending_exception) {
@@ -641,7 +641,9 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[2], 1, &w->callback);
   napi_value name;
   napi_create_string_utf8(env, "ambit.SeqpacketPoll", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, NULL, name, &w->async);
+  napi_value resource;
+  napi_create_object(env, &resource);
+  napi_async_init(env, resource, name, &w->async);
   r = uv_poll_start(&w->poll, events & (UV_READABLE | UV_WRITABLE), on_poll);
   napi_value obj;
   napi_create_object(env, &obj);
