@@ -20,6 +20,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'local cluster of network namespaces: up, down, status, exec, pod',
     load: async () => (await import('./lab.js')).default,
   },
+  redirect: {
+    summary: 'in-pod redirection rules: apply, verify, remove, reconcile',
+    load: async () => (await import('./redirect.js')).default,
+  },
 };
 
 function usage(): string {
