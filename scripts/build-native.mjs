@@ -11,14 +11,26 @@ const nodeDir = [join(dirname(process.execPath), '..'), '/usr', '/usr/local'].fi
   existsSync(join(d, 'include', 'node', 'node_api.h')),
 );
 if (!nodeDir) {
-  console.error('ambit: Node.js headers (include/node/node_api.h) not found; install the nodejs headers package');
+  console.error(
+    'ambit: Node.js headers (include/node/node_api.h) not found; install the nodejs headers package',
+  );
   process.exit(1);
 }
 
 function findNodeGyp() {
   const candidates = [
     process.env.npm_config_node_gyp,
-    join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    join(
+      dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js',
+    ),
   ];
   try {
     candidates.push(createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js'));
@@ -31,7 +43,11 @@ if (!gyp) {
   console.error('ambit: node-gyp not found (it ships with npm); reinstall npm');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodeDir}`, '--directory', join(root, 'native')], {
-  stdio: 'inherit',
-});
+const r = spawnSync(
+  process.execPath,
+  [gyp, 'rebuild', `--nodedir=${nodeDir}`, '--directory', join(root, 'native')],
+  {
+    stdio: 'inherit',
+  },
+);
 process.exit(r.status ?? 1);

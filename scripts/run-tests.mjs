@@ -25,7 +25,9 @@ let files = walk(join(root, 'dist', 'test')).sort();
 const isRoot = process.getuid?.() === 0;
 if (unitOnly) files = files.filter((f) => !f.includes('/e2e/'));
 else if (!isRoot) {
-  console.error('ambit tests: the e2e tests need root (network namespaces, netfilter); run as root or use npm run test:unit');
+  console.error(
+    'ambit tests: the e2e tests need root (network namespaces, netfilter); run as root or use npm run test:unit',
+  );
   process.exit(1);
 }
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
@@ -35,16 +37,24 @@ if (files.length === 0) {
 }
 
 const concurrency = process.env.AMBIT_TEST_CONCURRENCY ?? '4';
-const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files], {
-  stdio: 'inherit',
-  cwd: root,
-});
+const r = spawnSync(
+  process.execPath,
+  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
+  {
+    stdio: 'inherit',
+    cwd: root,
+  },
+);
 
 let leaked = [];
 if (isRoot) {
   const list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  leaked = list.split('\n').map((l) => l.split(' ')[0]).filter((n) => n?.startsWith('ambit-t-'));
+  leaked = list
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n?.startsWith('ambit-t-'));
   for (const ns of leaked) spawnSync('ip', ['netns', 'del', ns]);
-  if (leaked.length) console.error(`ambit tests: removed ${leaked.length} leaked test namespace(s): ${leaked.join(' ')}`);
+  if (leaked.length)
+    console.error(`ambit tests: removed ${leaked.length} leaked test namespace(s): ${leaked.join(' ')}`);
 }
 process.exit(r.status !== 0 ? (r.status ?? 1) : leaked.length ? 1 : 0);

@@ -1,7 +1,7 @@
 export { identityKey, NetnsHandle, type NetnsIdentity } from './netns.js';
 export {
-  DEFAULT_MAX_MESSAGE,
   connectSeqpacket,
+  DEFAULT_MAX_MESSAGE,
   SeqpacketServer,
   SeqpacketSocket,
   seqpacketPair,

@@ -53,7 +53,15 @@ export function native(): NativeAddon {
   // dist/src/sys/native.js and src/sys/native.ts are both three levels below the package root.
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const candidates = [join(root, 'native', 'build', 'Release', 'ambit_native.node')];
-  const alt = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'ambit_native.node');
+  const alt = join(
+    dirname(fileURLToPath(import.meta.url)),
+    '..',
+    '..',
+    'native',
+    'build',
+    'Release',
+    'ambit_native.node',
+  );
   candidates.push(alt);
   const require = createRequire(import.meta.url);
   let lastError: unknown;

@@ -61,8 +61,11 @@ export class NetnsHandle {
       try {
         closeSync(fd);
       } catch {}
-      const hint = code === 'EPERM' ? ' (needs CAP_SYS_ADMIN)' : code === 'EINVAL' ? ' (not a network namespace)' : '';
-      throw new AmbitError(code, `cannot enter network namespace ${description}: ${code}${hint}`, { cause: err });
+      const hint =
+        code === 'EPERM' ? ' (needs CAP_SYS_ADMIN)' : code === 'EINVAL' ? ' (not a network namespace)' : '';
+      throw new AmbitError(code, `cannot enter network namespace ${description}: ${code}${hint}`, {
+        cause: err,
+      });
     }
     return new NetnsHandle(fd, description);
   }

@@ -59,7 +59,8 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
 
   /** Sends one datagram, with `fds` attached as SCM_RIGHTS. Resolves once the kernel took it. */
   send(data: Uint8Array, fds: number[] = []): Promise<void> {
-    if (this.#closed) return Promise.reject(new AmbitError('ERR_SOCKET_CLOSED', 'seqpacket socket is closed'));
+    if (this.#closed)
+      return Promise.reject(new AmbitError('ERR_SOCKET_CLOSED', 'seqpacket socket is closed'));
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     return new Promise((resolve, reject) => {
       this.#queue.push({ data: buf, fds, resolve, reject });
@@ -92,7 +93,8 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
     this.#fd = -1;
     const pending = this.#queue;
     this.#queue = [];
-    for (const p of pending) p.reject(err ?? new AmbitError('ERR_SOCKET_CLOSED', 'seqpacket socket closed before send'));
+    for (const p of pending)
+      p.reject(err ?? new AmbitError('ERR_SOCKET_CLOSED', 'seqpacket socket closed before send'));
     process.nextTick(() => {
       if (err) this.emit('error', err);
       this.emit('close');

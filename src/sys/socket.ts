@@ -53,7 +53,10 @@ const CONNECT_KEYS = new Set([
 function checkKeys(what: string, options: object, allowed: Set<string>): void {
   for (const key of Object.keys(options)) {
     if (!allowed.has(key)) {
-      throw new AmbitError('ERR_UNKNOWN_OPTION', `${what}: unknown option '${key}' (known: ${[...allowed].join(', ')})`);
+      throw new AmbitError(
+        'ERR_UNKNOWN_OPTION',
+        `${what}: unknown option '${key}' (known: ${[...allowed].join(', ')})`,
+      );
     }
   }
 }
@@ -133,7 +136,10 @@ export function connectInNetns(netns: NetnsHandle | null, options: ConnectInNetn
       localAddress = localAddress.slice(7);
     }
     if (familyOf('connectInNetns', localAddress) !== family) {
-      throw new AmbitError('ERR_INVALID_IP', `connectInNetns: source ${localAddress} and destination ${options.host} differ in family`);
+      throw new AmbitError(
+        'ERR_INVALID_IP',
+        `connectInNetns: source ${localAddress} and destination ${options.host} differ in family`,
+      );
     }
   }
   const fd = tcpSocketFd(netns, {
@@ -143,7 +149,11 @@ export function connectInNetns(netns: NetnsHandle | null, options: ConnectInNetn
     bindPort: options.localPort,
   });
   // manualStart: do not start reading an unconnected fd (it would report EOF); connect() starts it.
-  const socket = new Socket({ fd, allowHalfOpen: options.allowHalfOpen ?? false, manualStart: true } as never);
+  const socket = new Socket({
+    fd,
+    allowHalfOpen: options.allowHalfOpen ?? false,
+    manualStart: true,
+  } as never);
   socket.connect({ host: options.host, port });
   return socket;
 }

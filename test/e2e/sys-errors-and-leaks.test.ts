@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { AmbitError } from '../../src/errors.js';
-import { tcpSocketFd } from '../../src/sys/socket.js';
+import type { AmbitError } from '../../src/errors.js';
 import { listenInNetns, NetnsHandle, seqpacketPair } from '../../src/sys/index.js';
+import { tcpSocketFd } from '../../src/sys/socket.js';
 import { openFdCount, TestNetns } from '../helpers/netns.js';
 
 describe('native layer: errors and resource hygiene', () => {
@@ -33,7 +33,10 @@ describe('native layer: errors and resource hygiene', () => {
 
   test('an fd that is not a network namespace is rejected (EINVAL) and closed', () => {
     const fd = openSync('/proc/self/status', 'r');
-    assert.throws(() => NetnsHandle.fromFd(fd), (err: AmbitError) => err.code === 'EINVAL');
+    assert.throws(
+      () => NetnsHandle.fromFd(fd),
+      (err: AmbitError) => err.code === 'EINVAL',
+    );
     assert.throws(() => closeSync(fd), /EBADF/, 'fromFd must close the fd it rejected');
   });
 
@@ -41,8 +44,14 @@ describe('native layer: errors and resource hygiene', () => {
     const h = NetnsHandle.open(pod.path);
     const fd = h.fd;
     h.close();
-    assert.throws(() => h.fd, (err: AmbitError) => err.code === 'EBADF');
-    assert.throws(() => tcpSocketFd({ fd } as NetnsHandle, { family: 4 }), (err: AmbitError) => err.code === 'EBADF');
+    assert.throws(
+      () => h.fd,
+      (err: AmbitError) => err.code === 'EBADF',
+    );
+    assert.throws(
+      () => tcpSocketFd({ fd } as NetnsHandle, { family: 4 }),
+      (err: AmbitError) => err.code === 'EBADF',
+    );
   });
 
   test('unknown options and bad values are typed errors', async () => {
@@ -50,8 +59,14 @@ describe('native layer: errors and resource hygiene', () => {
       async () => listenInNetns(netns, { port: 1, colour: 'blue' } as never),
       (err: AmbitError) => err.code === 'ERR_UNKNOWN_OPTION' && err.message.includes('colour'),
     );
-    await assert.rejects(async () => listenInNetns(netns, { port: 70000 }), (err: AmbitError) => err.code === 'ERR_INVALID_PORT');
-    await assert.rejects(async () => listenInNetns(netns, { port: 1, host: 'nope' }), (err: AmbitError) => err.code === 'ERR_INVALID_IP');
+    await assert.rejects(
+      async () => listenInNetns(netns, { port: 70000 }),
+      (err: AmbitError) => err.code === 'ERR_INVALID_PORT',
+    );
+    await assert.rejects(
+      async () => listenInNetns(netns, { port: 1, host: 'nope' }),
+      (err: AmbitError) => err.code === 'ERR_INVALID_IP',
+    );
   });
 
   test('binding a taken port is EADDRINUSE naming bind()', async () => {
@@ -69,7 +84,8 @@ describe('native layer: errors and resource hygiene', () => {
 
   test('10,000 in-netns socket create/close cycles and SEQPACKET messages with fds leave the fd count unchanged', async () => {
     const baseline = openFdCount();
-    for (let i = 0; i < 10_000; i++) closeSync(tcpSocketFd(netns, { family: i % 2 ? 6 : 4, mark: 0x539, reusePort: true }));
+    for (let i = 0; i < 10_000; i++)
+      closeSync(tcpSocketFd(netns, { family: i % 2 ? 6 : 4, mark: 0x539, reusePort: true }));
     for (let i = 0; i < 200; i++) {
       const server: Server = await listenInNetns(netns, { port: 0, reusePort: true, transparent: true });
       await new Promise<void>((r) => server.close(() => r()));

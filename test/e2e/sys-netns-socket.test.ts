@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import type { Server, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { connected, connectInNetns, listenInNetns, NetnsHandle, originalDst, socketMark } from '../../src/sys/index.js';
+import {
+  connected,
+  connectInNetns,
+  listenInNetns,
+  NetnsHandle,
+  originalDst,
+  socketMark,
+} from '../../src/sys/index.js';
 import { run, TestNetns, uniqueSubnet } from '../helpers/netns.js';
 
 function acceptOne(server: Server): Promise<Socket> {
@@ -44,7 +51,11 @@ describe('sockets inside a pod network namespace', () => {
       const inPod = pod.exec('ss', ['-Hntl', `sport = :${port}`]);
       assert.match(inPod, new RegExp(`\\*:${port}\\b`), `ss -ntl in the pod: ${inPod}`);
       const here = run('ss', ['-Hntl', `sport = :${port}`]);
-      assert.doesNotMatch(here, new RegExp(`:${port}\\b`), `the port must not be open in the caller's netns: ${here}`);
+      assert.doesNotMatch(
+        here,
+        new RegExp(`:${port}\\b`),
+        `the port must not be open in the caller's netns: ${here}`,
+      );
     } finally {
       await close(server);
     }
@@ -55,7 +66,23 @@ describe('sockets inside a pod network namespace', () => {
     const target = await listenInNetns(netns, { port: 0, host: '0.0.0.0' });
     const capturePort = (capture.address() as { port: number }).port;
     const targetPort = (target.address() as { port: number }).port;
-    const rule = ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-m', 'mark', '!', '--mark', '0x539/0xfff', '-j', 'REDIRECT', '--to-ports', String(capturePort)];
+    const rule = [
+      '-t',
+      'nat',
+      '-A',
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '-m',
+      'mark',
+      '!',
+      '--mark',
+      '0x539/0xfff',
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      String(capturePort),
+    ];
     pod.exec('iptables', rule);
     try {
       const dialled = subnet.host(1);
@@ -86,7 +113,20 @@ describe('sockets inside a pod network namespace', () => {
   test('SO_ORIGINAL_DST for IPv6 and for IPv4 on a dual-stack listener', async () => {
     const capture = await listenInNetns(netns, { port: 0, host: '::' });
     const capturePort = (capture.address() as { port: number }).port;
-    const redirect = ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '8080', '-j', 'REDIRECT', '--to-ports', String(capturePort)];
+    const redirect = [
+      '-t',
+      'nat',
+      '-A',
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '--dport',
+      '8080',
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      String(capturePort),
+    ];
     pod.exec('iptables', redirect);
     pod.exec('ip6tables', redirect);
     try {

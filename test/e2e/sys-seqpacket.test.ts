@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { SeqpacketServer, type SeqpacketSocket, seqpacketPair } from '../../src/sys/index.js';
 import { TestNetns } from '../helpers/netns.js';
 
@@ -33,10 +33,14 @@ describe('SEQPACKET with SCM_RIGHTS', () => {
     try {
       assert.equal(statSync(path).mode & 0o777, 0o600);
       const conn = new Promise<SeqpacketSocket>((resolve) => server.once('connection', resolve));
-      const child = spawn(process.execPath, [fixture, path, pod.path], { stdio: ['ignore', 'inherit', 'inherit'] });
+      const child = spawn(process.execPath, [fixture, path, pod.path], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
       const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
       const sock = await conn;
-      const [data, fds] = await new Promise<[Buffer, number[]]>((resolve) => sock.once('message', (d, f) => resolve([d, f])));
+      const [data, fds] = await new Promise<[Buffer, number[]]>((resolve) =>
+        sock.once('message', (d, f) => resolve([d, f])),
+      );
       assert.equal(fds.length, 1);
       const st = fstatSync(fds[0]!, { bigint: true });
       const expected = statSync(pod.path, { bigint: true });
@@ -82,6 +86,9 @@ describe('SEQPACKET with SCM_RIGHTS', () => {
     const closed = new Promise<void>((resolve) => b.once('close', resolve));
     a.close();
     await closed;
-    await assert.rejects(b.send(Buffer.from('x')), (err: Error & { code?: string }) => err.code === 'ERR_SOCKET_CLOSED');
+    await assert.rejects(
+      b.send(Buffer.from('x')),
+      (err: Error & { code?: string }) => err.code === 'ERR_SOCKET_CLOSED',
+    );
   });
 });

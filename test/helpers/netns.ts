@@ -71,7 +71,20 @@ export class VethPair {
     const suffix = randomBytes(3).toString('hex');
     const ifA = `ambit${suffix}a`;
     const ifB = `ambit${suffix}b`;
-    run('ip', ['link', 'add', ifA, 'netns', this.a.name, 'type', 'veth', 'peer', 'name', ifB, 'netns', this.b.name]);
+    run('ip', [
+      'link',
+      'add',
+      ifA,
+      'netns',
+      this.a.name,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      ifB,
+      'netns',
+      this.b.name,
+    ]);
     this.a.exec('ip', ['addr', 'add', `${this.addrA}/24`, 'dev', ifA]);
     this.a.exec('ip', ['link', 'set', ifA, 'up']);
     this.b.exec('ip', ['addr', 'add', `${this.addrB}/24`, 'dev', ifB]);

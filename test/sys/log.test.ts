@@ -9,12 +9,19 @@ afterEach(() => {
 
 test('lines have the shape of ztunnel (tracing) logs', () => {
   const line = formatLine('info', 'ztunnel::inpod::statemanager', 'pod received snapshot sent');
-  assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z {2}INFO ztunnel::inpod::statemanager: pod received snapshot sent\n$/);
+  assert.match(
+    line,
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z {2}INFO ztunnel::inpod::statemanager: pod received snapshot sent\n$/,
+  );
   assert.match(formatLine('error', 't', 'm'), /Z ERROR t: m\n$/);
 });
 
 test('fields follow the message, quoted when needed', () => {
-  const line = formatLine('info', 'access', 'connection complete', { 'src.addr': '10.0.0.1:5', reason: 'a b', n: 3 });
+  const line = formatLine('info', 'access', 'connection complete', {
+    'src.addr': '10.0.0.1:5',
+    reason: 'a b',
+    n: 3,
+  });
   assert.match(line, /connection complete src\.addr=10\.0\.0\.1:5 reason="a b" n=3\n$/);
 });
 
