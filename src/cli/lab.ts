@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import {
+  chooseLab,
   createPod,
   DEFAULT_LAB,
   DEFAULT_NODE_CIDR,
@@ -17,6 +18,7 @@ import {
   type LabState,
   labDown,
   labUp,
+  listLabs,
   listNetns,
   loadLab,
   parsePodRef,
@@ -40,7 +42,8 @@ attached through the reference CNI plugins (bridge + host-local + loopback from 
 Needs root.
 
 Options:
-  --name NAME         lab name, lowercase letters and digits (default ${DEFAULT_LAB})
+  --name NAME         lab name, lowercase letters and digits. 'up' defaults to ${DEFAULT_LAB}; the other
+                      commands default to $AMBIT_LAB, else the only running lab, else ${DEFAULT_LAB}
   --nodes N           number of nodes, n1..nN (default 2)
   --pods-per-node K   pods default/<node>-pod<i> created on each node by 'up' (default 0)
   --node-cidr CIDR    node addresses on the fabric, node nK = host K (default ${DEFAULT_NODE_CIDR})
@@ -50,6 +53,10 @@ Options:
   --node NODE         'exec': run in the node's netns; 'pod add': the node (default: the one with fewest pods)
   --json              'status': print the lab state as JSON
 `;
+
+function labName(explicit: string | undefined): string {
+  return chooseLab(explicit, process.env['AMBIT_LAB'], listLabs());
+}
 
 function intOption(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -84,13 +91,14 @@ async function up(argv: string[]): Promise<number> {
 }
 
 async function down(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { name: { type: 'string', default: DEFAULT_LAB } } });
-  const report = await labDown(values.name);
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
+  const name = labName(values.name);
+  const report = await labDown(name);
   for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
   process.stdout.write(
     report.removedNetns.length > 0
-      ? `lab ${values.name} removed (${report.removedNetns.length} network namespaces)\n`
-      : `lab ${values.name} is not running; nothing to remove\n`,
+      ? `lab ${name} removed (${report.removedNetns.length} network namespaces)\n`
+      : `lab ${name} is not running; nothing to remove\n`,
   );
   return EXIT_OK;
 }
@@ -98,9 +106,10 @@ async function down(argv: string[]): Promise<number> {
 async function status(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { name: { type: 'string', default: DEFAULT_LAB }, json: { type: 'boolean', default: false } },
+    options: { name: { type: 'string' }, json: { type: 'boolean', default: false } },
   });
-  const state = loadLab(values.name);
+  const name = labName(values.name);
+  const state = loadLab(name);
   const present = new Set(listNetns());
   if (values.json) process.stdout.write(`${JSON.stringify(withPresence(state, present), null, 2)}\n`);
   else process.stdout.write(`${renderTopology(state, present)}\n`);
@@ -136,12 +145,13 @@ async function exec(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv.slice(0, dashes),
     allowPositionals: true,
-    options: { name: { type: 'string', default: DEFAULT_LAB }, node: { type: 'string' } },
+    options: { name: { type: 'string' }, node: { type: 'string' } },
   });
   if ((values.node === undefined) === (positionals.length !== 1) || positionals.length > 1) {
     throw new UsageError('lab exec needs exactly one target: <namespace>/<pod> or --node NODE');
   }
-  const state = loadLab(values.name);
+  const name = labName(values.name);
+  const state = loadLab(name);
   const netns =
     values.node !== undefined
       ? findNode(state, values.node).netns
@@ -154,22 +164,23 @@ async function pod(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { name: { type: 'string', default: DEFAULT_LAB }, node: { type: 'string' } },
+    options: { name: { type: 'string' }, node: { type: 'string' } },
   });
   if ((action !== 'add' && action !== 'del') || positionals.length !== 1) {
     throw new UsageError('usage: ambit lab pod add|del [--name NAME] [--node NODE] <namespace>/<pod>');
   }
   const ref = parsePodRef(positionals[0]!);
+  const name = labName(values.name);
   if (action === 'del') {
     if (values.node !== undefined)
       throw new UsageError('lab pod del takes no --node: the pod knows its node');
-    await deletePod(values.name, ref);
+    await deletePod(name, ref);
     process.stdout.write(`pod ${ref.namespace}/${ref.name} deleted\n`);
     return EXIT_OK;
   }
-  const state = loadLab(values.name);
+  const state = loadLab(name);
   const node = values.node ?? leastLoaded(state);
-  const added = await createPod(values.name, node, ref);
+  const added = await createPod(name, node, ref);
   process.stdout.write(
     `pod ${ref.namespace}/${ref.name} on ${added.node}: ${added.ip} (netns ${added.netns})\n`,
   );

@@ -16,7 +16,7 @@ export {
   loadLab,
   planNodes,
 } from './lab.js';
-export { DEFAULT_LAB, formatPodRef, type PodRef, parsePodRef } from './names.js';
+export { chooseLab, DEFAULT_LAB, formatPodRef, type PodRef, parsePodRef } from './names.js';
 export { renderTopology } from './render.js';
-export type { LabNode, LabPod, LabState } from './state.js';
+export { type LabNode, type LabPod, type LabState, listLabs } from './state.js';
 export { checkPrerequisites, listNetns } from './system.js';

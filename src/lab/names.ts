@@ -95,3 +95,17 @@ export function podNetns(lab: string, pod: PodRef): string {
 export function stateDir(lab: string): string {
   return `${STATE_ROOT}/${lab}`;
 }
+
+/**
+ * The lab a command means when `--name` is not given: $AMBIT_LAB, else the only lab running,
+ * else `ambit`. So after `ambit demo --keep`, `ambit lab exec ambient-demo/sleep -- ss -ntlp` works.
+ */
+export function chooseLab(
+  explicit: string | undefined,
+  env: string | undefined,
+  running: readonly string[],
+): string {
+  if (explicit !== undefined) return explicit;
+  if (env) return env;
+  return running.length === 1 ? running[0]! : DEFAULT_LAB;
+}

@@ -2,11 +2,11 @@
  * The lab's record of what it created, in /var/run/ambit/lab/<name>/state.json. Written to a temp
  * file and renamed, so a crash leaves either the old or the new state, never half of one.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AmbitError, errorCode } from '../errors.js';
 import type { CniResult } from './cni-runtime/index.js';
-import { stateDir } from './names.js';
+import { STATE_ROOT, stateDir } from './names.js';
 
 export interface LabNode {
   name: string;
@@ -84,4 +84,15 @@ export function writeState(state: LabState, dir = stateDir(state.name)): void {
   const temp = `${target}.${process.pid}.tmp`;
   writeFileSync(temp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
   renameSync(temp, target);
+}
+
+/** Names of the labs that have a state file. */
+export function listLabs(root = STATE_ROOT): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(root);
+  } catch {
+    return [];
+  }
+  return entries.filter((name) => existsSync(join(root, name, 'state.json'))).sort();
 }

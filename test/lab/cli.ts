@@ -13,10 +13,11 @@ export interface CliRun {
   stderr: string;
 }
 
-export function ambit(args: string[], timeoutMs = 120_000): Promise<CliRun> {
+export function ambit(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', ENTRY, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
       timeout: timeoutMs,
     });
     let stdout = '';

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from '../../src/lab/cidr.js';
 import { nodeConflist } from '../../src/lab/conflist.js';
 import { planNodes } from '../../src/lab/lab.js';
-import { checkLabName, parsePodRef, podNetns } from '../../src/lab/names.js';
+import { checkLabName, chooseLab, parsePodRef, podNetns } from '../../src/lab/names.js';
 
 describe('CIDR arithmetic', () => {
   test('parse, format, host and subnet', () => {
@@ -90,5 +90,13 @@ describe('names', () => {
       podNetns('l', { namespace: 'a-b', name: 'c' }),
       podNetns('l', { namespace: 'a', name: 'b-c' }),
     );
+  });
+
+  test('without --name: $AMBIT_LAB, else the only running lab, else ambit', () => {
+    assert.equal(chooseLab('x', 'y', ['z']), 'x');
+    assert.equal(chooseLab(undefined, 'y', ['z']), 'y');
+    assert.equal(chooseLab(undefined, undefined, ['demo']), 'demo');
+    assert.equal(chooseLab(undefined, undefined, ['demo', 'other']), 'ambit');
+    assert.equal(chooseLab(undefined, undefined, []), 'ambit');
   });
 });
