@@ -47,7 +47,7 @@ describe('ambit demo', () => {
     try {
       server = await listenInNetns(netns, { port: 15008 });
       const ss = await ambit(['lab', 'exec', 'ambient-demo/sleep', '--', 'ss', '-ntlp'], {
-        AMBIT_LAB: 'demo',
+        env: { AMBIT_LAB: 'demo' },
       });
       assert.equal(ss.code, 0, ss.stderr);
       assert.match(ss.stdout, /LISTEN\s+0\s+128\s+\*:15008\s+\*:\*/);

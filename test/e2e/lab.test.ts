@@ -9,6 +9,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
+  checkPrerequisites,
   createPod,
   type LabPod,
   type LabState,
@@ -281,5 +282,24 @@ describe('lab down after a crash', () => {
     assert.deepEqual(labNetns(lab), []);
     assert.equal(existsSync(`/var/run/ambit/lab/${lab}`), false);
     assert.equal(state.nodes.length, 2);
+  });
+});
+
+describe('lab prerequisites', () => {
+  test('a non-root user gets LAB_NOT_ROOT and nothing is created', async () => {
+    const lab = uniqueLab();
+    for (const args of [['lab', 'up', '--name', lab], ['demo']]) {
+      const r = await ambit(args, { user: 65534 });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /needs root: run it with sudo.*\[LAB_NOT_ROOT\]/);
+    }
+    assert.deepEqual(labNetns(lab), []);
+  });
+
+  test('a missing CNI plugin names the Debian package', () => {
+    assert.throws(() => checkPrerequisites(['/nonexistent/ambit-cni']), {
+      code: 'CNI_PLUGIN_NOT_FOUND',
+      message: /'bridge' not found in \/nonexistent\/ambit-cni.*apt-get install containernetworking-plugins/,
+    });
   });
 });

@@ -13,12 +13,19 @@ export interface CliRun {
   stderr: string;
 }
 
-export function ambit(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<CliRun> {
+export interface CliOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Run as this uid/gid (e.g. 65534, nobody) to see what a non-root user gets. */
+  user?: number;
+}
+
+export function ambit(args: string[], options: CliOptions = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', ENTRY, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-      timeout: timeoutMs,
+      env: { ...process.env, ...options.env },
+      timeout: 120_000,
+      ...(options.user !== undefined ? { uid: options.user, gid: options.user } : {}),
     });
     let stdout = '';
     let stderr = '';
