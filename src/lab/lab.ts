@@ -91,7 +91,7 @@ export function loadLab(lab: string): LabState {
 }
 
 /** Plans node addresses and pod CIDRs, failing on a bad or too small CIDR before anything is created. */
-export function planNodes(lab: string, options: LabUpOptions): { state: LabState } {
+export function planNodes(lab: string, options: LabUpOptions): LabState {
   const count = options.nodes;
   if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) {
     throw new AmbitError('LAB_BAD_NODES', `--nodes must be an integer from 1 to ${MAX_NODES} (got ${count})`);
@@ -126,18 +126,16 @@ export function planNodes(lab: string, options: LabUpOptions): { state: LabState
     });
   }
   return {
-    state: {
-      version: 1,
-      name: lab,
-      createdAt: new Date().toISOString(),
-      nodeCidr: formatCidr(nodeCidr),
-      podCidr: formatCidr(podCidr),
-      nodeMask,
-      pluginDirs: pluginDirsOf(options.pluginDirs),
-      fabric: { netns: fabricNetns(lab), bridge: FABRIC_BRIDGE },
-      nodes,
-      pods: [],
-    },
+    version: 1,
+    name: lab,
+    createdAt: new Date().toISOString(),
+    nodeCidr: formatCidr(nodeCidr),
+    podCidr: formatCidr(podCidr),
+    nodeMask,
+    pluginDirs: pluginDirsOf(options.pluginDirs),
+    fabric: { netns: fabricNetns(lab), bridge: FABRIC_BRIDGE },
+    nodes,
+    pods: [],
   };
 }
 
@@ -174,7 +172,7 @@ function routeNodes(state: LabState): void {
 /** Creates the lab; on any failure removes what it made and rethrows. */
 export async function labUp(options: LabUpOptions): Promise<LabState> {
   const lab = checkLabName(options.name);
-  const { state } = planNodes(lab, options);
+  const state = planNodes(lab, options);
   const podsPerNode = options.podsPerNode ?? 0;
   if (!Number.isInteger(podsPerNode) || podsPerNode < 0 || podsPerNode > 50) {
     throw new AmbitError(
@@ -291,7 +289,9 @@ export async function createPod(lab: string, node: string, ref: PodRef): Promise
     } catch (err) {
       // As a runtime does after a failed ADD: DEL (idempotent) so IPAM and links are released.
       await runtime.del(conflist, sandbox).catch(() => {});
-      sh('ip', ['netns', 'del', netns]);
+      try {
+        sh('ip', ['netns', 'del', netns]);
+      } catch {}
       throw err;
     }
   });

@@ -18,7 +18,16 @@ const LAB_NAME = /^[a-z][a-z0-9]{0,15}$/;
 const K8S_NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const K8S_POD = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+/** `t` would own the prefix `ambit-t-` of the test helpers' throw-away namespaces. */
+const RESERVED_LAB_NAMES = new Set(['t']);
+
 export function checkLabName(name: string): string {
+  if (RESERVED_LAB_NAMES.has(name)) {
+    throw new AmbitError(
+      'LAB_BAD_NAME',
+      `lab name '${name}' is reserved (ambit-${name}-* are test namespaces)`,
+    );
+  }
   if (!LAB_NAME.test(name)) {
     throw new AmbitError(
       'LAB_BAD_NAME',

@@ -14,7 +14,7 @@ describe('lab state file and lock', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('write then read round-trips and leaves no temp file', () => {
-    const { state } = planNodes('st', { name: 'st', nodes: 2 });
+    const state = planNodes('st', { name: 'st', nodes: 2 });
     assert.equal(readState('st', dir), undefined);
     writeState(state, dir);
     assert.deepEqual(readState('st', dir), state);

@@ -30,7 +30,7 @@ describe('CIDR arithmetic', () => {
 
 describe('lab plan', () => {
   test('defaults: nodes on 10.240.0.0/24, node nK owns pod block K', () => {
-    const { state } = planNodes('plan', { name: 'plan', nodes: 2 });
+    const state = planNodes('plan', { name: 'plan', nodes: 2 });
     assert.deepEqual(
       state.nodes.map((n) => [n.name, n.netns, n.ip, n.podCidr, n.podGateway]),
       [
@@ -44,7 +44,7 @@ describe('lab plan', () => {
 
   test('too many nodes for the pod CIDR, overlapping ranges and bad counts are refused', () => {
     const small = { name: 'p', podCidr: '10.70.9.0/24', nodeCidr: '10.71.0.0/24', nodeMask: 26 };
-    assert.equal(planNodes('p', { ...small, nodes: 3 }).state.nodes[2]!.podCidr, '10.70.9.192/26');
+    assert.equal(planNodes('p', { ...small, nodes: 3 }).nodes[2]!.podCidr, '10.70.9.192/26');
     assert.throws(() => planNodes('p', { ...small, nodes: 4 }), { code: 'LAB_SUBNET_TOO_SMALL' });
     assert.throws(() => planNodes('p', { ...small, nodeCidr: '10.70.9.0/25', nodes: 1 }), {
       code: 'LAB_BAD_CIDR',
@@ -55,7 +55,7 @@ describe('lab plan', () => {
   });
 
   test("the node conflist is bridge + host-local over the node's pod CIDR + loopback", () => {
-    const { state } = planNodes('plan', { name: 'plan', nodes: 1 });
+    const state = planNodes('plan', { name: 'plan', nodes: 1 });
     const list = nodeConflist('plan', state.nodes[0]!);
     assert.deepEqual(
       list.plugins.map((p) => p.type),
@@ -76,7 +76,7 @@ describe('lab plan', () => {
 describe('names', () => {
   test('lab names are short and dash-free so prefixes never overlap', () => {
     assert.equal(checkLabName('demo'), 'demo');
-    for (const bad of ['demo-x', 'Demo', '1lab', '', 'a'.repeat(17)]) {
+    for (const bad of ['demo-x', 'Demo', '1lab', '', 'a'.repeat(17), 't']) {
       assert.throws(() => checkLabName(bad), { code: 'LAB_BAD_NAME' });
     }
   });
