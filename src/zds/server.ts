@@ -19,6 +19,7 @@ import { ZDS_MAX_MESSAGE } from './packet.js';
 const log = logger('ambit::zds::server');
 
 export const DEFAULT_ZDS_PATH = '/var/run/ztunnel/ztunnel.sock';
+const CONNECTED_GAUGE = 'ztunnel_connected';
 
 /** A pod's netns as the agent knows it: an open handle (kept by its owner) or a path opened per send. */
 export type NetnsRef = NetnsHandle | string;
@@ -75,11 +76,15 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
       helloTimeoutMs: options.helloTimeoutMs ?? 5000,
       ackTimeoutMs: options.ackTimeoutMs ?? 5000,
     };
-    this.#gauge = new Gauge({
-      name: 'ztunnel_connected',
-      help: 'Number of node proxies connected over ZDS',
-      registers: [registry],
-    });
+    // A restarted listener in the same agent reuses the gauge it registered before.
+    this.#gauge =
+      (registry.getSingleMetric(CONNECTED_GAUGE) as Gauge | undefined) ??
+      new Gauge({
+        name: CONNECTED_GAUGE,
+        help: 'Number of node proxies connected over ZDS',
+        registers: [registry],
+      });
+    this.#gauge.set(0);
     listener.on('connection', (socket) => this.#onConnection(socket));
     listener.on('error', (err) => log.error('ZDS listener error', { error: err.message }));
   }
