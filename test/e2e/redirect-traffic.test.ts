@@ -32,8 +32,11 @@ describe('iptables, inbound tproxy (the seed)', () => {
     l15008 = await pods.listen('a', 15008, true);
   });
   after(async () => {
-    await pods?.close();
-    node?.remove();
+    try {
+      await pods?.close();
+    } finally {
+      node?.remove();
+    }
   });
 
   it("iptables-save in the pod shows exactly the seed's mangle and nat sections", () => {
