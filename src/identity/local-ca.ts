@@ -61,8 +61,14 @@ export class LocalCa implements CertificateAuthority {
   /** Opens the CA in `dir`, creating the directory, root key and root certificate when they do not exist. */
   static async open(dir: string, options: LocalCaOptions): Promise<LocalCa> {
     const trustDomain = parseTrustDomain(options.trustDomain);
-    if (options.maxTtlSeconds !== undefined && !(Number.isInteger(options.maxTtlSeconds) && options.maxTtlSeconds > 0)) {
-      throw new AmbitError('ERR_CA_TTL', `maxTtlSeconds must be a positive integer, got ${options.maxTtlSeconds}`);
+    if (
+      options.maxTtlSeconds !== undefined &&
+      !(Number.isInteger(options.maxTtlSeconds) && options.maxTtlSeconds > 0)
+    ) {
+      throw new AmbitError(
+        'ERR_CA_TTL',
+        `maxTtlSeconds must be a positive integer, got ${options.maxTtlSeconds}`,
+      );
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chmod(dir, 0o700);
@@ -121,7 +127,10 @@ export class LocalCa implements CertificateAuthority {
         new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identity }], true),
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        new x509.ExtendedKeyUsageExtension([
+          x509.ExtendedKeyUsage.serverAuth,
+          x509.ExtendedKeyUsage.clientAuth,
+        ]),
         await x509.AuthorityKeyIdentifierExtension.create(this.#rootCert, false, crypto),
       ],
     });
@@ -130,7 +139,10 @@ export class LocalCa implements CertificateAuthority {
 
   #checkTtl(ttlSeconds: number): number {
     if (!(Number.isInteger(ttlSeconds) && ttlSeconds > 0)) {
-      throw new AmbitError('ERR_CA_TTL', `requested TTL must be a positive whole number of seconds, got ${ttlSeconds}`);
+      throw new AmbitError(
+        'ERR_CA_TTL',
+        `requested TTL must be a positive whole number of seconds, got ${ttlSeconds}`,
+      );
     }
     return Math.min(ttlSeconds, this.#maxTtlSeconds);
   }
@@ -138,7 +150,9 @@ export class LocalCa implements CertificateAuthority {
   #checkSans(csr: x509.Pkcs10CertificateRequest, options: SignOptions): string {
     const sanExtensions = csr.extensions.filter((ext) => ext.type === SAN_OID);
     const uris = uriSans(sanExtensions);
-    const allNames = sanExtensions.flatMap((ext) => new x509.SubjectAlternativeNameExtension(ext.rawData).names.items);
+    const allNames = sanExtensions.flatMap(
+      (ext) => new x509.SubjectAlternativeNameExtension(ext.rawData).names.items,
+    );
     if (uris.length !== 1 || allNames.length !== 1) {
       throw new AmbitError(
         'ERR_CSR_SAN',
@@ -150,7 +164,10 @@ export class LocalCa implements CertificateAuthority {
     try {
       identity = parseSpiffeId(uris[0]!);
     } catch (err) {
-      throw new AmbitError('ERR_CSR_SAN', `the CSR's URI SAN is not a workload SPIFFE id: ${(err as Error).message}`);
+      throw new AmbitError(
+        'ERR_CSR_SAN',
+        `the CSR's URI SAN is not a workload SPIFFE id: ${(err as Error).message}`,
+      );
     }
     if (trustDomainOf(identity) !== this.trustDomain) {
       throw new AmbitError(
@@ -180,13 +197,20 @@ async function parseCsr(csrPem: string): Promise<x509.Pkcs10CertificateRequest> 
     csr = new x509.Pkcs10CertificateRequest(csrPem);
     if (!(await csr.verify(crypto))) throw new Error('signature does not verify');
   } catch (err) {
-    throw new AmbitError('ERR_CSR_INVALID', `the CSR cannot be parsed or verified: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new AmbitError(
+      'ERR_CSR_INVALID',
+      `the CSR cannot be parsed or verified: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
   if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
-    throw new AmbitError('ERR_CSR_KEY', `the CSR key must be ECDSA P-256, got ${alg.name} ${alg.namedCurve ?? ''}`);
+    throw new AmbitError(
+      'ERR_CSR_KEY',
+      `the CSR key must be ECDSA P-256, got ${alg.name} ${alg.namedCurve ?? ''}`,
+    );
   }
   return csr;
 }

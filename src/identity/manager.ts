@@ -73,7 +73,10 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     super();
     this.#ca = options.ca;
     this.#ttlSeconds = positive(options.ttlSeconds ?? DEFAULT_SECRET_TTL_SECONDS, 'ttlSeconds');
-    this.#initialBackoffMs = positive(options.initialBackoffMs ?? DEFAULT_INITIAL_BACKOFF_MS, 'initialBackoffMs');
+    this.#initialBackoffMs = positive(
+      options.initialBackoffMs ?? DEFAULT_INITIAL_BACKOFF_MS,
+      'initialBackoffMs',
+    );
     this.#maxBackoffMs = positive(options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS, 'maxBackoffMs');
     this.#now = options.now ?? Date.now;
   }
@@ -107,8 +110,10 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     if (!entry) return undefined;
     const cert = this.current(identity);
     if (cert) return { state: 'Available', certificate: cert.toJSON() };
-    if (entry.failure) return { state: 'Unavailable', code: entry.failure.code, reason: entry.failure.message };
-    if (entry.certificate) return { state: 'Unavailable', code: 'ERR_CERT_EXPIRED', reason: 'certificate expired' };
+    if (entry.failure)
+      return { state: 'Unavailable', code: entry.failure.code, reason: entry.failure.message };
+    if (entry.certificate)
+      return { state: 'Unavailable', code: 'ERR_CERT_EXPIRED', reason: 'certificate expired' };
     return { state: 'Initializing' };
   }
 
@@ -120,7 +125,10 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
   forget(identity: SpiffeId): void {
     const entry = this.#entries.get(identity);
     if (!entry) return;
-    this.#drop(entry, new AmbitError('ERR_CERT_FORGOTTEN', `certificate for ${identity} is no longer managed`));
+    this.#drop(
+      entry,
+      new AmbitError('ERR_CERT_FORGOTTEN', `certificate for ${identity} is no longer managed`),
+    );
     this.emit('forgotten', identity);
   }
 
@@ -202,7 +210,10 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     }
     const requestedKey = new x509.Pkcs10CertificateRequest(csr.csrPem).publicKey.rawData;
     if (!Buffer.from(leaf.publicKey.rawData).equals(Buffer.from(requestedKey))) {
-      throw new AmbitError('ERR_CA_RESPONSE', `the CA issued a certificate for ${identity} with a different key`);
+      throw new AmbitError(
+        'ERR_CA_RESPONSE',
+        `the CA issued a certificate for ${identity} with a different key`,
+      );
     }
     const cert = new WorkloadCertificate(identity, chain, signed.rootPem, csr.privateKeyPem);
     if (!cert.isValidAt(this.#now())) {

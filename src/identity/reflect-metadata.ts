@@ -16,8 +16,8 @@ const reflect = Reflect as typeof Reflect & ReflectMetadata;
 if (typeof reflect.getMetadata !== 'function') {
   reflect.getOwnMetadata = (key, target) => store.get(target)?.get(key);
   reflect.defineMetadata = (key, value, target) => {
-    let entries = store.get(target);
-    if (!entries) store.set(target, (entries = new Map()));
+    const entries = store.get(target) ?? new Map<unknown, unknown>();
+    store.set(target, entries);
     entries.set(key, value);
   };
   reflect.getMetadata = (key, target) => {

@@ -112,7 +112,9 @@ export function compareSpiffeIds(a: SpiffeId, b: SpiffeId): number {
   const pa = spiffeParts(a);
   const pb = spiffeParts(b);
   return (
-    cmp(pa.trustDomain, pb.trustDomain) || cmp(pa.namespace, pb.namespace) || cmp(pa.serviceAccount, pb.serviceAccount)
+    cmp(pa.trustDomain, pb.trustDomain) ||
+    cmp(pa.namespace, pb.namespace) ||
+    cmp(pa.serviceAccount, pb.serviceAccount)
   );
 }
 

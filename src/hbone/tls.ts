@@ -1,0 +1,313 @@
+/**
+ * The mutual-TLS half of HBONE: TLS 1.3 only, ALPN h2, the two AES-GCM suites, no SNI, no resumption.
+ * Servers present the local pod's certificate and accept only clients of the same trust domain; clients
+ * present the source pod's certificate and accept only a server whose URI SAN is an expected identity.
+ * Secure contexts are built once per identity and certificate (rebuilt on rotation), never per connection.
+ */
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import tls from 'node:tls';
+import { AmbitError } from '../errors.js';
+import type { WorkloadCertificate } from '../identity/certificate.js';
+import type { CertificateManager } from '../identity/manager.js';
+import { isSpiffeId, type SpiffeId, type TrustDomain, trustDomainOf } from '../identity/spiffe.js';
+import { splitPemBundle, uriSans, x509 } from '../identity/x509.js';
+
+export const HBONE_ALPN = 'h2';
+export const HBONE_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Key material and protocol limits shared by client and server contexts. */
+function contextOptions(cert: WorkloadCertificate): tls.SecureContextOptions {
+  return {
+    key: cert.privateKeyPem(),
+    cert: cert.certChainPem.join('\n'),
+    ca: splitPemBundle(cert.rootPem),
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    ciphers: HBONE_CIPHERS,
+  };
+}
+
+interface CachedContext {
+  certificate: WorkloadCertificate;
+  context: tls.SecureContext;
+}
+
+export interface HboneTlsEvents {
+  /** The certificate of `identity` changed; contexts built from the old one are stale. */
+  invalidated: [identity: SpiffeId];
+}
+
+/** Per-identity secure contexts over a certificate manager, dropped when a certificate rotates. */
+export class HboneTlsContexts extends EventEmitter<HboneTlsEvents> {
+  readonly certificates: CertificateManager;
+  readonly #cache = new Map<SpiffeId, Promise<CachedContext>>();
+  readonly #onChange = (identity: SpiffeId): void => {
+    this.#cache.delete(identity);
+    this.emit('invalidated', identity);
+  };
+
+  constructor(certificates: CertificateManager) {
+    super();
+    this.certificates = certificates;
+    certificates.on('rotated', this.#onChange);
+    certificates.on('forgotten', this.#onChange);
+  }
+
+  /** The cached context for `identity`, built on first use and after each rotation. */
+  async secureContext(identity: SpiffeId): Promise<CachedContext> {
+    let cached = this.#cache.get(identity);
+    if (cached) {
+      const entry = await cached.catch(() => undefined);
+      if (entry && this.certificates.current(identity) === entry.certificate) return entry;
+      if (this.#cache.get(identity) === cached) this.#cache.delete(identity);
+    }
+    cached = this.#cache.get(identity);
+    if (!cached) {
+      cached = this.certificates.fetch(identity).then((certificate) => ({
+        certificate,
+        context: tls.createSecureContext(contextOptions(certificate)),
+      }));
+      this.#cache.set(identity, cached);
+      cached.catch(() => {
+        if (this.#cache.get(identity) === cached) this.#cache.delete(identity);
+      });
+    }
+    return cached;
+  }
+
+  /** Options for `tls.connect` / an HTTP/2 `createConnection`: mTLS as `source`, server must be in `expected`. */
+  async clientOptions(source: SpiffeId, expected: readonly SpiffeId[]): Promise<tls.ConnectionOptions> {
+    if (expected.length === 0) {
+      throw new AmbitError(
+        'ERR_NO_EXPECTED_IDENTITY',
+        'an HBONE client needs at least one expected server identity',
+      );
+    }
+    const { context } = await this.secureContext(source);
+    const allowed = [...expected];
+    // No `servername`: Node then sends no SNI extension, as ztunnel (IPs are illegal in SNI anyway).
+    return {
+      secureContext: context,
+      ALPNProtocols: [HBONE_ALPN],
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, cert) => checkServerSpiffe(cert, allowed),
+    };
+  }
+
+  /** Options for `tls.createServer` / `http2.createSecureServer` presenting `identity`'s certificate. */
+  async serverOptions(identity: SpiffeId): Promise<tls.TlsOptions> {
+    const certificate = await this.certificates.fetch(identity);
+    return {
+      ...contextOptions(certificate),
+      ALPNProtocols: [HBONE_ALPN],
+      requestCert: true,
+      // Chain errors are turned into coded rejections by HboneServerTls, which also checks the trust domain.
+      rejectUnauthorized: false,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    };
+  }
+
+  close(): void {
+    this.certificates.off('rotated', this.#onChange);
+    this.certificates.off('forgotten', this.#onChange);
+    this.#cache.clear();
+  }
+}
+
+function checkServerSpiffe(cert: tls.PeerCertificate, expected: readonly SpiffeId[]): Error | undefined {
+  const presented = cert.raw ? uriSans(new x509.X509Certificate(cert.raw).extensions) : [];
+  if (presented.some((uri) => expected.includes(uri as SpiffeId))) return undefined;
+  return new AmbitError(
+    'ERR_IDENTITY_MISMATCH',
+    `HBONE server presented ${presented.join(', ') || 'no URI SAN'}, expected ${expected.join(' or ')}`,
+  );
+}
+
+/** SPIFFE URI SANs of the peer's leaf certificate (not checked for trust). */
+export function peerSpiffeIds(socket: tls.TLSSocket): SpiffeId[] {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) return [];
+  return uriSans(new x509.X509Certificate(cert.raw).extensions).filter(isSpiffeId);
+}
+
+/** The peer's identity on a handshaken socket whose chain verified; throws a coded error otherwise. */
+export function peerIdentity(socket: tls.TLSSocket): SpiffeId {
+  if (!socket.getPeerX509Certificate()) {
+    throw new AmbitError('ERR_NO_PEER_CERTIFICATE', 'the HBONE peer presented no certificate');
+  }
+  if (!socket.authorized) {
+    throw new AmbitError(
+      'ERR_PEER_UNTRUSTED',
+      `the HBONE peer's certificate does not chain to the trust bundle (${authorizationCode(socket)})`,
+    );
+  }
+  const ids = peerSpiffeIds(socket);
+  if (ids.length === 0) {
+    throw new AmbitError('ERR_NO_PEER_IDENTITY', "the HBONE peer's certificate has no SPIFFE URI SAN");
+  }
+  return ids[0]!;
+}
+
+/** The client's identity, required to be in `trustDomain` (ztunnel's inbound trust-domain check). */
+function verifiedClientIdentity(socket: tls.TLSSocket, trustDomain: TrustDomain): SpiffeId {
+  peerIdentity(socket);
+  const ids = peerSpiffeIds(socket);
+  const inDomain = ids.find((id) => trustDomainOf(id) === trustDomain);
+  if (!inDomain) {
+    throw new AmbitError(
+      'ERR_TRUST_DOMAIN',
+      `HBONE client identity ${ids.join(', ')} is not in trust domain ${JSON.stringify(trustDomain)}`,
+    );
+  }
+  if (socket.alpnProtocol !== HBONE_ALPN) {
+    throw new AmbitError(
+      'ERR_ALPN',
+      `HBONE client negotiated ALPN ${String(socket.alpnProtocol)}, not ${HBONE_ALPN}`,
+    );
+  }
+  return inDomain;
+}
+
+export interface HboneServerTlsEvents {
+  /** A client passed every check; hand `socket` to the HTTP/2 server. */
+  secure: [socket: tls.TLSSocket, peer: SpiffeId];
+  /** A client failed the handshake or a check; its socket is already destroyed. */
+  rejected: [error: AmbitError, socket: tls.TLSSocket];
+}
+
+/**
+ * Server-side TLS for one pod's 15008 listener. Raw TCP sockets (e.g. accepted inside the pod netns) go in
+ * through `accept`; verified TLS sockets come out as 'secure' events. The context follows rotations.
+ */
+export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
+  readonly identity: SpiffeId;
+  readonly #contexts: HboneTlsContexts;
+  readonly #server: tls.Server;
+  #closed = false;
+  readonly #onInvalidated = (identity: SpiffeId): void => {
+    if (identity === this.identity && !this.#closed) void this.#reload();
+  };
+
+  private constructor(contexts: HboneTlsContexts, identity: SpiffeId, options: tls.TlsOptions) {
+    super();
+    this.identity = identity;
+    this.#contexts = contexts;
+    this.#server = tls.createServer(options);
+    this.#server.on('secureConnection', (socket) => this.#check(socket));
+    this.#server.on('tlsClientError', (err, socket) => {
+      this.emit(
+        'rejected',
+        new AmbitError('ERR_TLS_HANDSHAKE', `HBONE TLS handshake failed: ${err.message}`),
+        socket,
+      );
+    });
+    contexts.on('invalidated', this.#onInvalidated);
+  }
+
+  static async create(contexts: HboneTlsContexts, identity: SpiffeId): Promise<HboneServerTls> {
+    return new HboneServerTls(contexts, identity, await contexts.serverOptions(identity));
+  }
+
+  /** Starts the TLS handshake on an accepted TCP connection. */
+  accept(raw: net.Socket): void {
+    if (this.#closed) {
+      raw.destroy();
+      return;
+    }
+    this.#server.emit('connection', raw);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#contexts.off('invalidated', this.#onInvalidated);
+  }
+
+  #check(socket: tls.TLSSocket): void {
+    try {
+      const peer = verifiedClientIdentity(socket, trustDomainOf(this.identity));
+      this.emit('secure', socket, peer);
+    } catch (err) {
+      socket.destroy();
+      this.emit('rejected', err as AmbitError, socket);
+    }
+  }
+
+  async #reload(): Promise<void> {
+    try {
+      this.#server.setSecureContext(await this.#contexts.serverOptions(this.identity));
+    } catch {
+      // Certificate unavailable: keep the old context; connections fail the client's expiry check if it lapsed.
+    }
+  }
+}
+
+export interface HboneConnectOptions {
+  source: SpiffeId;
+  expected: readonly SpiffeId[];
+  /** An already connected (or connecting) TCP socket, e.g. from connectInNetns; else host/port. */
+  socket?: net.Socket;
+  host?: string;
+  port?: number;
+}
+
+export interface HboneTlsConnection {
+  socket: tls.TLSSocket;
+  /** The expected identity the server proved. */
+  peer: SpiffeId;
+}
+
+/** Dials (or wraps) a TCP connection and completes the HBONE client handshake. */
+export async function connectHbone(
+  contexts: HboneTlsContexts,
+  options: HboneConnectOptions,
+): Promise<HboneTlsConnection> {
+  const base = await contexts.clientOptions(options.source, options.expected);
+  const socket = tls.connect({
+    ...base,
+    ...(options.socket ? { socket: options.socket } : { host: options.host, port: options.port }),
+  });
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error): void => {
+      socket.off('secureConnect', onSecure);
+      socket.destroy();
+      reject(classifyClientError(err, socket));
+    };
+    const onSecure = (): void => {
+      socket.off('error', fail);
+      if (socket.alpnProtocol !== HBONE_ALPN) {
+        fail(
+          new AmbitError('ERR_ALPN', `HBONE server negotiated ALPN ${String(socket.alpnProtocol)}, not h2`),
+        );
+        return;
+      }
+      const presented = peerSpiffeIds(socket);
+      resolve({ socket, peer: options.expected.find((id) => presented.includes(id))! });
+    };
+    socket.once('error', fail);
+    socket.once('secureConnect', onSecure);
+  });
+}
+
+function classifyClientError(err: Error, socket: tls.TLSSocket): AmbitError {
+  if (err instanceof AmbitError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== undefined && code === authorizationCode(socket)) {
+    return new AmbitError(
+      'ERR_PEER_UNTRUSTED',
+      `HBONE server certificate does not chain to the trust bundle (${code}): ${err.message}`,
+      { cause: err },
+    );
+  }
+  return new AmbitError(code ?? 'ERR_TLS_HANDSHAKE', `HBONE TLS connection failed: ${err.message}`, {
+    cause: err,
+  });
+}
+
+/** Node stores the OpenSSL verify code (a string) in `authorizationError`, although typed as an Error. */
+function authorizationCode(socket: tls.TLSSocket): string | undefined {
+  const value: unknown = socket.authorizationError;
+  if (typeof value === 'string') return value;
+  return value instanceof Error ? ((value as NodeJS.ErrnoException).code ?? value.message) : undefined;
+}
