@@ -77,12 +77,15 @@ function toolDir(without: string[], failing: string[] = []): string {
   return dir;
 }
 
+// The tests read rules back with `iptables-save` (the nft alternative here), so pin the variant
+// rather than depend on what the test machine's own netns holds; detection has its own test.
+const NFT = { xtables: xtables('nft') };
 const env = { ...process.env, AMBIT_IPTABLES: 'nft' };
 
 describe('redirect operations (iptables)', () => {
   it('apply twice leaves one set of rules; verify is clean', async () => {
     const ns = pod();
-    const r = createRedirector();
+    const r = createRedirector(NFT);
     assert.equal(await r.apply(ns.path), 'applied');
     const first = snapshot(ns);
     assert.equal(await r.apply(ns.path), 'unchanged');
@@ -112,7 +115,7 @@ describe('redirect operations (iptables)', () => {
     ns.exec('iptables', ['-t', 'filter', '-A', 'INPUT', '-p', 'udp', '-j', 'ACCEPT']);
     ns.exec('ip', ['rule', 'add', 'fwmark', '0x7', 'lookup', '200', 'pref', '1000']);
     const before = snapshot(ns);
-    const r = createRedirector();
+    const r = createRedirector(NFT);
     await r.apply(ns.path);
     assert.notEqual(snapshot(ns), before);
     assert.equal(await r.remove(ns.path), 'removed');
@@ -123,7 +126,7 @@ describe('redirect operations (iptables)', () => {
 
   it('reconcile repairs a deleted rule and removes a foreign rule and a foreign jump; apply refuses drift', async () => {
     const ns = pod();
-    const r = createRedirector();
+    const r = createRedirector(NFT);
     await r.apply(ns.path);
     ns.exec('iptables', [
       '-t',
@@ -165,7 +168,7 @@ describe('redirect operations (iptables)', () => {
 
   it('IPv6: a pod with an IPv6 address gets ip6tables rules and the ::/0 local route; disabled lo gets none', async () => {
     const ns = pod(true);
-    const r = createRedirector();
+    const r = createRedirector(NFT);
     await r.apply(ns.path);
     const v6 = ns.exec('ip6tables-save', []);
     assert.match(
@@ -200,7 +203,7 @@ describe('redirect operations (iptables)', () => {
 
 describe('redirect bad input', () => {
   it('a netns that does not exist: one clear error naming the fix', async () => {
-    await assert.rejects(createRedirector().apply('/var/run/netns/ambit-t-nonexistent'), (e) => {
+    await assert.rejects(createRedirector(NFT).apply('/var/run/netns/ambit-t-nonexistent'), (e) => {
       assert.equal(errorCode(e), 'ERR_REDIRECT_NETNS_NOT_FOUND');
       assert.match(String(e), /ambit-t-nonexistent does not exist: pass the path of a live pod netns/);
       return true;
