@@ -43,16 +43,24 @@ export interface HboneTlsEvents {
 export class HboneTlsContexts extends EventEmitter<HboneTlsEvents> {
   readonly certificates: CertificateManager;
   readonly #cache = new Map<SpiffeId, Promise<CachedContext>>();
-  readonly #onChange = (identity: SpiffeId): void => {
+  readonly #onForgotten = (identity: SpiffeId): void => {
     this.#cache.delete(identity);
     this.emit('invalidated', identity);
+  };
+  readonly #onRotated = (
+    identity: SpiffeId,
+    _cert: WorkloadCertificate,
+    previous?: WorkloadCertificate,
+  ): void => {
+    // The first issuance replaces nothing; a context built from it is current.
+    if (previous) this.#onForgotten(identity);
   };
 
   constructor(certificates: CertificateManager) {
     super();
     this.certificates = certificates;
-    certificates.on('rotated', this.#onChange);
-    certificates.on('forgotten', this.#onChange);
+    certificates.on('rotated', this.#onRotated);
+    certificates.on('forgotten', this.#onForgotten);
   }
 
   /** The cached context for `identity`, built on first use and after each rotation. */
@@ -98,22 +106,25 @@ export class HboneTlsContexts extends EventEmitter<HboneTlsEvents> {
 
   /** Options for `tls.createServer` / `http2.createSecureServer` presenting `identity`'s certificate. */
   async serverOptions(identity: SpiffeId): Promise<tls.TlsOptions> {
-    const certificate = await this.certificates.fetch(identity);
-    return {
-      ...contextOptions(certificate),
-      ALPNProtocols: [HBONE_ALPN],
-      requestCert: true,
-      // Chain errors are turned into coded rejections by HboneServerTls, which also checks the trust domain.
-      rejectUnauthorized: false,
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-    };
+    return serverTlsOptions(await this.certificates.fetch(identity));
   }
 
   close(): void {
-    this.certificates.off('rotated', this.#onChange);
-    this.certificates.off('forgotten', this.#onChange);
+    this.certificates.off('rotated', this.#onRotated);
+    this.certificates.off('forgotten', this.#onForgotten);
     this.#cache.clear();
   }
+}
+
+function serverTlsOptions(certificate: WorkloadCertificate): tls.TlsOptions {
+  return {
+    ...contextOptions(certificate),
+    ALPNProtocols: [HBONE_ALPN],
+    requestCert: true,
+    // Chain errors are turned into coded rejections by HboneServerTls, which also checks the trust domain.
+    rejectUnauthorized: false,
+    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+  };
 }
 
 function checkServerSpiffe(cert: tls.PeerCertificate, expected: readonly SpiffeId[]): Error | undefined {
@@ -127,14 +138,21 @@ function checkServerSpiffe(cert: tls.PeerCertificate, expected: readonly SpiffeI
 
 /** SPIFFE URI SANs of the peer's leaf certificate (not checked for trust). */
 export function peerSpiffeIds(socket: tls.TLSSocket): SpiffeId[] {
-  const cert = socket.getPeerX509Certificate();
-  if (!cert) return [];
-  return uriSans(new x509.X509Certificate(cert.raw).extensions).filter(isSpiffeId);
+  const raw = peerCertificateDer(socket);
+  if (!raw) return [];
+  return uriSans(new x509.X509Certificate(raw).extensions).filter(isSpiffeId);
+}
+
+// getPeerCertificate(), not getPeerX509Certificate(): on Node 20 the latter returns undefined on the client
+// side once 'secureConnect' has been handled.
+function peerCertificateDer(socket: tls.TLSSocket): Buffer | undefined {
+  const raw = socket.getPeerCertificate()?.raw;
+  return raw && raw.length > 0 ? raw : undefined;
 }
 
 /** The peer's identity on a handshaken socket whose chain verified; throws a coded error otherwise. */
 export function peerIdentity(socket: tls.TLSSocket): SpiffeId {
-  if (!socket.getPeerX509Certificate()) {
+  if (!peerCertificateDer(socket)) {
     throw new AmbitError('ERR_NO_PEER_CERTIFICATE', 'the HBONE peer presented no certificate');
   }
   if (!socket.authorized) {
@@ -175,6 +193,8 @@ export interface HboneServerTlsEvents {
   secure: [socket: tls.TLSSocket, peer: SpiffeId];
   /** A client failed the handshake or a check; its socket is already destroyed. */
   rejected: [error: AmbitError, socket: tls.TLSSocket];
+  /** New connections now get the rotated certificate with this serial number. */
+  reloaded: [serialNumber: string];
 }
 
 /**
@@ -236,7 +256,9 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
 
   async #reload(): Promise<void> {
     try {
-      this.#server.setSecureContext(await this.#contexts.serverOptions(this.identity));
+      const certificate = await this.#contexts.certificates.fetch(this.identity);
+      this.#server.setSecureContext(serverTlsOptions(certificate));
+      this.emit('reloaded', certificate.serialNumber);
     } catch {
       // Certificate unavailable: keep the old context; connections fail the client's expiry check if it lapsed.
     }

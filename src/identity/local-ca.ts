@@ -10,6 +10,7 @@ import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.
 import { parseSpiffeId, parseTrustDomain, type TrustDomain, trustDomainOf } from './spiffe.js';
 import {
   type CryptoKey,
+  certificatePem,
   crypto,
   ECDSA_SHA256,
   type EcKeyAlgorithm,
@@ -52,7 +53,7 @@ export class LocalCa implements CertificateAuthority {
   ) {
     this.trustDomain = trustDomain;
     this.#rootCert = rootCert;
-    this.rootPem = rootCert.toString('pem');
+    this.rootPem = certificatePem(rootCert);
     this.#rootKey = rootKey;
     this.#maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
     this.#now = options.now ?? Date.now;
@@ -79,7 +80,7 @@ export class LocalCa implements CertificateAuthority {
       const created = await createRoot(trustDomain, options.now ?? Date.now);
       // 'wx' so two processes racing on first use never overwrite each other's key.
       await writeFile(keyPath, created.keyPem, { mode: 0o600, flag: 'wx' });
-      await writeFile(certPath, created.cert.toString('pem'), { mode: 0o600, flag: 'wx' });
+      await writeFile(certPath, certificatePem(created.cert), { mode: 0o600, flag: 'wx' });
       return new LocalCa(trustDomain, created.cert, created.key, options);
     }
     if (keyPem === undefined || certPem === undefined) {
@@ -134,7 +135,7 @@ export class LocalCa implements CertificateAuthority {
         await x509.AuthorityKeyIdentifierExtension.create(this.#rootCert, false, crypto),
       ],
     });
-    return { certChainPem: [leaf.toString('pem')], rootPem: this.rootPem };
+    return { certChainPem: [certificatePem(leaf)], rootPem: this.rootPem };
   }
 
   #checkTtl(ttlSeconds: number): number {

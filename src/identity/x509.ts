@@ -31,6 +31,11 @@ export async function privateKeyFromPem(pem: string): Promise<CryptoKey> {
   return crypto.subtle.importKey('pkcs8', der, EC_P256, false, ['sign']);
 }
 
+/** PEM text of a certificate, newline-terminated so bundles can be made by plain concatenation. */
+export function certificatePem(cert: x509.X509Certificate): string {
+  return `${cert.toString('pem')}\n`;
+}
+
 /** Splits a PEM bundle (several concatenated certificates) into one PEM string per certificate. */
 export function splitPemBundle(bundle: string): string[] {
   return x509.PemConverter.decodeWithHeaders(bundle)
