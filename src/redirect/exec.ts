@@ -77,9 +77,17 @@ export function exec(
       argv,
       { encoding: 'utf8', env: { ...process.env, PATH: place.path }, maxBuffer: 64 * 1024 * 1024 },
       (err, stdout, stderr) => {
-        if (err && typeof err.code === 'string') {
+        if (err && (err.code === 'ENOENT' || err.code === 'EACCES')) {
           reject(
             new AmbitError('ERR_REDIRECT_TOOL_MISSING', `cannot run ${file}: ${err.message}`, { cause: err }),
+          );
+          return;
+        }
+        if (err && typeof err.code === 'string') {
+          reject(
+            new AmbitError('ERR_REDIRECT_COMMAND_FAILED', `${cmd} ${args.join(' ')}: ${err.message}`, {
+              cause: err,
+            }),
           );
           return;
         }

@@ -120,7 +120,10 @@ export function createRedirector(options: RedirectorOptions = {}): Redirector {
     };
   }
 
-  /** Writes rules and routes; on any failure takes out everything of ours so nothing is half-applied. */
+  /**
+   * Writes rules and routes. A failed first apply takes out everything of ours so nothing is
+   * half-applied; a failed repair leaves the (per-table atomic) state as is rather than uncapture the pod.
+   */
   async function write(
     netns: NetnsRef,
     podIps: readonly string[] | undefined,
@@ -141,8 +144,10 @@ export function createRedirector(options: RedirectorOptions = {}): Redirector {
       if (d.missing.length || d.unexpected.length) await b.write(place, rulesets);
       await ensureRoutes(place, families);
     } catch (err) {
-      await b.remove(place).catch(() => undefined);
-      await removeRoutes(place).catch(() => undefined);
+      if (!d.present) {
+        await b.remove(place).catch(() => undefined);
+        await removeRoutes(place).catch(() => undefined);
+      }
       throw err;
     }
     return rulesDrifted ? 'repaired' : 'applied';

@@ -15,9 +15,9 @@ export function parseNftListing(text: string): string[] {
   let chain = '';
   for (const raw of text.split('\n')) {
     const line = raw
-      .trim()
       .replace(/\s*# handle \d+$/, '')
-      .replace(/ counter packets \d+ bytes \d+/, '');
+      .replace(/\bcounter packets \d+ bytes \d+ ?/, '')
+      .trim();
     const tableHead = /^table inet (\S+) \{$/.exec(line);
     const chainHead = /^chain (\S+) \{$/.exec(line);
     if (tableHead) table = tableHead[1]!;

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { renderRestore } from '../../src/redirect/iptables-render.js';
 import { diffState, parseSave, removalText, replaceText } from '../../src/redirect/iptables-state.js';
 import { hostProbeRuleset, podRuleset } from '../../src/redirect/model.js';
+import { parseNftListing } from '../../src/redirect/nft-backend.js';
 import { renderNft, renderNftRemoval } from '../../src/redirect/nft-render.js';
 
 // Compiled tests live in <dist>/test/redirect; the golden files stay in the source tree.
@@ -136,5 +137,27 @@ describe('iptables-save state', () => {
       text,
       /\*nat\n-D OUTPUT -j ISTIO_OUTPUT\n-F ISTIO_OUTPUT\n:ISTIO_OUTPUT - \[0:0\]\n:ISTIO_PRERT - \[0:0\]\n/,
     );
+  });
+});
+
+describe('nft listing', () => {
+  it('keeps table, chain and statement; drops counters, handles and braces', () => {
+    const listing = [
+      'table inet istio-ambient-nat { # handle 3',
+      '\tchain output { # handle 1',
+      '\t\ttype nat hook output priority -100; policy accept;',
+      '\t\tcounter packets 4 bytes 240 jump istio-output # handle 5',
+      '\t}',
+      '',
+      '\tchain istio-output { # handle 2',
+      '\t\tmeta l4proto tcp meta mark & 0x00000fff == 0x00000111 counter packets 0 bytes 0 accept # handle 7',
+      '\t}',
+      '}',
+    ].join('\n');
+    assert.deepEqual(parseNftListing(listing), [
+      'istio-ambient-nat output: type nat hook output priority -100; policy accept;',
+      'istio-ambient-nat output: jump istio-output',
+      'istio-ambient-nat istio-output: meta l4proto tcp meta mark & 0x00000fff == 0x00000111 accept',
+    ]);
   });
 });
