@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 
 export function run(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -97,7 +98,7 @@ export class VethPair {
   }
 }
 
-/** Number of open fds of this process. */
+/** Number of open fds of this process (read in-process: a child's /proc/self would be the child's). */
 export function openFdCount(): number {
-  return run('ls', ['/proc/self/fd']).split('\n').filter(Boolean).length;
+  return readdirSync('/proc/self/fd').length;
 }

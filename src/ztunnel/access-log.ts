@@ -1,0 +1,58 @@
+/**
+ * The access log, target `access`, with ztunnel's field names (reference ztunnel.md §7):
+ * `connection complete` at the end (ERROR with `error=` on failure), WARN `connection failed` for
+ * connections rejected before they had enough context.
+ */
+import { type Fields, logger } from '../admin/log.js';
+import type { ConnectionInfo } from './connection-info.js';
+
+const log = logger('access');
+
+function fieldsOf(c: ConnectionInfo): Fields {
+  return {
+    'src.addr': c.srcAddr,
+    'src.workload': c.srcWorkload?.workloadName,
+    'src.namespace': c.srcWorkload?.namespace,
+    'src.identity': c.srcIdentity,
+    'dst.addr': c.dstAddr,
+    'dst.hbone_addr': c.dstHboneAddr,
+    'dst.service': c.dstService?.hostname,
+    'dst.workload': c.dstWorkload?.workloadName,
+    'dst.namespace': c.dstWorkload?.namespace,
+    'dst.identity': c.dstIdentity,
+    direction: c.direction,
+  };
+}
+
+export function logConnectionOpened(c: ConnectionInfo): void {
+  if (log.enabled('debug')) log.debug('connection opened', fieldsOf(c));
+}
+
+/** `bytes_sent` is client->server for outbound, server->client for inbound, as ztunnel logs it. */
+export function logConnectionComplete(
+  c: ConnectionInfo,
+  bytesSent: number,
+  bytesRecv: number,
+  error?: string,
+): void {
+  const fields: Fields = {
+    ...fieldsOf(c),
+    bytes_sent: bytesSent,
+    bytes_recv: bytesRecv,
+    duration: `${Date.now() - c.startedAt}ms`,
+  };
+  if (error) log.error('connection complete', { ...fields, error });
+  else log.info('connection complete', fields);
+}
+
+export function logConnectionFailed(
+  c: Pick<ConnectionInfo, 'srcAddr' | 'dstAddr' | 'direction'>,
+  error: string,
+): void {
+  log.warn('connection failed', {
+    'src.addr': c.srcAddr,
+    'dst.addr': c.dstAddr,
+    direction: c.direction,
+    error,
+  });
+}

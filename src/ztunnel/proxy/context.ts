@@ -1,0 +1,59 @@
+/** What every listener of one pod's proxy shares: the pod, its netns, the node-wide dependencies. */
+import type { Socket } from 'node:net';
+import type { WorkloadStore } from '../../discovery/store.js';
+import type { Workload } from '../../discovery/types.js';
+import type { NetnsHandle } from '../../sys/index.js';
+import type { WorkloadInfo } from '../../zds/messages.js';
+import type { ConnectionInfo } from '../connection-info.js';
+import type { TrafficMetrics } from '../metrics.js';
+import type { OutboundRoute } from './route.js';
+
+/** The HBONE half of the data path (issue "HBONE"): plugs into the same listeners. */
+export interface HboneHooks {
+  /** Carries an accepted outbound connection to its HBONE peer; owns `downstream` from then on. */
+  outbound(
+    pod: PodContext,
+    downstream: Socket,
+    route: Extract<OutboundRoute, { kind: 'hbone' }>,
+    info: ConnectionInfo,
+  ): void;
+  /** Serves a connection accepted on the pod's :15008. */
+  inbound(pod: PodContext, socket: Socket): void;
+}
+
+/** Decides whether an inbound connection may reach the app; returns a deny reason or undefined. */
+export type InboundPolicy = (
+  pod: PodContext,
+  info: ConnectionInfo,
+  dst: { address: string; port: number },
+) => string | undefined;
+
+export interface ProxyDeps {
+  store: WorkloadStore;
+  metrics: TrafficMetrics;
+  /** SO_MARK of every socket the proxy makes (PACKET_MARK, 1337). */
+  mark: number;
+  /** SO_REUSEPORT on the pod listeners (INPOD_PORT_REUSE), for hand-over between two proxies. */
+  portReuse: boolean;
+  /** Upstream connect timeout (10 s upstream). */
+  connectTimeoutMs: number;
+  /** How long 'drain' lets connections finish before cutting them (5 s upstream). */
+  drainDeadlineMs: number;
+  /** The SOCKS5 listener on 127.0.0.1:15080. */
+  socks5: boolean;
+  inboundPolicy?: InboundPolicy;
+  hbone?: HboneHooks;
+}
+
+export interface PodContext {
+  readonly uid: string;
+  readonly info: WorkloadInfo;
+  readonly netns: NetnsHandle;
+  readonly deps: ProxyDeps;
+  /** Whether the listeners got IP_TRANSPARENT, so upstream connections may spoof the client's address. */
+  readonly transparent: boolean;
+  /** The workload this pod is, when the store knows it (matched by name, namespace, service account). */
+  localWorkload(): Workload | undefined;
+  /** Registers a socket to be cut when the pod's proxy stops; it unregisters itself on close. */
+  track(socket: Socket): void;
+}

@@ -1,0 +1,92 @@
+/**
+ * Outbound (15001): the pod's own connections, captured by the nat REDIRECT rule. The dialled
+ * address comes back from SO_ORIGINAL_DST; the route decides passthrough, direct or HBONE.
+ */
+import { isIP, type Socket } from 'node:net';
+import { errorMessage } from '../../errors.js';
+import { originalDst, unmapIPv4 } from '../../sys/index.js';
+import { logConnectionFailed } from '../access-log.js';
+import { type ConnectionInfo, hostPort } from '../connection-info.js';
+import { ILLEGAL_PORTS } from '../ports.js';
+import type { PodContext } from './context.js';
+import { selectRoute, spiffeIdOf } from './route.js';
+import { proxyToUpstream } from './upstream.js';
+
+function isLoopback(ip: string): boolean {
+  return ip === '::1' || (isIP(ip) === 4 && ip.startsWith('127.'));
+}
+
+/** The original destination of a captured connection, or the local address when it was not NATed. */
+export function destinationOf(socket: Socket): { address: string; port: number } {
+  try {
+    const d = originalDst(socket);
+    return { address: unmapIPv4(d.address), port: d.port };
+  } catch {
+    return { address: unmapIPv4(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+  }
+}
+
+export function handleOutbound(pod: PodContext, downstream: Socket): void {
+  downstream.setNoDelay(true);
+  const dst = destinationOf(downstream);
+  proxyOutbound(pod, downstream, dst);
+}
+
+/** The outbound path after the destination is known (also the SOCKS5 listener's). */
+export function proxyOutbound(
+  pod: PodContext,
+  downstream: Socket,
+  dst: { address: string; port: number },
+): void {
+  const srcAddr = hostPort(unmapIPv4(downstream.remoteAddress ?? ''), downstream.remotePort ?? 0);
+  const dstAddr = hostPort(dst.address, dst.port);
+  if (isLoopback(dst.address) && ILLEGAL_PORTS.has(dst.port)) {
+    logConnectionFailed({ srcAddr, dstAddr, direction: 'outbound' }, 'attempted recursive call to ourselves');
+    downstream.resetAndDestroy();
+    return;
+  }
+  const route = selectRoute(pod.deps.store, dst);
+  const local = pod.localWorkload();
+  const info: ConnectionInfo = {
+    direction: 'outbound',
+    srcAddr,
+    srcWorkload: local,
+    dstAddr,
+    securityPolicy: 'unknown',
+    responseFlags: '-',
+    startedAt: Date.now(),
+  };
+  switch (route.kind) {
+    case 'reject':
+      logConnectionFailed(info, route.reason);
+      downstream.resetAndDestroy();
+      return;
+    case 'passthrough':
+      void proxyToUpstream(pod, downstream, { host: route.host, port: route.port }, info);
+      return;
+    case 'direct':
+      info.dstWorkload = route.workload;
+      info.dstService = route.service;
+      info.dstAddr = hostPort(route.host, route.port);
+      void proxyToUpstream(pod, downstream, { host: route.host, port: route.port }, info);
+      return;
+    case 'hbone': {
+      info.dstWorkload = route.workload;
+      info.dstService = route.service;
+      info.dstAddr = hostPort(route.host, route.port);
+      info.dstHboneAddr = hostPort(route.targetHost, route.targetPort);
+      info.dstIdentity = spiffeIdOf(route.workload);
+      if (!pod.deps.hbone) {
+        logConnectionFailed(info, 'HBONE is not available in this proxy');
+        downstream.resetAndDestroy();
+        return;
+      }
+      try {
+        pod.deps.hbone.outbound(pod, downstream, route, info);
+      } catch (err) {
+        logConnectionFailed(info, errorMessage(err));
+        downstream.resetAndDestroy();
+      }
+    }
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * One pod's proxy: the listener set inside the pod's network namespace (bound in ztunnel's order
+ * 15008, 15006, 15001, then 15080 on the pod's loopback) and every connection it carries.
+ * Implements the in-pod state manager's InPodProxy/InPodProxyFactory.
+ */
+import type { Server, Socket } from 'node:net';
+import { logger } from '../../admin/log.js';
+import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import { listenInNetns, type NetnsHandle } from '../../sys/index.js';
+import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
+import type { InPodProxy, InPodProxyFactory, StopMode } from '../inpod/proxy.js';
+import { INBOUND_HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT, SOCKS5_PORT } from '../ports.js';
+import type { PodContext, ProxyDeps } from './context.js';
+import { handleInboundPlaintext } from './inbound-plaintext.js';
+import { handleOutbound } from './outbound.js';
+import { handleSocks5 } from './socks5.js';
+import { SOCKET_HIGH_WATER_MARK } from './upstream.js';
+
+const log = logger('ztunnel::proxy');
+
+interface ListenerSpec {
+  port: number;
+  host: string;
+  component: string;
+  transparent: boolean;
+  handle: (pod: PodContext, socket: Socket) => void;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+export class PodProxy implements InPodProxy, PodContext {
+  readonly #listeners: Server[] = [];
+  readonly #connections = new Set<Socket>();
+  #stopped: Promise<void> | undefined;
+  transparent = true;
+
+  constructor(
+    readonly uid: WorkloadUid,
+    readonly info: WorkloadInfo,
+    readonly netns: NetnsHandle,
+    readonly deps: ProxyDeps,
+    private readonly onStopped: () => void = () => {},
+  ) {}
+
+  localWorkload() {
+    return this.deps.store.findLocalWorkload({
+      name: this.info.name,
+      namespace: this.info.namespace,
+      serviceAccount: this.info.serviceAccount,
+    });
+  }
+
+  track(socket: Socket): void {
+    this.#connections.add(socket);
+    socket.once('close', () => this.#connections.delete(socket));
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #specs(): ListenerSpec[] {
+    const specs: ListenerSpec[] = [
+      {
+        port: INBOUND_HBONE_PORT,
+        host: '::',
+        component: 'inbound',
+        transparent: true,
+        handle: (pod, s) => {
+          if (pod.deps.hbone) pod.deps.hbone.inbound(pod, s);
+          else s.destroy();
+        },
+      },
+      {
+        port: INBOUND_PLAINTEXT_PORT,
+        host: '::',
+        component: 'inbound plaintext',
+        transparent: true,
+        handle: handleInboundPlaintext,
+      },
+      { port: OUTBOUND_PORT, host: '::', component: 'outbound', transparent: true, handle: handleOutbound },
+    ];
+    if (this.deps.socks5) {
+      specs.push({
+        port: SOCKS5_PORT,
+        host: '127.0.0.1',
+        component: 'socks5',
+        transparent: false,
+        handle: handleSocks5,
+      });
+    }
+    return specs;
+  }
+
+  /** Binds every listener; on any failure closes the ones already bound and rejects. */
+  async start(): Promise<void> {
+    try {
+      for (const spec of this.#specs()) {
+        const server = await listenInNetns(this.netns, {
+          port: spec.port,
+          host: spec.host,
+          mark: this.deps.mark,
+          reusePort: this.deps.portReuse,
+          transparent: spec.transparent,
+          server: { allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as never,
+        });
+        server.on('connection', (socket: Socket) => {
+          this.track(socket);
+          try {
+            spec.handle(this, socket);
+          } catch (err) {
+            log.error('connection handler failed', { component: spec.component, error: errorMessage(err) });
+            socket.destroy();
+          }
+        });
+        server.on('error', (err) =>
+          log.error('listener error', { component: spec.component, error: err.message }),
+        );
+        this.#listeners.push(server);
+        log.info('listener established', {
+          address: `${spec.host === '::' ? '[::]' : spec.host}:${spec.port}`,
+          component: spec.component,
+          transparent: spec.transparent,
+        });
+      }
+    } catch (err) {
+      await Promise.all(this.#listeners.splice(0).map(closeServer));
+      const code = errorCode(err) ?? 'ERR_PROXY_START';
+      throw new AmbitError(code, `failed to start proxy for pod ${this.uid}: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  stop(mode: StopMode): Promise<void> {
+    if (!this.#stopped) {
+      this.onStopped();
+      this.#stopped = this.#stop(mode);
+    }
+    return this.#stopped;
+  }
+
+  async #stop(mode: StopMode): Promise<void> {
+    // Stop accepting first: nothing new may arrive while connections are cut or drained.
+    const closing = this.#listeners.splice(0).map(closeServer);
+    if (mode === 'drain' && this.#connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.deps.drainDeadlineMs);
+        timer.unref();
+        const check = () => {
+          if (this.#connections.size === 0) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        for (const s of this.#connections) s.once('close', () => setImmediate(check));
+      });
+    }
+    for (const socket of this.#connections) socket.destroy();
+    this.#connections.clear();
+    await Promise.all(closing);
+  }
+}
+
+export class PodProxyFactory implements InPodProxyFactory {
+  readonly #proxies = new Map<WorkloadUid, PodProxy>();
+
+  constructor(readonly deps: ProxyDeps) {}
+
+  async start(uid: WorkloadUid, info: WorkloadInfo, netns: NetnsHandle): Promise<InPodProxy> {
+    const proxy: PodProxy = new PodProxy(uid, info, netns, this.deps, () => {
+      if (this.#proxies.get(uid) === proxy) this.#proxies.delete(uid);
+    });
+    await proxy.start();
+    this.#proxies.set(uid, proxy);
+    return proxy;
+  }
+
+  /** The running proxies (admin views, tests). */
+  get proxies(): ReadonlyMap<WorkloadUid, PodProxy> {
+    return this.#proxies;
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Proxying one accepted connection to a plain TCP upstream from inside the pod netns (marked, so
+ * the pod's rules let it out), with telemetry at both ends. Shared by outbound, inbound plaintext
+ * and SOCKS5.
+ */
+import type { Socket } from 'node:net';
+import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import { connectInNetns } from '../../sys/index.js';
+import { logConnectionComplete, logConnectionOpened } from '../access-log.js';
+import type { ConnectionInfo } from '../connection-info.js';
+import { copyBidirectional } from '../copy.js';
+import type { PodContext } from './context.js';
+
+export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;
+
+export interface UpstreamTarget {
+  host: string;
+  port: number;
+  /** Spoof this source address (IP_TRANSPARENT + bind), so the app sees the real client. */
+  spoofSource?: string;
+}
+
+/** Connects from the pod netns; resolves with the connected socket or rejects after the timeout. */
+export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    let socket: Socket;
+    try {
+      socket = connectInNetns(pod.netns, {
+        host: target.host,
+        port: target.port,
+        mark: pod.deps.mark,
+        allowHalfOpen: true,
+        ...(target.spoofSource
+          ? { localAddress: target.spoofSource, transparent: true, freebind: true }
+          : {}),
+      });
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    pod.track(socket);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new AmbitError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
+    }, pod.deps.connectTimeoutMs);
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    // Destroyed while connecting (the pod's proxy stopped): neither 'connect' nor 'error' will come.
+    const onClose = () => {
+      clearTimeout(timer);
+      reject(new AmbitError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
+    };
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      resolve(socket);
+    });
+    socket.once('error', onError);
+    socket.once('close', onClose);
+  });
+}
+
+/**
+ * Connects to `target` and copies both ways until done. A failed connect resets the downstream
+ * (the client sees the refusal as it would without the proxy) and is logged with the error.
+ */
+export async function proxyToUpstream(
+  pod: PodContext,
+  downstream: Socket,
+  target: UpstreamTarget,
+  info: ConnectionInfo,
+): Promise<void> {
+  const labels = pod.deps.metrics.connectionOpened(info);
+  logConnectionOpened(info);
+  let upstream: Socket;
+  try {
+    upstream = await connectUpstream(pod, target);
+  } catch (err) {
+    info.responseFlags = 'CONNECT';
+    downstream.resetAndDestroy();
+    pod.deps.metrics.connectionClosed(labels, 0, 0);
+    logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
+    return;
+  }
+  upstream.setNoDelay(true);
+  const result = await copyBidirectional(downstream, upstream);
+  pod.deps.metrics.connectionClosed(labels, result.downstreamToUpstream, result.upstreamToDownstream);
+  const [sent, recv] =
+    info.direction === 'outbound'
+      ? [result.downstreamToUpstream, result.upstreamToDownstream]
+      : [result.upstreamToDownstream, result.downstreamToUpstream];
+  logConnectionComplete(info, sent, recv, result.error ? errorMessage(result.error) : undefined);
+}
