@@ -3,7 +3,8 @@
  * webcrypto, PEM helpers and reading URI SANs out of certificates and CSRs.
  */
 import { webcrypto } from 'node:crypto';
-import './reflect-metadata.js';
+// @peculiar/x509 resolves its providers through tsyringe, which needs the Reflect metadata polyfill first.
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
 export type CryptoKey = webcrypto.CryptoKey;
