@@ -3,6 +3,7 @@
 // root, the real-kernel tests (dist/test/e2e/**). Afterwards sweeps any `ambit-t-*` network
 // namespace a failed test left behind and fails the run if there were some.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -37,13 +38,13 @@ if (files.length === 0) {
 }
 
 const concurrency = process.env.AMBIT_TEST_CONCURRENCY ?? '4';
+// Every test namespace of this run is named ambit-t-<runId>..., so the sweep below never touches
+// another run's namespaces.
+const runId = randomBytes(2).toString('hex');
 const r = spawnSync(
   process.execPath,
   ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
-  {
-    stdio: 'inherit',
-    cwd: root,
-  },
+  { stdio: 'inherit', cwd: root, env: { ...process.env, AMBIT_TEST_RUN: runId } },
 );
 
 let leaked = [];
@@ -52,7 +53,7 @@ if (isRoot) {
   leaked = list
     .split('\n')
     .map((l) => l.split(' ')[0])
-    .filter((n) => n?.startsWith('ambit-t-'));
+    .filter((n) => n?.startsWith(`ambit-t-${runId}`));
   for (const ns of leaked) spawnSync('ip', ['netns', 'del', ns]);
   if (leaked.length)
     console.error(`ambit tests: removed ${leaked.length} leaked test namespace(s): ${leaked.join(' ')}`);

@@ -16,8 +16,11 @@ export function nsRun(ns: string, cmd: string, args: string[], input?: string): 
   return run('ip', ['netns', 'exec', ns, cmd, ...args], input);
 }
 
+/** Set by scripts/run-tests.mjs so its final sweep touches only this run's namespaces. */
+const RUN_ID = process.env['AMBIT_TEST_RUN'] ?? '';
+
 export function uniqueName(kind = 't'): string {
-  return `ambit-${kind}-${randomBytes(3).toString('hex')}`;
+  return `ambit-${kind}-${RUN_ID}${randomBytes(3).toString('hex')}`;
 }
 
 /** A random /24 inside 10.64.0.0/10 for addresses that live only inside the test's namespaces. */
