@@ -15,9 +15,12 @@ export const RESTORE_MASK = 0xffffffff;
 export const ROUTE_TABLE = 100;
 export const RULE_PRIORITY = 32764;
 
-export const PORT_OUTBOUND = 15001;
-export const PORT_INBOUND_PLAINTEXT = 15006;
-export const PORT_INBOUND_HBONE = 15008;
+// The proxy's listener ports are the proxy's contract; the rules point at them.
+export {
+  INBOUND_HBONE_PORT as PORT_INBOUND_HBONE,
+  INBOUND_PLAINTEXT_PORT as PORT_INBOUND_PLAINTEXT,
+  OUTBOUND_PORT as PORT_OUTBOUND,
+} from '../ztunnel/ports.js';
 
 /** Kubelet probes are SNATed to these on the node, and the pod rules let them through untouched. */
 export const PROBE_SNAT_V4 = '169.254.7.127';
