@@ -24,6 +24,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'in-pod redirection rules: apply, verify, remove, reconcile',
     load: async () => (await import('./redirect.js')).default,
   },
+  ztunnel: {
+    summary: 'node proxy: per-pod listeners inside pod network namespaces, driven over ZDS',
+    load: async () => (await import('./ztunnel.js')).default,
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,246 @@
+/**
+ * `ambit ztunnel` configuration: ztunnel's environment variable names (reference ztunnel.md §8),
+ * each with a command-line flag of the same name in kebab case; a flag wins over its variable.
+ * Errors name the flag or variable the bad value came from.
+ */
+import { parseArgs } from 'node:util';
+import { formatListenAddress, type ListenAddress, parseListenAddress } from '../admin/listen-address.js';
+import { LEVELS, type Level, parseLevel } from '../admin/log.js';
+import { AmbitError } from '../errors.js';
+import { DEFAULT_INPOD_UDS, DEFAULT_PACKET_MARK } from './inpod/config.js';
+
+export interface LogDirective {
+  /** Undefined for the default level. */
+  target?: string;
+  level: Level;
+}
+
+export interface ZtunnelConfig {
+  inpodUds: string;
+  inpodPortReuse: boolean;
+  packetMark: number;
+  /** Workloads, services and policies from a YAML file, reloaded on change; none = empty store. */
+  localXdsPath: string | undefined;
+  /** Only workloads on this node are matched to ZDS pods. */
+  nodeName: string | undefined;
+  socks5: boolean;
+  /** How long SIGTERM lets connections finish before cutting them. */
+  drainDeadlineMs: number;
+  log: LogDirective[];
+  workers: number;
+  adminAddr: ListenAddress;
+  metricsAddr: ListenAddress;
+  readinessAddr: ListenAddress;
+}
+
+interface OptionSpec {
+  flag: string;
+  env?: string;
+  /** Shown in --help; undefined = unset. */
+  default?: string;
+  help: string;
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: 'proxy-mode',
+    env: 'PROXY_MODE',
+    default: 'shared',
+    help: 'shared = in-pod mode, one proxy per node (the only mode ambit implements)',
+  },
+  {
+    flag: 'inpod-uds',
+    env: 'INPOD_UDS',
+    default: DEFAULT_INPOD_UDS,
+    help: "the node agent's ZDS socket",
+  },
+  {
+    flag: 'inpod-port-reuse',
+    env: 'INPOD_PORT_REUSE',
+    default: 'true',
+    help: 'SO_REUSEPORT on pod listeners (and tcp_migrate_req in the pod), so a new ztunnel can take over',
+  },
+  {
+    flag: 'packet-mark',
+    env: 'PACKET_MARK',
+    default: String(DEFAULT_PACKET_MARK),
+    help: 'SO_MARK on every socket the proxy makes (decimal or 0x hex)',
+  },
+  {
+    flag: 'local-xds-path',
+    env: 'LOCAL_XDS_PATH',
+    help: 'YAML file of workloads, services and policies, reloaded on change (unset: empty store, all passthrough)',
+  },
+  { flag: 'node-name', env: 'NODE_NAME', help: 'this node: only its workloads are matched to ZDS pods' },
+  {
+    flag: 'unstable-enable-socks5',
+    env: 'UNSTABLE_ENABLE_SOCKS5',
+    default: 'true',
+    help: 'the SOCKS5 listener on 127.0.0.1:15080 in each pod',
+  },
+  {
+    flag: 'connection-termination-deadline',
+    env: 'CONNECTION_TERMINATION_DEADLINE',
+    default: '5s',
+    help: 'how long SIGTERM lets connections drain before cutting them (e.g. 500ms, 5s, 1m)',
+  },
+  {
+    flag: 'termination-grace-period-seconds',
+    env: 'TERMINATION_GRACE_PERIOD_SECONDS',
+    help: "the pod's grace period; without an explicit deadline, drain for it minus 5 s (minus 1 s if ≤10)",
+  },
+  {
+    flag: 'log-level',
+    env: 'RUST_LOG',
+    default: 'info',
+    help: `level, or level plus target=level pairs: info,ztunnel::proxy=debug (${LEVELS.join(', ')})`,
+  },
+  {
+    flag: 'workers',
+    env: 'ZTUNNEL_WORKER_THREADS',
+    default: '1',
+    help: 'proxy worker threads (only 1 is implemented so far)',
+  },
+  {
+    flag: 'admin-addr',
+    default: 'localhost:15000',
+    help: 'admin server (POST /quitquitquit)',
+  },
+  { flag: 'metrics-addr', default: '[::]:15020', help: 'Prometheus metrics: /metrics, /stats/prometheus' },
+  { flag: 'readiness-addr', default: '[::]:15021', help: 'readiness: /healthz/ready' },
+];
+
+interface Raw {
+  text: string;
+  /** `--flag` or `ENV_VAR`, for error messages. */
+  source: string;
+  explicit: boolean;
+}
+
+function bad(raw: Raw, why: string): never {
+  throw new AmbitError('ERR_CONFIG', `${raw.source}=${raw.text}: ${why}`);
+}
+
+function parseBool(raw: Raw): boolean {
+  const v = raw.text.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  return bad(raw, 'expected true or false');
+}
+
+function parseMark(raw: Raw): number {
+  const v = raw.text.trim();
+  const n = /^0x[0-9a-f]+$/i.test(v) ? Number.parseInt(v, 16) : /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 0xffffffff)
+    return bad(raw, 'expected a mark from 1 to 4294967295 (decimal or 0x hex)');
+  return n;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Durations as ztunnel writes them: `500ms`, `5s`, `1.5m`, `1h`. */
+export function parseDuration(text: string, source: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  if (!m) return bad({ text, source, explicit: true }, 'expected a duration such as 500ms, 5s or 1m');
+  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+}
+
+/** RUST_LOG style: `info`, `warn,ztunnel::proxy=debug`. */
+export function parseLogDirectives(raw: Raw): LogDirective[] {
+  const out: LogDirective[] = [];
+  for (const part of raw.text.split(',').map((p) => p.trim())) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const target = eq >= 0 ? part.slice(0, eq).trim() : undefined;
+    const level = parseLevel(eq >= 0 ? part.slice(eq + 1) : part);
+    if (!level || target === '')
+      return bad(raw, `'${part}' is not <level> or <target>=<level> (levels: ${LEVELS.join(', ')})`);
+    out.push(target === undefined ? { level } : { target, level });
+  }
+  if (out.length === 0) return bad(raw, 'empty');
+  return out;
+}
+
+/** The drain deadline upstream derives: explicit deadline, else grace period − 5 s (− 1 s if ≤10 s), min 1 s. */
+function drainDeadline(deadline: Raw, grace: Raw | undefined): number {
+  if (deadline.explicit || !grace) return parseDuration(deadline.text, deadline.source);
+  if (!/^\d+$/.test(grace.text.trim())) return bad(grace, 'expected a whole number of seconds');
+  const seconds = Number(grace.text);
+  return Math.max(1, seconds > 10 ? seconds - 5 : seconds - 1) * 1000;
+}
+
+/** Parses the command line (flags win) over the environment; throws AmbitError ERR_CONFIG or a parseArgs error. */
+export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ZtunnelConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const raw = (flag: string): Raw | undefined => {
+    const spec = OPTIONS.find((o) => o.flag === flag)!;
+    const fromFlag = values[flag];
+    if (typeof fromFlag === 'string') return { text: fromFlag, source: `--${flag}`, explicit: true };
+    const fromEnv = spec.env ? env[spec.env] : undefined;
+    if (fromEnv !== undefined && fromEnv.trim() !== '')
+      return { text: fromEnv, source: spec.env!, explicit: true };
+    if (spec.default === undefined) return undefined;
+    return { text: spec.default, source: spec.env ?? `--${flag}`, explicit: false };
+  };
+  const must = (flag: string) => raw(flag)!;
+
+  const mode = must('proxy-mode');
+  if (mode.text.trim() !== 'shared') {
+    bad(mode, 'ambit ztunnel implements only the in-pod (shared) proxy mode');
+  }
+  const workers = must('workers');
+  if (!/^\d+$/.test(workers.text.trim()) || Number(workers.text) < 1)
+    bad(workers, 'expected a whole number ≥ 1');
+  // Each pod's listeners use SO_REUSEPORT, so a worker per core could bind its own set; not built yet.
+  if (Number(workers.text) !== 1) bad(workers, 'only 1 worker is implemented so far');
+  const uds = must('inpod-uds');
+  if (uds.text.trim() === '') bad(uds, 'expected a socket path');
+
+  return {
+    inpodUds: uds.text.trim(),
+    inpodPortReuse: parseBool(must('inpod-port-reuse')),
+    packetMark: parseMark(must('packet-mark')),
+    localXdsPath: raw('local-xds-path')?.text.trim(),
+    nodeName: raw('node-name')?.text.trim(),
+    socks5: parseBool(must('unstable-enable-socks5')),
+    drainDeadlineMs: drainDeadline(
+      must('connection-termination-deadline'),
+      raw('termination-grace-period-seconds'),
+    ),
+    log: parseLogDirectives(must('log-level')),
+    workers: 1,
+    adminAddr: parseListenAddress(must('admin-addr').text, '--admin-addr'),
+    metricsAddr: parseListenAddress(must('metrics-addr').text, '--metrics-addr'),
+    readinessAddr: parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
+  };
+}
+
+/** `ambit ztunnel --help`: every flag with its variable and default. */
+export function ztunnelHelp(): string {
+  const rows = OPTIONS.map((o) => {
+    const left = `  --${o.flag} <value>`;
+    const env = o.env ? `env ${o.env}` : 'no env variable';
+    const def = o.default !== undefined ? `default ${o.default}` : 'unset by default';
+    return `${left}\n      ${o.help}\n      [${env}; ${def}]`;
+  });
+  return [
+    'Usage: ambit ztunnel [options]',
+    '',
+    "The node proxy (ztunnel role): connects to the node agent over ZDS and runs each enrolled pod's",
+    'listeners (15001, 15006, 15008, 127.0.0.1:15080) inside the pod network namespace. Needs',
+    'CAP_SYS_ADMIN and CAP_NET_ADMIN. SIGTERM/SIGINT (or POST /quitquitquit on the admin address)',
+    'drain gracefully; a second SIGINT exits at once. A flag wins over its environment variable.',
+    '',
+    'Options:',
+    ...rows,
+    '  -h, --help',
+    '      show this help',
+  ].join('\n');
+}
+
+export { formatListenAddress };

@@ -1,0 +1,134 @@
+/**
+ * The node proxy process: start-up checks, workload store, readiness/metrics/admin servers, the ZDS
+ * client with a proxy per enrolled pod, and the graceful shutdown that lets a successor take over.
+ * Order follows upstream: state first, servers, then ZDS (it starts only once the state is loaded).
+ */
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { type HttpServer, reply, serveHttp } from '../admin/http-server.js';
+import { logger, setLogLevel } from '../admin/log.js';
+import { serveMetrics } from '../admin/metrics-server.js';
+import { Readiness, serveReadiness } from '../admin/readiness.js';
+import { LocalFileSource } from '../discovery/local-file-source.js';
+import { WorkloadStore } from '../discovery/store.js';
+import { errorMessage } from '../errors.js';
+import type { ZtunnelConfig } from './config.js';
+import { type InPodConfig, type InPodProxyFactory, startInPod } from './inpod/index.js';
+import { MigratingProxyFactory } from './listener-migration.js';
+import { TrafficMetrics } from './metrics.js';
+import type { ProxyDeps } from './proxy/context.js';
+import { PodProxyFactory } from './proxy/pod-proxy.js';
+import { verifySyscalls } from './startup.js';
+import { registerWorkloadManagerMetrics } from './workload-manager-metrics.js';
+
+const log = logger('ztunnel::app');
+
+const STATE_TASK = 'state manager';
+const PROXY_TASK = 'workload proxy manager';
+/** Upstream's connect timeout for every upstream TCP connection. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** Exit code when a second SIGINT cuts the drain short (128 + SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+function applyLogDirectives(config: ZtunnelConfig): void {
+  for (const d of config.log) setLogLevel(d.level, d.target);
+}
+
+/** Runs until SIGTERM, SIGINT or POST /quitquitquit has drained every pod; resolves to the exit code. */
+export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
+  applyLogDirectives(config);
+  log.info('shared proxy mode - in-pod mode enabled');
+  verifySyscalls(config.packetMark);
+
+  const readiness = new Readiness();
+  readiness.register(STATE_TASK);
+  readiness.register(PROXY_TASK);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const store = new WorkloadStore({ node: config.nodeName });
+  let source: LocalFileSource | undefined;
+  if (config.localXdsPath) {
+    source = new LocalFileSource(config.localXdsPath, store);
+    source.load(); // a bad file at start-up is fatal; later a bad edit keeps the previous state
+    source.watch();
+  }
+  readiness.release(STATE_TASK);
+
+  let requestShutdown: (reason: string) => void = () => {};
+  const servers: HttpServer[] = [];
+  try {
+    servers.push(await serveReadiness(config.readinessAddr, readiness));
+    servers.push(await serveMetrics(config.metricsAddr, registry));
+    servers.push(
+      await serveHttp('admin', config.adminAddr, (req, res) => {
+        if (req.url?.split('?')[0] !== '/quitquitquit') return reply(res, 404, 'not found\n');
+        if (req.method !== 'POST') return reply(res, 405, 'method not allowed: use POST\n');
+        reply(res, 200, 'OK\n');
+        requestShutdown('POST /quitquitquit');
+      }),
+    );
+  } catch (err) {
+    source?.close();
+    await Promise.all(servers.map((s) => s.close()));
+    throw err;
+  }
+
+  const deps: ProxyDeps = {
+    store,
+    metrics: new TrafficMetrics(registry),
+    mark: config.packetMark,
+    portReuse: config.inpodPortReuse,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    drainDeadlineMs: config.drainDeadlineMs,
+    socks5: config.socks5,
+  };
+  const pods = new PodProxyFactory(deps);
+  const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
+  const inPod: InPodConfig = {
+    enabled: true,
+    uds: config.inpodUds,
+    portReuse: config.inpodPortReuse,
+    mark: config.packetMark,
+  };
+  const manager = startInPod({ config: inPod, factory });
+  registerWorkloadManagerMetrics(registry, manager.state);
+  manager.state.on('readiness', (ready) => {
+    if (ready) readiness.release(PROXY_TASK);
+    else readiness.register(PROXY_TASK);
+  });
+
+  let draining = false;
+  const onSigint = () => {
+    if (!draining) return requestShutdown('SIGINT');
+    log.warn('received second signal, exiting immediately');
+    process.exit(EXIT_INTERRUPTED);
+  };
+  const onSigterm = () => requestShutdown('SIGTERM');
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  const reason = await new Promise<string>((resolve) => {
+    requestShutdown = resolve;
+  });
+  draining = true;
+  requestShutdown = () => {};
+
+  log.info('shutting down: draining pod proxies', { reason, deadline: `${config.drainDeadlineMs}ms` });
+  // A guard, in case something other than connections keeps the drain from finishing.
+  const guard = setTimeout(() => {
+    log.error('drain did not finish after the deadline, exiting');
+    process.exit(1);
+  }, config.drainDeadlineMs + 10_000);
+  guard.unref();
+  try {
+    await manager.stop();
+  } catch (err) {
+    log.error('drain failed', { error: errorMessage(err) });
+  }
+  source?.close();
+  await Promise.all(servers.map((s) => s.close()));
+  clearTimeout(guard);
+  process.off('SIGINT', onSigint);
+  process.off('SIGTERM', onSigterm);
+  log.info('shutdown complete');
+  return 0;
+}
