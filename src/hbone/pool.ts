@@ -1,0 +1,150 @@
+/**
+ * The HBONE connection pool (reference ztunnel.md §3.4): HTTP/2 connections keyed by (scope, source
+ * identity, expected peer identities, destination address), each carrying up to its stream limit. One
+ * caller dials per key while the others wait for that dial; unused connections are released after an
+ * idle timeout; closed or GOAWAY'd connections leave the pool.
+ */
+import { AmbitError } from '../errors.js';
+import type { SpiffeId } from '../identity/spiffe.js';
+import type { HboneConnection } from './client.js';
+import { formatAuthority } from './headers.js';
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
+// Each round either returns or waits for a dial that made progress; the bound only stops a pathological peer.
+const MAX_CHECKOUT_ROUNDS = 64;
+
+export interface PoolKey {
+  /** Separates pools of different pods (the source pod's uid). */
+  scope: string;
+  source: SpiffeId;
+  expected: readonly SpiffeId[];
+  host: string;
+  port: number;
+}
+
+/** Makes a new connection for a key (from the key's source pod netns). */
+export type Dialer = () => Promise<HboneConnection>;
+
+interface Entry {
+  connections: Set<HboneConnection>;
+  dialing?: Promise<HboneConnection>;
+}
+
+export interface PoolStats {
+  connections: number;
+  dials: number;
+}
+
+function keyString(k: PoolKey): string {
+  return [k.scope, k.source, [...k.expected].sort().join(','), formatAuthority(k.host, k.port)].join('|');
+}
+
+export class HbonePool {
+  readonly #entries = new Map<string, Entry>();
+  readonly #idleTimers = new Map<HboneConnection, NodeJS.Timeout>();
+  readonly #idleTimeoutMs: number;
+  #dials = 0;
+  #closed = false;
+
+  constructor(options: { idleTimeoutMs?: number } = {}) {
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  }
+
+  /** A connection for `key` with one stream slot reserved for the caller. */
+  async checkout(key: PoolKey, dial: Dialer): Promise<HboneConnection> {
+    const k = keyString(key);
+    for (let round = 0; round < MAX_CHECKOUT_ROUNDS; round++) {
+      if (this.#closed) throw new AmbitError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
+      const entry = this.#entry(k);
+      for (const conn of entry.connections) {
+        if (conn.tryReserve()) {
+          this.#clearIdle(conn);
+          return conn;
+        }
+      }
+      if (entry.dialing) {
+        // Waiters share the dialler's outcome: a failed dial fails them all rather than N more dials.
+        await entry.dialing;
+        continue;
+      }
+      entry.dialing = this.#newConnection(k, entry, dial);
+      try {
+        await entry.dialing;
+      } finally {
+        entry.dialing = undefined;
+      }
+    }
+    throw new AmbitError(
+      'ERR_POOL_EXHAUSTED',
+      `no HBONE connection to ${formatAuthority(key.host, key.port)} had room`,
+    );
+  }
+
+  async #newConnection(k: string, entry: Entry, dial: Dialer): Promise<HboneConnection> {
+    this.#dials++;
+    const conn = await dial();
+    if (this.#closed) {
+      conn.close();
+      throw new AmbitError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
+    }
+    entry.connections.add(conn);
+    const evict = () => this.#evict(k, conn);
+    conn.session.once('close', evict);
+    conn.session.once('goaway', () => {
+      evict();
+      if (conn.activeStreams === 0) conn.close();
+    });
+    conn.onIdle = () => this.#startIdle(k, conn);
+    this.#startIdle(k, conn);
+    return conn;
+  }
+
+  #entry(k: string): Entry {
+    let entry = this.#entries.get(k);
+    if (!entry) {
+      entry = { connections: new Set() };
+      this.#entries.set(k, entry);
+    }
+    return entry;
+  }
+
+  #evict(k: string, conn: HboneConnection): void {
+    this.#clearIdle(conn);
+    const entry = this.#entries.get(k);
+    if (!entry) return;
+    entry.connections.delete(conn);
+    if (entry.connections.size === 0 && !entry.dialing) this.#entries.delete(k);
+  }
+
+  #startIdle(k: string, conn: HboneConnection): void {
+    this.#clearIdle(conn);
+    const timer = setTimeout(() => {
+      if (conn.activeStreams > 0) return;
+      this.#evict(k, conn);
+      conn.close();
+    }, this.#idleTimeoutMs);
+    timer.unref();
+    this.#idleTimers.set(conn, timer);
+  }
+
+  #clearIdle(conn: HboneConnection): void {
+    const timer = this.#idleTimers.get(conn);
+    if (timer) clearTimeout(timer);
+    this.#idleTimers.delete(conn);
+  }
+
+  stats(): PoolStats {
+    let connections = 0;
+    for (const e of this.#entries.values()) connections += e.connections.size;
+    return { connections, dials: this.#dials };
+  }
+
+  /** Closes every pooled connection gracefully (streams in flight finish). */
+  close(): void {
+    this.#closed = true;
+    for (const e of this.#entries.values()) for (const c of e.connections) c.close();
+    for (const t of this.#idleTimers.values()) clearTimeout(t);
+    this.#idleTimers.clear();
+    this.#entries.clear();
+  }
+}

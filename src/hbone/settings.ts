@@ -1,0 +1,52 @@
+/**
+ * HTTP/2 parameters of HBONE. Istio uses a 4 MiB stream / 16 MiB connection window, but with node:http2 on
+ * both ends a connection window above ~4 MiB deadlocks under bidirectional bulk traffic (node-performance.md),
+ * so ambit uses 1 MiB / 4 MiB, which measured as fast.
+ */
+import type { Http2Session, Settings } from 'node:http2';
+
+export const STREAM_WINDOW = 1024 * 1024;
+export const CONNECTION_WINDOW = 4 * 1024 * 1024;
+export const MAX_FRAME_SIZE = 1024 * 1024;
+export const CLIENT_MAX_STREAMS = 100;
+export const SERVER_MAX_STREAMS = 200;
+export const KEEPALIVE_INTERVAL_MS = 10_000;
+export const KEEPALIVE_TIMEOUT_MS = 20_000;
+
+export function clientSettings(): Settings {
+  return {
+    enablePush: false,
+    initialWindowSize: STREAM_WINDOW,
+    maxFrameSize: MAX_FRAME_SIZE,
+    maxHeaderListSize: 16 * 1024,
+  };
+}
+
+export function serverSettings(): Settings {
+  return {
+    initialWindowSize: STREAM_WINDOW,
+    maxFrameSize: MAX_FRAME_SIZE,
+    maxHeaderListSize: 64 * 1024,
+    maxConcurrentStreams: SERVER_MAX_STREAMS,
+  };
+}
+
+/** Keeps PINGing an idle session; no answer within the timeout destroys it (its pool entry goes with it). */
+export function startKeepalive(
+  session: Http2Session,
+  intervalMs = KEEPALIVE_INTERVAL_MS,
+  timeoutMs = KEEPALIVE_TIMEOUT_MS,
+): void {
+  const timer = setInterval(() => {
+    if (session.destroyed || session.closed) return;
+    const deadline = setTimeout(() => session.destroy(), timeoutMs);
+    deadline.unref();
+    const sent = session.ping((err) => {
+      clearTimeout(deadline);
+      if (err && !session.destroyed) session.destroy();
+    });
+    if (!sent) clearTimeout(deadline);
+  }, intervalMs);
+  timer.unref();
+  session.once('close', () => clearInterval(timer));
+}

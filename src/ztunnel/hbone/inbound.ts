@@ -1,0 +1,213 @@
+/**
+ * HboneHooks.inbound: the pod's :15008 (reference ztunnel.md §3.5). TLS with the pod's certificate, HTTP/2
+ * with up to 200 streams, and per CONNECT stream: 400 for a bad method or :authority, 503 for an illegal
+ * port or an unreachable app, 401 when policy denies, else 200 and a pipe to the app dialled from the pod.
+ */
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import { logger } from '../../admin/log.js';
+import type { WorkloadStore } from '../../discovery/store.js';
+import { errorCode, errorMessage } from '../../errors.js';
+import { parseAuthority } from '../../hbone/headers.js';
+import { pipeSocketStream } from '../../hbone/pipe.js';
+import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
+import { HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
+import type { SpiffeId } from '../../identity/spiffe.js';
+import { applicablePolicies } from '../../policy/applicable.js';
+import { authorize } from '../../policy/authorize.js';
+import type { ConnectionTracker } from '../../policy/tracker.js';
+import { unmapIPv4 } from '../../sys/index.js';
+import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
+import { type ConnectionInfo, hostPort } from '../connection-info.js';
+import { ILLEGAL_PORTS } from '../ports.js';
+import type { PodContext } from '../proxy/context.js';
+import { connectUpstream } from '../proxy/upstream.js';
+import { podIdentity } from './identity.js';
+
+const log = logger('ztunnel::proxy::inbound');
+
+export interface InboundDeps {
+  contexts: HboneTlsContexts;
+  store: WorkloadStore;
+  tracker: ConnectionTracker;
+  trustDomain: string;
+}
+
+interface PodListener {
+  tls: HboneServerTls;
+  h2: HboneH2Server;
+}
+
+export class HboneInbound {
+  readonly #deps: InboundDeps;
+  /** One TLS acceptor + HTTP/2 server per (pod, identity); the identity changes if the store's view does. */
+  readonly #listeners = new Map<string, Promise<PodListener>>();
+
+  constructor(deps: InboundDeps) {
+    this.#deps = deps;
+  }
+
+  accept(pod: PodContext, socket: Socket): void {
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    const identity = podIdentity(pod, this.#deps.trustDomain);
+    this.#listenerFor(pod, identity).then(
+      (l) => l.tls.accept(socket),
+      (err) => {
+        logConnectionFailed(
+          {
+            srcAddr: hostPort(unmapIPv4(socket.remoteAddress ?? ''), socket.remotePort ?? 0),
+            dstAddr: hostPort(unmapIPv4(socket.localAddress ?? ''), socket.localPort ?? 0),
+            direction: 'inbound',
+          },
+          `no certificate for ${identity}: ${errorMessage(err)}`,
+        );
+        socket.destroy();
+      },
+    );
+  }
+
+  #listenerFor(pod: PodContext, identity: SpiffeId): Promise<PodListener> {
+    const key = `${pod.uid}|${identity}`;
+    let listener = this.#listeners.get(key);
+    if (!listener) {
+      listener = HboneServerTls.create(this.#deps.contexts, identity).then((tls) => {
+        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn));
+        tls.on('secure', (socket, peer) => h2.serve(socket, peer));
+        tls.on('rejected', (err, socket) =>
+          logConnectionFailed(
+            {
+              srcAddr: hostPort(unmapIPv4(socket.remoteAddress ?? ''), socket.remotePort ?? 0),
+              dstAddr: hostPort(unmapIPv4(socket.localAddress ?? ''), socket.localPort ?? 0),
+              direction: 'inbound',
+            },
+            err.message,
+          ),
+        );
+        return { tls, h2 };
+      });
+      this.#listeners.set(key, listener);
+      listener.catch(() => this.#listeners.delete(key));
+    }
+    return listener;
+  }
+
+  #onStream(
+    pod: PodContext,
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    conn: HboneConnectionInfo,
+  ): void {
+    const info: ConnectionInfo = {
+      direction: 'inbound',
+      srcAddr: hostPort(conn.remoteIp, conn.remotePort),
+      srcWorkload: this.#deps.store.workloadByIp(conn.remoteIp),
+      srcIdentity: conn.peer,
+      dstAddr: hostPort(conn.localIp, 0),
+      dstHboneAddr: headers[':authority'],
+      dstWorkload: pod.localWorkload(),
+      dstIdentity: podIdentity(pod, this.#deps.trustDomain),
+      securityPolicy: 'mutual_tls',
+      responseFlags: '-',
+      startedAt: Date.now(),
+    };
+    const refuse = (status: number, error: string) => {
+      if (!stream.destroyed && !stream.headersSent)
+        stream.respond({ ':status': status }, { endStream: true });
+      logConnectionFailed(info, error);
+    };
+    if (headers[':method'] !== 'CONNECT') {
+      refuse(400, `expected CONNECT, got ${String(headers[':method'])}`);
+      return;
+    }
+    let target: { ip: string; port: number };
+    try {
+      target = parseAuthority(headers[':authority']);
+    } catch (err) {
+      refuse(400, errorMessage(err));
+      return;
+    }
+    info.dstAddr = hostPort(target.ip, target.port);
+    if (unmapIPv4(target.ip) !== conn.localIp) {
+      refuse(400, `ip mismatch: ${conn.localIp} != ${target.ip}`);
+      return;
+    }
+    if (ILLEGAL_PORTS.has(target.port)) {
+      refuse(503, 'attempted recursive call to ourselves');
+      return;
+    }
+    const attributes = {
+      srcIp: conn.remoteIp,
+      srcIdentity: conn.peer,
+      dstIp: conn.localIp,
+      dstPort: target.port,
+    };
+    const policies = () => applicablePolicies(this.#deps.store, pod.localWorkload(), pod.info.namespace);
+    const verdict = authorize(policies(), attributes);
+    if (!verdict.allowed) {
+      info.responseFlags = 'DENY';
+      refuse(401, `connection closed due to policy rejection: ${verdict.reason}`);
+      return;
+    }
+    void this.#proxy(pod, stream, info, target, conn, attributes, policies);
+  }
+
+  async #proxy(
+    pod: PodContext,
+    stream: ServerHttp2Stream,
+    info: ConnectionInfo,
+    target: { ip: string; port: number },
+    conn: HboneConnectionInfo,
+    attributes: Parameters<typeof authorize>[1],
+    policies: () => ReturnType<typeof applicablePolicies>,
+  ): Promise<void> {
+    logConnectionOpened(info);
+    // Spoofing needs a transparent listener and is pointless when the client is this pod.
+    const spoofSource = pod.transparent && conn.remoteIp !== target.ip ? conn.remoteIp : undefined;
+    let upstream: Socket;
+    try {
+      upstream = await connectUpstream(pod, { host: target.ip, port: target.port, spoofSource });
+    } catch (err) {
+      info.responseFlags = 'CONNECT';
+      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
+      if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
+      logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
+      return;
+    }
+    upstream.setNoDelay(true);
+    if (stream.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const labels = pod.deps.metrics.connectionOpened(info);
+    stream.respond({ ':status': 200 });
+    let closedBy: string | undefined;
+    const untrack = this.#deps.tracker.track({
+      attributes,
+      policies,
+      close: (reason) => {
+        closedBy = reason;
+        log.info('closing connection', { 'src.addr': info.srcAddr, reason });
+        stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+        upstream.resetAndDestroy();
+      },
+    });
+    const result = await pipeSocketStream(upstream, stream);
+    untrack();
+    pod.deps.metrics.connectionClosed(labels, result.streamToSocket, result.socketToStream);
+    logConnectionComplete(info, result.socketToStream, result.streamToSocket, closedBy ?? result.error);
+  }
+
+  close(): void {
+    for (const l of this.#listeners.values()) {
+      void l.then(
+        ({ tls, h2 }) => {
+          tls.close();
+          h2.close();
+        },
+        () => {},
+      );
+    }
+    this.#listeners.clear();
+  }
+}

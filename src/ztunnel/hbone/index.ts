@@ -1,0 +1,78 @@
+/**
+ * Wires HBONE into the pod proxy: per-identity certificates (CertificateManager over a CA), one TLS
+ * context per identity, the client pool, the :15008 servers and L4 policy. The ztunnel process puts
+ * `hooks` and `inboundPolicy` into ProxyDeps.
+ */
+import type { WorkloadStore } from '../../discovery/store.js';
+import { HbonePool } from '../../hbone/pool.js';
+import { HboneTlsContexts } from '../../hbone/tls.js';
+import type { CertificateAuthority } from '../../identity/ca.js';
+import { CertificateManager } from '../../identity/manager.js';
+import { applicablePolicies } from '../../policy/applicable.js';
+import { authorize } from '../../policy/authorize.js';
+import { ConnectionTracker } from '../../policy/tracker.js';
+import type { HboneHooks, InboundPolicy } from '../proxy/context.js';
+import { DEFAULT_TRUST_DOMAIN } from './identity.js';
+import { HboneInbound } from './inbound.js';
+import { handleHboneOutbound } from './outbound.js';
+
+export interface HboneOptions {
+  ca: CertificateAuthority;
+  store: WorkloadStore;
+  /** Trust domain of pods the store does not know yet (default cluster.local). */
+  trustDomain?: string;
+  /** Requested certificate validity (SECRET_TTL), seconds. */
+  certTtlSeconds?: number;
+  /** POOL_UNUSED_RELEASE_TIMEOUT, milliseconds (default 5 min). */
+  poolIdleTimeoutMs?: number;
+}
+
+export interface Hbone {
+  hooks: HboneHooks;
+  inboundPolicy: InboundPolicy;
+  certificates: CertificateManager;
+  contexts: HboneTlsContexts;
+  pool: HbonePool;
+  tracker: ConnectionTracker;
+  close(): void;
+}
+
+/** `ip:port` or `[ip]:port` -> ip. */
+function ipOf(addr: string): string {
+  return addr.startsWith('[') ? addr.slice(1, addr.indexOf(']')) : addr.slice(0, addr.lastIndexOf(':'));
+}
+
+export function createHboneHooks(options: HboneOptions): Hbone {
+  const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  const certificates = new CertificateManager({ ca: options.ca, ttlSeconds: options.certTtlSeconds });
+  const contexts = new HboneTlsContexts(certificates);
+  const pool = new HbonePool({ idleTimeoutMs: options.poolIdleTimeoutMs });
+  const tracker = new ConnectionTracker(options.store);
+  const inbound = new HboneInbound({ contexts, store: options.store, tracker, trustDomain });
+  const hooks: HboneHooks = {
+    outbound: (pod, downstream, route, info) =>
+      handleHboneOutbound({ contexts, pool, trustDomain }, pod, downstream, route, info),
+    inbound: (pod, socket) => inbound.accept(pod, socket),
+  };
+  // Plaintext (15006) carries no identity, so principal/namespace/service-account matches never match it.
+  const inboundPolicy: InboundPolicy = (pod, info, dst) => {
+    const policies = applicablePolicies(options.store, pod.localWorkload(), pod.info.namespace);
+    const verdict = authorize(policies, { srcIp: ipOf(info.srcAddr), dstIp: dst.address, dstPort: dst.port });
+    return verdict.allowed ? undefined : verdict.reason;
+  };
+  return {
+    hooks,
+    inboundPolicy,
+    certificates,
+    contexts,
+    pool,
+    tracker,
+    close() {
+      pool.close();
+      inbound.close();
+      tracker.close();
+      contexts.close();
+      certificates.close();
+    },
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * HboneHooks.outbound: a captured connection whose route is HBONE goes through the pod's pool to
+ * `<peer ip>:15008` as a CONNECT stream; 200 opens the pipe, anything else resets the downstream.
+ */
+import http2, { type ClientHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import { errorMessage } from '../../errors.js';
+import { type DialOptions, dialHbone } from '../../hbone/client.js';
+import { type BaggageSource, connectHeaders } from '../../hbone/headers.js';
+import { pipeSocketStream } from '../../hbone/pipe.js';
+import type { HbonePool } from '../../hbone/pool.js';
+import type { HboneTlsContexts } from '../../hbone/tls.js';
+import { isSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
+import { unmapIPv4 } from '../../sys/index.js';
+import { logConnectionComplete, logConnectionOpened } from '../access-log.js';
+import type { ConnectionInfo } from '../connection-info.js';
+import type { PodContext } from '../proxy/context.js';
+import type { OutboundRoute } from '../proxy/route.js';
+import { responseFlagFor } from './flags.js';
+import { podIdentity } from './identity.js';
+
+type HboneRoute = Extract<OutboundRoute, { kind: 'hbone' }>;
+
+export interface OutboundDeps {
+  contexts: HboneTlsContexts;
+  pool: HbonePool;
+  trustDomain: string;
+}
+
+function baggageOf(pod: PodContext): BaggageSource {
+  const w = pod.localWorkload();
+  if (!w) return { namespace: pod.info.namespace, workloadType: 'pod', workloadName: pod.info.name };
+  return {
+    clusterId: w.clusterId,
+    namespace: w.namespace,
+    workloadType: w.workloadType,
+    workloadName: w.workloadName || w.name,
+    canonicalName: w.canonicalName,
+    canonicalRevision: w.canonicalRevision,
+    region: w.locality?.region,
+    zone: w.locality?.zone,
+  };
+}
+
+export function handleHboneOutbound(
+  deps: OutboundDeps,
+  pod: PodContext,
+  downstream: Socket,
+  route: HboneRoute,
+  info: ConnectionInfo,
+): void {
+  // Until the pipe owns it, a reset from the app must not become an unhandled 'error'.
+  downstream.on('error', () => {});
+  const source = podIdentity(pod, deps.trustDomain);
+  const expected = route.expectedIdentities.filter(isSpiffeId) as SpiffeId[];
+  info.srcIdentity = source;
+  info.securityPolicy = 'mutual_tls';
+  logConnectionOpened(info);
+  const dial: DialOptions = {
+    netns: pod.netns,
+    mark: pod.deps.mark,
+    host: route.host,
+    port: route.port,
+    source,
+    expected,
+    connectTimeoutMs: pod.deps.connectTimeoutMs,
+  };
+  const headers = connectHeaders({
+    targetIp: route.targetHost,
+    targetPort: route.targetPort,
+    srcIp: unmapIPv4(downstream.remoteAddress ?? ''),
+    srcPort: downstream.remotePort ?? 0,
+    serviceHostname: route.service?.hostname,
+    baggage: baggageOf(pod),
+  });
+  void (async () => {
+    let stream: ClientHttp2Stream;
+    try {
+      const conn = await deps.pool.checkout(
+        { scope: pod.uid, source, expected, host: route.host, port: route.port },
+        () => dialHbone(deps.contexts, dial),
+      );
+      info.dstIdentity = conn.peer;
+      stream = await conn.connect(headers);
+    } catch (err) {
+      info.responseFlags = responseFlagFor(err);
+      // Labels are taken once the outcome is known, so the flag shows in the metrics too.
+      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
+      downstream.resetAndDestroy();
+      logConnectionComplete(info, 0, 0, errorMessage(err));
+      return;
+    }
+    const labels = pod.deps.metrics.connectionOpened(info);
+    if (downstream.destroyed) {
+      // The client gave up while the tunnel was opening: nothing to pipe.
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      pod.deps.metrics.connectionClosed(labels, 0, 0);
+      logConnectionComplete(info, 0, 0, 'downstream closed before the tunnel opened');
+      return;
+    }
+    const result = await pipeSocketStream(downstream, stream);
+    pod.deps.metrics.connectionClosed(labels, result.socketToStream, result.streamToSocket);
+    logConnectionComplete(info, result.socketToStream, result.streamToSocket, result.error);
+  })();
+}
