@@ -104,3 +104,34 @@ export function renderPluginKubeconfig(target: KubeTarget): string {
   };
   return `# Kubeconfig file for the ambit-cni plugin (written by ambit cni-install).\n${stringify(doc)}`;
 }
+
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** Inside a pod: the API server from KUBERNETES_SERVICE_* and this pod's service-account token and CA. */
+export function inClusterTarget(
+  env: NodeJS.ProcessEnv = process.env,
+  saDir = SERVICE_ACCOUNT_DIR,
+): KubeTarget {
+  const host = env['KUBERNETES_SERVICE_HOST'];
+  const port = env['KUBERNETES_SERVICE_PORT'];
+  if (!host || !port) {
+    throw new AmbitError(
+      'KUBECONFIG_MISSING',
+      'KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set: not running in a pod, give --kubeconfig-from',
+    );
+  }
+  const protocol = env['KUBERNETES_SERVICE_PROTOCOL'] || 'https';
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  const target: KubeTarget = { server: `${protocol}://${hostPart}:${port}` };
+  try {
+    target.token = readFileSync(`${saDir}/token`, 'utf8').trim();
+    if (env['SKIP_TLS_VERIFY'] === 'true') target.insecureSkipTlsVerify = true;
+    else target.caPem = readFileSync(env['KUBE_CA_FILE'] || `${saDir}/ca.crt`, 'utf8');
+  } catch (err) {
+    throw new AmbitError(
+      'KUBECONFIG_MISSING',
+      `cannot read the service account credentials: ${errorMessage(err)}`,
+    );
+  }
+  return target;
+}
