@@ -12,6 +12,10 @@ interface Entry {
 
 const COMMANDS: Record<string, Entry> = {
   // One line per command; keep the list sorted.
+  'cni-install': {
+    summary: 'install the ambit-cni chained plugin into the CNI config and keep it there',
+    load: async () => (await import('../cni/install/command.js')).default,
+  },
   demo: {
     summary: 'run the walkthrough on a local two-node lab',
     load: async () => (await import('./demo.js')).default,
