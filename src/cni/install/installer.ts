@@ -33,6 +33,8 @@ export interface InstallerOptions extends PluginEntryOptions {
   /** Extra files whose change means "re-apply" (the kubeconfig source, the service-account token). */
   watchFiles?: readonly string[];
   kubeconfigMode?: number;
+  /** Default `<agentRunDir>/ambit-cni-kubeconfig`; differs only where the run dir is mounted elsewhere. */
+  kubeconfigPath?: string;
 }
 
 const log = logger('ambit::cni::install');
@@ -55,7 +57,7 @@ export class CniInstaller {
   }
 
   get kubeconfigPath(): string {
-    return join(this.#o.agentRunDir, PLUGIN_KUBECONFIG_NAME);
+    return this.#o.kubeconfigPath ?? join(this.#o.agentRunDir, PLUGIN_KUBECONFIG_NAME);
   }
 
   /** One full pass; returns the config file that now holds ambit-cni. */
