@@ -24,6 +24,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'local cluster of network namespaces: up, down, status, exec, pod',
     load: async () => (await import('./lab.js')).default,
   },
+  'lab-apiserver': {
+    summary: "the lab's Kubernetes API server stand-in (REST + watch), standalone",
+    load: async () => (await import('./apiserver.js')).default,
+  },
   redirect: {
     summary: 'in-pod redirection rules: apply, verify, remove, reconcile',
     load: async () => (await import('./redirect.js')).default,

@@ -1,0 +1,249 @@
+/**
+ * The resource types the lab API server serves and the discovery documents that describe them.
+ * kubectl builds its REST mapping from these, so kinds, short names and verbs must be right.
+ */
+
+export interface ResourceType {
+  group: string;
+  version: string;
+  plural: string;
+  singular: string;
+  kind: string;
+  namespaced: boolean;
+  shortNames: string[];
+  verbs: string[];
+  /** Subresources besides the main object; `status` splits spec and status writes. */
+  subresources: ('status' | 'token')[];
+  /** Field selector keys beyond metadata.name / metadata.namespace, as the real server allows. */
+  fields: string[];
+  categories?: string[];
+}
+
+const CRUD = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
+
+export const RESOURCES: readonly ResourceType[] = [
+  {
+    group: '',
+    version: 'v1',
+    plural: 'namespaces',
+    singular: 'namespace',
+    kind: 'Namespace',
+    namespaced: false,
+    shortNames: ['ns'],
+    verbs: CRUD.filter((v) => v !== 'deletecollection'),
+    subresources: ['status'],
+    fields: ['status.phase'],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'pods',
+    singular: 'pod',
+    kind: 'Pod',
+    namespaced: true,
+    shortNames: ['po'],
+    verbs: CRUD,
+    subresources: ['status'],
+    fields: [
+      'spec.nodeName',
+      'spec.restartPolicy',
+      'spec.schedulerName',
+      'spec.serviceAccountName',
+      'spec.hostNetwork',
+      'status.phase',
+      'status.podIP',
+      'status.nominatedNodeName',
+    ],
+    categories: ['all'],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'services',
+    singular: 'service',
+    kind: 'Service',
+    namespaced: true,
+    shortNames: ['svc'],
+    verbs: CRUD,
+    subresources: ['status'],
+    fields: ['spec.clusterIP', 'spec.type'],
+    categories: ['all'],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'endpoints',
+    singular: 'endpoints',
+    kind: 'Endpoints',
+    namespaced: true,
+    shortNames: ['ep'],
+    verbs: CRUD,
+    subresources: [],
+    fields: [],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'nodes',
+    singular: 'node',
+    kind: 'Node',
+    namespaced: false,
+    shortNames: ['no'],
+    verbs: CRUD,
+    subresources: ['status'],
+    fields: ['spec.unschedulable'],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'serviceaccounts',
+    singular: 'serviceaccount',
+    kind: 'ServiceAccount',
+    namespaced: true,
+    shortNames: ['sa'],
+    verbs: CRUD,
+    subresources: ['token'],
+    fields: [],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'events',
+    singular: 'event',
+    kind: 'Event',
+    namespaced: true,
+    shortNames: ['ev'],
+    verbs: CRUD,
+    subresources: [],
+    fields: [
+      'involvedObject.kind',
+      'involvedObject.namespace',
+      'involvedObject.name',
+      'involvedObject.uid',
+      'involvedObject.apiVersion',
+      'involvedObject.resourceVersion',
+      'involvedObject.fieldPath',
+      'reason',
+      'reportingComponent',
+      'source',
+      'type',
+    ],
+  },
+  {
+    group: 'discovery.k8s.io',
+    version: 'v1',
+    plural: 'endpointslices',
+    singular: 'endpointslice',
+    kind: 'EndpointSlice',
+    namespaced: true,
+    shortNames: [],
+    verbs: CRUD,
+    subresources: [],
+    fields: ['addressType'],
+  },
+];
+
+/** Only `create` is served: a TokenReview is a question, not a stored object. */
+export const TOKEN_REVIEW = {
+  group: 'authentication.k8s.io',
+  version: 'v1',
+  plural: 'tokenreviews',
+  kind: 'TokenReview',
+} as const;
+
+export function apiVersionOf(r: { group: string; version: string }): string {
+  return r.group ? `${r.group}/${r.version}` : r.version;
+}
+
+export function findResource(group: string, version: string, plural: string): ResourceType | undefined {
+  return RESOURCES.find((r) => r.group === group && r.version === version && r.plural === plural);
+}
+
+export function resourceOfKind(kind: string): ResourceType | undefined {
+  return RESOURCES.find((r) => r.kind === kind);
+}
+
+/** Groups served besides the legacy core group, in discovery order. */
+export const GROUPS: readonly { name: string; version: string }[] = [
+  { name: 'discovery.k8s.io', version: 'v1' },
+  { name: 'authentication.k8s.io', version: 'v1' },
+];
+
+export function apiVersions(serverAddress: string): object {
+  return {
+    kind: 'APIVersions',
+    versions: ['v1'],
+    serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }],
+  };
+}
+
+function groupDoc(g: { name: string; version: string }): object {
+  const gv = { groupVersion: `${g.name}/${g.version}`, version: g.version };
+  return { name: g.name, versions: [gv], preferredVersion: gv };
+}
+
+export function apiGroupList(): object {
+  return { kind: 'APIGroupList', apiVersion: 'v1', groups: GROUPS.map(groupDoc) };
+}
+
+export function apiGroup(name: string): object | undefined {
+  const g = GROUPS.find((x) => x.name === name);
+  return g ? { kind: 'APIGroup', apiVersion: 'v1', ...groupDoc(g) } : undefined;
+}
+
+export function apiResourceList(group: string, version: string): object | undefined {
+  const resources: object[] = [];
+  for (const r of RESOURCES.filter((x) => x.group === group && x.version === version)) {
+    resources.push({
+      name: r.plural,
+      singularName: r.singular,
+      namespaced: r.namespaced,
+      kind: r.kind,
+      verbs: r.verbs,
+      ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
+      ...(r.categories ? { categories: r.categories } : {}),
+    });
+    for (const sub of r.subresources) {
+      const kind = sub === 'token' ? 'TokenRequest' : r.kind;
+      const verbs = sub === 'token' ? ['create'] : ['get', 'patch', 'update'];
+      const extra = sub === 'token' ? { group: 'authentication.k8s.io', version: 'v1' } : {};
+      resources.push({
+        name: `${r.plural}/${sub}`,
+        singularName: '',
+        namespaced: r.namespaced,
+        kind,
+        verbs,
+        ...extra,
+      });
+    }
+  }
+  if (group === TOKEN_REVIEW.group && version === TOKEN_REVIEW.version) {
+    resources.push({
+      name: TOKEN_REVIEW.plural,
+      singularName: 'tokenreview',
+      namespaced: false,
+      kind: TOKEN_REVIEW.kind,
+      verbs: ['create'],
+    });
+  }
+  if (resources.length === 0) return undefined;
+  return {
+    kind: 'APIResourceList',
+    apiVersion: 'v1',
+    groupVersion: apiVersionOf({ group, version }),
+    resources,
+  };
+}
+
+/** kubectl warns on more than one minor version of skew; Debian's kubectl is 1.32. */
+export const VERSION_INFO = {
+  major: '1',
+  minor: '32',
+  gitVersion: 'v1.32.0-ambit-lab',
+  gitCommit: '0000000000000000000000000000000000000000',
+  gitTreeState: 'clean',
+  buildDate: '2025-01-01T00:00:00Z',
+  goVersion: 'go1.23',
+  compiler: 'gc',
+  platform: 'linux/amd64',
+};
