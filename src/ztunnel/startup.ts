@@ -27,7 +27,7 @@ export function verifySyscalls(mark: number): void {
     const code = errorCode(err) ?? 'EIO';
     throw new AmbitError(
       'ERR_CAPABILITY',
-      `failed to set socket mark ${mark} (${code}): make sure ztunnel has CAP_NET_ADMIN (and CAP_NET_RAW)`,
+      `failed to set socket mark ${mark} (${code}): make sure ztunnel has CAP_NET_ADMIN (or CAP_NET_RAW)`,
       { cause: err },
     );
   }
