@@ -1,0 +1,58 @@
+/** Builds the real `ambit-cni` bundle once per test file and runs it as a runtime would. */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const script = fileURLToPath(new URL('../../../scripts/build-cni.mjs', import.meta.url));
+
+/** Returns the bundle's path inside a fresh temp dir (the caller removes `dir`). */
+export function buildBundle(): { dir: string; plugin: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-cni-bundle-'));
+  const plugin = join(dir, 'ambit-cni');
+  execFileSync(process.execPath, [script, '--outfile', plugin], { stdio: 'pipe' });
+  return { dir, plugin };
+}
+
+export interface CniRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Executes the plugin with exactly `env` (plus PATH) and `stdin`, like libcni's exec. */
+export function runCni(
+  plugin: string,
+  env: Record<string, string | undefined>,
+  stdin: string,
+): Promise<CniRun> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(plugin, [], { env: { PATH: process.env['PATH'], ...env }, stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString('utf8');
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString('utf8');
+    });
+    child.stdin.on('error', () => {});
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
+    child.stdin.end(stdin);
+  });
+}
+
+export function cniEnv(command: string, extra: Record<string, string | undefined> = {}) {
+  return {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: 'ctr-1',
+    CNI_NETNS: '/var/run/netns/ambit-nonexistent',
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: '/usr/lib/cni',
+    ...extra,
+  };
+}
