@@ -234,7 +234,7 @@ describe('the ambit ztunnel process', () => {
     await z1.proc.waitFor(/INFO ztunnel::state: loaded local workload config/, 2);
   });
 
-  test('hand-over: a second ztunnel takes the pod, the first drains and exits 0, no new connection fails', async () => {
+  test('hand-over: a second ztunnel takes the pod, the first drains (SIGTERM) and exits 0, no new connection fails; then Del and POST /quitquitquit on the second', async () => {
     const held = await dial(pair.addrB, 8000); // accepted by the first ztunnel: only it is listening
     assert.equal((await echo(held, 'before')).toString(), 'before');
     const z2 = ztunnel();
@@ -304,8 +304,14 @@ describe('the ambit ztunnel process', () => {
       /^workload_manager_proxies_stopped_total 1$/m,
     );
 
-    // SIGTERM with nothing left to drain: exits 0.
-    assert.deepEqual(await z2.proc.stop(), { code: 0, signal: null });
+    // The admin's POST /quitquitquit shuts down as SIGTERM does.
+    assert.equal((await httpIn(z2.handle, 15000, '/quitquitquit')).status, 405);
+    assert.deepEqual(await httpIn(z2.handle, 15000, '/quitquitquit', 'POST'), { status: 200, body: 'OK\n' });
+    assert.deepEqual(await z2.proc.exited, { code: 0, signal: null });
+    assert.equal(
+      z2.proc.matching(/shutting down: draining pod proxies reason="POST \/quitquitquit"/).length,
+      1,
+    );
   });
 
   test('a second SIGINT during the drain exits at once', async () => {
