@@ -120,6 +120,12 @@ describe('binary and kubeconfig', () => {
     });
   });
 
+  it('a run dir that does not exist yet is created for the kubeconfig', () => {
+    writeFileSync(join(conf, '10-list.conflist'), golden('list.conflist'));
+    installer({ kubeconfigPath: join(run, 'fresh', 'ambit-cni-kubeconfig') }).installOnce();
+    assert.equal(statSync(join(run, 'fresh', 'ambit-cni-kubeconfig')).mode & 0o777, 0o600);
+  });
+
   it('skip-TLS kubeconfig carries no CA; a plain-HTTP server round-trips', () => {
     const text = renderPluginKubeconfig({
       server: 'http://127.0.0.1:6443',

@@ -4,7 +4,16 @@
  * places and re-apply whenever another component rewrites them. `cleanup()` undoes all three.
  */
 
-import { existsSync, type FSWatcher, readFileSync, renameSync, statSync, unlinkSync, watch } from 'node:fs';
+import {
+  existsSync,
+  type FSWatcher,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  watch,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { logger } from '../../admin/log.js';
@@ -105,6 +114,7 @@ export class CniInstaller {
     const mode = this.#o.kubeconfigMode ?? 0o600;
     if (existsSync(path) && readFileSync(path, 'utf8') === text && (statSync(path).mode & 0o777) === mode)
       return;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
     writeFileAtomic(path, text, mode);
     log.info('wrote plugin kubeconfig', { path });
   }
