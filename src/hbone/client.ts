@@ -3,6 +3,7 @@
  * it out), mutual TLS as the source identity, and an HTTP/2 session that carries CONNECT streams.
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
 import { connectInNetns, type NetnsHandle } from '../sys/index.js';
@@ -19,6 +20,8 @@ export interface DialOptions {
   source: SpiffeId;
   expected: readonly SpiffeId[];
   connectTimeoutMs: number;
+  /** Gets the TCP socket as soon as it exists (a pod proxy tracks it, to cut it when the pod stops). */
+  track?: (socket: Socket) => void;
 }
 
 /** A CONNECT answered with a status other than 200. */
@@ -120,6 +123,7 @@ export class HboneConnection {
 export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Promise<HboneConnection> {
   const tcp = connectInNetns(o.netns, { host: o.host, port: o.port, mark: o.mark });
   tcp.setNoDelay(true);
+  o.track?.(tcp);
   const timer = setTimeout(() => {
     tcp.destroy(new AmbitError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
   }, o.connectTimeoutMs);

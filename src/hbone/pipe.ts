@@ -50,10 +50,22 @@ export function pipeSocketStream(socket: Socket, stream: Http2Stream): Promise<P
       if ((hadError || !socketEof) && !stream.destroyed) stream.close(NGHTTP2_CONNECT_ERROR);
       finish();
     });
+    // RST_STREAM also ends the readable side, before rstCode is known; a FIN sent then would make the TCP
+    // reset impossible (libuv refuses a reset after shutdown), so the FIN waits one turn for a close.
+    const isReset = () => {
+      const code = stream.rstCode;
+      return stream.closed && code !== undefined && code !== NGHTTP2_NO_ERROR && code !== NGHTTP2_CANCEL;
+    };
+    stream.on('end', () => {
+      setImmediate(() => {
+        if (socket.destroyed) return;
+        if (isReset()) socket.resetAndDestroy();
+        else socket.end();
+      });
+    });
     stream.once('close', () => {
       streamClosed = true;
-      const code = stream.rstCode ?? NGHTTP2_NO_ERROR;
-      if (code !== NGHTTP2_NO_ERROR && code !== NGHTTP2_CANCEL) {
+      if (isReset()) {
         if (!socket.destroyed) socket.resetAndDestroy();
       } else if (!socket.destroyed) {
         // The stream is gone for good: flush what it delivered, then drop the socket.
@@ -62,6 +74,6 @@ export function pipeSocketStream(socket: Socket, stream: Http2Stream): Promise<P
       finish();
     });
     socket.pipe(stream);
-    stream.pipe(socket);
+    stream.pipe(socket, { end: false });
   });
 }

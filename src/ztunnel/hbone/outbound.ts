@@ -64,6 +64,7 @@ export function handleHboneOutbound(
     source,
     expected,
     connectTimeoutMs: pod.deps.connectTimeoutMs,
+    track: (socket) => pod.track(socket),
   };
   const headers = connectHeaders({
     targetIp: route.targetHost,
