@@ -20,7 +20,7 @@ import { connectHbone, HboneTlsContexts } from '../../src/hbone/tls.js';
 import type { CertificateAuthority } from '../../src/identity/ca.js';
 import { LocalCa } from '../../src/identity/local-ca.js';
 import { CertificateManager } from '../../src/identity/manager.js';
-import { parseSpiffeId, type SpiffeId } from '../../src/identity/spiffe.js';
+import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { WorkloadUid } from '../../src/zds/messages.js';
