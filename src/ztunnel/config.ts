@@ -31,6 +31,11 @@ export interface ZtunnelConfig {
   adminAddr: ListenAddress;
   metricsAddr: ListenAddress;
   readinessAddr: ListenAddress;
+  /** HBONE certificates from this file-backed local CA (the lab's); unset = no HBONE. */
+  localCaDir: string | undefined;
+  trustDomain: string;
+  /** Requested workload certificate lifetime (SECRET_TTL). */
+  secretTtlSeconds: number;
 }
 
 interface OptionSpec {
@@ -72,6 +77,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'YAML file of workloads, services and policies, reloaded on change (unset: empty store, all passthrough)',
   },
   { flag: 'node-name', env: 'NODE_NAME', help: 'this node: only its workloads are matched to ZDS pods' },
+  {
+    flag: 'local-ca-dir',
+    env: 'AMBIT_LOCAL_CA_DIR',
+    help: "issue HBONE workload certificates from the file-backed local CA in this directory (the lab's); unset: no HBONE",
+  },
+  {
+    flag: 'trust-domain',
+    env: 'TRUST_DOMAIN',
+    default: 'cluster.local',
+    help: 'trust domain of pods the workload store does not describe',
+  },
+  { flag: 'secret-ttl', env: 'SECRET_TTL', default: '24h', help: 'requested workload certificate lifetime' },
   {
     flag: 'unstable-enable-socks5',
     env: 'UNSTABLE_ENABLE_SOCKS5',
@@ -217,6 +234,9 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     adminAddr: parseListenAddress(must('admin-addr').text, '--admin-addr'),
     metricsAddr: parseListenAddress(must('metrics-addr').text, '--metrics-addr'),
     readinessAddr: parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
+    localCaDir: raw('local-ca-dir')?.text.trim(),
+    trustDomain: must('trust-domain').text.trim(),
+    secretTtlSeconds: Math.ceil(parseDuration(must('secret-ttl').text, must('secret-ttl').source) / 1000),
   };
 }
 

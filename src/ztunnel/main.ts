@@ -11,7 +11,9 @@ import { Readiness, serveReadiness } from '../admin/readiness.js';
 import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { errorMessage } from '../errors.js';
+import { LocalCa } from '../identity/local-ca.js';
 import type { ZtunnelConfig } from './config.js';
+import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
 import { type InPodConfig, type InPodProxyFactory, startInPod } from './inpod/index.js';
 import { MigratingProxyFactory } from './listener-migration.js';
 import { TrafficMetrics } from './metrics.js';
@@ -45,6 +47,10 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
+  // Opened first: a bad CA directory must fail start-up before anything is listening or watching.
+  const ca = config.localCaDir
+    ? await LocalCa.open(config.localCaDir, { trustDomain: config.trustDomain })
+    : undefined;
   const store = new WorkloadStore({ node: config.nodeName });
   let source: LocalFileSource | undefined;
   if (config.localXdsPath) {
@@ -53,6 +59,17 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     source.watch();
   }
   readiness.release(STATE_TASK);
+
+  // HBONE needs workload certificates; without a CA the mesh paths are plaintext only.
+  const hbone = ca
+    ? createHboneHooks({
+        ca,
+        store,
+        trustDomain: config.trustDomain,
+        certTtlSeconds: config.secretTtlSeconds,
+      })
+    : undefined;
+  if (!hbone) log.warn('no certificate authority configured (--local-ca-dir): HBONE is disabled');
 
   let requestShutdown: (reason: string) => void = () => {};
   const servers: HttpServer[] = [];
@@ -81,6 +98,8 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     drainDeadlineMs: config.drainDeadlineMs,
     socks5: config.socks5,
+    hbone: hbone?.hooks,
+    inboundPolicy: hbone?.inboundPolicy ?? plaintextInboundPolicy(store),
   };
   const pods = new PodProxyFactory(deps);
   const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
@@ -125,6 +144,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     log.error('drain failed', { error: errorMessage(err) });
   }
   source?.close();
+  hbone?.close();
   await Promise.all(servers.map((s) => s.close()));
   clearTimeout(guard);
   process.off('SIGINT', onSigint);

@@ -42,6 +42,15 @@ function ipOf(addr: string): string {
   return addr.startsWith('[') ? addr.slice(1, addr.indexOf(']')) : addr.slice(0, addr.lastIndexOf(':'));
 }
 
+/** Policy for inbound plaintext (15006): no identity, so principal/namespace/service-account matches never match. */
+export function plaintextInboundPolicy(store: WorkloadStore): InboundPolicy {
+  return (pod, info, dst) => {
+    const policies = applicablePolicies(store, pod.localWorkload(), pod.info.namespace);
+    const verdict = authorize(policies, { srcIp: ipOf(info.srcAddr), dstIp: dst.address, dstPort: dst.port });
+    return verdict.allowed ? undefined : verdict.reason;
+  };
+}
+
 export function createHboneHooks(options: HboneOptions): Hbone {
   const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
   const certificates = new CertificateManager({ ca: options.ca, ttlSeconds: options.certTtlSeconds });
@@ -54,12 +63,7 @@ export function createHboneHooks(options: HboneOptions): Hbone {
       handleHboneOutbound({ contexts, pool, trustDomain }, pod, downstream, route, info),
     inbound: (pod, socket) => inbound.accept(pod, socket),
   };
-  // Plaintext (15006) carries no identity, so principal/namespace/service-account matches never match it.
-  const inboundPolicy: InboundPolicy = (pod, info, dst) => {
-    const policies = applicablePolicies(options.store, pod.localWorkload(), pod.info.namespace);
-    const verdict = authorize(policies, { srcIp: ipOf(info.srcAddr), dstIp: dst.address, dstPort: dst.port });
-    return verdict.allowed ? undefined : verdict.reason;
-  };
+  const inboundPolicy = plaintextInboundPolicy(options.store);
   return {
     hooks,
     inboundPolicy,
