@@ -239,3 +239,77 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     assert.doesNotMatch(out, /:1500[168]\b|:15080\b/);
   });
 });
+
+describe('ztunnel per-pod proxy with the REDIRECT inbound rules', () => {
+  let pair: VethPair;
+  let a: NetnsHandle;
+  let b: NetnsHandle;
+  let factory: PodProxyFactory;
+  let app: Server;
+  const seen: string[] = [];
+
+  before(async () => {
+    pair = new VethPair();
+    a = NetnsHandle.open(pair.a.path);
+    b = NetnsHandle.open(pair.b.path);
+    const redirector = createRedirector({ backend: 'iptables', inbound: 'redirect' });
+    await redirector.apply(a, [pair.addrA]);
+    await redirector.apply(b, [pair.addrB]);
+    factory = new PodProxyFactory({
+      store: new WorkloadStore(),
+      metrics: new TrafficMetrics(new Registry()),
+      mark: 0x539,
+      portReuse: true,
+      connectTimeoutMs: 10_000,
+      drainDeadlineMs: 1000,
+      socks5: true,
+    });
+    const info = (name: string) => ({ name, namespace: 'default', serviceAccount: 'default' });
+    await factory.start('pod-a' as WorkloadUid, info('a'), a);
+    await factory.start('pod-b' as WorkloadUid, info('b'), b);
+    app = await listenInNetns(b, { port: 8000, server: { allowHalfOpen: true } });
+    app.on('connection', (s: Socket) => {
+      s.on('error', () => {});
+      seen.push((s.remoteAddress ?? '').replace('::ffff:', ''));
+      s.pipe(s);
+    });
+  });
+
+  after(async () => {
+    await Promise.all([...(factory?.proxies.values() ?? [])].map((p) => p.stop('immediate')));
+    await new Promise((r) => app?.close(r));
+    a?.close();
+    b?.close();
+    pair?.remove();
+  });
+
+  test('inbound lands on 15006 via SO_ORIGINAL_DST; the app sees pod A and the bytes come back', async () => {
+    const body = randomBytes(1024 * 1024);
+    const client = await connected(connectInNetns(a, { host: pair.addrB, port: 8000, allowHalfOpen: true }));
+    const echoed = readAll(client);
+    client.end(body);
+    assert.equal(sha256(await echoed), sha256(body));
+    assert.deepEqual(seen, [pair.addrA]);
+    client.destroy();
+  });
+
+  test('SOCKS5 CONNECT by hostname (ATYP 3) reaches the app through the outbound path', async () => {
+    const s = await connected(connectInNetns(a, { host: '127.0.0.1', port: 15080 }));
+    const replies: Buffer[] = [];
+    s.on('data', (d: Buffer) => replies.push(d));
+    const got = async (n: number): Promise<Buffer> => {
+      for (let i = 0; i < 500 && Buffer.concat(replies).length < n; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      return Buffer.concat(replies);
+    };
+    const host = Buffer.from(pair.addrB); // an IP literal resolves to itself, exercising the hostname path
+    s.write(Buffer.from([5, 1, 0]));
+    s.write(Buffer.from([5, 1, 0, 3, host.length, ...host, 8000 >> 8, 8000 & 0xff]));
+    const head = await got(12);
+    assert.deepEqual([...head.subarray(0, 2)], [5, 0], 'method: no authentication');
+    assert.deepEqual([...head.subarray(2, 4)], [5, 0], 'request succeeded');
+    s.write('by name\n');
+    assert.equal((await got(12 + 8)).subarray(12).toString(), 'by name\n');
+    s.destroy();
+  });
+});
