@@ -12,6 +12,10 @@ interface Entry {
 
 const COMMANDS: Record<string, Entry> = {
   // One line per command; keep the list sorted.
+  agent: {
+    summary: 'node agent: enrolls pods (CNI events, pod/namespace labels) and hands them to ztunnel over ZDS',
+    load: async () => (await import('./agent.js')).default,
+  },
   'cni-install': {
     summary: 'install the ambit-cni chained plugin into the CNI config and keep it there',
     load: async () => (await import('../cni/install/command.js')).default,

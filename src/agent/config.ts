@@ -1,0 +1,226 @@
+/**
+ * `ambit agent` configuration: flags, else environment (istio-cni's names where it has one),
+ * else defaults as the chart sets them. Every bad value is an AGENT_CONFIG error naming its source.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { type ListenAddress, parseListenAddress } from '../admin/listen-address.js';
+import {
+  DEFAULT_AGENT_NAMESPACE,
+  DEFAULT_AGENT_RUN_DIR,
+  DEFAULT_EXCLUDE_NAMESPACES,
+  EVENT_SOCKET_NAME,
+} from '../cni/names.js';
+import {
+  DEFAULT_ENABLEMENT_SELECTORS,
+  type EnablementSelector,
+  parseEnablementSelectors,
+} from '../cni/selector.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import { type BackendName, type InboundMode, parseBackend, parseInbound } from '../redirect/index.js';
+import { DEFAULT_ZDS_PATH } from '../zds/index.js';
+
+/** Which pods belong to the mesh: shared by the informer logic and the CNI event handler. */
+export interface AgentSelection {
+  selectors: readonly EnablementSelector[];
+  excludeNamespaces: readonly string[];
+}
+
+export interface AgentConfig extends AgentSelection {
+  nodeName: string;
+  /** undefined: in-cluster service account, else ~/.kube/config. */
+  kubeconfig: string | undefined;
+  runDir: string;
+  eventSocket: string;
+  zdsSocket: string;
+  systemNamespace: string;
+  backend: BackendName;
+  inbound: InboundMode;
+  /** Where the host probe set and rules live; null = this process's netns. */
+  hostNetns: string | null;
+  procRoot: string;
+  healthAddr: ListenAddress;
+  metricsAddr: ListenAddress;
+  /** Re-check (and repair) enrolled pods' rules when the agent starts. */
+  reconcileOnStartup: boolean;
+}
+
+interface Option {
+  flag: string;
+  env?: string;
+  default?: string;
+  help: string;
+}
+
+const OPTIONS: readonly Option[] = [
+  { flag: 'node-name', env: 'NODE_NAME', help: 'this node; only its pods are watched (required)' },
+  {
+    flag: 'kubeconfig',
+    env: 'KUBECONFIG',
+    help: 'kubeconfig file (default: in-cluster, else ~/.kube/config)',
+  },
+  {
+    flag: 'run-dir',
+    env: 'CNI_AGENT_RUN_DIR',
+    default: DEFAULT_AGENT_RUN_DIR,
+    help: `plugin event socket dir (${EVENT_SOCKET_NAME})`,
+  },
+  {
+    flag: 'zds-socket',
+    env: 'ZTUNNEL_UDS_ADDRESS',
+    default: DEFAULT_ZDS_PATH,
+    help: 'ZDS socket ztunnel connects to',
+  },
+  {
+    flag: 'exclude-namespaces',
+    env: 'EXCLUDE_NAMESPACES',
+    default: DEFAULT_EXCLUDE_NAMESPACES.join(','),
+    help: 'comma list of namespaces never enrolled',
+  },
+  {
+    flag: 'enablement-selectors',
+    env: 'AMBIENT_ENABLEMENT_SELECTOR',
+    help: "selectors as YAML/JSON (default: the chart's two ambient selectors)",
+  },
+  {
+    flag: 'system-namespace',
+    env: 'SYSTEM_NAMESPACE',
+    default: DEFAULT_AGENT_NAMESPACE,
+    help: 'namespace of the ztunnel pods (never captured)',
+  },
+  {
+    flag: 'redirect-backend',
+    env: 'REDIRECT_BACKEND',
+    default: 'iptables',
+    help: 'in-pod rules: iptables or nftables',
+  },
+  {
+    flag: 'redirect-inbound',
+    env: 'REDIRECT_INBOUND',
+    default: 'tproxy',
+    help: 'inbound capture: tproxy (the seed) or redirect',
+  },
+  {
+    flag: 'host-netns',
+    env: 'HOST_NETNS',
+    help: 'netns path for the host probe set and rules (default: our own)',
+  },
+  {
+    flag: 'proc-root',
+    env: 'HOST_PROC',
+    default: '/proc',
+    help: "proc filesystem scanned for running pods' netns",
+  },
+  { flag: 'health-addr', env: 'HEALTH_ADDR', default: '[::]:8000', help: '/healthz and /readyz' },
+  { flag: 'metrics-addr', env: 'METRICS_ADDR', default: '[::]:15014', help: 'Prometheus /metrics' },
+  {
+    flag: 'reconcile-on-startup',
+    env: 'AMBIENT_RECONCILE_POD_RULES_ON_STARTUP',
+    default: 'true',
+    help: "repair enrolled pods' rules at start-up (true/false)",
+  },
+];
+
+export function agentHelp(): string {
+  const lines = OPTIONS.map((o) => {
+    const left = `  --${o.flag}`.padEnd(26);
+    const env = o.env ? ` [env ${o.env}]` : '';
+    const def = o.default !== undefined ? ` (default ${o.default})` : '';
+    return `${left}${o.help}${def}${env}`;
+  });
+  return [
+    'Usage: ambit agent [options]',
+    '',
+    "The node agent: receives new pods from the ambit-cni plugin, watches this node's pods and all",
+    "namespaces, installs the in-pod redirection rules and hands each pod's netns to ztunnel over ZDS.",
+    '',
+    'Options:',
+    ...lines,
+    '  -h, --help                this help',
+  ].join('\n');
+}
+
+const fail = (why: string): never => {
+  throw new AmbitError('AGENT_CONFIG', why);
+};
+
+function parseBool(text: string, source: string): boolean {
+  if (/^(true|1|yes)$/i.test(text)) return true;
+  if (/^(false|0|no)$/i.test(text)) return false;
+  return fail(`${source}=${text}: expected true or false`);
+}
+
+export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    return fail(errorMessage(err));
+  }
+  const value = (flag: string): { text: string | undefined; source: string } => {
+    const o = OPTIONS.find((x) => x.flag === flag)!;
+    const fromFlag = values[flag];
+    if (typeof fromFlag === 'string') return { text: fromFlag, source: `--${flag}` };
+    const fromEnv = o.env ? env[o.env] : undefined;
+    if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: o.env! };
+    return { text: o.default, source: `--${flag}` };
+  };
+  const text = (flag: string) => value(flag).text;
+
+  const nodeName = text('node-name') ?? fail('the node name is required: pass --node-name or set NODE_NAME');
+  let selectors: readonly EnablementSelector[] = DEFAULT_ENABLEMENT_SELECTORS;
+  const sel = value('enablement-selectors');
+  if (sel.text !== undefined) {
+    let decoded: unknown;
+    try {
+      decoded = parseYaml(sel.text);
+    } catch (err) {
+      fail(`${sel.source}: not YAML/JSON: ${errorMessage(err)}`);
+    }
+    selectors = parseEnablementSelectors(decoded, sel.source);
+  }
+  const addr = (flag: string) => {
+    const v = value(flag);
+    try {
+      return parseListenAddress(v.text!, v.source);
+    } catch (err) {
+      return fail(errorMessage(err));
+    }
+  };
+  const withSource = <T>(flag: string, parse: (t: string) => T): T => {
+    const v = value(flag);
+    try {
+      return parse(v.text!);
+    } catch (err) {
+      return fail(`${v.source}: ${errorMessage(err)}`);
+    }
+  };
+  const runDir = text('run-dir')!;
+  const reconcile = value('reconcile-on-startup');
+  return {
+    nodeName,
+    kubeconfig: text('kubeconfig'),
+    runDir,
+    eventSocket: join(runDir, EVENT_SOCKET_NAME),
+    zdsSocket: text('zds-socket')!,
+    selectors,
+    excludeNamespaces: (text('exclude-namespaces') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+    systemNamespace: text('system-namespace')!,
+    backend: withSource('redirect-backend', parseBackend),
+    inbound: withSource('redirect-inbound', parseInbound),
+    hostNetns: text('host-netns') ?? null,
+    procRoot: text('proc-root')!,
+    healthAddr: addr('health-addr'),
+    metricsAddr: addr('metrics-addr'),
+    reconcileOnStartup: parseBool(reconcile.text!, reconcile.source),
+  };
+}

@@ -1,0 +1,38 @@
+/** Dataplane failures, marked retryable (the queue tries again with backoff) or not (logged and dropped). */
+import { AmbitError } from '../errors.js';
+
+export type DataplaneErrorCode =
+  /** No netns path was given and neither the cache nor the /proc scan knows the pod's netns. */
+  | 'AGENT_NETNS_NOT_FOUND'
+  /** The netns path from the CNI event cannot be opened. */
+  | 'AGENT_NETNS_OPEN'
+  /** The in-pod rules could not be written. */
+  | 'AGENT_RULES_FAILED'
+  /** The in-pod rules could not be removed from a running pod. */
+  | 'AGENT_RULES_REMOVE_FAILED'
+  /** ztunnel did not take (or drop) the pod: not connected, NACK or no ack in time. */
+  | 'AGENT_ZTUNNEL_FAILED'
+  /** The host probe set could not be updated. */
+  | 'AGENT_PROBE_SET_FAILED'
+  /** The pod's redirection annotation could not be written. */
+  | 'AGENT_ANNOTATE_FAILED'
+  /** The agent is still starting (informers not synced). */
+  | 'AGENT_NOT_READY'
+  /** The pod named by a CNI event is not in the informer cache, or not (any longer) ambient. */
+  | 'AGENT_POD_NOT_FOUND'
+  | 'AGENT_POD_NOT_AMBIENT';
+
+export class DataplaneError extends AmbitError {
+  readonly retryable: boolean;
+
+  constructor(code: DataplaneErrorCode, message: string, options: { retryable: boolean; cause?: unknown }) {
+    super(code, message, { cause: options.cause });
+    this.name = 'DataplaneError';
+    this.retryable = options.retryable;
+  }
+}
+
+/** Errors without a retryable flag are retried: an unknown failure may well be transient. */
+export function isRetryable(err: unknown): boolean {
+  return !(err instanceof DataplaneError) || err.retryable;
+}

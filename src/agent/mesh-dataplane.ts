@@ -1,0 +1,277 @@
+/**
+ * Adding a pod to the mesh and taking it out, in the order that keeps capture fail-closed
+ * (istio-cni `meshdataplane_linux.go` + `net_linux.go`):
+ *
+ *   add:    netns -> in-pod rules -> ztunnel Add + ack -> host probe set -> annotation `enabled`
+ *   remove: in-pod rules -> ztunnel Del -> host probe set -> annotation removed
+ *
+ * On each failure of add:
+ *   - netns unknown / unopenable, rules not written: the pod is forgotten, nothing else changed,
+ *     non-retryable (a later event with a netns, or a new label change, starts over);
+ *   - ztunnel did not ack: rules STAY (traffic refused, never bypassed), annotation `pending`,
+ *     retryable: the queue retries until a ztunnel takes the pod;
+ *   - probe set or `enabled` annotation failed: retryable; rules and proxy stay (every step is idempotent).
+ * On each failure of remove (all retryable): rules not removed -> nothing else is touched, the
+ * proxy keeps serving the captured pod; ztunnel Del failed -> rules are gone already (the pod is
+ * uncaptured, not black-holed) and the netns stays cached for the retry; probe set or annotation
+ * failed -> retried. A deleted or terminal pod (`isDelete`) gets no in-pod cleanup (its netns is gone).
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import { logger } from '../admin/log.js';
+import { errorMessage } from '../errors.js';
+import { NetnsHandle } from '../sys/index.js';
+import { type WorkloadInfo, type WorkloadUid, workloadUid } from '../zds/index.js';
+import { DataplaneError } from './errors.js';
+import type { NetnsFinder } from './netns-finder.js';
+import type { PodCache } from './pod-cache.js';
+import { podIps, podRef, podUid, type RedirectionState, workloadInfo } from './pods.js';
+
+const log = logger('ambit::agent::dataplane');
+
+/** In-pod rules (src/redirect's Redirector). */
+export interface PodRules {
+  apply(netns: NetnsHandle, podIps: readonly string[]): Promise<unknown>;
+  remove(netns: NetnsHandle): Promise<unknown>;
+}
+
+/** ztunnel over ZDS (src/zds's ZdsServer). */
+export interface ProxyLink {
+  addWorkload(uid: WorkloadUid, info: WorkloadInfo, netns: NetnsHandle): Promise<void>;
+  delWorkload(uid: WorkloadUid): Promise<void>;
+}
+
+/** The node's probe SNAT set (src/redirect's HostProbes). */
+export interface ProbeSet {
+  addPodIp(uid: string, ip: string): Promise<void>;
+  removePodIp(uid: string, ip: string): Promise<boolean>;
+}
+
+/** `ambient.istio.io/redirection` on the pod; null removes it (a pod already gone is fine). */
+export interface Annotator {
+  set(pod: V1Pod, value: RedirectionState | null): Promise<void>;
+}
+
+export interface MeshDataplaneDeps {
+  cache: PodCache;
+  finder: Pick<NetnsFinder, 'find'>;
+  rules: PodRules;
+  proxy: ProxyLink;
+  probes: ProbeSet;
+  annotator: Annotator;
+}
+
+export class MeshDataplane {
+  readonly #d: MeshDataplaneDeps;
+
+  constructor(deps: MeshDataplaneDeps) {
+    this.#d = deps;
+  }
+
+  /** `netnsPath` comes from a CNI event; without it the cache, then a /proc scan, must know the netns. */
+  async addPodToMesh(pod: V1Pod, ips: readonly string[], netnsPath?: string): Promise<void> {
+    const uid = podUid(pod);
+    const ref = podRef(pod);
+    const info = workloadInfo(pod);
+    const { cache, rules, proxy, annotator } = this.#d;
+    cache.ensure(uid, info);
+    const netns = await this.#netnsFor(pod, uid, info, ips, netnsPath);
+
+    try {
+      await rules.apply(netns, ips);
+    } catch (err) {
+      cache.take(uid)?.netns?.close();
+      throw new DataplaneError(
+        'AGENT_RULES_FAILED',
+        `cannot write redirection rules in pod ${ref}: ${errorMessage(err)}`,
+        {
+          retryable: false,
+          cause: err,
+        },
+      );
+    }
+
+    try {
+      await proxy.addWorkload(workloadUid(uid), info, netns);
+    } catch (err) {
+      log.warn('ztunnel did not take the pod; rules stay, annotation pending', {
+        pod: ref,
+        error: errorMessage(err),
+      });
+      try {
+        await annotator.set(pod, 'pending');
+      } catch (patchErr) {
+        throw new DataplaneError(
+          'AGENT_ANNOTATE_FAILED',
+          `cannot annotate pod ${ref} pending: ${errorMessage(patchErr)}`,
+          {
+            retryable: true,
+            cause: patchErr,
+          },
+        );
+      }
+      throw new DataplaneError(
+        'AGENT_ZTUNNEL_FAILED',
+        `pod ${ref} is not proxied yet: ${errorMessage(err)}`,
+        {
+          retryable: true,
+          cause: err,
+        },
+      );
+    }
+
+    await this.syncHostProbeIps(pod, ips);
+
+    try {
+      await annotator.set(pod, 'enabled');
+    } catch (err) {
+      throw new DataplaneError(
+        'AGENT_ANNOTATE_FAILED',
+        `cannot annotate pod ${ref} enabled: ${errorMessage(err)}`,
+        {
+          retryable: true,
+          cause: err,
+        },
+      );
+    }
+    log.info('pod added to the mesh', { pod: ref, uid, ips: ips.join(',') });
+  }
+
+  /** Upserts every IP of the pod into the probe set (idempotent). */
+  async syncHostProbeIps(pod: V1Pod, ips: readonly string[]): Promise<void> {
+    const uid = podUid(pod);
+    for (const ip of ips) {
+      try {
+        await this.#d.probes.addPodIp(uid, ip);
+      } catch (err) {
+        throw new DataplaneError(
+          'AGENT_PROBE_SET_FAILED',
+          `cannot add ${ip} of pod ${podRef(pod)} to the probe set: ${errorMessage(err)}`,
+          {
+            retryable: true,
+            cause: err,
+          },
+        );
+      }
+    }
+  }
+
+  /** `isDelete`: the pod is gone or terminal, its netns with it, so only node-side state is cleaned. */
+  async removePodFromMesh(pod: V1Pod, isDelete: boolean): Promise<void> {
+    const uid = podUid(pod);
+    const ref = podRef(pod);
+    const { cache, rules, proxy, probes, annotator } = this.#d;
+
+    if (!isDelete) {
+      const cached = cache.get(uid)?.netns ?? null;
+      const netns = cached ?? (await this.#d.finder.find([{ uid, ips: podIps(pod) }])).get(uid) ?? null;
+      if (netns) {
+        try {
+          await rules.remove(netns);
+        } catch (err) {
+          throw new DataplaneError(
+            'AGENT_RULES_REMOVE_FAILED',
+            `cannot remove redirection rules from pod ${ref}: ${errorMessage(err)}`,
+            {
+              retryable: true,
+              cause: err,
+            },
+          );
+        } finally {
+          if (netns !== cached) netns.close();
+        }
+      } else {
+        log.warn('netns of pod unknown; its in-pod rules (if any) stay', { pod: ref, uid });
+      }
+    }
+
+    try {
+      await proxy.delWorkload(workloadUid(uid));
+    } catch (err) {
+      throw new DataplaneError(
+        'AGENT_ZTUNNEL_FAILED',
+        `ztunnel did not drop pod ${ref}: ${errorMessage(err)}`,
+        {
+          retryable: true,
+          cause: err,
+        },
+      );
+    }
+    cache.take(uid)?.netns?.close();
+
+    for (const ip of podIps(pod)) {
+      try {
+        if (!(await probes.removePodIp(uid, ip))) {
+          log.warn('probe set entry belongs to another pod; kept', { pod: ref, ip });
+        }
+      } catch (err) {
+        throw new DataplaneError(
+          'AGENT_PROBE_SET_FAILED',
+          `cannot remove ${ip} of pod ${ref} from the probe set: ${errorMessage(err)}`,
+          {
+            retryable: true,
+            cause: err,
+          },
+        );
+      }
+    }
+
+    try {
+      await annotator.set(pod, null);
+    } catch (err) {
+      if (!isDelete) {
+        throw new DataplaneError(
+          'AGENT_ANNOTATE_FAILED',
+          `cannot remove the redirection annotation of pod ${ref}: ${errorMessage(err)}`,
+          {
+            retryable: true,
+            cause: err,
+          },
+        );
+      }
+      log.debug('annotation of deleted pod not removed', { pod: ref, error: errorMessage(err) });
+    }
+    log.info('pod removed from the mesh', { pod: ref, uid, deleted: isDelete });
+  }
+
+  async #netnsFor(
+    pod: V1Pod,
+    uid: string,
+    info: WorkloadInfo,
+    ips: readonly string[],
+    netnsPath: string | undefined,
+  ): Promise<NetnsHandle> {
+    const { cache } = this.#d;
+    const ref = podRef(pod);
+    if (netnsPath) {
+      let handle: NetnsHandle;
+      try {
+        handle = NetnsHandle.open(netnsPath);
+      } catch (err) {
+        cache.take(uid)?.netns?.close();
+        throw new DataplaneError(
+          'AGENT_NETNS_OPEN',
+          `cannot open netns ${netnsPath} of pod ${ref}: ${errorMessage(err)}`,
+          {
+            retryable: false,
+            cause: err,
+          },
+        );
+      }
+      return cache.upsert(uid, info, handle);
+    }
+    const cached = cache.get(uid)?.netns;
+    if (cached && !cached.closed) return cached;
+    const found = (await this.#d.finder.find([{ uid, ips }]).catch(() => new Map<string, NetnsHandle>())).get(
+      uid,
+    );
+    if (!found) {
+      cache.take(uid)?.netns?.close();
+      throw new DataplaneError(
+        'AGENT_NETNS_NOT_FOUND',
+        `netns of pod ${ref} not found: no process in a cgroup of pod ${uid} whose netns holds ${ips.join(', ') || 'its IP'}`,
+        { retryable: false },
+      );
+    }
+    return cache.upsert(uid, info, found);
+  }
+}

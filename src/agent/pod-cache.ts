@@ -1,0 +1,62 @@
+/**
+ * Pod UID -> workload info and the pod's netns handle (istio-cni `pod_cache.go`). The cache owns
+ * the handles: it closes a duplicate on upsert, and whoever `take`s an entry closes its handle.
+ */
+import type { NetnsHandle } from '../sys/index.js';
+import { type SnapshotPod, type WorkloadInfo, workloadUid } from '../zds/index.js';
+
+export interface CachedPod {
+  info: WorkloadInfo;
+  /** null: the pod is known but its netns is not (a snapshot tells ztunnel to Keep it). */
+  netns: NetnsHandle | null;
+}
+
+export class PodCache {
+  readonly #pods = new Map<string, CachedPod>();
+
+  get size(): number {
+    return this.#pods.size;
+  }
+
+  /** Adds a placeholder without netns unless the pod is already known. */
+  ensure(uid: string, info: WorkloadInfo): void {
+    if (!this.#pods.has(uid)) this.#pods.set(uid, { info, netns: null });
+  }
+
+  /**
+   * Records `netns` for the pod and returns the handle now cached: the old one when it names the
+   * same namespace (the new handle is closed), else the new one (the replaced handle is closed).
+   */
+  upsert(uid: string, info: WorkloadInfo, netns: NetnsHandle): NetnsHandle {
+    const old = this.#pods.get(uid);
+    if (old?.netns && !old.netns.closed && old.netns.sameAs(netns)) {
+      if (old.netns !== netns) netns.close();
+      old.info = info;
+      return old.netns;
+    }
+    if (old?.netns && old.netns !== netns) old.netns.close();
+    this.#pods.set(uid, { info, netns });
+    return netns;
+  }
+
+  get(uid: string): CachedPod | undefined {
+    return this.#pods.get(uid);
+  }
+
+  /** Removes and returns the entry; the caller closes its handle. Taking twice returns undefined. */
+  take(uid: string): CachedPod | undefined {
+    const entry = this.#pods.get(uid);
+    this.#pods.delete(uid);
+    return entry;
+  }
+
+  snapshot(): SnapshotPod[] {
+    return [...this.#pods].map(([uid, e]) => ({ uid: workloadUid(uid), info: e.info, netns: e.netns }));
+  }
+
+  /** Closes every handle (agent shutdown; ztunnel holds its own copies). */
+  clear(): void {
+    for (const e of this.#pods.values()) e.netns?.close();
+    this.#pods.clear();
+  }
+}

@@ -1,0 +1,43 @@
+/** `ambit agent`: the node agent process (configuration in src/agent/config.ts). */
+
+import { logger } from '../admin/log.js';
+import { Agent } from '../agent/agent.js';
+import { type AgentConfig, agentHelp, parseAgentConfig } from '../agent/config.js';
+import { errorCode, errorMessage } from '../errors.js';
+import { type Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './command.js';
+
+const log = logger('ambit::agent');
+
+const command: Command = {
+  async run(argv) {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(`${agentHelp()}\n`);
+      return EXIT_OK;
+    }
+    let config: AgentConfig;
+    try {
+      config = parseAgentConfig(argv);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code !== 'AGENT_CONFIG' && code !== 'SELECTOR_INVALID') throw err;
+      process.stderr.write(`ambit agent: ${errorMessage(err)} [${code}]\n`);
+      return EXIT_USAGE;
+    }
+    let agent: Agent;
+    try {
+      agent = await Agent.start(config);
+    } catch (err) {
+      log.error('node agent failed to start', { error: errorMessage(err), code: errorCode(err) });
+      return EXIT_FAILURE;
+    }
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    log.info('shutting down; in-pod rules stay, ztunnel keeps proxying', { signal });
+    await agent.stop();
+    return EXIT_OK;
+  },
+};
+
+export default command;
