@@ -40,6 +40,8 @@ export function logConnectionComplete(
     bytes_sent: bytesSent,
     bytes_recv: bytesRecv,
     duration: `${Date.now() - c.startedAt}ms`,
+    connection_security_policy: c.securityPolicy,
+    response_flags: c.responseFlags === '-' ? undefined : c.responseFlags,
   };
   if (error) log.error('connection complete', { ...fields, error });
   else log.info('connection complete', fields);

@@ -12,6 +12,7 @@ import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { errorMessage } from '../errors.js';
 import { LocalCa } from '../identity/local-ca.js';
+import { ConnectionTracker } from '../policy/tracker.js';
 import type { ZtunnelConfig } from './config.js';
 import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
 import { type InPodConfig, type InPodProxyFactory, startInPod } from './inpod/index.js';
@@ -90,6 +91,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     throw err;
   }
 
+  let tracker: ConnectionTracker | undefined;
   const deps: ProxyDeps = {
     store,
     metrics: new TrafficMetrics(registry),
@@ -99,7 +101,8 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     drainDeadlineMs: config.drainDeadlineMs,
     socks5: config.socks5,
     hbone: hbone?.hooks,
-    inboundPolicy: hbone?.inboundPolicy ?? plaintextInboundPolicy(store),
+    inboundPolicy:
+      hbone?.inboundPolicy ?? plaintextInboundPolicy(store, (tracker ??= new ConnectionTracker(store))),
   };
   const pods = new PodProxyFactory(deps);
   const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
@@ -145,6 +148,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   }
   source?.close();
   hbone?.close();
+  tracker?.close();
   await Promise.all(servers.map((s) => s.close()));
   clearTimeout(guard);
   process.off('SIGINT', onSigint);

@@ -8,10 +8,13 @@ import type { Server, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { setLogSink } from '../../src/admin/log.js';
+import { parseLocalConfig } from '../../src/discovery/local-config.js';
 import { WorkloadStore } from '../../src/discovery/store.js';
+import { ConnectionTracker } from '../../src/policy/tracker.js';
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { WorkloadUid } from '../../src/zds/messages.js';
+import { plaintextInboundPolicy } from '../../src/ztunnel/hbone/index.js';
 import { TrafficMetrics } from '../../src/ztunnel/metrics.js';
 import type { ProxyDeps } from '../../src/ztunnel/proxy/context.js';
 import { PodProxyFactory } from '../../src/ztunnel/proxy/pod-proxy.js';
@@ -51,6 +54,7 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
   let b: NetnsHandle;
   let factory: PodProxyFactory;
   let registry: Registry;
+  let store: WorkloadStore;
   let app: Server;
   const appSeen: { remote: string; data: Buffer }[] = [];
   let appMode: 'echo' | 'sink-then-reply' | 'reset' = 'echo';
@@ -65,8 +69,10 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     await redirector.apply(a, [pair.addrA]);
     await redirector.apply(b, [pair.addrB]);
     registry = new Registry();
+    store = new WorkloadStore();
     const deps: ProxyDeps = {
-      store: new WorkloadStore(),
+      store,
+      inboundPolicy: plaintextInboundPolicy(store, new ConnectionTracker(store)),
       metrics: new TrafficMetrics(registry),
       mark: 0x539,
       portReuse: true,
@@ -225,6 +231,39 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     s.write('via socks\n');
     assert.equal((await read(10)).toString(), 'via socks\n');
     s.destroy();
+  });
+
+  test('a policy change that now denies a running plaintext connection cuts it', async () => {
+    appMode = 'echo';
+    const client = await connected(connectInNetns(a, { host: pair.addrB, port: 8000 }));
+    client.write('before\n');
+    await new Promise((r) => client.once('data', r));
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.on('error', () => {});
+    const before = logLines.length;
+    store.replaceAll({
+      workloads: [],
+      services: [],
+      policies: parseLocalConfig(
+        'policies:\n  - {name: no-8000, namespace: default, scope: Namespace, action: Deny, rules: [[[{destinationPorts: [8000]}]]]}\n',
+      ).policies,
+    });
+    try {
+      await closed;
+      await waitFor(
+        () => logLines.slice(before).some((l) => l.includes('connection closed due to policy change')),
+        'the policy-change log line',
+      );
+      // A new connection is now refused at once.
+      const denied = connectInNetns(a, { host: pair.addrB, port: 8000 });
+      const outcome = await new Promise<string>((resolve) => {
+        denied.once('error', (e: Error & { code?: string }) => resolve(e.code ?? 'error'));
+        denied.once('close', () => resolve('closed'));
+      });
+      assert.ok(outcome === 'ECONNRESET' || outcome === 'closed', outcome);
+    } finally {
+      store.replaceAll({ workloads: [], services: [], policies: [] });
+    }
   });
 
   test('stopping a pod proxy closes its listeners and cuts its connections at once', async () => {

@@ -198,6 +198,21 @@ export class HboneInbound {
     logConnectionComplete(info, result.socketToStream, result.streamToSocket, closedBy ?? result.error);
   }
 
+  /** Drops the pod's TLS acceptors and HTTP/2 servers (its proxy stopped). */
+  release(pod: PodContext): void {
+    for (const [key, l] of this.#listeners) {
+      if (!key.startsWith(`${pod.uid}|`)) continue;
+      this.#listeners.delete(key);
+      void l.then(
+        ({ tls, h2 }) => {
+          tls.close();
+          h2.close();
+        },
+        () => {},
+      );
+    }
+  }
+
   close(): void {
     for (const l of this.#listeners.values()) {
       void l.then(

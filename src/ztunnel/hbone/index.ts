@@ -11,6 +11,7 @@ import { CertificateManager } from '../../identity/manager.js';
 import { applicablePolicies } from '../../policy/applicable.js';
 import { authorize } from '../../policy/authorize.js';
 import { ConnectionTracker } from '../../policy/tracker.js';
+import { logConnectionFailed } from '../access-log.js';
 import type { HboneHooks, InboundPolicy } from '../proxy/context.js';
 import { DEFAULT_TRUST_DOMAIN } from './identity.js';
 import { HboneInbound } from './inbound.js';
@@ -42,12 +43,26 @@ function ipOf(addr: string): string {
   return addr.startsWith('[') ? addr.slice(1, addr.indexOf(']')) : addr.slice(0, addr.lastIndexOf(':'));
 }
 
-/** Policy for inbound plaintext (15006): no identity, so principal/namespace/service-account matches never match. */
-export function plaintextInboundPolicy(store: WorkloadStore): InboundPolicy {
-  return (pod, info, dst) => {
-    const policies = applicablePolicies(store, pod.localWorkload(), pod.info.namespace);
-    const verdict = authorize(policies, { srcIp: ipOf(info.srcAddr), dstIp: dst.address, dstPort: dst.port });
-    return verdict.allowed ? undefined : verdict.reason;
+/**
+ * Policy for inbound plaintext (15006): no identity, so principal/namespace/service-account matches
+ * never match. Allowed connections are tracked so a policy change that now denies them cuts them.
+ */
+export function plaintextInboundPolicy(store: WorkloadStore, tracker: ConnectionTracker): InboundPolicy {
+  return (pod, info, dst, downstream) => {
+    const policies = () => applicablePolicies(store, pod.localWorkload(), pod.info.namespace);
+    const attributes = { srcIp: ipOf(info.srcAddr), dstIp: dst.address, dstPort: dst.port };
+    const verdict = authorize(policies(), attributes);
+    if (!verdict.allowed) return verdict.reason;
+    const untrack = tracker.track({
+      attributes,
+      policies,
+      close: (reason) => {
+        logConnectionFailed(info, reason);
+        downstream.resetAndDestroy();
+      },
+    });
+    downstream.once('close', untrack);
+    return undefined;
   };
 }
 
@@ -62,8 +77,9 @@ export function createHboneHooks(options: HboneOptions): Hbone {
     outbound: (pod, downstream, route, info) =>
       handleHboneOutbound({ contexts, pool, trustDomain }, pod, downstream, route, info),
     inbound: (pod, socket) => inbound.accept(pod, socket),
+    podStopped: (pod) => inbound.release(pod),
   };
-  const inboundPolicy = plaintextInboundPolicy(options.store);
+  const inboundPolicy = plaintextInboundPolicy(options.store, tracker);
   return {
     hooks,
     inboundPolicy,

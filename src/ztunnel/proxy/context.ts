@@ -19,13 +19,19 @@ export interface HboneHooks {
   ): void;
   /** Serves a connection accepted on the pod's :15008. */
   inbound(pod: PodContext, socket: Socket): void;
+  /** The pod's proxy stopped: release what was kept for it (its TLS acceptor, HTTP/2 server). */
+  podStopped?(pod: PodContext): void;
 }
 
-/** Decides whether an inbound connection may reach the app; returns a deny reason or undefined. */
+/**
+ * Decides whether an inbound connection may reach the app; returns a deny reason or undefined. An
+ * allowed connection stays tracked until `downstream` closes, so a later policy change can cut it.
+ */
 export type InboundPolicy = (
   pod: PodContext,
   info: ConnectionInfo,
   dst: { address: string; port: number },
+  downstream: Socket,
 ) => string | undefined;
 
 export interface ProxyDeps {

@@ -145,6 +145,7 @@ export class PodProxy implements InPodProxy, PodContext {
   async #stop(mode: StopMode): Promise<void> {
     // Stop accepting first: nothing new may arrive while connections are cut or drained.
     const closing = this.#listeners.splice(0).map(closeServer);
+    this.deps.hbone?.podStopped?.(this);
     if (mode === 'drain' && this.#connections.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.deps.drainDeadlineMs);
