@@ -1,0 +1,158 @@
+/**
+ * `startControlPlane`: one TLS gRPC port (15012, as istiod) serving the Istio CA
+ * (`IstioCertificateService/CreateCertificate`) and delta ADS for `istio.workload.Address` and
+ * `istio.security.Authorization`, fed from the Kubernetes API and an optional policy file.
+ */
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { KubeConfig } from '@kubernetes/client-node';
+import { logger } from '../admin/log.js';
+import { LocalFileSource } from '../discovery/local-file-source.js';
+import { WorkloadStore } from '../discovery/store.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import { LocalCa } from '../identity/local-ca.js';
+import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './ca/authenticator.js';
+import { CertificateService } from './ca/service.js';
+import { issueServingCertificate } from './ca/serving-cert.js';
+import { ApiPodLookup, KubeSource } from './kube-source.js';
+import { AGGREGATED_DISCOVERY_SERVICE, CERTIFICATE_SERVICE } from './wire/services.js';
+import { DeltaXdsServer } from './xds/delta-server.js';
+import { ResourceCache } from './xds/resource-cache.js';
+
+const log = logger('ambit::controlplane');
+/** gRPC max message size for xDS, as ztunnel sets it. */
+const MAX_MESSAGE_BYTES = 200 * 1024 * 1024;
+
+export interface ControlPlaneOptions {
+  /** A kubeconfig path or a loaded KubeConfig. */
+  kubeconfig: string | KubeConfig;
+  /** `host:port`; default 127.0.0.1:15012. Port 0 picks a free one. */
+  listen?: string;
+  /** LocalCa directory (root key and certificate, created on first use). */
+  caDir: string;
+  /** YAML with a `policies` list in the local-config shape; reloaded when it changes. */
+  policiesFile?: string;
+  trustDomain?: string;
+  clusterId?: string;
+  clusterDomain?: string;
+  /** Token audiences accepted by the CA (TokenReview `spec.audiences`); default istio-ca. */
+  audiences?: string[];
+  /** `namespace/serviceAccount` allowed to impersonate pods on its node; default istio-system/ztunnel. */
+  nodeProxies?: string[];
+  maxTtlSeconds?: number;
+  /** Extra IPs for the serving certificate (the address ztunnels dial). */
+  servingIps?: string[];
+}
+
+export interface ControlPlane {
+  /** `host:port` actually bound. */
+  address: string;
+  port: number;
+  /** The mesh root: clients trust it for this server and for workload certificates. */
+  rootPem: string;
+  cache: ResourceCache;
+  xds: DeltaXdsServer;
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
+  const kubeconfig = typeof o.kubeconfig === 'string' ? loadKubeconfig(o.kubeconfig) : o.kubeconfig;
+  const trustDomain = o.trustDomain ?? 'cluster.local';
+  const cluster = {
+    clusterId: o.clusterId ?? 'Kubernetes',
+    clusterDomain: o.clusterDomain ?? 'cluster.local',
+    trustDomain,
+  };
+  const ca = await LocalCa.open(o.caDir, {
+    trustDomain,
+    ...(o.maxTtlSeconds ? { maxTtlSeconds: o.maxTtlSeconds } : {}),
+  });
+  const { host, port } = parseAddress(o.listen ?? '127.0.0.1:15012');
+  const serving = await issueServingCertificate(o.caDir, {
+    ips: [host, ...(o.servingIps ?? [])].filter((ip) => isIpLiteral(ip) && ip !== '0.0.0.0' && ip !== '::'),
+  });
+
+  const cache = new ResourceCache();
+  const source = new KubeSource(kubeconfig, cache, cluster);
+  let policyFile: LocalFileSource | undefined;
+  if (o.policiesFile) {
+    const policies = new WorkloadStore();
+    policyFile = new LocalFileSource(o.policiesFile, policies);
+    policyFile.load();
+    source.setPolicies(policies.policies);
+    policies.on('change', () => source.setPolicies(policies.policies));
+    policyFile.watch();
+  }
+  await source.start();
+
+  const certificates = new CertificateService({
+    ca,
+    trustDomain,
+    authenticator: new TokenReviewAuthenticator(kubeconfig, o.audiences ?? DEFAULT_CA_AUDIENCES),
+    pods: new ApiPodLookup(kubeconfig),
+    ...(o.nodeProxies ? { nodeProxies: o.nodeProxies } : {}),
+    ...(o.maxTtlSeconds ? { maxTtlSeconds: o.maxTtlSeconds } : {}),
+  });
+  const xds = new DeltaXdsServer(cache);
+  const server = new Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+  server.addService(CERTIFICATE_SERVICE, { CreateCertificate: certificates.handler });
+  server.addService(AGGREGATED_DISCOVERY_SERVICE, { DeltaAggregatedResources: xds.handler });
+  const creds = ServerCredentials.createSsl(null, [
+    { cert_chain: Buffer.from(serving.certPem), private_key: Buffer.from(serving.keyPem) },
+  ]);
+  const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  let bound: number;
+  try {
+    bound = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(target, creds, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  } catch (err) {
+    await source.stop();
+    policyFile?.close();
+    throw new AmbitError('ERR_CP_LISTEN', `cannot listen on ${target}: ${errorMessage(err)}`, { cause: err });
+  }
+  const address = host.includes(':') ? `[${host}]:${bound}` : `${host}:${bound}`;
+  log.info('control plane listening', { address, trust_domain: trustDomain, cluster: cluster.clusterId });
+  return {
+    address,
+    port: bound,
+    rootPem: ca.rootPem,
+    cache,
+    xds,
+    async close() {
+      policyFile?.close();
+      await source.stop();
+      // Streams are long-lived: end them rather than wait for clients to hang up.
+      server.forceShutdown();
+    },
+  };
+}
+
+function loadKubeconfig(path: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromFile(path);
+  } catch (err) {
+    throw new AmbitError('ERR_KUBECONFIG', `cannot load kubeconfig ${path}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+  return kc;
+}
+
+export function parseAddress(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen.trim());
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535)
+    throw new AmbitError(
+      'ERR_CP_LISTEN',
+      `"${listen}" is not host:port (e.g. 127.0.0.1:15012 or [::1]:15012)`,
+    );
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function isIpLiteral(s: string): boolean {
+  return /^[\d.]+$/.test(s) || s.includes(':');
+}

@@ -1,0 +1,77 @@
+/**
+ * ztunnel's side of the Istio CA (reference §4): `CreateCertificate` over TLS with the bearer token,
+ * `ImpersonatedIdentity` set to the pod identity being requested (shared mode), and the response split
+ * into leaf + intermediates and the root bundle (last element). Implements CertificateAuthority, so the
+ * CertificateManager uses it exactly as it uses the local CA.
+ */
+import { Client, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type ControlPlaneChannelConfig,
+  channelCredentials,
+  channelOptions,
+  grpcTarget,
+} from '../controlplane/wire/channel.js';
+import { type IstioCertificateResponse, stringStruct } from '../controlplane/wire/messages.js';
+import { CERTIFICATE_SERVICE } from '../controlplane/wire/services.js';
+import { AmbitError } from '../errors.js';
+import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.js';
+
+export const DEFAULT_CA_ADDRESS = 'https://localhost:15012';
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+export interface IstioCaClientOptions extends ControlPlaneChannelConfig {
+  timeoutMs?: number;
+}
+
+export class IstioCaClient implements CertificateAuthority {
+  readonly #client: Client;
+  readonly #timeoutMs: number;
+  readonly address: string;
+
+  constructor(options: IstioCaClientOptions) {
+    this.address = options.address;
+    this.#client = new Client(
+      grpcTarget(options.address),
+      channelCredentials(options),
+      channelOptions(options),
+    );
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  sign(csrPem: string, options: SignOptions): Promise<SignedCertificate> {
+    const m = CERTIFICATE_SERVICE.CreateCertificate;
+    return new Promise((resolve, reject) => {
+      this.#client.makeUnaryRequest(
+        m.path,
+        m.requestSerialize,
+        m.responseDeserialize,
+        {
+          csr: csrPem,
+          validityDuration: options.ttlSeconds,
+          metadata: stringStruct({ ImpersonatedIdentity: options.identity }),
+        },
+        { deadline: Date.now() + this.#timeoutMs },
+        (err: ServiceError | null, res?: IstioCertificateResponse) => {
+          if (err) return reject(caError(this.address, err));
+          const chain = res?.certChain ?? [];
+          if (chain.length < 2)
+            return reject(
+              new AmbitError('ERR_CA_RESPONSE', `CA ${this.address}: no root certificate present`),
+            );
+          resolve({ certChainPem: chain.slice(0, -1), rootPem: chain[chain.length - 1]! });
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
+
+function caError(address: string, err: ServiceError): AmbitError {
+  const name = status[err.code] ?? String(err.code);
+  return new AmbitError(`ERR_CA_${name}`, `CA ${address} answered ${name}: ${err.details || err.message}`, {
+    cause: err,
+  });
+}
