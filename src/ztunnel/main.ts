@@ -91,7 +91,8 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     throw err;
   }
 
-  let tracker: ConnectionTracker | undefined;
+  // Without HBONE, plaintext policies still apply (and a policy change still cuts what it denies).
+  const tracker = hbone ? undefined : new ConnectionTracker(store);
   const deps: ProxyDeps = {
     store,
     metrics: new TrafficMetrics(registry),
@@ -101,8 +102,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     drainDeadlineMs: config.drainDeadlineMs,
     socks5: config.socks5,
     hbone: hbone?.hooks,
-    inboundPolicy:
-      hbone?.inboundPolicy ?? plaintextInboundPolicy(store, (tracker ??= new ConnectionTracker(store))),
+    inboundPolicy: tracker ? plaintextInboundPolicy(store, tracker) : hbone?.inboundPolicy,
   };
   const pods = new PodProxyFactory(deps);
   const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
