@@ -7,6 +7,7 @@
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Counter, Registry } from 'prom-client';
 import { type HttpServer, reply, serveHttp } from '../admin/http-server.js';
+import type { ListenAddress } from '../admin/listen-address.js';
 import { logger } from '../admin/log.js';
 import { serveMetrics } from '../admin/metrics-server.js';
 import { errorMessage } from '../errors.js';
@@ -39,6 +40,9 @@ export class Agent {
   readonly cache = new PodCache();
   #ready = false;
   #zds: ZdsServer | undefined;
+  /** Where /healthz and /readyz are served (port 0 resolved). */
+  healthAddress: ListenAddress | undefined;
+  metricsAddress: ListenAddress | undefined;
   #closers: (() => Promise<void> | void)[] = [];
 
   private constructor(readonly config: AgentConfig) {}
@@ -77,8 +81,10 @@ export class Agent {
         return this.#ready ? reply(res, 200, 'ready\n') : reply(res, 503, `${this.notReady()}\n`);
       reply(res, 404, 'not found\n');
     });
+    this.healthAddress = health.address;
     this.#closers.push(() => health.close());
     const metrics: HttpServer = await serveMetrics(c.metricsAddr, this.registry);
+    this.metricsAddress = metrics.address;
     this.#closers.push(() => metrics.close());
     const reconcileEvents = new Counter({
       name: 'nodeagent_reconcile_events_total',
