@@ -20,6 +20,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'install the ambit-cni chained plugin into the CNI config and keep it there',
     load: async () => (await import('../cni/install/command.js')).default,
   },
+  'control-plane': {
+    summary: 'Istio CA and delta xDS workload discovery server fed from the Kubernetes API',
+    load: async () => (await import('./control-plane.js')).default,
+  },
   demo: {
     summary: 'run the walkthrough on a local two-node lab',
     load: async () => (await import('./demo.js')).default,

@@ -33,6 +33,16 @@ function addrKey(network: string, ip: string): string {
   return `${network}/${canonicalIp(ip)}`;
 }
 
+/** Upserts and removals by key: workload uid, service `namespace/hostname`, policy `namespace/name`. */
+export interface StoreDelta {
+  workloads?: Workload[];
+  services?: Service[];
+  policies?: Authorization[];
+  removedWorkloads?: string[];
+  removedServices?: string[];
+  removedPolicies?: string[];
+}
+
 export interface WorkloadStoreEvents {
   change: [];
 }
@@ -67,6 +77,17 @@ export class WorkloadStore extends EventEmitter<WorkloadStoreEvents> {
 
   removeWorkload(uid: string): void {
     if (this.#workloads.delete(uid)) this.#reindex();
+  }
+
+  /** Applies one xDS response's worth of changes with a single reindex and 'change' event. */
+  apply(delta: StoreDelta): void {
+    for (const w of delta.workloads ?? []) this.#workloads.set(w.uid, w);
+    for (const sv of delta.services ?? []) this.#services.set(serviceKey(sv), sv);
+    for (const p of delta.policies ?? []) this.#policies.set(policyKey(p), p);
+    for (const uid of delta.removedWorkloads ?? []) this.#workloads.delete(uid);
+    for (const key of delta.removedServices ?? []) this.#services.delete(key);
+    for (const key of delta.removedPolicies ?? []) this.#policies.delete(key);
+    this.#reindex();
   }
 
   #reindex(): void {

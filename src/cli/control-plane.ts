@@ -1,0 +1,75 @@
+/** `ambit control-plane`: the Istio CA and delta xDS server (istiod's role for ambient), until SIGINT/SIGTERM. */
+import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+import { startControlPlane } from '../controlplane/index.js';
+import { type Command, EXIT_OK, UsageError } from './command.js';
+
+const HELP = `Usage: ambit control-plane --kubeconfig FILE --ca-dir DIR [options]
+
+Serves, on one TLS gRPC port, istio.v1.auth.IstioCertificateService/CreateCertificate (callers
+authenticated by TokenReview) and delta ADS for istio.workload.Address and istio.security.Authorization,
+built from the pods and services of the Kubernetes API.
+
+Options:
+  --kubeconfig FILE        how to reach the Kubernetes API server (required)
+  --ca-dir DIR             CA root key and certificate, created on first use (required)
+  --listen HOST:PORT       address to serve on (default 127.0.0.1:15012; port 0 = any free port)
+  --policies FILE          YAML with a 'policies' list (local workload file shape), reloaded on change
+  --trust-domain NAME      SPIFFE trust domain (default cluster.local)
+  --cluster-id ID          cluster id in workload uids (default Kubernetes)
+  --token-audience AUD     token audience accepted by the CA, repeatable (default istio-ca)
+  --node-proxy NS/SA       service account allowed to impersonate pods on its node, repeatable
+                           (default istio-system/ztunnel)
+  --serving-ip IP          extra IP in the serving certificate, repeatable
+  -h, --help               show this help
+
+The mesh root certificate is DIR/root-cert.pem; give it to clients as CA_ROOT_CA / XDS_ROOT_CA.
+`;
+
+const command: Command = {
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        kubeconfig: { type: 'string' },
+        'ca-dir': { type: 'string' },
+        listen: { type: 'string', default: '127.0.0.1:15012' },
+        policies: { type: 'string' },
+        'trust-domain': { type: 'string' },
+        'cluster-id': { type: 'string' },
+        'token-audience': { type: 'string', multiple: true },
+        'node-proxy': { type: 'string', multiple: true },
+        'serving-ip': { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      process.stdout.write(HELP);
+      return EXIT_OK;
+    }
+    if (!values.kubeconfig) throw new UsageError('--kubeconfig is required');
+    if (!values['ca-dir']) throw new UsageError('--ca-dir is required');
+    for (const p of values['node-proxy'] ?? [])
+      if (!/^[^/]+\/[^/]+$/.test(p))
+        throw new UsageError(`--node-proxy "${p}" is not NAMESPACE/SERVICEACCOUNT`);
+    const cp = await startControlPlane({
+      kubeconfig: values.kubeconfig,
+      caDir: values['ca-dir'],
+      listen: values.listen,
+      ...(values.policies ? { policiesFile: values.policies } : {}),
+      ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+      ...(values['cluster-id'] ? { clusterId: values['cluster-id'] } : {}),
+      ...(values['token-audience'] ? { audiences: values['token-audience'] } : {}),
+      ...(values['node-proxy'] ? { nodeProxies: values['node-proxy'] } : {}),
+      ...(values['serving-ip'] ? { servingIps: values['serving-ip'] } : {}),
+    });
+    process.stdout.write(`${cp.address}\n`);
+    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+    await cp.close();
+    return EXIT_OK;
+  },
+};
+
+export default command;
