@@ -1,0 +1,166 @@
+/**
+ * The mesh dataplane's order against real parts: a real pod netns and rules, the probe set in a
+ * node netns, a real ZdsServer with a test proxy peer that ACKs or NACKs; only the annotation is
+ * recorded (the order of its writes relative to the proxy's view is the point).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { MeshDataplane } from '../../src/agent/mesh-dataplane.js';
+import { NetnsFinder } from '../../src/agent/netns-finder.js';
+import { PodCache } from '../../src/agent/pod-cache.js';
+import { createRedirector, type HostProbes } from '../../src/redirect/index.js';
+import { connectSeqpacket, NetnsHandle } from '../../src/sys/index.js';
+import { decodeRequest, encodeHello, encodeResponse, ZdsServer } from '../../src/zds/index.js';
+import { run, TestNetns, uniqueSubnet } from '../helpers/netns.js';
+import { RawPeer } from '../zds/fixtures/raw-peer.js';
+
+describe('mesh dataplane order (real rules, probe set and ZDS)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-agent-dp-'));
+  const node = new TestNetns();
+  const podNs = new TestNetns();
+  const ip = uniqueSubnet().host(5);
+  const log: string[] = [];
+  const redirector = createRedirector({ nodeNetns: node.path });
+  let probes: HostProbes;
+  let zds: ZdsServer;
+  let peer: RawPeer | undefined;
+  let nack = '';
+  let cache: PodCache;
+  let dp: MeshDataplane;
+  const pod: V1Pod = { metadata: { name: 'p', namespace: 'ns', uid: 'uid-dp-1' }, status: { podIP: ip } };
+  const rulesIn = () => run('ip', ['netns', 'exec', podNs.name, 'iptables-save']).includes('ISTIO_PRERT');
+  const inProbeSet = () => node.exec('ipset', ['save', 'istio-inpod-probes-v4']).includes(ip);
+
+  /** A proxy that records each request with the state of the pod at that moment, then answers. */
+  const connectPeer = async () => {
+    peer = new RawPeer(connectSeqpacket(zds.path));
+    await peer.send(encodeHello({ version: 1 }));
+    void (async () => {
+      for (;;) {
+        const m = await peer!.next().catch(() => 'closed' as const);
+        if (m === 'closed') return;
+        const req = decodeRequest(m);
+        if (!req.ok) return;
+        const kind = req.value.kind;
+        log.push(`zds:${kind} rules=${rulesIn()} probe=${inProbeSet()}`);
+        await peer!.send(encodeResponse({ kind: 'ack', error: kind === 'add' ? nack : '' }));
+      }
+    })();
+    await new Promise<void>((r) => zds.once('snapshotSent', () => r()));
+  };
+
+  before(async () => {
+    podNs.exec('ip', ['addr', 'add', `${ip}/32`, 'dev', 'lo']);
+    probes = await redirector.hostProbes();
+    await probes.install();
+    cache = new PodCache();
+    zds = ZdsServer.listen({ path: join(dir, 'zds.sock'), pods: cache });
+    dp = new MeshDataplane({
+      cache,
+      finder: new NetnsFinder(),
+      rules: redirector,
+      proxy: zds,
+      probes,
+      annotator: {
+        async set(_pod, value) {
+          log.push(`annotate:${value} rules=${rulesIn()} probe=${inProbeSet()}`);
+        },
+      },
+    });
+  });
+  after(() => {
+    peer?.close();
+    zds.close();
+    cache.clear();
+    podNs.remove();
+    node.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('no proxy connected: rules stay, annotation pending, no probe entry, retryable error', async () => {
+    await assert.rejects(
+      dp.addPodToMesh(pod, [ip], podNs.path),
+      (err: Error & { code?: string; retryable?: boolean }) => {
+        assert.equal(err.code, 'AGENT_ZTUNNEL_FAILED');
+        assert.equal(err.retryable, true);
+        return true;
+      },
+    );
+    assert.deepEqual(log.splice(0), ['annotate:pending rules=true probe=false']);
+    assert.equal(rulesIn(), true);
+    assert.ok(cache.get('uid-dp-1')?.netns, 'the netns stays cached for the retry');
+  });
+
+  it('a NACK is the same retryable pending state', async () => {
+    await connectPeer();
+    log.length = 0;
+    nack = 'listen failed: EADDRINUSE';
+    await assert.rejects(dp.addPodToMesh(pod, [ip], podNs.path), {
+      code: 'AGENT_ZTUNNEL_FAILED',
+      message: /EADDRINUSE/,
+    });
+    assert.deepEqual(log.splice(0), [
+      'zds:add rules=true probe=false',
+      'annotate:pending rules=true probe=false',
+    ]);
+  });
+
+  it('add: rules, then the proxy (rules already there), then the probe entry, then `enabled`', async () => {
+    nack = '';
+    await dp.addPodToMesh(pod, [ip], podNs.path);
+    assert.deepEqual(log.splice(0), [
+      'zds:add rules=true probe=false',
+      'annotate:enabled rules=true probe=true',
+    ]);
+  });
+
+  it('remove: rules first (the proxy is told after they are gone), then the probe entry, then the annotation', async () => {
+    await dp.removePodFromMesh(pod, false);
+    assert.deepEqual(log.splice(0), [
+      'zds:del rules=false probe=true',
+      'annotate:null rules=false probe=false',
+    ]);
+    assert.equal(cache.get('uid-dp-1'), undefined);
+  });
+
+  it('a rule failure is not retryable and forgets the pod; an unknown netns likewise', async () => {
+    const broken = new MeshDataplane({
+      cache,
+      finder: new NetnsFinder(),
+      rules: createRedirector({ path: '/nonexistent' }),
+      proxy: zds,
+      probes,
+      annotator: { set: async () => {} },
+    });
+    await assert.rejects(
+      broken.addPodToMesh(pod, [ip], podNs.path),
+      (err: Error & { code?: string; retryable?: boolean }) => {
+        assert.equal(err.code, 'AGENT_RULES_FAILED');
+        assert.equal(err.retryable, false);
+        return true;
+      },
+    );
+    assert.equal(cache.get('uid-dp-1'), undefined);
+    await assert.rejects(dp.addPodToMesh(pod, [ip]), { code: 'AGENT_NETNS_NOT_FOUND' });
+    await assert.rejects(dp.addPodToMesh(pod, [ip], join(dir, 'no-such-netns')), {
+      code: 'AGENT_NETNS_OPEN',
+    });
+    assert.equal(cache.size, 0);
+    assert.deepEqual(log, []);
+  });
+
+  it('a cached netns with the same inode is kept (the duplicate handle closed)', () => {
+    const a = NetnsHandle.open(podNs.path);
+    const b = NetnsHandle.open(podNs.path);
+    const info = { name: 'p', namespace: 'ns', serviceAccount: 'default' };
+    assert.equal(cache.upsert('u', info, a), a);
+    assert.equal(cache.upsert('u', info, b), a);
+    assert.equal(b.closed, true);
+    cache.take('u')?.netns?.close();
+    assert.equal(a.closed, true);
+  });
+});
