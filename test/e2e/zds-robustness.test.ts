@@ -73,6 +73,8 @@ function fuzzDatagram(rand: (n: number) => number, templates: Uint8Array[]): Buf
 
 describe('ZDS robustness', () => {
   const seed = Number(process.env['ZDS_FUZZ_SEED'] ?? Date.now() % 2 ** 31);
+  // Printed up front so any failure, a timeout included, can be replayed with ZDS_FUZZ_SEED.
+  process.stdout.write(`# ZDS_FUZZ_SEED=${seed}\n`);
   let ns: TestNetns;
   let dir: string;
   before(async () => {
