@@ -45,6 +45,8 @@ export interface ApiServer {
   caPem: string;
   store: Store;
   writeKubeconfig(path: string): void;
+  /** Ends every open watch, as an API server restart does; clients rewatch from their last version. */
+  dropWatches(): void;
   close(): Promise<void>;
 }
 
@@ -118,6 +120,9 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     store,
     caPem,
     writeKubeconfig: (path) => writeKubeconfig(path, url, credentials.adminToken, caPem),
+    dropWatches() {
+      for (const w of [...handler.watches]) w.close();
+    },
     async close() {
       for (const w of [...handler.watches]) w.close();
       const closed = once(server, 'close');
