@@ -31,8 +31,20 @@ export interface ZtunnelConfig {
   adminAddr: ListenAddress;
   metricsAddr: ListenAddress;
   readinessAddr: ListenAddress;
-  /** HBONE certificates from this file-backed local CA (the lab's); unset = no HBONE. */
+  /** HBONE certificates from this file-backed local CA (the lab's); unset = no HBONE unless caAddress. */
   localCaDir: string | undefined;
+  /** Istio's CA (CreateCertificate) and workload discovery (delta ADS); unset = not used. */
+  caAddress: string | undefined;
+  caRootCa: string | undefined;
+  xdsAddress: string | undefined;
+  xdsRootCa: string | undefined;
+  /** Bearer token for the CA and xDS: a file path (re-read per call) or the token itself. */
+  authToken: string | undefined;
+  clusterId: string;
+  /** Node identity for xDS: ztunnel~<ip>~<pod>.<ns>~<ns>.svc.cluster.local */
+  podName: string;
+  podNamespace: string;
+  instanceIp: string;
   trustDomain: string;
   /** Requested workload certificate lifetime (SECRET_TTL). */
   secretTtlSeconds: number;
@@ -89,6 +101,42 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'trust domain of pods the workload store does not describe',
   },
   { flag: 'secret-ttl', env: 'SECRET_TTL', default: '24h', help: 'requested workload certificate lifetime' },
+  {
+    flag: 'ca-address',
+    env: 'CA_ADDRESS',
+    help: "Istio CA ([https://]host:port, e.g. istiod's :15012); unset: none",
+  },
+  {
+    flag: 'ca-root-ca',
+    env: 'CA_ROOT_CA',
+    help: 'roots to verify the CA: a PEM file, inline PEM or SYSTEM (default: the xDS roots, else SYSTEM)',
+  },
+  {
+    flag: 'xds-address',
+    env: 'XDS_ADDRESS',
+    help: 'workload discovery (delta ADS, [https://]host:port); exclusive with --local-xds-path',
+  },
+  { flag: 'xds-root-ca', env: 'XDS_ROOT_CA', help: 'roots to verify xDS: a PEM file, inline PEM or SYSTEM' },
+  {
+    flag: 'auth-token',
+    env: 'AUTH_TOKEN',
+    default: './var/run/secrets/tokens/istio-token',
+    help: 'bearer token for the CA and xDS: a file path (re-read per call) or the token itself',
+  },
+  {
+    flag: 'cluster-id',
+    env: 'CLUSTER_ID',
+    default: 'Kubernetes',
+    help: 'cluster id sent to the control plane',
+  },
+  { flag: 'pod-name', env: 'POD_NAME', default: 'ztunnel', help: "this ztunnel's pod name (xDS node id)" },
+  {
+    flag: 'pod-namespace',
+    env: 'POD_NAMESPACE',
+    default: 'istio-system',
+    help: "this ztunnel's namespace (xDS node id)",
+  },
+  { flag: 'instance-ip', env: 'INSTANCE_IP', default: '1.1.1.1', help: "this ztunnel's IP (xDS node id)" },
   {
     flag: 'unstable-enable-socks5',
     env: 'UNSTABLE_ENABLE_SOCKS5',
@@ -215,6 +263,13 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     bad(workers, 'expected a whole number ≥ 1');
   // Each pod's listeners use SO_REUSEPORT, so a worker per core could bind its own set; not built yet.
   if (Number(workers.text) !== 1) bad(workers, 'only 1 worker is implemented so far');
+  const exclusive = (a: string, b: string) => {
+    const ra = raw(a);
+    if (ra?.explicit && raw(b)?.explicit)
+      bad(ra, `${ra.source} and ${raw(b)!.source} exclude each other: use one`);
+  };
+  exclusive('local-xds-path', 'xds-address');
+  exclusive('local-ca-dir', 'ca-address');
   const uds = must('inpod-uds');
   if (uds.text.trim() === '') bad(uds, 'expected a socket path');
 
@@ -237,6 +292,15 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     localCaDir: raw('local-ca-dir')?.text.trim(),
     trustDomain: must('trust-domain').text.trim(),
     secretTtlSeconds: Math.ceil(parseDuration(must('secret-ttl').text, must('secret-ttl').source) / 1000),
+    caAddress: raw('ca-address')?.text.trim(),
+    caRootCa: raw('ca-root-ca')?.text.trim(),
+    xdsAddress: raw('xds-address')?.text.trim(),
+    xdsRootCa: raw('xds-root-ca')?.text.trim(),
+    authToken: raw('auth-token')?.text.trim(),
+    clusterId: must('cluster-id').text.trim(),
+    podName: must('pod-name').text.trim(),
+    podNamespace: must('pod-namespace').text.trim(),
+    instanceIp: must('instance-ip').text.trim(),
   };
 }
 

@@ -3,19 +3,30 @@
  * client with a proxy per enrolled pod, and the graceful shutdown that lets a successor take over.
  * Order follows upstream: state first, servers, then ZDS (it starts only once the state is loaded).
  */
+
+import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { type HttpServer, reply, serveHttp } from '../admin/http-server.js';
+import { serveAdmin } from '../admin/admin-server.js';
+import type { HttpServer } from '../admin/http-server.js';
 import { logger, setLogLevel } from '../admin/log.js';
 import { serveMetrics } from '../admin/metrics-server.js';
 import { Readiness, serveReadiness } from '../admin/readiness.js';
 import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
-import { errorMessage } from '../errors.js';
+import { XdsClient } from '../discovery/xds-client.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import type { CertificateAuthority } from '../identity/ca.js';
+import { IstioCaClient } from '../identity/ca-client.js';
 import { LocalCa } from '../identity/local-ca.js';
 import { ConnectionTracker } from '../policy/tracker.js';
 import type { ZtunnelConfig } from './config.js';
 import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
-import { type InPodConfig, type InPodProxyFactory, startInPod } from './inpod/index.js';
+import {
+  type InPodConfig,
+  type InPodProxyFactory,
+  startInPod,
+  type WorkloadStateEntry,
+} from './inpod/index.js';
 import { MigratingProxyFactory } from './listener-migration.js';
 import { TrafficMetrics } from './metrics.js';
 import type { ProxyDeps } from './proxy/context.js';
@@ -31,6 +42,34 @@ const PROXY_TASK = 'workload proxy manager';
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Exit code when a second SIGINT cuts the drain short (128 + SIGINT). */
 export const EXIT_INTERRUPTED = 130;
+
+/** CA_ROOT_CA / XDS_ROOT_CA: a PEM file, inline PEM, or SYSTEM (undefined = the system roots). */
+function roots(value: string | undefined, source: string): string | undefined {
+  if (value === undefined || value === '' || value === 'SYSTEM') return undefined;
+  if (value.startsWith('-----BEGIN')) return value;
+  try {
+    return readFileSync(value, 'utf8');
+  } catch (err) {
+    throw new AmbitError(
+      'ERR_CONFIG',
+      `${source}=${value}: cannot read the root certificates: ${errorMessage(err)}`,
+    );
+  }
+}
+
+/** Where workload certificates come from: Istio's CA, the lab's local CA, or nowhere (no HBONE). */
+async function certificateAuthority(config: ZtunnelConfig): Promise<CertificateAuthority | undefined> {
+  if (config.caAddress) {
+    return new IstioCaClient({
+      address: config.caAddress,
+      rootPem: roots(config.caRootCa ?? config.xdsRootCa, '--ca-root-ca'),
+      token: config.authToken,
+      clusterId: config.clusterId,
+    });
+  }
+  if (config.localCaDir) return LocalCa.open(config.localCaDir, { trustDomain: config.trustDomain });
+  return undefined;
+}
 
 function applyLogDirectives(config: ZtunnelConfig): void {
   for (const d of config.log) setLogLevel(d.level, d.target);
@@ -48,18 +87,37 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  // Opened first: a bad CA directory must fail start-up before anything is listening or watching.
-  const ca = config.localCaDir
-    ? await LocalCa.open(config.localCaDir, { trustDomain: config.trustDomain })
-    : undefined;
+  // Opened first: a bad CA directory or root file must fail start-up before anything is listening.
+  const ca = await certificateAuthority(config);
   const store = new WorkloadStore({ node: config.nodeName });
   let source: LocalFileSource | undefined;
+  let xds: XdsClient | undefined;
   if (config.localXdsPath) {
     source = new LocalFileSource(config.localXdsPath, store);
     source.load(); // a bad file at start-up is fatal; later a bad edit keeps the previous state
     source.watch();
-  }
-  readiness.release(STATE_TASK);
+    readiness.release(STATE_TASK);
+  } else if (config.xdsAddress) {
+    xds = new XdsClient({
+      address: config.xdsAddress,
+      rootPem: roots(config.xdsRootCa, '--xds-root-ca'),
+      token: config.authToken,
+      clusterId: config.clusterId,
+      store,
+      node: {
+        id: `ztunnel~${config.instanceIp}~${config.podName}.${config.podNamespace}~${config.podNamespace}.svc.cluster.local`,
+        metadata: {
+          NAME: config.podName,
+          NAMESPACE: config.podNamespace,
+          INSTANCE_IPS: config.instanceIp,
+          ...(config.nodeName ? { NODE_NAME: config.nodeName } : {}),
+        },
+      },
+    });
+    // Ready only once the first workload state arrived: before it every destination would be passthrough.
+    xds.once('ready', () => readiness.release(STATE_TASK));
+    xds.start();
+  } else readiness.release(STATE_TASK);
 
   // HBONE needs workload certificates; without a CA the mesh paths are plaintext only.
   const hbone = ca
@@ -70,19 +128,21 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
         certTtlSeconds: config.secretTtlSeconds,
       })
     : undefined;
-  if (!hbone) log.warn('no certificate authority configured (--local-ca-dir): HBONE is disabled');
+  if (!hbone)
+    log.warn('no certificate authority configured (--ca-address or --local-ca-dir): HBONE is disabled');
 
   let requestShutdown: (reason: string) => void = () => {};
+  // The admin server starts before ZDS; pods appear in its dump once the manager runs.
+  let workloadState: () => Record<string, WorkloadStateEntry> = () => ({});
   const servers: HttpServer[] = [];
   try {
     servers.push(await serveReadiness(config.readinessAddr, readiness));
     servers.push(await serveMetrics(config.metricsAddr, registry));
     servers.push(
-      await serveHttp('admin', config.adminAddr, (req, res) => {
-        if (req.url?.split('?')[0] !== '/quitquitquit') return reply(res, 404, 'not found\n');
-        if (req.method !== 'POST') return reply(res, 405, 'method not allowed: use POST\n');
-        reply(res, 200, 'OK\n');
-        requestShutdown('POST /quitquitquit');
+      await serveAdmin(config.adminAddr, {
+        dump: { store, workloadState: () => workloadState(), certificates: hbone?.certificates, config },
+        startupLogLevels: config.log,
+        quit: () => requestShutdown('POST /quitquitquit'),
       }),
     );
   } catch (err) {
@@ -114,6 +174,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   };
   const manager = startInPod({ config: inPod, factory });
   registerWorkloadManagerMetrics(registry, manager.state);
+  workloadState = () => manager.state.workloadState();
   manager.state.on('readiness', (ready) => {
     if (ready) readiness.release(PROXY_TASK);
     else readiness.register(PROXY_TASK);
@@ -147,7 +208,9 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     log.error('drain failed', { error: errorMessage(err) });
   }
   source?.close();
+  xds?.close();
   hbone?.close();
+  if (ca instanceof IstioCaClient) ca.close();
   tracker?.close();
   await Promise.all(servers.map((s) => s.close()));
   clearTimeout(guard);
