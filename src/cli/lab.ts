@@ -1,10 +1,26 @@
 /**
- * `ambit lab up|down|status|exec|pod`: the local cluster of network namespaces the rest of ambit
- * runs on. `ambit lab exec ambient-demo/sleep -- ss -ntlp` is the seed's `kubectl debug ... -- ss -ntlp`.
+ * `ambit lab up|down|status|exec|pod|logs|start|stop|restart`: the local cluster the rest of ambit
+ * runs on. `ambit lab exec ambient-demo/sleep -- ss -ntlp` is the seed's `kubectl debug ... -- ss -ntlp`,
+ * `ambit lab logs ztunnel` its `kubectl logs ds/ztunnel`.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
+import {
+  ClusterLayout,
+  clusterDown,
+  clusterPodNetns,
+  clusterStatus,
+  clusterUp,
+  isCluster,
+  type ProcessId,
+  parseComponent,
+  podAdd,
+  podDel,
+  startComponent,
+  stopComponent,
+} from '../lab/cluster/index.js';
 import {
   chooseLab,
   createPod,
@@ -16,7 +32,6 @@ import {
   findNode,
   findPod,
   type LabState,
-  labDown,
   labUp,
   listLabs,
   listNetns,
@@ -27,30 +42,42 @@ import {
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage:
-  ambit lab up     [--name NAME] [--nodes N] [--pods-per-node K] [--node-cidr CIDR] [--pod-cidr CIDR]
-                   [--node-mask LEN] [--cni-path DIR]...
+  ambit lab up     [--name NAME] [--nodes N] [--network-only [--pods-per-node K]] [--node-cidr CIDR]
+                   [--pod-cidr CIDR] [--node-mask LEN] [--cni-path DIR]...
   ambit lab down   [--name NAME]
   ambit lab status [--name NAME] [--json]
   ambit lab exec   [--name NAME] <namespace>/<pod> -- CMD [ARGS...]
   ambit lab exec   [--name NAME] --node NODE -- CMD [ARGS...]
-  ambit lab pod add [--name NAME] [--node NODE] <namespace>/<pod>
+  ambit lab pod add [--name NAME] [--node NODE] [--label K=V]... [--image httpbin|sleep] [--no-wait] <namespace>/<pod>
   ambit lab pod del [--name NAME] <namespace>/<pod>
+  ambit lab logs   [--name NAME] ztunnel|agent|apiserver|kubelet [--node NODE] [-f]
+  ambit lab start|stop|restart [--name NAME] ztunnel|agent|apiserver|kubelet [--node NODE]
 
 A lab is a local cluster on this machine's kernel: nodes are network namespaces joined by a bridge
 in the namespace ambit-NAME-fabric (the host's own network is not touched); pods are namespaces
-attached through the reference CNI plugins (bridge + host-local + loopback from /usr/lib/cni).
-Needs root.
+attached through the reference CNI plugins (bridge + host-local + loopback from /usr/lib/cni), with
+ambit-cni chained after them. 'up' starts, as background processes with pid and log files under
+/var/run/ambit/lab/NAME/, the lab API server and, per node, the agent and ztunnel (inside the node's
+netns) and a kubelet stand-in that makes the sandboxes of the pods written to the API server.
+'up' prints the kubeconfig for kubectl. Needs root.
 
 Options:
   --name NAME         lab name, lowercase letters and digits. 'up' defaults to ${DEFAULT_LAB}; the other
                       commands default to $AMBIT_LAB, else the only running lab, else ${DEFAULT_LAB}
   --nodes N           number of nodes, n1..nN (default 2)
-  --pods-per-node K   pods default/<node>-pod<i> created on each node by 'up' (default 0)
+  --network-only      only the network (nodes, fabric); pods are made directly, without API server,
+                      agents or ztunnels
+  --pods-per-node K   with --network-only: pods default/<node>-pod<i> created on each node (default 0)
   --node-cidr CIDR    node addresses on the fabric, node nK = host K (default ${DEFAULT_NODE_CIDR})
   --pod-cidr CIDR     cluster pod range (default ${DEFAULT_POD_CIDR})
   --node-mask LEN     prefix length of each node's pod CIDR; node nK gets block K (default ${DEFAULT_NODE_MASK})
   --cni-path DIR      extra CNI plugin directory searched before /usr/lib/cni (repeatable)
-  --node NODE         'exec': run in the node's netns; 'pod add': the node (default: the one with fewest pods)
+  --node NODE         'exec': run in the node's netns; 'pod add': the node (default: the one with fewest
+                      pods); 'logs', 'start', 'stop', 'restart': the node of the component (default n1)
+  --label K=V         'pod add': a pod label (repeatable; app=<image> by default)
+  --image IMAGE       'pod add': httpbin (HTTP server on :8000, GET /get, POST /post) or sleep (default)
+  --no-wait           'pod add': return once the pod is written, without waiting until it runs
+  -f, --follow        'logs': keep printing as the log grows
   --json              'status': print the lab state as JSON
 `;
 
@@ -75,25 +102,48 @@ async function up(argv: string[]): Promise<number> {
       'pod-cidr': { type: 'string' },
       'node-mask': { type: 'string' },
       'cni-path': { type: 'string', multiple: true },
+      'network-only': { type: 'boolean', default: false },
     },
   });
-  const state = await labUp({
+  const podsPerNode = intOption(values['pods-per-node'], 'pods-per-node', 0);
+  if (podsPerNode > 0 && !values['network-only']) {
+    throw new UsageError(
+      "--pods-per-node needs --network-only; in a cluster add pods with 'ambit lab pod add'",
+    );
+  }
+  const options = {
     name: values.name,
     nodes: intOption(values.nodes, 'nodes', 2),
-    podsPerNode: intOption(values['pods-per-node'], 'pods-per-node', 0),
+    podsPerNode,
     nodeCidr: values['node-cidr'],
     podCidr: values['pod-cidr'],
     nodeMask: intOption(values['node-mask'], 'node-mask', DEFAULT_NODE_MASK),
     pluginDirs: values['cni-path'],
-  });
+  };
+  const state = values['network-only'] ? await labUp(options) : await clusterUp(options);
   process.stdout.write(`${renderTopology(state, new Set(listNetns()))}\n`);
+  if (!values['network-only']) {
+    process.stdout.write(`${renderComponents(state)}\n`);
+    process.stdout.write(`kubeconfig: ${new ClusterLayout(state.name).kubeconfig}\n`);
+    process.stdout.write(`  kubectl --kubeconfig ${new ClusterLayout(state.name).kubeconfig} get pods -A\n`);
+  }
   return EXIT_OK;
+}
+
+function renderComponents(state: LabState): string {
+  const rows = clusterStatus(state).map(
+    (c) =>
+      `  ${c.name.padEnd(14)} ${(c.up ? 'up' : 'down').padEnd(5)} ${String(c.pid ?? '-').padEnd(8)} ${c.log}`,
+  );
+  return [`components:`, `  ${'NAME'.padEnd(14)} ${'STATE'.padEnd(5)} ${'PID'.padEnd(8)} LOG`, ...rows].join(
+    '\n',
+  );
 }
 
 async function down(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { name: { type: 'string' } } });
   const name = labName(values.name);
-  const report = await labDown(name);
+  const report = await clusterDown(name);
   for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
   process.stdout.write(
     report.removedNetns.length > 0
@@ -111,8 +161,20 @@ async function status(argv: string[]): Promise<number> {
   const name = labName(values.name);
   const state = loadLab(name);
   const present = new Set(listNetns());
-  if (values.json) process.stdout.write(`${JSON.stringify(withPresence(state, present), null, 2)}\n`);
-  else process.stdout.write(`${renderTopology(state, present)}\n`);
+  const cluster = isCluster(name);
+  if (values.json) {
+    const shown = {
+      ...(withPresence(state, present) as object),
+      ...(cluster ? { components: clusterStatus(state) } : {}),
+    };
+    process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${renderTopology(state, present)}\n`);
+    if (cluster) {
+      process.stdout.write(`${renderComponents(state)}\n`);
+      process.stdout.write(`kubeconfig: ${new ClusterLayout(name).kubeconfig}\n`);
+    }
+  }
   return EXIT_OK;
 }
 
@@ -153,10 +215,14 @@ async function exec(argv: string[]): Promise<number> {
   const name = labName(values.name);
   const state = loadLab(name);
   const netns =
-    values.node !== undefined
-      ? findNode(state, values.node).netns
-      : findPod(state, parsePodRef(positionals[0]!)).netns;
+    values.node !== undefined ? findNode(state, values.node).netns : podNetnsOf(name, state, positionals[0]!);
   return execInNetns(netns, argv.slice(dashes + 1));
+}
+
+/** A pod made by the kubelet (cluster) or directly (network-only lab). */
+function podNetnsOf(lab: string, state: LabState, text: string): string {
+  const ref = parsePodRef(text);
+  return (isCluster(lab) ? clusterPodNetns(lab, ref) : undefined) ?? findPod(state, ref).netns;
 }
 
 async function pod(argv: string[]): Promise<number> {
@@ -164,13 +230,23 @@ async function pod(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { name: { type: 'string' }, node: { type: 'string' } },
+    options: {
+      name: { type: 'string' },
+      node: { type: 'string' },
+      label: { type: 'string', multiple: true },
+      image: { type: 'string' },
+      'no-wait': { type: 'boolean', default: false },
+    },
   });
   if ((action !== 'add' && action !== 'del') || positionals.length !== 1) {
     throw new UsageError('usage: ambit lab pod add|del [--name NAME] [--node NODE] <namespace>/<pod>');
   }
   const ref = parsePodRef(positionals[0]!);
   const name = labName(values.name);
+  if (isCluster(name)) return clusterPod(name, action, ref, values);
+  if (values.label !== undefined || values.image !== undefined) {
+    throw new UsageError('--label and --image need a cluster lab (one made without --network-only)');
+  }
   if (action === 'del') {
     if (values.node !== undefined)
       throw new UsageError('lab pod del takes no --node: the pod knows its node');
@@ -187,12 +263,121 @@ async function pod(argv: string[]): Promise<number> {
   return EXIT_OK;
 }
 
+const IMAGES = ['sleep', 'httpbin'];
+
+function parseLabels(texts: readonly string[] | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const text of texts ?? []) {
+    const eq = text.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--label '${text}' is not KEY=VALUE`);
+    labels[text.slice(0, eq)] = text.slice(eq + 1);
+  }
+  return labels;
+}
+
+async function clusterPod(
+  lab: string,
+  action: 'add' | 'del',
+  ref: { namespace: string; name: string },
+  values: { node?: string; label?: string[]; image?: string; 'no-wait'?: boolean },
+): Promise<number> {
+  if (action === 'del') {
+    await podDel(lab, ref);
+    process.stdout.write(`pod ${ref.namespace}/${ref.name} deleted\n`);
+    return EXIT_OK;
+  }
+  if (values.image !== undefined && !IMAGES.includes(values.image)) {
+    throw new UsageError(`--image must be one of ${IMAGES.join(', ')} (got '${values.image}')`);
+  }
+  const state = loadLab(lab);
+  const node = values.node ?? state.nodes[0]!.name;
+  const pod = await podAdd(lab, ref, {
+    node,
+    labels: parseLabels(values.label),
+    image: values.image,
+    wait: !values['no-wait'],
+  });
+  const ip = pod.status?.podIP ?? '(pending)';
+  process.stdout.write(
+    `pod ${ref.namespace}/${ref.name} on ${node}: ${ip} (${pod.status?.phase ?? 'Pending'})\n`,
+  );
+  return EXIT_OK;
+}
+
+function componentTarget(argv: string[], verb: string): { lab: string; id: ProcessId; follow: boolean } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      name: { type: 'string' },
+      node: { type: 'string' },
+      follow: { type: 'boolean', short: 'f', default: false },
+    },
+  });
+  if (positionals.length !== 1) {
+    throw new UsageError(`usage: ambit lab ${verb} ztunnel|agent|apiserver|kubelet [--node NODE]`);
+  }
+  const component = parseComponent(positionals[0]!);
+  const lab = labName(values.name);
+  const state = loadLab(lab);
+  if (component === 'apiserver') {
+    if (values.node !== undefined) throw new UsageError('the API server runs once per lab: no --node');
+    return { lab, id: { component }, follow: values.follow };
+  }
+  const node = values.node ?? state.nodes[0]!.name;
+  if (values.node === undefined && state.nodes.length > 1) {
+    // As `kubectl logs ds/ztunnel` does when the DaemonSet has several pods.
+    process.stderr.write(`Found ${state.nodes.length} nodes, using ${node} (pick one with --node)\n`);
+  }
+  findNode(state, node);
+  return { lab, id: { component, node }, follow: values.follow };
+}
+
+async function logs(argv: string[]): Promise<number> {
+  const { lab, id, follow } = componentTarget(argv, 'logs');
+  const file = new ClusterLayout(lab).logFile(id);
+  if (!existsSync(file)) {
+    throw new UsageError(`lab ${lab} has no log ${file}: is it a cluster lab (made without --network-only)?`);
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn('tail', ['-n', '+1', ...(follow ? ['-f'] : []), file], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code ?? 0));
+  });
+}
+
+function lifecycle(verb: 'start' | 'stop' | 'restart') {
+  return async (argv: string[]): Promise<number> => {
+    const { lab, id } = componentTarget(argv, verb);
+    const label = id.component === 'apiserver' ? 'apiserver' : `${id.component} on ${id.node}`;
+    if (verb !== 'start') {
+      const was = await stopComponent(lab, id);
+      process.stdout.write(was ? `${label} stopped\n` : `${label} was not running\n`);
+    }
+    if (verb !== 'stop') {
+      const pid = await startComponent(lab, id);
+      process.stdout.write(`${label} started (pid ${pid}) and ready\n`);
+    }
+    return EXIT_OK;
+  };
+}
+
 function leastLoaded(state: LabState): string {
   const load = (node: string) => state.pods.filter((p) => p.node === node).length;
   return state.nodes.reduce((best, n) => (load(n.name) < load(best.name) ? n : best)).name;
 }
 
-const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, status, exec, pod };
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  up,
+  down,
+  status,
+  exec,
+  pod,
+  logs,
+  start: lifecycle('start'),
+  stop: lifecycle('stop'),
+  restart: lifecycle('restart'),
+};
 
 const lab: Command = {
   async run(argv) {
@@ -203,7 +388,8 @@ const lab: Command = {
       return sub === undefined ? 2 : EXIT_OK;
     }
     const handler = SUBCOMMANDS[sub];
-    if (!handler) throw new UsageError(`unknown lab subcommand '${sub}' (up, down, status, exec, pod)`);
+    if (!handler)
+      throw new UsageError(`unknown lab subcommand '${sub}' (${Object.keys(SUBCOMMANDS).join(', ')})`);
     return handler(rest);
   },
 };

@@ -1,0 +1,68 @@
+/**
+ * The lab API server process: the lab API server on the host's loopback (for kubectl and the
+ * kubelets), plus a listener on 127.0.0.1:6443 inside every node's netns that forwards to it, the
+ * way a node reaches its control plane; agents inside the nodes use that address.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { logger } from '../../admin/log.js';
+import { errorMessage } from '../../errors.js';
+import { listenInNetns, NetnsHandle } from '../../sys/index.js';
+import { startApiServer, writeKubeconfig } from '../apiserver/index.js';
+import { loadLab } from '../lab.js';
+import { ClusterLayout, NODE_APISERVER_PORT } from './layout.js';
+
+const log = logger('ambit::lab::apiserver');
+
+function forward(client: Socket, host: string, port: number): void {
+  const upstream = connect({ host, port });
+  const end = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on('error', end).on('close', end);
+  upstream.on('error', end).on('close', end);
+  client.pipe(upstream).pipe(client);
+}
+
+export async function runApiServerProcess(lab: string): Promise<number> {
+  const layout = new ClusterLayout(lab);
+  const state = loadLab(lab);
+  mkdirSync(dirname(layout.apiserverState), { recursive: true });
+  const api = await startApiServer({
+    listen: '127.0.0.1:0',
+    stateFile: layout.apiserverState,
+    kubeconfigPath: layout.kubeconfig,
+  });
+  const port = Number(new URL(api.url).port);
+  const forwarders: Server[] = [];
+  for (const node of state.nodes) {
+    const netns = NetnsHandle.open(node.netnsPath);
+    try {
+      const server = await listenInNetns(netns, { host: '127.0.0.1', port: NODE_APISERVER_PORT });
+      server.on('connection', (s: Socket) => forward(s, '127.0.0.1', port));
+      forwarders.push(server);
+    } finally {
+      netns.close();
+    }
+    const kubeconfig = layout.nodeKubeconfig(node.name);
+    mkdirSync(dirname(kubeconfig), { recursive: true });
+    writeKubeconfig(kubeconfig, `https://127.0.0.1:${NODE_APISERVER_PORT}`, api.token, api.caPem);
+    log.info('node route to the API server', { node: node.name, listen: `127.0.0.1:${NODE_APISERVER_PORT}` });
+  }
+  // Written last: its presence tells `lab up` that the API server and every node route are up.
+  writeFileSync(layout.apiserverUrlFile, `${api.url}\n`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info('shutting down', { signal });
+  for (const f of forwarders) f.close();
+  try {
+    await api.close();
+  } catch (err) {
+    log.warn('error while closing', { error: errorMessage(err) });
+  }
+  return 0;
+}

@@ -1,0 +1,292 @@
+/**
+ * The lab as a running cluster: on top of the network (lab.ts), the lab API server, and per node the
+ * agent, ztunnel and a kubelet stand-in, each a supervised background process that outlives the
+ * command. Pods are written to the API server; the node's kubelet makes their sandboxes.
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { V1Pod } from '@kubernetes/client-node';
+import { logger } from '../../admin/log.js';
+import { readKubeconfig, renderPluginKubeconfig } from '../../cni/kubeconfig.js';
+import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../../cni/names.js';
+import { AmbitError } from '../../errors.js';
+import { LocalCa } from '../../identity/local-ca.js';
+import { findNode, type LabDownReport, type LabUpOptions, labDown, labUp, loadLab } from '../lab.js';
+import { formatPodRef, type PodRef } from '../names.js';
+import type { LabState } from '../state.js';
+import { labCgroup, removeCgroupTree } from './cgroup.js';
+import { killLabProcesses } from './cleanup.js';
+import { adminClient, ensureNamespace, readPod } from './kube.js';
+import {
+  ClusterLayout,
+  type Component,
+  type ProcessId,
+  processName,
+  SYSTEM_NAMESPACE,
+  TRUST_DOMAIN,
+} from './layout.js';
+import { launch } from './processes.js';
+import { SandboxManager } from './sandbox.js';
+import { runningPid, stopByPidFile } from './supervisor.js';
+
+const log = logger('ambit::lab');
+const POD_TIMEOUT_MS = 60_000;
+
+/** Per node, in start order: the agent serves ZDS before ztunnel connects; the kubelet comes last. */
+const NODE_COMPONENTS = ['agent', 'ztunnel', 'kubelet'] as const;
+
+/** The bundled plugin: $AMBIT_CNI_PLUGIN, else `ambit-cni` beside the compiled tree, else <repo>/dist. */
+export function findCniBundle(): string {
+  const outDir = fileURLToPath(new URL('../../../', import.meta.url));
+  const candidates = [
+    process.env['AMBIT_CNI_PLUGIN'],
+    join(outDir, PLUGIN_TYPE),
+    join(outDir, '..', 'dist', PLUGIN_TYPE),
+  ].filter((c): c is string => !!c);
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) {
+    throw new AmbitError(
+      'LAB_NO_CNI_PLUGIN',
+      `the ambit-cni plugin bundle is missing (looked at ${candidates.join(', ')}); build it with 'node scripts/build-cni.mjs' or set AMBIT_CNI_PLUGIN`,
+    );
+  }
+  return found;
+}
+
+export function isCluster(lab: string): boolean {
+  return existsSync(new ClusterLayout(lab).pidFile({ component: 'apiserver' }));
+}
+
+export function processIds(state: LabState): ProcessId[] {
+  return [
+    { component: 'apiserver' },
+    ...state.nodes.flatMap((n) => NODE_COMPONENTS.map((component) => ({ component, node: n.name }))),
+  ];
+}
+
+function nodeObject(node: LabState['nodes'][number]) {
+  return {
+    metadata: {
+      name: node.name,
+      labels: { 'kubernetes.io/hostname': node.name, 'kubernetes.io/os': 'linux' },
+    },
+    spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: node.ip },
+        { type: 'Hostname', address: node.name },
+      ],
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'KubeletReady',
+          message: 'lab kubelet is posting ready status',
+        },
+      ],
+    },
+  };
+}
+
+/** Brings up the network, then the API server, then every node's agent, ztunnel and kubelet. */
+export async function clusterUp(options: LabUpOptions): Promise<LabState> {
+  const bundle = findCniBundle();
+  const state = await labUp({ ...options, podsPerNode: 0 });
+  const layout = new ClusterLayout(state.name);
+  try {
+    mkdirSync(layout.cniBinDir, { recursive: true });
+    copyFileSync(bundle, join(layout.cniBinDir, PLUGIN_TYPE));
+    // Created once here, so the node proxies never race to create the root.
+    await LocalCa.open(layout.caDir, { trustDomain: TRUST_DOMAIN });
+    await launch(layout, state, { component: 'apiserver' });
+    const core = adminClient(state.name);
+    for (const ns of ['default', SYSTEM_NAMESPACE, 'kube-system']) await ensureNamespace(core, ns);
+    for (const node of state.nodes) {
+      await core.createNode({ body: nodeObject(node) });
+      // What `ambit cni-install` does on a node: the plugin's kubeconfig in the agent's run dir.
+      const runDir = layout.agentRunDir(node.name);
+      mkdirSync(runDir, { recursive: true });
+      writeFileSync(
+        join(runDir, PLUGIN_KUBECONFIG_NAME),
+        renderPluginKubeconfig(readKubeconfig(layout.nodeKubeconfig(node.name))),
+        { mode: 0o600 },
+      );
+    }
+    await Promise.all(
+      state.nodes.map(async (node) => {
+        for (const component of NODE_COMPONENTS) await launch(layout, state, { component, node: node.name });
+      }),
+    );
+    log.info('lab cluster up', { lab: state.name, nodes: state.nodes.length, kubeconfig: layout.kubeconfig });
+    return state;
+  } catch (err) {
+    await clusterDown(state.name).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Stops every process (kubelets first so nothing recreates pods, the API server last), kills what
+ * is left in the lab's namespaces and cgroups (a crash's leftovers), removes the cgroups, then the
+ * network and the lab dir. Pod sandboxes are not CNI-DELeted: their nodes go away with them.
+ */
+export async function clusterDown(lab: string): Promise<LabDownReport & { stopped: string[] }> {
+  const layout = new ClusterLayout(lab);
+  const stopped: string[] = [];
+  const order: Component[] = ['kubelet', 'agent', 'ztunnel', 'apiserver'];
+  let pidFiles: string[] = [];
+  try {
+    pidFiles = readdirSync(join(layout.dir, 'pids'));
+  } catch {}
+  for (const component of order) {
+    const mine = pidFiles.filter((f) => f === `${component}.pid` || f.startsWith(`${component}-`));
+    await Promise.all(
+      mine.map(async (f) => {
+        if (await stopByPidFile(join(layout.dir, 'pids', f))) stopped.push(f.replace(/\.pid$/, ''));
+      }),
+    );
+  }
+  const leftovers = await killLabProcesses(lab);
+  if (leftovers.length > 0) log.info('killed leftover lab processes', { lab, pids: leftovers.join(',') });
+  removeCgroupTree(labCgroup(lab));
+  // The labs' shared parent goes with the last lab (rmdir fails while another lab's cgroup is in it).
+  try {
+    rmdirSync(dirname(labCgroup(lab)));
+  } catch {}
+  const report = await labDown(lab);
+  return { ...report, stopped };
+}
+
+export interface ComponentStatus {
+  name: string;
+  component: Component;
+  node: string | undefined;
+  pid: number | undefined;
+  up: boolean;
+  log: string;
+}
+
+export function clusterStatus(state: LabState): ComponentStatus[] {
+  const layout = new ClusterLayout(state.name);
+  return processIds(state).map((id) => {
+    const pid = runningPid(layout.pidFile(id));
+    return {
+      name: processName(id),
+      component: id.component,
+      node: id.component === 'apiserver' ? undefined : id.node,
+      pid,
+      up: pid !== undefined,
+      log: layout.logFile(id),
+    };
+  });
+}
+
+/** Starts one component that is not running and waits until it is healthy. */
+export async function startComponent(lab: string, id: ProcessId): Promise<number> {
+  const state = loadLab(lab);
+  if (id.component !== 'apiserver') findNode(state, id.node);
+  return launch(new ClusterLayout(lab), state, id);
+}
+
+/** SIGTERM (then SIGKILL) to one component; false when it was not running. */
+export async function stopComponent(lab: string, id: ProcessId): Promise<boolean> {
+  const state = loadLab(lab);
+  if (id.component !== 'apiserver') findNode(state, id.node);
+  return stopByPidFile(new ClusterLayout(lab).pidFile(id));
+}
+
+export interface PodAddOptions {
+  node: string;
+  labels?: Record<string, string>;
+  /** Lab image: `httpbin` (HTTP server on :8000) or `sleep` (only the pause process). */
+  image?: string;
+  /** Wait until Running (default true). */
+  wait?: boolean;
+}
+
+/** Why a pod is not Running yet, from what the kubelet reported. */
+export function pendingReason(pod: V1Pod | undefined): string {
+  if (!pod) return 'the pod was deleted';
+  const s = pod.status;
+  return (
+    s?.message ??
+    s?.reason ??
+    `phase ${s?.phase ?? 'unknown'} (is the kubelet of ${pod.spec?.nodeName} running?)`
+  );
+}
+
+/** Writes the pod (its namespace created on demand) and, by default, waits until its kubelet runs it. */
+export async function podAdd(lab: string, ref: PodRef, options: PodAddOptions): Promise<V1Pod> {
+  const state = loadLab(lab);
+  findNode(state, options.node);
+  const core = adminClient(lab);
+  await ensureNamespace(core, ref.namespace);
+  const image = options.image ?? 'sleep';
+  await core.createNamespacedPod({
+    namespace: ref.namespace,
+    body: {
+      metadata: { name: ref.name, namespace: ref.namespace, labels: { app: image, ...options.labels } },
+      spec: { nodeName: options.node, containers: [{ name: image, image: `ambit.lab/${image}` }] },
+    },
+  });
+  if (options.wait === false) return (await readPod(core, ref.namespace, ref.name))!;
+  return waitRunning(lab, ref);
+}
+
+export async function waitRunning(lab: string, ref: PodRef, timeoutMs = POD_TIMEOUT_MS): Promise<V1Pod> {
+  const core = adminClient(lab);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pod = await readPod(core, ref.namespace, ref.name);
+    if (pod?.status?.phase === 'Running') return pod;
+    if (!pod || Date.now() > deadline) {
+      throw new AmbitError(
+        'LAB_POD_NOT_RUNNING',
+        `pod ${formatPodRef(ref)} is not running after ${timeoutMs / 1000} s: ${pendingReason(pod)}`,
+      );
+    }
+    await sleep(100);
+  }
+}
+
+/** Deletes the pod and waits until its kubelet removed the sandbox. */
+export async function podDel(lab: string, ref: PodRef): Promise<void> {
+  const state = loadLab(lab);
+  const core = adminClient(lab);
+  const pod = await readPod(core, ref.namespace, ref.name);
+  if (!pod) {
+    throw new AmbitError('LAB_POD_NOT_FOUND', `lab '${lab}' has no pod ${formatPodRef(ref)}`);
+  }
+  await core.deleteNamespacedPod({ namespace: ref.namespace, name: ref.name });
+  const node = state.nodes.find((n) => n.name === pod.spec?.nodeName);
+  if (
+    !node ||
+    runningPid(new ClusterLayout(lab).pidFile({ component: 'kubelet', node: node.name })) === undefined
+  )
+    return;
+  const sandboxes = new SandboxManager(state, node);
+  const deadline = Date.now() + POD_TIMEOUT_MS;
+  while (sandboxes.record(pod.metadata!.uid!)) {
+    if (Date.now() > deadline) {
+      throw new AmbitError(
+        'LAB_POD_STUCK',
+        `the kubelet of ${node.name} did not remove the sandbox of ${formatPodRef(ref)}`,
+      );
+    }
+    await sleep(100);
+  }
+}
+
+/** The netns of a cluster pod that has a sandbox on its node. */
+export function clusterPodNetns(lab: string, ref: PodRef): string | undefined {
+  const state = loadLab(lab);
+  for (const node of state.nodes) {
+    const record = new SandboxManager(state, node)
+      .records()
+      .find((r) => r.namespace === ref.namespace && r.name === ref.name);
+    if (record) return record.netns;
+  }
+  return undefined;
+}

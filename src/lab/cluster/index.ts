@@ -1,0 +1,28 @@
+export { cgroupV2Root, labCgroup, podCgroup } from './cgroup.js';
+export { labProcesses } from './cleanup.js';
+export {
+  type ComponentStatus,
+  clusterDown,
+  clusterPodNetns,
+  clusterStatus,
+  clusterUp,
+  findCniBundle,
+  isCluster,
+  type PodAddOptions,
+  pendingReason,
+  podAdd,
+  podDel,
+  startComponent,
+  stopComponent,
+  waitRunning,
+} from './cluster.js';
+export { adminClient } from './kube.js';
+export {
+  ClusterLayout,
+  COMPONENTS,
+  type Component,
+  type ProcessId,
+  parseComponent,
+  processName,
+} from './layout.js';
+export { logTail } from './supervisor.js';

@@ -1,0 +1,93 @@
+/**
+ * Where a running lab keeps its processes' files, all under /var/run/ambit/lab/<lab>/ so that
+ * `lab down` removes them with the lab: pid files, logs, the API server's state and kubeconfigs,
+ * the shared CA, the CNI bin dir and each node's agent run dir and ZDS socket.
+ */
+import { join } from 'node:path';
+import { AmbitError } from '../../errors.js';
+import { stateDir } from '../names.js';
+
+export const COMPONENTS = ['apiserver', 'agent', 'ztunnel', 'kubelet'] as const;
+export type Component = (typeof COMPONENTS)[number];
+
+/** One supervised process: the API server is per lab, the rest per node. */
+export type ProcessId =
+  | { component: 'apiserver' }
+  | { component: Exclude<Component, 'apiserver'>; node: string };
+
+/** The port each node reaches the API server on, at 127.0.0.1 inside the node's netns. */
+export const NODE_APISERVER_PORT = 6443;
+export const AGENT_HEALTH_PORT = 8000;
+export const ZTUNNEL_READY_PORT = 15021;
+export const TRUST_DOMAIN = 'cluster.local';
+export const SYSTEM_NAMESPACE = 'istio-system';
+
+export function parseComponent(text: string): Component {
+  if ((COMPONENTS as readonly string[]).includes(text)) return text as Component;
+  throw new AmbitError('LAB_BAD_COMPONENT', `unknown component '${text}' (one of: ${COMPONENTS.join(', ')})`);
+}
+
+export function processName(id: ProcessId): string {
+  return id.component === 'apiserver' ? 'apiserver' : `${id.component}-${id.node}`;
+}
+
+export class ClusterLayout {
+  readonly dir: string;
+
+  constructor(readonly lab: string) {
+    this.dir = stateDir(lab);
+  }
+
+  pidFile(id: ProcessId): string {
+    return join(this.dir, 'pids', `${processName(id)}.pid`);
+  }
+
+  logFile(id: ProcessId): string {
+    return join(this.dir, 'logs', `${processName(id)}.log`);
+  }
+
+  get apiserverState(): string {
+    return join(this.dir, 'apiserver', 'state.json');
+  }
+
+  /** The admin kubeconfig for this host (`kubectl --kubeconfig`). */
+  get kubeconfig(): string {
+    return join(this.dir, 'kubeconfig');
+  }
+
+  /** Written by the API server process once it listens: its host URL, for the node forwarders. */
+  get apiserverUrlFile(): string {
+    return join(this.dir, 'apiserver', 'url');
+  }
+
+  get caDir(): string {
+    return join(this.dir, 'ca');
+  }
+
+  get cniBinDir(): string {
+    return join(this.dir, 'cni', 'bin');
+  }
+
+  nodeDir(node: string): string {
+    return join(this.dir, 'nodes', node);
+  }
+
+  /** The admin kubeconfig as seen from inside a node's netns (https://127.0.0.1:6443). */
+  nodeKubeconfig(node: string): string {
+    return join(this.nodeDir(node), 'kubeconfig');
+  }
+
+  /** The agent's run dir: pluginevent.sock and the plugin's kubeconfig. */
+  agentRunDir(node: string): string {
+    return join(this.nodeDir(node), 'run');
+  }
+
+  zdsSocket(node: string): string {
+    return join(this.nodeDir(node), 'ztunnel.sock');
+  }
+
+  /** The kubelet's record of each sandbox it made, so a restarted kubelet adopts them. */
+  sandboxDir(node: string): string {
+    return join(this.nodeDir(node), 'sandboxes');
+  }
+}

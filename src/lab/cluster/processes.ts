@@ -1,0 +1,115 @@
+/**
+ * How each lab component is launched and when it counts as up: the API server and the kubelets in
+ * the host netns (entry.js), and per node, inside the node's netns (`ip netns exec`), `ambit agent`
+ * and `ambit ztunnel` with their node's run dir, ZDS socket, kubeconfig and the lab's CA.
+ */
+import { existsSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { AmbitError } from '../../errors.js';
+import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
+import { findNode } from '../lab.js';
+import type { LabState } from '../state.js';
+import {
+  AGENT_HEALTH_PORT,
+  type ClusterLayout,
+  type ProcessId,
+  processName,
+  SYSTEM_NAMESPACE,
+  TRUST_DOMAIN,
+  ZTUNNEL_READY_PORT,
+} from './layout.js';
+import { logTail, runningPid, startDetached } from './supervisor.js';
+
+const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
+const CLI_MAIN = new URL('../../cli/main.js', import.meta.url).href;
+const CLI = `const { main } = await import(${JSON.stringify(CLI_MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
+const READY_TIMEOUT_MS = 30_000;
+
+function command(
+  layout: ClusterLayout,
+  state: LabState,
+  id: ProcessId,
+): { argv: string[]; env: NodeJS.ProcessEnv } {
+  const env = { ...process.env };
+  if (id.component === 'apiserver') return { argv: [process.execPath, ENTRY, 'apiserver', state.name], env };
+  const node = findNode(state, id.node);
+  if (id.component === 'kubelet')
+    return { argv: [process.execPath, ENTRY, 'kubelet', state.name, node.name], env };
+  const inNode = ['ip', 'netns', 'exec', node.netns, process.execPath, '--input-type=module', '-e', CLI];
+  if (id.component === 'agent') {
+    return {
+      argv: [
+        ...[...inNode, 'agent', '--node-name', node.name],
+        ...['--kubeconfig', layout.nodeKubeconfig(node.name), '--run-dir', layout.agentRunDir(node.name)],
+        ...['--zds-socket', layout.zdsSocket(node.name), '--system-namespace', SYSTEM_NAMESPACE],
+      ],
+      env: { ...env, NODE_NAME: node.name, KUBECONFIG: layout.nodeKubeconfig(node.name) },
+    };
+  }
+  return {
+    argv: [
+      ...[...inNode, 'ztunnel', '--node-name', node.name, '--inpod-uds', layout.zdsSocket(node.name)],
+      ...['--local-ca-dir', layout.caDir, '--trust-domain', TRUST_DOMAIN],
+    ],
+    env: { ...env, NODE_NAME: node.name, INPOD_UDS: layout.zdsSocket(node.name) },
+  };
+}
+
+/** One HTTP/1.0 GET to 127.0.0.1:port inside `netns`; the status code, or undefined. */
+async function httpStatus(netns: NetnsHandle, port: number, path: string): Promise<number | undefined> {
+  let socket: Socket;
+  try {
+    socket = await connected(connectInNetns(netns, { host: '127.0.0.1', port }));
+  } catch {
+    return undefined;
+  }
+  return new Promise((resolve) => {
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      text += d;
+    });
+    socket.once('error', () => resolve(undefined));
+    socket.once('close', () => resolve(Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]) || undefined));
+    socket.write(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`);
+  });
+}
+
+/** True once the component answers its health check (agent /readyz, ztunnel /healthz/ready, ...). */
+async function healthy(layout: ClusterLayout, state: LabState, id: ProcessId): Promise<boolean> {
+  if (id.component === 'apiserver') return existsSync(layout.apiserverUrlFile);
+  if (id.component === 'kubelet') return logTail(layout.logFile(id), 50).includes('lab kubelet started');
+  const netns = NetnsHandle.open(findNode(state, id.node).netnsPath);
+  try {
+    return id.component === 'agent'
+      ? (await httpStatus(netns, AGENT_HEALTH_PORT, '/readyz')) === 200
+      : (await httpStatus(netns, ZTUNNEL_READY_PORT, '/healthz/ready')) === 200;
+  } finally {
+    netns.close();
+  }
+}
+
+/** Starts the component detached and waits until it is healthy; the error names it and shows its log. */
+export async function launch(layout: ClusterLayout, state: LabState, id: ProcessId): Promise<number> {
+  const existing = runningPid(layout.pidFile(id));
+  if (existing !== undefined) {
+    throw new AmbitError('LAB_COMPONENT_RUNNING', `${processName(id)} already runs (pid ${existing})`);
+  }
+  const { argv, env } = command(layout, state, id);
+  const pid = startDetached({ pidFile: layout.pidFile(id), logFile: layout.logFile(id) }, argv, env);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!(await healthy(layout, state, id))) {
+    const alive = runningPid(layout.pidFile(id)) !== undefined;
+    if (!alive || Date.now() > deadline) {
+      const why = alive ? `did not become ready within ${READY_TIMEOUT_MS / 1000} s` : 'exited';
+      throw new AmbitError(
+        'LAB_COMPONENT_FAILED',
+        `${processName(id)} (pid ${pid}) ${why}; last lines of ${layout.logFile(id)}:\n${logTail(layout.logFile(id))}`,
+      );
+    }
+    await sleep(100);
+  }
+  return pid;
+}
