@@ -28,6 +28,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'run the walkthrough on a local two-node lab',
     load: async () => (await import('./demo.js')).default,
   },
+  doctor: {
+    summary: "check one pod's traffic redirection: ztunnel state, listeners, rules, annotation, capture",
+    load: async () => (await import('./doctor.js')).default,
+  },
   lab: {
     summary: 'local cluster of network namespaces: up, down, status, exec, pod',
     load: async () => (await import('./lab.js')).default,

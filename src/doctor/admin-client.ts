@@ -1,0 +1,87 @@
+/**
+ * Reads ztunnel's admin server from where it listens: localhost inside the node's netns. The HTTP
+ * connection is made inside that netns (connectInNetns), so this works from the host's namespace.
+ */
+import { request } from 'node:http';
+import type { ConfigDump } from '../admin/config-dump.js';
+import { formatListenAddress, type ListenAddress } from '../admin/listen-address.js';
+import { AmbitError, errorCode, errorMessage } from '../errors.js';
+import { connectInNetns, NetnsHandle } from '../sys/index.js';
+import { listeningSockets } from './ss.js';
+
+const TIMEOUT_MS = 5_000;
+
+/** `localhost` may be bound to either loopback; the rest are tried as given. */
+function candidates(addr: ListenAddress): string[] {
+  return addr.host === 'localhost' ? ['127.0.0.1', '::1'] : [addr.host];
+}
+
+function get(netns: NetnsHandle | null, host: string, port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        method: 'GET',
+        path,
+        host,
+        port,
+        agent: false,
+        timeout: TIMEOUT_MS,
+        createConnection: () => connectInNetns(netns, { host, port }),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.once('error', reject);
+        res.once('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode === 200) resolve(body);
+          else
+            reject(
+              new AmbitError('ERR_DOCTOR_ADMIN', `GET ${path} answered ${res.statusCode}: ${body.trim()}`),
+            );
+        });
+      },
+    );
+    req.once('timeout', () => req.destroy(new AmbitError('ETIMEDOUT', `no answer within ${TIMEOUT_MS} ms`)));
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+/** GET `path` from the admin server; an unreachable server is ERR_DOCTOR_ADMIN_UNREACHABLE with the errno. */
+export async function adminGet(nodeNetns: string | null, addr: ListenAddress, path: string): Promise<string> {
+  const netns = nodeNetns === null ? null : NetnsHandle.open(nodeNetns);
+  try {
+    let last: unknown;
+    for (const host of candidates(addr)) {
+      try {
+        return await get(netns, host, addr.port, path);
+      } catch (err) {
+        if (err instanceof AmbitError && err.code === 'ERR_DOCTOR_ADMIN') throw err;
+        last = err;
+      }
+    }
+    throw new AmbitError(
+      'ERR_DOCTOR_ADMIN_UNREACHABLE',
+      `cannot reach ztunnel's admin server at ${formatListenAddress(addr)}${nodeNetns ? ` in ${nodeNetns}` : ''}: ${errorCode(last) ?? errorMessage(last)}`,
+      { cause: last },
+    );
+  } finally {
+    netns?.close();
+  }
+}
+
+export async function fetchConfigDump(nodeNetns: string | null, addr: ListenAddress): Promise<ConfigDump> {
+  const text = await adminGet(nodeNetns, addr, '/config_dump');
+  try {
+    return JSON.parse(text) as ConfigDump;
+  } catch {
+    throw new AmbitError('ERR_DOCTOR_ADMIN', `/config_dump at ${formatListenAddress(addr)} is not JSON`);
+  }
+}
+
+/** The pid of the process listening on the admin port: that process is ztunnel. */
+export async function ztunnelPid(nodeNetns: string | null, addr: ListenAddress): Promise<number | undefined> {
+  const sockets = await listeningSockets(nodeNetns);
+  return sockets.find((s) => s.localPort === addr.port && s.owners.length > 0)?.owners[0]?.pid;
+}

@@ -1,0 +1,63 @@
+/** Seed: "Confirm the state of sockets": *:15001, *:15006, *:15008 and 127.0.0.1:15080, held by ztunnel. */
+import { errorMessage } from '../../errors.js';
+import type { DoctorContext } from '../context.js';
+import { formatOwners, isWildcard, listeningSockets, type SsSocket } from '../ss.js';
+import type { CheckResult } from '../types.js';
+
+const title = 'listeners 15001, 15006, 15008 and 127.0.0.1:15080 in the pod, owned by ztunnel';
+
+const EXPECTED = [
+  { port: 15001, local: false },
+  { port: 15006, local: false },
+  { port: 15008, local: false },
+  { port: 15080, local: true },
+] as const;
+
+const show = (s: SsSocket) => `${s.localHost}:${s.localPort} (${formatOwners(s.owners)})`;
+
+export async function checkListeners(ctx: DoctorContext): Promise<CheckResult> {
+  const t = ctx.target;
+  const ssCommand = `${t.hints.inPod} ss -ntlp`;
+  let sockets: SsSocket[];
+  try {
+    sockets = await listeningSockets(t.podNetns);
+  } catch (err) {
+    return { id: 'listeners', title, status: 'fail', detail: errorMessage(err), next: ssCommand };
+  }
+  const pid = ctx.ztunnelPid;
+  const problems: string[] = [];
+  const lines: string[] = [];
+  for (const want of EXPECTED) {
+    const onPort = sockets.filter((s) => s.localPort === want.port);
+    const match = onPort.find((s) => (want.local ? s.localHost === '127.0.0.1' : isWildcard(s.localHost)));
+    const where = `${want.local ? '127.0.0.1' : '*'}:${want.port}`;
+    if (!match) {
+      const other = onPort.map(show).join(', ');
+      problems.push(other ? `${where} missing; the port is held by ${other}` : `${where} missing`);
+      continue;
+    }
+    lines.push(`LISTEN ${show(match)}`);
+    const foreign = onPort.flatMap((s) => s.owners).filter((o) => o.pid !== pid);
+    if (pid === undefined)
+      problems.push(`${where}: cannot tell whether it is ztunnel's (ztunnel's pid is unknown)`);
+    else if (!match.owners.some((o) => o.pid === pid))
+      problems.push(`${where} is held by ${formatOwners(match.owners)}, not ztunnel (pid ${pid})`);
+    else if (foreign.length > 0)
+      problems.push(`${where} is also held by ${formatOwners(foreign)} besides ztunnel (pid ${pid})`);
+  }
+  if (problems.length === 0) {
+    return { id: 'listeners', title, status: 'pass', detail: `all four held by ztunnel pid ${pid}`, lines };
+  }
+  const taken = problems.some((p) => /held by/.test(p));
+  return {
+    id: 'listeners',
+    title,
+    status: 'fail',
+    detail: problems.join('; '),
+    lines,
+    cause: taken
+      ? 'another process in the pod holds a port ztunnel needs, so ztunnel cannot start (or share) its listeners'
+      : 'ztunnel has no proxy running in this pod (not enrolled, pending, or ztunnel stopped)',
+    next: ssCommand,
+  };
+}
