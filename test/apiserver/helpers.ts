@@ -10,6 +10,7 @@ import { type ApiServer, type ApiServerOptions, startApiServer } from '../../src
 
 export interface Response {
   status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: JSON from the server; the assertions check its shape
   body: any;
   text: string;
 }
@@ -97,6 +98,7 @@ export class LabApi {
 
 export interface WatchEvent {
   type: string;
+  // biome-ignore lint/suspicious/noExplicitAny: JSON from the server; the assertions check its shape
   object: any;
 }
 
