@@ -77,6 +77,7 @@ describe('lab: two nodes, two pods each, real CNI plugins', () => {
     const up = await ambit([
       'lab',
       'up',
+      '--network-only',
       '--name',
       lab,
       '--nodes',

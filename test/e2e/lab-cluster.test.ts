@@ -1,0 +1,285 @@
+/**
+ * `ambit lab up` as a running cluster on the real kernel (issue 7, point 5): the lab API server,
+ * per node the agent, ztunnel and kubelet stand-in as background processes; pods written to the API
+ * server get their sandbox through bridge + host-local + loopback + ambit-cni, and ambient pods are
+ * enrolled (rules, the seed's four listeners, annotation) before the sandbox exists.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { cgroupPids, labCgroup } from '../../src/lab/cluster/cgroup.js';
+import {
+  adminClient,
+  ClusterLayout,
+  clusterDown,
+  clusterStatus,
+  labProcesses,
+  startComponent,
+  stopComponent,
+} from '../../src/lab/cluster/index.js';
+import { processAlive } from '../../src/lab/cluster/supervisor.js';
+import { listNetns, loadLab } from '../../src/lab/index.js';
+import { connectInNetns, NetnsHandle } from '../../src/sys/index.js';
+import { run, uniqueSubnet } from '../helpers/netns.js';
+import { ambit } from '../lab/cli.js';
+
+const MODE = 'istio.io/dataplane-mode';
+const ANNOTATION = 'ambient.istio.io/redirection';
+const lab = `tc${randomBytes(3).toString('hex')}`;
+const layout = new ClusterLayout(lab);
+let core: CoreV1Api;
+let pids: number[] = [];
+
+function cidrs(): string[] {
+  const pods = uniqueSubnet();
+  let nodes = uniqueSubnet();
+  while (nodes.cidr === pods.cidr) nodes = uniqueSubnet();
+  return ['--node-cidr', nodes.cidr, '--pod-cidr', pods.cidr, '--node-mask', '26'];
+}
+
+const podNs = (ns: string, name: string) => `ambit-${lab}-pod-${ns}_${name}`;
+
+async function pod(ns: string, name: string): Promise<V1Pod> {
+  return core.readNamespacedPod({ namespace: ns, name });
+}
+
+async function addPod(ns: string, name: string, node: string, ...extra: string[]): Promise<V1Pod> {
+  const r = await ambit(['lab', 'pod', 'add', '--name', lab, '--node', node, ...extra, `${ns}/${name}`]);
+  assert.equal(r.code, 0, r.stderr);
+  return pod(ns, name);
+}
+
+/** What the seed checks inside a pod: its mangle/nat rules, its listeners (with owner), its annotation. */
+async function enrollment(ns: string, name: string) {
+  const netns = podNs(ns, name);
+  const rules = run('ip', ['netns', 'exec', netns, 'iptables-save']);
+  const listeners = run('ip', ['netns', 'exec', netns, 'ss', '-ntlpH']);
+  const annotation = (await pod(ns, name)).metadata?.annotations?.[ANNOTATION];
+  return { rules, listeners, annotation };
+}
+
+function ztunnelPid(node: string): number {
+  return clusterStatus(loadLab(lab)).find((c) => c.name === `ztunnel-${node}`)!.pid!;
+}
+
+function assertEnrolled(e: Awaited<ReturnType<typeof enrollment>>, node: string): void {
+  assert.match(e.rules, /-A ISTIO_PRERT .*-j TPROXY --on-port 15006/);
+  assert.match(e.rules, /-A ISTIO_OUTPUT .*-j REDIRECT --to-ports 15001/);
+  const pid = ztunnelPid(node);
+  for (const addr of ['\\*:15001', '\\*:15006', '\\*:15008', '127\\.0\\.0\\.1:15080']) {
+    assert.match(e.listeners, new RegExp(`${addr} .*pid=${pid},`), `listener ${addr} of ztunnel pid ${pid}`);
+  }
+  assert.equal(e.annotation, 'enabled');
+}
+
+function assertNotEnrolled(e: Awaited<ReturnType<typeof enrollment>>): void {
+  assert.doesNotMatch(e.rules, /ISTIO_/);
+  assert.doesNotMatch(e.listeners, /:1500[168]\b|:15080\b/);
+  assert.equal(e.annotation, undefined);
+}
+
+/** Polls `check` until it stops throwing or `ms` pass; the last failure is the test's failure. */
+async function eventually(ms: number, check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(50);
+    }
+  }
+}
+
+async function labelNamespace(ns: string, value: string | null): Promise<void> {
+  await core.patchNamespace(
+    { name: ns, body: { metadata: { labels: { [MODE]: value } } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+/** POSTs `body` to http://ip:8000/post from inside `fromNetns`; resolves to httpbin's echoed `data`. */
+function post(fromNetns: string, ip: string, body: string): Promise<string> {
+  const netns = NetnsHandle.open(`/var/run/netns/${fromNetns}`);
+  return new Promise<string>((resolve, reject) => {
+    const req = request(
+      {
+        method: 'POST',
+        path: '/post',
+        headers: { host: `${ip}:8000`, 'content-length': Buffer.byteLength(body) },
+        createConnection: () => connectInNetns(netns, { host: ip, port: 8000 }),
+        timeout: 10_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => {
+          text += d;
+        });
+        res.on('end', () => resolve((JSON.parse(text) as { data: string }).data));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('no answer from httpbin')));
+    req.end(body);
+  }).finally(() => netns.close());
+}
+
+before(async () => {
+  const up = await ambit(['lab', 'up', '--name', lab, '--nodes', '2', ...cidrs()]);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, new RegExp(`kubeconfig: ${layout.kubeconfig}`));
+  core = adminClient(lab);
+  pids = clusterStatus(loadLab(lab)).map((c) => c.pid!);
+  await core.createNamespace({ body: { metadata: { name: 'mesh', labels: { [MODE]: 'ambient' } } } });
+});
+
+after(async () => {
+  await clusterDown(lab);
+});
+
+describe('lab cluster', () => {
+  test('up starts the API server and per node agent, ztunnel and kubelet; Node objects exist', async () => {
+    const status = clusterStatus(loadLab(lab));
+    assert.deepEqual(
+      status.map((c) => `${c.name}:${c.up}`),
+      ['apiserver', 'agent-n1', 'ztunnel-n1', 'kubelet-n1', 'agent-n2', 'ztunnel-n2', 'kubelet-n2'].map(
+        (n) => `${n}:true`,
+      ),
+    );
+    for (const c of status) assert.ok(processAlive(c.pid!), c.name);
+    // The agent and ztunnel run inside their node's netns, the others on the host.
+    const nodeInode = (node: string) =>
+      `net:[${run('stat', ['-L', '-c', '%i', `/var/run/netns/ambit-${lab}-${node}`]).trim()}]`;
+    const netnsOf = (pid: number) => run('readlink', [`/proc/${pid}/ns/net`]).trim();
+    for (const c of status.filter((s) => s.component === 'agent' || s.component === 'ztunnel'))
+      assert.equal(netnsOf(c.pid!), nodeInode(c.node!), c.name);
+    const nodes = await core.listNode();
+    assert.deepEqual(nodes.items.map((n) => n.metadata?.name).sort(), ['n1', 'n2']);
+    const logs = await ambit(['lab', 'logs', '--name', lab, 'ztunnel', '--node', 'n2']);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /ztunnel::inpod::workloadmanager: handling new stream/);
+  });
+
+  test('a pod in an ambient namespace is enrolled before its sandbox creation returns', async () => {
+    const a = await addPod('mesh', 'a', 'n1');
+    assert.equal(a.status?.phase, 'Running');
+    assertEnrolled(await enrollment('mesh', 'a'), 'n1');
+    const agentLog = readFileSync(layout.logFile({ component: 'agent', node: 'n1' }), 'utf8');
+    assert.match(agentLog, /pod added to the mesh pod=mesh\/a/);
+    const zt = readFileSync(layout.logFile({ component: 'ztunnel', node: 'n1' }), 'utf8');
+    assert.match(zt, new RegExp(`pod WorkloadUid\\("${a.metadata?.uid}"\\) received netns, starting proxy`));
+  });
+
+  test('labelling a namespace enrolls its running pods within 2 s; un-labelling removes them', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'later' } } });
+    await addPod('later', 'web', 'n2', '--image', 'httpbin');
+    assertNotEnrolled(await enrollment('later', 'web'));
+    await labelNamespace('later', 'ambient');
+    await eventually(2000, async () => assertEnrolled(await enrollment('later', 'web'), 'n2'));
+    await labelNamespace('later', null);
+    await eventually(2000, async () => assertNotEnrolled(await enrollment('later', 'web')));
+  });
+
+  test('with ztunnel stopped the sandbox fails (pod Pending, CNI error as reason), then succeeds', async () => {
+    assert.equal(await stopComponent(lab, { component: 'ztunnel', node: 'n2' }), true);
+    try {
+      const r = await ambit(['lab', 'pod', 'add', '--name', lab, '--node', 'n2', '--no-wait', 'mesh/late']);
+      assert.equal(r.code, 0, r.stderr);
+      await eventually(15_000, async () => {
+        const p = await pod('mesh', 'late');
+        assert.equal(p.status?.phase, 'Pending');
+        assert.equal(p.status?.reason, 'FailedCreatePodSandBox');
+        assert.match(p.status?.message ?? '', /ambit-cni.*CNI code 11/);
+      });
+      assert.equal(listNetns().includes(podNs('mesh', 'late')), false, 'no sandbox left by a failed ADD');
+    } finally {
+      await startComponent(lab, { component: 'ztunnel', node: 'n2' });
+    }
+    await eventually(30_000, async () => assert.equal((await pod('mesh', 'late')).status?.phase, 'Running'));
+    assertEnrolled(await enrollment('mesh', 'late'), 'n2');
+  });
+
+  test('restarting the agent keeps traffic flowing through both proxies and reconciles deleted pods', async () => {
+    const srv = await addPod('mesh', 'srv', 'n2', '--image', 'httpbin');
+    const gone = await addPod('mesh', 'gone', 'n1');
+    const from = podNs('mesh', 'a');
+    const ip = srv.status!.podIP!;
+    const accessLines = (node: string) =>
+      readFileSync(layout.logFile({ component: 'ztunnel', node }), 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('access: connection complete') && l.includes(`dst.addr=${ip}:8000`));
+    const before1 = accessLines('n1').length;
+    const before2 = accessLines('n2').length;
+    assert.equal(await post(from, ip, 'before'), 'before');
+
+    await stopComponent(lab, { component: 'agent', node: 'n1' });
+    try {
+      const payload = randomBytes(48 * 1024).toString('hex');
+      assert.equal(await post(from, ip, payload), payload);
+      const del = await ambit(['lab', 'pod', 'del', '--name', lab, 'mesh/gone']);
+      assert.equal(del.code, 0, del.stderr);
+    } finally {
+      await startComponent(lab, { component: 'agent', node: 'n1' });
+    }
+    assert.equal(await post(from, ip, 'after'), 'after');
+    await eventually(5000, async () => {
+      assert.ok(accessLines('n1').length >= before1 + 3, 'outbound through ztunnel on n1');
+      assert.ok(accessLines('n2').length >= before2 + 3, 'inbound through ztunnel on n2');
+    });
+    assert.ok(
+      accessLines('n1')
+        .slice(before1)
+        .every((l) => l.includes('direction=outbound')),
+    );
+    assert.ok(
+      accessLines('n2')
+        .slice(before2)
+        .every((l) => l.includes('direction=inbound')),
+    );
+    await eventually(5000, async () => {
+      const zt = readFileSync(layout.logFile({ component: 'ztunnel', node: 'n1' }), 'utf8');
+      assert.match(
+        zt,
+        new RegExp(`pod WorkloadUid\\("${gone.metadata?.uid}"\\) not in snapshot, stopping proxy`),
+      );
+    });
+    assertEnrolled(await enrollment('mesh', 'a'), 'n1');
+  });
+
+  test('kubectl --kubeconfig <lab kubeconfig> get pods -A lists the pods with their IPs', async () => {
+    const out = run('kubectl', ['--kubeconfig', layout.kubeconfig, 'get', 'pods', '-A', '-o', 'wide']);
+    const { items } = await core.listPodForAllNamespaces();
+    assert.ok(items.length >= 4);
+    for (const p of items) {
+      assert.match(
+        out,
+        new RegExp(
+          `${p.metadata?.namespace}\\s+${p.metadata?.name}\\s+1/1\\s+Running .*${(p.status?.podIP ?? '?').replaceAll('.', '\\.')}\\s+${p.spec?.nodeName}`,
+        ),
+      );
+    }
+    assert.doesNotMatch(out, /\bgone\b/);
+  });
+
+  test('down stops every process and leaves no netns, process, cgroup or file; a second down is a no-op', async () => {
+    const podPids = cgroupPids(labCgroup(lab));
+    assert.ok(podPids.length >= 4, 'pause and app processes sit in the pod cgroups');
+    const down = await ambit(['lab', 'down', '--name', lab]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(
+      listNetns().filter((n) => n.startsWith(`ambit-${lab}-`)),
+      [],
+    );
+    assert.deepEqual([...pids, ...podPids].filter(processAlive), []);
+    assert.deepEqual(labProcesses(lab), []);
+    assert.equal(existsSync(labCgroup(lab)), false);
+    assert.equal(existsSync(layout.dir), false);
+    const again = await ambit(['lab', 'down', '--name', lab]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /not running/);
+  });
+});
