@@ -92,10 +92,10 @@ function nodeObject(node: LabState['nodes'][number]) {
 
 /** Brings up the network, then the API server, then every node's agent, ztunnel and kubelet. */
 export async function clusterUp(options: LabUpOptions): Promise<LabState> {
-  const bundle = findCniBundle();
   const state = await labUp({ ...options, podsPerNode: 0 });
   const layout = new ClusterLayout(state.name);
   try {
+    const bundle = findCniBundle();
     mkdirSync(layout.cniBinDir, { recursive: true });
     copyFileSync(bundle, join(layout.cniBinDir, PLUGIN_TYPE));
     // Created once here, so the node proxies never race to create the root.
