@@ -2,11 +2,10 @@
  * Reads ztunnel's admin server from where it listens: localhost inside the node's netns. The HTTP
  * connection is made inside that netns (connectInNetns), so this works from the host's namespace.
  */
-import { request } from 'node:http';
 import type { ConfigDump } from '../admin/config-dump.js';
 import { formatListenAddress, type ListenAddress } from '../admin/listen-address.js';
 import { AmbitError, errorCode, errorMessage } from '../errors.js';
-import { connectInNetns, NetnsHandle } from '../sys/index.js';
+import { connected, connectInNetns, NetnsHandle } from '../sys/index.js';
 import { listeningSockets } from './ss.js';
 
 const TIMEOUT_MS = 5_000;
@@ -16,36 +15,35 @@ function candidates(addr: ListenAddress): string[] {
   return addr.host === 'localhost' ? ['127.0.0.1', '::1'] : [addr.host];
 }
 
-function get(netns: NetnsHandle | null, host: string, port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        method: 'GET',
-        path,
-        host,
-        port,
-        agent: false,
-        timeout: TIMEOUT_MS,
-        createConnection: () => connectInNetns(netns, { host, port }),
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.once('error', reject);
-        res.once('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode === 200) resolve(body);
-          else
-            reject(
-              new AmbitError('ERR_DOCTOR_ADMIN', `GET ${path} answered ${res.statusCode}: ${body.trim()}`),
-            );
-        });
-      },
+/** One HTTP/1.0 GET on a socket made inside the netns; the server closes when the body is done. */
+async function get(netns: NetnsHandle | null, host: string, port: number, path: string): Promise<string> {
+  const socket = await connected(connectInNetns(netns, { host, port }));
+  const text = await new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(
+      () => socket.destroy(new AmbitError('ETIMEDOUT', `no answer within ${TIMEOUT_MS} ms`)),
+      TIMEOUT_MS,
     );
-    req.once('timeout', () => req.destroy(new AmbitError('ETIMEDOUT', `no answer within ${TIMEOUT_MS} ms`)));
-    req.once('error', reject);
-    req.end();
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    socket.write(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`);
   });
+  const status = Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]);
+  const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+  if (status !== 200)
+    throw new AmbitError(
+      'ERR_DOCTOR_ADMIN',
+      `GET ${path} answered ${status || 'garbage'}: ${body.trim().slice(0, 200)}`,
+    );
+  return body;
 }
 
 /** GET `path` from the admin server; an unreachable server is ERR_DOCTOR_ADMIN_UNREACHABLE with the errno. */
@@ -58,7 +56,7 @@ export async function adminGet(nodeNetns: string | null, addr: ListenAddress, pa
         return await get(netns, host, addr.port, path);
       } catch (err) {
         if (err instanceof AmbitError && err.code === 'ERR_DOCTOR_ADMIN') throw err;
-        last = err;
+        last ??= err;
       }
     }
     throw new AmbitError(

@@ -1,23 +1,21 @@
 /**
- * A probe connection from inside the pod to a TEST-NET address that no namespace owns: only the
- * pod's nat OUTPUT REDIRECT can complete that handshake, locally, on 15001. The check then finds
- * the accepted end in the pod with `ss`: local port 15001, peer = the probe's own address, held
- * by ztunnel. The probe carries no mark, exactly like an application's socket.
+ * A probe connection from inside the pod to a TEST-NET address that no network owns: only a local
+ * redirect can complete that handshake. The kernel's own record says where it went: the pod's
+ * conntrack entry for the probe must show the reply coming from port 15001 (the nat REDIRECT),
+ * and the 15001 listener that accepted it must be ztunnel's. The probe carries no mark, like an
+ * application's socket. ztunnel then fails the upstream leg and resets the probe; that is expected.
  */
 import type { Socket } from 'node:net';
 import { errorCode, errorMessage } from '../../errors.js';
 import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
 import type { DoctorContext } from '../context.js';
-import { connectedSockets, formatOwners, type SsSocket } from '../ss.js';
+import { execIn } from '../netns-exec.js';
+import { formatOwners, isWildcard, listeningSockets } from '../ss.js';
 import type { CheckResult } from '../types.js';
 
 const title = 'a probe connection from the pod is captured by ztunnel on 15001';
 const CONNECT_TIMEOUT_MS = 3_000;
-/** Accepting is asynchronous; the owner shows once ztunnel has taken the socket off the queue. */
-const OWNER_POLLS = 50;
-const OWNER_POLL_MS = 40;
-
-const unmapped = (host: string) => host.replace(/^\[?(::ffff:)?/, '').replace(/\]$/, '');
+export const OUTBOUND_PORT = 15001;
 
 function withTimeout(socket: Socket): Promise<Socket> {
   let timer: NodeJS.Timeout | undefined;
@@ -30,6 +28,24 @@ function withTimeout(socket: Socket): Promise<Socket> {
       );
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** The reply-direction source port of the probe's conntrack entry: where the kernel sent it. */
+async function redirectedPort(netns: string, dst: string, sport: number): Promise<number | undefined> {
+  const out = await execIn(netns, 'conntrack', [
+    '-L',
+    '-p',
+    'tcp',
+    '--orig-dst',
+    dst,
+    '--sport',
+    String(sport),
+  ]);
+  for (const line of out.split('\n')) {
+    const sports = [...line.matchAll(/\bsport=(\d+)/g)].map((m) => Number(m[1]));
+    if (sports[0] === sport && sports[1] !== undefined) return sports[1];
+  }
+  return undefined;
 }
 
 export async function checkProbe(ctx: DoctorContext): Promise<CheckResult> {
@@ -52,38 +68,35 @@ export async function checkProbe(ctx: DoctorContext): Promise<CheckResult> {
         status: 'fail',
         detail: `connecting to ${dst} from the pod: ${code}`,
         cause: refused
-          ? 'the rules redirect the probe to 15001 but nothing accepts there: ztunnel is not proxying for this pod'
-          : 'the probe was not redirected: the nat OUTPUT rule to 15001 is missing or bypassed',
+          ? `the rules redirect the probe to ${OUTBOUND_PORT} but nothing accepts there: ztunnel is not proxying for this pod`
+          : `the probe was not redirected: the nat OUTPUT rule to ${OUTBOUND_PORT} is missing or bypassed`,
         next: refused ? `${inPod} ss -ntlp` : `${inPod} iptables-save -t nat`,
       };
     }
-    const local = { host: unmapped(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
-    let accepted: SsSocket | undefined;
-    for (let i = 0; i < OWNER_POLLS; i++) {
-      accepted = (await connectedSockets(t.podNetns)).find(
-        (s) => s.localPort === 15001 && s.peerPort === local.port && unmapped(s.peerHost) === local.host,
-      );
-      if (accepted && accepted.owners.length > 0) break;
-      await new Promise((r) => setTimeout(r, OWNER_POLL_MS));
-    }
-    if (!accepted) {
+    const sport = socket.localPort ?? 0;
+    const port = await redirectedPort(t.podNetns, t.probe.host, sport);
+    if (port !== OUTBOUND_PORT) {
       return {
         id: 'probe',
         title,
         status: 'fail',
-        detail: `the probe to ${dst} connected, but no socket on port 15001 in the pod has it as peer`,
-        cause: 'something other than the in-pod 15001 listener answered: the redirect points elsewhere',
-        next: `${inPod} iptables-save -t nat`,
+        detail: `the probe to ${dst} connected, but conntrack shows it ${port === undefined ? 'was not NATed' : `went to port ${port}`}, not ${OUTBOUND_PORT}`,
+        cause: 'something other than the in-pod 15001 redirect answered the probe',
+        next: `${inPod} conntrack -L -p tcp --orig-dst ${t.probe.host}`,
       };
     }
+    const listener = (await listeningSockets(t.podNetns)).find(
+      (s) => s.localPort === OUTBOUND_PORT && isWildcard(s.localHost),
+    );
     const pid = ctx.ztunnelPid;
-    if (pid === undefined || !accepted.owners.some((o) => o.pid === pid)) {
+    if (!listener || pid === undefined || !listener.owners.some((o) => o.pid === pid)) {
+      const holder = listener ? formatOwners(listener.owners) : 'nothing (it has closed since)';
       return {
         id: 'probe',
         title,
         status: 'fail',
-        detail: `the probe was captured on 15001 but accepted by ${formatOwners(accepted.owners)}${pid === undefined ? ' (ztunnel pid unknown)' : `, not ztunnel pid ${pid}`}`,
-        cause: 'a process other than ztunnel listens on 15001 in the pod',
+        detail: `the probe was redirected to :${OUTBOUND_PORT}, held by ${holder}${pid === undefined ? '; ztunnel pid unknown' : `, not ztunnel pid ${pid}`}`,
+        cause: `a process other than ztunnel listens on ${OUTBOUND_PORT} in the pod`,
         next: `${inPod} ss -ntlp`,
       };
     }
@@ -91,7 +104,7 @@ export async function checkProbe(ctx: DoctorContext): Promise<CheckResult> {
       id: 'probe',
       title,
       status: 'pass',
-      detail: `${local.host}:${local.port} -> ${dst} was accepted on :15001 by ztunnel pid ${pid}`,
+      detail: `port ${sport} -> ${dst} was redirected to :${OUTBOUND_PORT} (conntrack) and accepted by ztunnel pid ${pid}`,
     };
   } finally {
     socket?.destroy();
