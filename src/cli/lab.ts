@@ -14,6 +14,8 @@ import {
   clusterStatus,
   clusterUp,
   isCluster,
+  isLabComponent,
+  nodeOf,
   type ProcessId,
   parseComponent,
   podAdd,
@@ -315,13 +317,15 @@ function componentTarget(argv: string[], verb: string): { lab: string; id: Proce
     },
   });
   if (positionals.length !== 1) {
-    throw new UsageError(`usage: ambit lab ${verb} ztunnel|agent|apiserver|kubelet [--node NODE]`);
+    throw new UsageError(
+      `usage: ambit lab ${verb} ztunnel|agent|kubelet|apiserver|controlplane [--node NODE]`,
+    );
   }
   const component = parseComponent(positionals[0]!);
   const lab = labName(values.name);
   const state = loadLab(lab);
-  if (component === 'apiserver') {
-    if (values.node !== undefined) throw new UsageError('the API server runs once per lab: no --node');
+  if (isLabComponent(component)) {
+    if (values.node !== undefined) throw new UsageError(`${component} runs once per lab: no --node`);
     return { lab, id: { component }, follow: values.follow };
   }
   const node = values.node ?? state.nodes[0]!.name;
@@ -349,7 +353,8 @@ async function logs(argv: string[]): Promise<number> {
 function lifecycle(verb: 'start' | 'stop' | 'restart') {
   return async (argv: string[]): Promise<number> => {
     const { lab, id } = componentTarget(argv, verb);
-    const label = id.component === 'apiserver' ? 'apiserver' : `${id.component} on ${id.node}`;
+    const node = nodeOf(id);
+    const label = node === undefined ? id.component : `${id.component} on ${node}`;
     if (verb !== 'start') {
       const was = await stopComponent(lab, id);
       process.stdout.write(was ? `${label} stopped\n` : `${label} was not running\n`);

@@ -142,13 +142,20 @@ after(async () => {
 });
 
 describe('lab cluster', () => {
-  test('up starts the API server and per node agent, ztunnel and kubelet; Node objects exist', async () => {
+  test('up starts the API server, the control plane and per node agent, ztunnel and kubelet; Node objects exist', async () => {
     const status = clusterStatus(loadLab(lab));
     assert.deepEqual(
       status.map((c) => `${c.name}:${c.up}`),
-      ['apiserver', 'agent-n1', 'ztunnel-n1', 'kubelet-n1', 'agent-n2', 'ztunnel-n2', 'kubelet-n2'].map(
-        (n) => `${n}:true`,
-      ),
+      [
+        'apiserver',
+        'controlplane',
+        'agent-n1',
+        'ztunnel-n1',
+        'kubelet-n1',
+        'agent-n2',
+        'ztunnel-n2',
+        'kubelet-n2',
+      ].map((n) => `${n}:true`),
     );
     for (const c of status) assert.ok(processAlive(c.pid!), c.name);
     // The agent and ztunnel run inside their node's netns, the others on the host.
@@ -208,10 +215,15 @@ describe('lab cluster', () => {
     const gone = await addPod('mesh', 'gone', 'n1');
     const from = podNs('mesh', 'a');
     const ip = srv.status!.podIP!;
+    // Outbound lines name the HBONE hop (dst.addr=<ip>:15008) and the app (dst.hbone_addr); inbound ones the app.
     const accessLines = (node: string) =>
       readFileSync(layout.logFile({ component: 'ztunnel', node }), 'utf8')
         .split('\n')
-        .filter((l) => l.includes('access: connection complete') && l.includes(`dst.addr=${ip}:8000`));
+        .filter(
+          (l) =>
+            l.includes('access: connection complete') &&
+            (l.includes(`dst.hbone_addr=${ip}:8000`) || l.includes(`dst.addr=${ip}:8000`)),
+        );
     const before1 = accessLines('n1').length;
     const before2 = accessLines('n2').length;
     assert.equal(await post(from, ip, 'before'), 'before');
@@ -233,7 +245,14 @@ describe('lab cluster', () => {
     assert.ok(
       accessLines('n1')
         .slice(before1)
-        .every((l) => l.includes('direction=outbound')),
+        .every(
+          (l) =>
+            l.includes('direction=outbound') &&
+            l.includes(`dst.addr=${ip}:15008`) &&
+            l.includes('connection_security_policy=mutual_tls') &&
+            l.includes('src.identity=spiffe://cluster.local/ns/mesh/sa/default'),
+        ),
+      'HBONE with certificates from the lab control plane',
     );
     assert.ok(
       accessLines('n2')
@@ -248,6 +267,30 @@ describe('lab cluster', () => {
       );
     });
     assertEnrolled(await enrollment('mesh', 'a'), 'n1');
+  });
+
+  test('restarting the control plane keeps mesh traffic flowing; both ztunnels reconnect to it', async () => {
+    const srv = await pod('mesh', 'srv');
+    const ip = srv.status!.podIP!;
+    const ztLog = (node: string) => readFileSync(layout.logFile({ component: 'ztunnel', node }), 'utf8');
+    const lost = (node: string) => ztLog(node).split('xds stream lost').length - 1;
+    const lostBefore = ['n1', 'n2'].map(lost);
+    assert.equal(await post(podNs('mesh', 'a'), ip, 'before restart'), 'before restart');
+    assert.equal(await stopComponent(lab, { component: 'controlplane' }), true);
+    try {
+      // Certificates and workloads are cached: traffic does not need the control plane.
+      assert.equal(await post(podNs('mesh', 'a'), ip, 'while down'), 'while down');
+    } finally {
+      await startComponent(lab, { component: 'controlplane' });
+    }
+    await eventually(30_000, async () => {
+      for (const [i, node] of ['n1', 'n2'].entries()) {
+        assert.ok(lost(node) > lostBefore[i]!, `ztunnel ${node} saw the stream drop`);
+        const after = ztLog(node).slice(ztLog(node).lastIndexOf('xds stream lost'));
+        assert.match(after, /ztunnel::xds::client: connecting .*known=[1-9]/, `ztunnel ${node} reconnected`);
+      }
+    });
+    assert.equal(await post(podNs('mesh', 'a'), ip, 'after restart'), 'after restart');
   });
 
   test('kubectl --kubeconfig <lab kubeconfig> get pods -A lists the pods with their IPs', async () => {

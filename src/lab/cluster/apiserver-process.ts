@@ -4,27 +4,15 @@
  * way a node reaches its control plane; agents inside the nodes use that address.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { logger } from '../../admin/log.js';
 import { errorMessage } from '../../errors.js';
-import { listenInNetns, NetnsHandle } from '../../sys/index.js';
 import { startApiServer, writeKubeconfig } from '../apiserver/index.js';
 import { loadLab } from '../lab.js';
 import { ClusterLayout, NODE_APISERVER_PORT } from './layout.js';
+import { routeIntoNodes } from './node-route.js';
 
 const log = logger('ambit::lab::apiserver');
-
-function forward(client: Socket, host: string, port: number): void {
-  const upstream = connect({ host, port });
-  const end = () => {
-    client.destroy();
-    upstream.destroy();
-  };
-  client.on('error', end).on('close', end);
-  upstream.on('error', end).on('close', end);
-  client.pipe(upstream).pipe(client);
-}
 
 export async function runApiServerProcess(lab: string): Promise<number> {
   const layout = new ClusterLayout(lab);
@@ -36,16 +24,8 @@ export async function runApiServerProcess(lab: string): Promise<number> {
     kubeconfigPath: layout.kubeconfig,
   });
   const port = Number(new URL(api.url).port);
-  const forwarders: Server[] = [];
+  const forwarders = await routeIntoNodes(state, NODE_APISERVER_PORT, port);
   for (const node of state.nodes) {
-    const netns = NetnsHandle.open(node.netnsPath);
-    try {
-      const server = await listenInNetns(netns, { host: '127.0.0.1', port: NODE_APISERVER_PORT });
-      server.on('connection', (s: Socket) => forward(s, '127.0.0.1', port));
-      forwarders.push(server);
-    } finally {
-      netns.close();
-    }
     const kubeconfig = layout.nodeKubeconfig(node.name);
     mkdirSync(dirname(kubeconfig), { recursive: true });
     writeKubeconfig(kubeconfig, `https://127.0.0.1:${NODE_APISERVER_PORT}`, api.token, api.caPem);

@@ -18,10 +18,18 @@ import { formatPodRef, type PodRef } from '../names.js';
 import type { LabState } from '../state.js';
 import { labCgroup, removeCgroupTree } from './cgroup.js';
 import { killLabProcesses } from './cleanup.js';
-import { adminClient, ensureNamespace, readPod } from './kube.js';
+import {
+  adminClient,
+  ensureNamespace,
+  ensureServiceAccount,
+  readPod,
+  ztunnelPod,
+  ztunnelToken,
+} from './kube.js';
 import {
   ClusterLayout,
   type Component,
+  nodeOf,
   type ProcessId,
   processName,
   SYSTEM_NAMESPACE,
@@ -62,6 +70,7 @@ export function isCluster(lab: string): boolean {
 export function processIds(state: LabState): ProcessId[] {
   return [
     { component: 'apiserver' },
+    { component: 'controlplane' },
     ...state.nodes.flatMap((n) => NODE_COMPONENTS.map((component) => ({ component, node: n.name }))),
   ];
 }
@@ -103,8 +112,14 @@ export async function clusterUp(options: LabUpOptions): Promise<LabState> {
     await launch(layout, state, { component: 'apiserver' });
     const core = adminClient(state.name);
     for (const ns of ['default', SYSTEM_NAMESPACE, 'kube-system']) await ensureNamespace(core, ns);
+    await ensureServiceAccount(core, SYSTEM_NAMESPACE, 'ztunnel');
     for (const node of state.nodes) {
       await core.createNode({ body: nodeObject(node) });
+      // The node proxy as the CA sees it: a host-network ztunnel pod on the node, and a token bound to it.
+      await core.createNamespacedPod({ namespace: SYSTEM_NAMESPACE, body: ztunnelPod(node) });
+      writeFileSync(layout.ztunnelToken(node.name), await ztunnelToken(core, `ztunnel-${node.name}`), {
+        mode: 0o600,
+      });
       // What `ambit cni-install` does on a node: the plugin's kubeconfig in the agent's run dir.
       const runDir = layout.agentRunDir(node.name);
       mkdirSync(runDir, { recursive: true });
@@ -114,6 +129,7 @@ export async function clusterUp(options: LabUpOptions): Promise<LabState> {
         { mode: 0o600 },
       );
     }
+    await launch(layout, state, { component: 'controlplane' });
     await Promise.all(
       state.nodes.map(async (node) => {
         for (const component of NODE_COMPONENTS) await launch(layout, state, { component, node: node.name });
@@ -135,7 +151,7 @@ export async function clusterUp(options: LabUpOptions): Promise<LabState> {
 export async function clusterDown(lab: string): Promise<LabDownReport & { stopped: string[] }> {
   const layout = new ClusterLayout(lab);
   const stopped: string[] = [];
-  const order: Component[] = ['kubelet', 'agent', 'ztunnel', 'apiserver'];
+  const order: Component[] = ['kubelet', 'agent', 'ztunnel', 'controlplane', 'apiserver'];
   let pidFiles: string[] = [];
   try {
     pidFiles = readdirSync(join(layout.dir, 'pids'));
@@ -175,7 +191,7 @@ export function clusterStatus(state: LabState): ComponentStatus[] {
     return {
       name: processName(id),
       component: id.component,
-      node: id.component === 'apiserver' ? undefined : id.node,
+      node: nodeOf(id),
       pid,
       up: pid !== undefined,
       log: layout.logFile(id),
@@ -186,14 +202,14 @@ export function clusterStatus(state: LabState): ComponentStatus[] {
 /** Starts one component that is not running and waits until it is healthy. */
 export async function startComponent(lab: string, id: ProcessId): Promise<number> {
   const state = loadLab(lab);
-  if (id.component !== 'apiserver') findNode(state, id.node);
+  if ('node' in id) findNode(state, id.node);
   return launch(new ClusterLayout(lab), state, id);
 }
 
 /** SIGTERM (then SIGKILL) to one component; false when it was not running. */
 export async function stopComponent(lab: string, id: ProcessId): Promise<boolean> {
   const state = loadLab(lab);
-  if (id.component !== 'apiserver') findNode(state, id.node);
+  if ('node' in id) findNode(state, id.node);
   return stopByPidFile(new ClusterLayout(lab).pidFile(id));
 }
 

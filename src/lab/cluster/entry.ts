@@ -9,12 +9,14 @@ async function main(argv: string[]): Promise<number> {
   switch (role) {
     case 'apiserver':
       return (await import('./apiserver-process.js')).runApiServerProcess(lab!);
+    case 'controlplane':
+      return (await import('./controlplane-process.js')).runControlPlaneProcess(lab!);
     case 'kubelet':
       return (await import('./kubelet.js')).runKubeletProcess(lab!, node!);
     case 'httpbin':
       return (await import('./httpbin.js')).runHttpbin();
     default:
-      process.stderr.write(`usage: entry.js apiserver LAB | kubelet LAB NODE | httpbin\n`);
+      process.stderr.write(`usage: entry.js apiserver LAB | controlplane LAB | kubelet LAB NODE | httpbin\n`);
       return 2;
   }
 }

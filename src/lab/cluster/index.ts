@@ -21,6 +21,8 @@ export {
   ClusterLayout,
   COMPONENTS,
   type Component,
+  isLabComponent,
+  nodeOf,
   type ProcessId,
   parseComponent,
   processName,

@@ -180,6 +180,31 @@ export class Kubelet {
   }
 
   async #ensureRunning(pod: V1Pod, worker: PodWorker): Promise<void> {
+    if (pod.spec?.hostNetwork) {
+      // Host-network pods (the node's own ztunnel) share the node's netns: no sandbox, the node's IP.
+      if (pod.status?.phase !== 'Running') {
+        await this.#patchStatus(
+          { namespace: pod.metadata!.namespace!, name: pod.metadata!.name! },
+          {
+            phase: 'Running',
+            hostIP: this.node.ip,
+            podIP: this.node.ip,
+            podIPs: [{ ip: this.node.ip }],
+            conditions: [{ type: 'Ready', status: 'True' }],
+            containerStatuses: (pod.spec.containers ?? []).map((c) => ({
+              name: c.name,
+              image: c.image ?? '',
+              imageID: '',
+              ready: true,
+              started: true,
+              restartCount: 0,
+              state: { running: { startedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') } },
+            })),
+          },
+        );
+      }
+      return;
+    }
     const spec: SandboxSpec = {
       namespace: pod.metadata!.namespace!,
       name: pod.metadata!.name!,

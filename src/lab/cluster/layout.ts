@@ -7,16 +7,30 @@ import { join } from 'node:path';
 import { AmbitError } from '../../errors.js';
 import { stateDir } from '../names.js';
 
-export const COMPONENTS = ['apiserver', 'agent', 'ztunnel', 'kubelet'] as const;
+export const COMPONENTS = ['apiserver', 'controlplane', 'agent', 'ztunnel', 'kubelet'] as const;
 export type Component = (typeof COMPONENTS)[number];
+/** Components that run once per lab; the others run once per node. */
+export const LAB_COMPONENTS = ['apiserver', 'controlplane'] as const;
+export type LabComponent = (typeof LAB_COMPONENTS)[number];
 
-/** One supervised process: the API server is per lab, the rest per node. */
+/** One supervised process: the API server and the control plane are per lab, the rest per node. */
 export type ProcessId =
-  | { component: 'apiserver' }
-  | { component: Exclude<Component, 'apiserver'>; node: string };
+  | { component: LabComponent }
+  | { component: Exclude<Component, LabComponent>; node: string };
+
+export function isLabComponent(c: Component): c is LabComponent {
+  return (LAB_COMPONENTS as readonly string[]).includes(c);
+}
+
+/** The node a process runs on; undefined for the lab-wide ones. */
+export function nodeOf(id: ProcessId): string | undefined {
+  return 'node' in id ? id.node : undefined;
+}
 
 /** The port each node reaches the API server on, at 127.0.0.1 inside the node's netns. */
 export const NODE_APISERVER_PORT = 6443;
+/** Istio's CA + xDS port, reached the same way at 127.0.0.1 inside each node's netns. */
+export const CONTROL_PLANE_PORT = 15012;
 export const AGENT_HEALTH_PORT = 8000;
 export const ZTUNNEL_READY_PORT = 15021;
 export const TRUST_DOMAIN = 'cluster.local';
@@ -28,7 +42,8 @@ export function parseComponent(text: string): Component {
 }
 
 export function processName(id: ProcessId): string {
-  return id.component === 'apiserver' ? 'apiserver' : `${id.component}-${id.node}`;
+  const node = nodeOf(id);
+  return node === undefined ? id.component : `${id.component}-${node}`;
 }
 
 export class ClusterLayout {
@@ -58,6 +73,21 @@ export class ClusterLayout {
   /** Written by the API server process once it listens: its host URL, for the node forwarders. */
   get apiserverUrlFile(): string {
     return join(this.dir, 'apiserver', 'url');
+  }
+
+  /** The control plane's root certificate, for the ztunnels to verify it. */
+  get controlPlaneRootCert(): string {
+    return join(this.dir, 'controlplane', 'root-cert.pem');
+  }
+
+  /** Written by the control plane process once it and every node route listen. */
+  get controlPlaneReadyFile(): string {
+    return join(this.dir, 'controlplane', 'address');
+  }
+
+  /** The node's ztunnel service-account token, bound to its ztunnel pod (audience istio-ca). */
+  ztunnelToken(node: string): string {
+    return join(this.nodeDir(node), 'istio-token');
   }
 
   get caDir(): string {

@@ -14,6 +14,7 @@ import type { LabState } from '../state.js';
 import {
   AGENT_HEALTH_PORT,
   type ClusterLayout,
+  CONTROL_PLANE_PORT,
   type ProcessId,
   processName,
   SYSTEM_NAMESPACE,
@@ -33,7 +34,7 @@ function command(
   id: ProcessId,
 ): { argv: string[]; env: NodeJS.ProcessEnv } {
   const env = { ...process.env };
-  if (id.component === 'apiserver') return { argv: [process.execPath, ENTRY, 'apiserver', state.name], env };
+  if (!('node' in id)) return { argv: [process.execPath, ENTRY, id.component, state.name], env };
   const node = findNode(state, id.node);
   if (id.component === 'kubelet')
     return { argv: [process.execPath, ENTRY, 'kubelet', state.name, node.name], env };
@@ -51,7 +52,19 @@ function command(
   return {
     argv: [
       ...[...inNode, 'ztunnel', '--node-name', node.name, '--inpod-uds', layout.zdsSocket(node.name)],
-      ...['--local-ca-dir', layout.caDir, '--trust-domain', TRUST_DOMAIN],
+      // Certificates and workloads from the lab's control plane, as from istiod.
+      ...['--ca-address', `https://127.0.0.1:${CONTROL_PLANE_PORT}`],
+      ...['--xds-address', `https://127.0.0.1:${CONTROL_PLANE_PORT}`],
+      ...['--ca-root-ca', layout.controlPlaneRootCert, '--xds-root-ca', layout.controlPlaneRootCert],
+      ...['--auth-token', layout.ztunnelToken(node.name), '--trust-domain', TRUST_DOMAIN],
+      ...[
+        '--pod-name',
+        `ztunnel-${node.name}`,
+        '--pod-namespace',
+        SYSTEM_NAMESPACE,
+        '--instance-ip',
+        node.ip,
+      ],
     ],
     env: { ...env, NODE_NAME: node.name, INPOD_UDS: layout.zdsSocket(node.name) },
   };
@@ -79,7 +92,9 @@ async function httpStatus(netns: NetnsHandle, port: number, path: string): Promi
 
 /** True once the component answers its health check (agent /readyz, ztunnel /healthz/ready, ...). */
 async function healthy(layout: ClusterLayout, state: LabState, id: ProcessId): Promise<boolean> {
-  if (id.component === 'apiserver') return existsSync(layout.apiserverUrlFile);
+  if (!('node' in id)) {
+    return existsSync(id.component === 'apiserver' ? layout.apiserverUrlFile : layout.controlPlaneReadyFile);
+  }
   if (id.component === 'kubelet') return logTail(layout.logFile(id), 50).includes('lab kubelet started');
   const netns = NetnsHandle.open(findNode(state, id.node).netnsPath);
   try {
