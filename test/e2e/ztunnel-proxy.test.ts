@@ -57,6 +57,7 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
   let store: WorkloadStore;
   let app: Server;
   const appSeen: { remote: string; data: Buffer }[] = [];
+  const appSockets = new Set<Socket>();
   let appMode: 'echo' | 'sink-then-reply' | 'reset' = 'echo';
   const reply = randomBytes(10 * 1024 * 1024);
 
@@ -88,6 +89,8 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     app = await listenInNetns(b, { port: 8000, host: '::', backlog: 1024, server: { allowHalfOpen: true } });
     app.on('connection', (s: Socket) => {
       s.on('error', () => {});
+      appSockets.add(s);
+      s.once('close', () => appSockets.delete(s));
       if (appMode === 'reset') {
         s.once('data', () => s.resetAndDestroy());
         return;
@@ -106,6 +109,7 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
   after(async () => {
     setLogSink(process.stdout);
     await Promise.all([...factory.proxies.values()].map((p) => p.stop('immediate')));
+    for (const s of appSockets) s.destroy();
     await new Promise((r) => app?.close(r));
     a?.close();
     b?.close();
@@ -171,23 +175,27 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     };
     // Opened in waves (a burst of 1,000 SYNs would only measure the listen backlog), then all held open at once.
     const sockets: Socket[] = [];
-    for (let i = 0; i < 1000; i += 100)
-      sockets.push(...(await Promise.all(Array.from({ length: 100 }, open))));
-    const proxyA = factory.proxies.get('pod-a' as WorkloadUid)!;
-    await waitFor(
-      () => proxyA.connectionCount >= 2000,
-      'pod A to carry 1,000 downstream + 1,000 upstream sockets',
-    );
-    const results = await Promise.all(
-      sockets.map((s, i) => {
-        const body = Buffer.from(`hello ${i}\n`);
-        const got = readAll(s);
-        s.end(body);
-        return got.then((echo) => echo.equals(body));
-      }),
-    );
-    assert.equal(results.filter(Boolean).length, 1000);
-    for (const s of sockets) s.destroy();
+    try {
+      for (let i = 0; i < 1000; i += 100)
+        sockets.push(...(await Promise.all(Array.from({ length: 100 }, open))));
+      const proxyA = factory.proxies.get('pod-a' as WorkloadUid)!;
+      await waitFor(
+        () => proxyA.connectionCount >= 2000,
+        'pod A to carry 1,000 downstream + 1,000 upstream sockets',
+        60_000,
+      );
+      const results = await Promise.all(
+        sockets.map((s, i) => {
+          const body = Buffer.from(`hello ${i}\n`);
+          const got = readAll(s);
+          s.end(body);
+          return got.then((echo) => echo.equals(body));
+        }),
+      );
+      assert.equal(results.filter(Boolean).length, 1000);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
     await waitFor(
       () => [...factory.proxies.values()].every((p) => p.connectionCount === 0),
       'proxied connections to close',

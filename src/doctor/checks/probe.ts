@@ -54,13 +54,26 @@ export async function checkProbe(ctx: DoctorContext): Promise<CheckResult> {
   const inPod = t.hints.inPod;
   const netns = NetnsHandle.open(t.podNetns);
   let socket: Socket | undefined;
+  // A known source port (below the ephemeral range), so conntrack can be asked about the probe even
+  // when the connect fails; another one is tried if it happens to be taken.
+  let sport = 0;
   try {
-    socket = connectInNetns(netns, { host: t.probe.host, port: t.probe.port });
+    for (let attempt = 0; !socket; attempt++) {
+      sport = 20000 + Math.floor(Math.random() * 12000);
+      try {
+        socket = connectInNetns(netns, { host: t.probe.host, port: t.probe.port, localPort: sport });
+      } catch (err) {
+        if (errorCode(err) !== 'EADDRINUSE' || attempt >= 5) throw err;
+      }
+    }
     socket.on('error', () => {});
     try {
       await withTimeout(socket);
     } catch (err) {
       const code = errorCode(err) ?? errorMessage(err);
+      // ztunnel resets the probe once its upstream leg fails; on a busy machine that reset can
+      // land before the connect completes in userspace. The handshake did happen: ask conntrack.
+      if (code === 'ECONNRESET') return await verdictFromConntrack(ctx, dst, sport);
       const refused = code === 'ECONNREFUSED';
       return {
         id: 'probe',
@@ -73,41 +86,46 @@ export async function checkProbe(ctx: DoctorContext): Promise<CheckResult> {
         next: refused ? `${inPod} ss -ntlp` : `${inPod} iptables-save -t nat`,
       };
     }
-    const sport = socket.localPort ?? 0;
-    const port = await redirectedPort(t.podNetns, t.probe.host, sport);
-    if (port !== OUTBOUND_PORT) {
-      return {
-        id: 'probe',
-        title,
-        status: 'fail',
-        detail: `the probe to ${dst} connected, but conntrack shows it ${port === undefined ? 'was not NATed' : `went to port ${port}`}, not ${OUTBOUND_PORT}`,
-        cause: 'something other than the in-pod 15001 redirect answered the probe',
-        next: `${inPod} conntrack -L -p tcp --orig-dst ${t.probe.host}`,
-      };
-    }
-    const listener = (await listeningSockets(t.podNetns)).find(
-      (s) => s.localPort === OUTBOUND_PORT && isWildcard(s.localHost),
-    );
-    const pid = ctx.ztunnelPid;
-    if (!listener || pid === undefined || !listener.owners.some((o) => o.pid === pid)) {
-      const holder = listener ? formatOwners(listener.owners) : 'nothing (it has closed since)';
-      return {
-        id: 'probe',
-        title,
-        status: 'fail',
-        detail: `the probe was redirected to :${OUTBOUND_PORT}, held by ${holder}${pid === undefined ? '; ztunnel pid unknown' : `, not ztunnel pid ${pid}`}`,
-        cause: `a process other than ztunnel listens on ${OUTBOUND_PORT} in the pod`,
-        next: `${inPod} ss -ntlp`,
-      };
-    }
-    return {
-      id: 'probe',
-      title,
-      status: 'pass',
-      detail: `port ${sport} -> ${dst} was redirected to :${OUTBOUND_PORT} (conntrack) and accepted by ztunnel pid ${pid}`,
-    };
+    return await verdictFromConntrack(ctx, dst, sport);
   } finally {
     socket?.destroy();
     netns.close();
   }
+}
+
+async function verdictFromConntrack(ctx: DoctorContext, dst: string, sport: number): Promise<CheckResult> {
+  const t = ctx.target;
+  const inPod = t.hints.inPod;
+  const port = await redirectedPort(t.podNetns, t.probe.host, sport);
+  if (port !== OUTBOUND_PORT) {
+    return {
+      id: 'probe',
+      title,
+      status: 'fail',
+      detail: `the probe to ${dst} connected, but conntrack shows it ${port === undefined ? 'was not NATed' : `went to port ${port}`}, not ${OUTBOUND_PORT}`,
+      cause: 'something other than the in-pod 15001 redirect answered the probe',
+      next: `${inPod} conntrack -L -p tcp --orig-dst ${t.probe.host}`,
+    };
+  }
+  const listener = (await listeningSockets(t.podNetns)).find(
+    (s) => s.localPort === OUTBOUND_PORT && isWildcard(s.localHost),
+  );
+  const pid = ctx.ztunnelPid;
+  if (!listener || pid === undefined || !listener.owners.some((o) => o.pid === pid)) {
+    const holder = listener ? formatOwners(listener.owners) : 'nothing (it has closed since)';
+    return {
+      id: 'probe',
+      title,
+      status: 'fail',
+      detail: `the probe was redirected to :${OUTBOUND_PORT}, held by ${holder}${pid === undefined ? '; ztunnel pid unknown' : `, not ztunnel pid ${pid}`}`,
+      cause: `a process other than ztunnel listens on ${OUTBOUND_PORT} in the pod`,
+      next: `${inPod} ss -ntlp`,
+    };
+  }
+  return {
+    id: 'probe',
+    title,
+    status: 'pass',
+    detail: `port ${sport} -> ${dst} was redirected to :${OUTBOUND_PORT} (conntrack) and accepted by ztunnel pid ${pid}`,
+  };
 }
