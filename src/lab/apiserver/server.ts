@@ -424,7 +424,7 @@ async function readBody(req: IncomingMessage, optional = false): Promise<Json> {
   if (type.includes('protobuf') || type.includes('cbor'))
     throw new StatusError(
       'UnsupportedMediaType',
-      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`,
+      'the lab API server reads JSON and YAML bodies, not protobuf; with kubectl, create objects from a manifest (kubectl apply -f)',
     );
   try {
     if (type === 'application/yaml' || type === 'application/x-yaml') return parseYaml(text) as Json;
