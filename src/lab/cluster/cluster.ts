@@ -36,7 +36,7 @@ import {
   TRUST_DOMAIN,
 } from './layout.js';
 import { launch } from './processes.js';
-import { SandboxManager } from './sandbox.js';
+import { SandboxManager, type SandboxRecord } from './sandbox.js';
 import { runningPid, stopByPidFile } from './supervisor.js';
 
 const log = logger('ambit::lab');
@@ -296,13 +296,18 @@ export async function podDel(lab: string, ref: PodRef): Promise<void> {
 }
 
 /** The netns of a cluster pod that has a sandbox on its node. */
-export function clusterPodNetns(lab: string, ref: PodRef): string | undefined {
+/** The sandbox the lab kubelet made for a pod, with the node it is on. */
+export function clusterPod(lab: string, ref: PodRef): (SandboxRecord & { node: string }) | undefined {
   const state = loadLab(lab);
   for (const node of state.nodes) {
     const record = new SandboxManager(state, node)
       .records()
       .find((r) => r.namespace === ref.namespace && r.name === ref.name);
-    if (record) return record.netns;
+    if (record) return { ...record, node: node.name };
   }
   return undefined;
+}
+
+export function clusterPodNetns(lab: string, ref: PodRef): string | undefined {
+  return clusterPod(lab, ref)?.netns;
 }

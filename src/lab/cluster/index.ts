@@ -3,6 +3,7 @@ export { labProcesses } from './cleanup.js';
 export {
   type ComponentStatus,
   clusterDown,
+  clusterPod,
   clusterPodNetns,
   clusterStatus,
   clusterUp,
