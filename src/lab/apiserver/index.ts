@@ -4,8 +4,7 @@
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { isIP } from 'node:net';
+import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { logger } from '../../admin/log.js';
 import { AmbitError, errorMessage } from '../../errors.js';
@@ -95,6 +94,12 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   const { certPem, keyPem, caPem } = credentials.tls;
   const server: Server = createServer({ cert: certPem + caPem, key: keyPem }, handler.handle);
   server.on('clientError', (_err, socket) => socket.destroy());
+  // Every socket, TLS handshakes included: close() must not wait for a client that connected late.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   server.listen(port, host);
   await once(server, 'listening');
   const a = server.address() as AddressInfo;
@@ -124,10 +129,11 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       for (const w of [...handler.watches]) w.close();
     },
     async close() {
+      handler.closing = true;
       for (const w of [...handler.watches]) w.close();
       const closed = once(server, 'close');
       server.close();
-      server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
       await closed;
       writer?.flush();
     },

@@ -66,6 +66,8 @@ const OPEN_PATHS = new Set(['/version', '/healthz', '/livez', '/readyz']);
 
 export class ApiHandler {
   readonly watches = new Set<WatchStream>();
+  /** Set while shutting down: no new watch may start and outlive the server. */
+  closing = false;
 
   constructor(private readonly o: HandlerOptions) {}
 
@@ -74,6 +76,7 @@ export class ApiHandler {
   };
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.closing) throw new StatusError('ServiceUnavailable', 'the lab API server is shutting down');
     const url = new URL(req.url ?? '/', 'http://lab');
     if (!OPEN_PATHS.has(url.pathname)) this.authenticate(req);
     const route = this.route(url.pathname);

@@ -17,7 +17,8 @@ export type StatusReason =
   | 'NotAcceptable'
   | 'UnsupportedMediaType'
   | 'RequestEntityTooLarge'
-  | 'InternalError';
+  | 'InternalError'
+  | 'ServiceUnavailable';
 
 const HTTP_CODE: Record<StatusReason, number> = {
   BadRequest: 400,
@@ -33,6 +34,7 @@ const HTTP_CODE: Record<StatusReason, number> = {
   UnsupportedMediaType: 415,
   Invalid: 422,
   InternalError: 500,
+  ServiceUnavailable: 503,
 };
 
 export interface StatusCause {
