@@ -6,15 +6,15 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { AmbitError } from '../errors.js';
 import { LocalCa } from '../identity/local-ca.js';
 import { createRedirector } from '../redirect/index.js';
-import { connected, connectInNetns, NetnsHandle } from '../sys/index.js';
+import { NetnsHandle } from '../sys/index.js';
 import { workloadUid, ZdsServer } from '../zds/index.js';
+import { httpStatusIn } from './http-in-netns.js';
 import type { LabNode, LabPod, LabState } from './state.js';
 
 const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -53,26 +53,6 @@ export class LabMeshNode {
   matching(re: RegExp): string[] {
     return this.lines.filter((l) => re.test(l));
   }
-}
-
-/** One HTTP/1.0 GET to 127.0.0.1:port inside `netns`; the status code, or undefined if nothing answers. */
-async function httpStatus(netns: NetnsHandle, port: number, path: string): Promise<number | undefined> {
-  let socket: Socket;
-  try {
-    socket = await connected(connectInNetns(netns, { host: '127.0.0.1', port }));
-  } catch {
-    return undefined;
-  }
-  return new Promise((resolve) => {
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      text += d;
-    });
-    socket.once('error', () => resolve(undefined));
-    socket.once('close', () => resolve(Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]) || undefined));
-    socket.write(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`);
-  });
 }
 
 export class LabMesh {
@@ -134,7 +114,7 @@ export class LabMesh {
     const netns = NetnsHandle.open(node.netnsPath);
     try {
       const deadline = Date.now() + READY_TIMEOUT_MS;
-      while ((await httpStatus(netns, 15021, '/healthz/ready')) !== 200) {
+      while ((await httpStatusIn(netns, 15021, '/healthz/ready')) !== 200) {
         if (child.exitCode !== null || Date.now() > deadline) {
           throw new AmbitError(
             'ERR_LAB_MESH',

@@ -16,7 +16,7 @@ import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { workloadUid, ZdsServer } from '../../src/zds/index.js';
 import { Harness } from '../controlplane/helpers.js';
-import { uniqueSubnet } from '../helpers/netns.js';
+import { uniqueLabCidrs } from '../helpers/netns.js';
 import { eventually, httpIn, ZtunnelCli } from '../ztunnel/fixtures/ztunnel-cli.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -49,16 +49,11 @@ describe('ztunnel with the control plane: xDS workloads, CA certificates, HBONE 
 
   before(async () => {
     harness = await Harness.start();
-    const pods = uniqueSubnet();
-    let nodes = uniqueSubnet();
-    while (nodes.cidr === pods.cidr) nodes = uniqueSubnet();
     state = await labUp({
       name: lab,
       nodes: 2,
       podsPerNode: 1,
-      nodeCidr: nodes.cidr,
-      podCidr: pods.cidr,
-      nodeMask: 26,
+      ...uniqueLabCidrs(),
     });
     hereNetns = NetnsHandle.current();
     handles.push(hereNetns);

@@ -15,7 +15,7 @@ import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.
 import { LabMesh } from '../../src/lab/mesh.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { parsePcap, reassemble, tlsRecordTypes } from '../hbone/pcap.js';
-import { uniqueSubnet } from '../helpers/netns.js';
+import { uniqueLabCidrs } from '../helpers/netns.js';
 
 const SIZE = 10 * 1024 * 1024;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -50,16 +50,11 @@ describe('HBONE between ztunnel processes across lab nodes', () => {
   const pod = (name: string) => state.pods.find((p) => p.name === name)!;
 
   before(async () => {
-    const pods = uniqueSubnet();
-    let nodes = uniqueSubnet();
-    while (nodes.cidr === pods.cidr) nodes = uniqueSubnet();
     state = await labUp({
       name: lab,
       nodes: 2,
       podsPerNode: 2,
-      nodeCidr: nodes.cidr,
-      podCidr: pods.cidr,
-      nodeMask: 26,
+      ...uniqueLabCidrs(),
     });
     mesh = await LabMesh.start(state, { dir: join(dir, 'mesh'), protocol: 'HBONE' });
     client = pod('n1-pod1');

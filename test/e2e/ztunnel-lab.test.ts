@@ -14,7 +14,7 @@ import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { workloadUid, ZdsServer } from '../../src/zds/index.js';
-import { uniqueSubnet } from '../helpers/netns.js';
+import { uniqueLabCidrs } from '../helpers/netns.js';
 import { eventually, httpIn, ZtunnelCli } from '../ztunnel/fixtures/ztunnel-cli.js';
 
 const SIZE = 10 * 1024 * 1024;
@@ -50,16 +50,11 @@ describe('ambit ztunnel processes in a two-node lab', () => {
   const nodeHandle = new Map<string, NetnsHandle>();
 
   before(async () => {
-    const pods = uniqueSubnet();
-    let nodes = uniqueSubnet();
-    while (nodes.cidr === pods.cidr) nodes = uniqueSubnet();
     state = await labUp({
       name: lab,
       nodes: 2,
       podsPerNode: 2,
-      nodeCidr: nodes.cidr,
-      podCidr: pods.cidr,
-      nodeMask: 26,
+      ...uniqueLabCidrs(),
     });
     client = pod('n1-pod1');
     clientNetns = NetnsHandle.open(client.netnsPath);

@@ -30,6 +30,14 @@ export function uniqueSubnet(): { prefix: string; cidr: string; host(n: number):
   return { prefix, cidr: `${prefix}.0/24`, host: (n) => `${prefix}.${n}` };
 }
 
+/** Node and pod ranges for a throw-away lab: two distinct random /24s, nodes' pod blocks of /26. */
+export function uniqueLabCidrs(): { nodeCidr: string; podCidr: string; nodeMask: number } {
+  const pods = uniqueSubnet();
+  let nodes = uniqueSubnet();
+  while (nodes.cidr === pods.cidr) nodes = uniqueSubnet();
+  return { nodeCidr: nodes.cidr, podCidr: pods.cidr, nodeMask: 26 };
+}
+
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }

@@ -4,11 +4,11 @@
  * and `ambit ztunnel` with their node's run dir, ZDS socket, kubeconfig and the lab's CA.
  */
 import { existsSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../../errors.js';
-import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
+import { NetnsHandle } from '../../sys/index.js';
+import { httpStatusIn } from '../http-in-netns.js';
 import { findNode } from '../lab.js';
 import type { LabState } from '../state.js';
 import {
@@ -70,26 +70,6 @@ function command(
   };
 }
 
-/** One HTTP/1.0 GET to 127.0.0.1:port inside `netns`; the status code, or undefined. */
-async function httpStatus(netns: NetnsHandle, port: number, path: string): Promise<number | undefined> {
-  let socket: Socket;
-  try {
-    socket = await connected(connectInNetns(netns, { host: '127.0.0.1', port }));
-  } catch {
-    return undefined;
-  }
-  return new Promise((resolve) => {
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      text += d;
-    });
-    socket.once('error', () => resolve(undefined));
-    socket.once('close', () => resolve(Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]) || undefined));
-    socket.write(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`);
-  });
-}
-
 /** True once the component answers its health check (agent /readyz, ztunnel /healthz/ready, ...). */
 async function healthy(layout: ClusterLayout, state: LabState, id: ProcessId): Promise<boolean> {
   if (!('node' in id)) {
@@ -99,8 +79,8 @@ async function healthy(layout: ClusterLayout, state: LabState, id: ProcessId): P
   const netns = NetnsHandle.open(findNode(state, id.node).netnsPath);
   try {
     return id.component === 'agent'
-      ? (await httpStatus(netns, AGENT_HEALTH_PORT, '/readyz')) === 200
-      : (await httpStatus(netns, ZTUNNEL_READY_PORT, '/healthz/ready')) === 200;
+      ? (await httpStatusIn(netns, AGENT_HEALTH_PORT, '/readyz')) === 200
+      : (await httpStatusIn(netns, ZTUNNEL_READY_PORT, '/healthz/ready')) === 200;
   } finally {
     netns.close();
   }
