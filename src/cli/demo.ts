@@ -1,145 +1,183 @@
 /**
- * `ambit demo`: the seed's walkthrough on a local lab. So far: a two-node lab with the seed's
- * `ambient-demo/sleep` and `ambient-demo/httpbin` pods, its topology, and proof that pod-to-pod
- * TCP crosses the nodes. Later parts enrol the namespace in the mesh and show the redirection.
+ * `ambit demo`: the seed, runnable. Brings up a two-node lab cluster, puts sleep and httpbin in the
+ * ambient-demo namespace, labels it for ambient, then walks through the seed's observing and
+ * debugging checks, asserting each one. Non-interactive; removes the lab afterwards unless --keep.
  */
-import type { Server, Socket } from 'node:net';
 import { parseArgs } from 'node:util';
-import { AmbitError } from '../errors.js';
-import { DEFAULT_CNI_PATH } from '../lab/cni-runtime/index.js';
 import {
-  checkPrerequisites,
-  createPod,
-  type LabPod,
-  labDown,
-  labExists,
-  labUp,
-  listNetns,
-  loadLab,
-  renderTopology,
-} from '../lab/index.js';
-import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../sys/index.js';
-import { type Command, EXIT_OK } from './command.js';
+  addPods,
+  bringUpCluster,
+  DEMO_NAMESPACE,
+  type DemoCluster,
+  labelAmbient,
+  removeLeftover,
+  waitEnrolled,
+} from '../demo/cluster.js';
+import { checkDemoPrerequisites } from '../demo/prerequisites.js';
+import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from '../demo/steps.js';
+import { Walkthrough } from '../demo/walkthrough.js';
+import { clusterDown } from '../lab/cluster/index.js';
+import { checkLabName } from '../lab/names.js';
+import { type Command, EXIT_OK, UsageError } from './command.js';
 
-const LAB = 'demo';
-const HTTPBIN_PORT = 8000;
-const EXCHANGE_TIMEOUT_MS = 10_000;
+const DEFAULT_NAME = 'demo';
 
-const HELP = `Usage: ambit demo [--keep]
+const HELP = `Usage: ambit demo [--keep] [--name NAME]
 
-Brings up a two-node lab named '${LAB}' (removing a leftover one first), creates the pods
-ambient-demo/sleep on n1 and ambient-demo/httpbin on n2 through the reference CNI plugins, prints
-the topology, proves pod-to-pod TCP across the nodes, and removes the lab again. Needs root.
+The seed ("ztunnel traffic redirection"), step by step on a local lab cluster:
+  - removes a lab NAME left by an earlier run, brings up a two-node lab cluster (API server,
+    control plane, and per node the agent, ztunnel and a kubelet stand-in);
+  - creates namespace ${DEMO_NAMESPACE} with pods sleep (client, on n1) and httpbin (:8000, on n2),
+    labels it istio.io/dataplane-mode=ambient and waits until both pods are enrolled;
+  - shows and checks: ztunnel's inpod log lines, the four listeners in the sleep pod, its
+    iptables rules, a request from sleep to httpbin, a capture proving it crossed the wire as
+    TLS to 15008, both ztunnels' access log lines with the peer identities, and ambit doctor.
+Exits non-zero naming the step whose check did not hold. Needs root.
 
 Options:
-  --keep   leave the lab running afterwards (remove it with 'ambit lab down --name ${LAB}')
+  --keep         leave the lab running afterwards, to explore it (otherwise it is removed,
+                 also on failure)
+  --name NAME    lab name (default ${DEFAULT_NAME})
+  -h, --help
 `;
 
-function heading(title: string): void {
-  process.stdout.write(`\n== ${title} ==\n`);
-}
+/** The seed's starting point and its walkthrough; resolves once every step held. */
+async function walkthrough(lab: string, w: Walkthrough): Promise<DemoCluster> {
+  const layout = await w.step(
+    'Bring up a two-node lab cluster',
+    'The lab API server, the control plane (CA + xDS), and on each node the istio-cni node agent, ' +
+      'the ztunnel node proxy and a kubelet stand-in: every node is a network namespace on this machine.',
+    () => bringUpCluster(lab),
+  );
+  w.line(`kubeconfig: ${layout.kubeconfig}`);
 
-/** Echoes one message from sleep to httpbin and back, and reports who httpbin saw as the client. */
-async function proveTcp(sleep: LabPod, httpbin: LabPod): Promise<void> {
-  const sleepNs = NetnsHandle.open(sleep.netnsPath);
-  const httpbinNs = NetnsHandle.open(httpbin.netnsPath);
-  let server: Server | undefined;
-  let client: Socket | undefined;
-  const peers: string[] = [];
-  try {
-    server = await listenInNetns(httpbinNs, { host: '0.0.0.0', port: HTTPBIN_PORT });
-    server.on('connection', (conn) => {
-      peers.push(conn.remoteAddress ?? '?');
-      conn.on('error', () => {});
-      conn.pipe(conn);
-    });
-    const message = Buffer.from(`hello from ${sleep.namespace}/${sleep.name} at ${sleep.ip}\n`);
-    client = await connected(connectInNetns(sleepNs, { host: httpbin.ip, port: HTTPBIN_PORT }));
-    const echoed = await exchange(client, message);
-    if (!echoed.equals(message)) {
-      throw new AmbitError(
-        'DEMO_TCP_FAILED',
-        `httpbin echoed ${JSON.stringify(echoed.toString())}, expected the message sent`,
-      );
-    }
-    process.stdout.write(
-      `sleep ${sleep.ip} (${sleep.node}) -> httpbin ${httpbin.ip}:${HTTPBIN_PORT} (${httpbin.node}): ` +
-        `${message.length} bytes sent and echoed back; httpbin saw the client as ${peers[0]}\n`,
-    );
-  } finally {
-    client?.destroy();
-    server?.close();
-    sleepNs.close();
-    httpbinNs.close();
-  }
-}
-
-function exchange(socket: Socket, message: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const timer = setTimeout(
-      () =>
-        reject(new AmbitError('DEMO_TCP_FAILED', `no echo from httpbin within ${EXCHANGE_TIMEOUT_MS} ms`)),
-      EXCHANGE_TIMEOUT_MS,
-    );
-    socket.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      received += chunk.length;
-      if (received >= message.length) {
-        clearTimeout(timer);
-        resolve(Buffer.concat(chunks));
+  const pods = await w.step(
+    `Deploy sleep and httpbin in namespace ${DEMO_NAMESPACE}`,
+    'As in the ztunnel L4 networking guide: a sleep client on n1, an httpbin server (port 8000) on n2. ' +
+      'The namespace is not in the mesh yet, so they start as ordinary pods.',
+    async () => {
+      const added = await addPods(lab);
+      for (const p of [added.sleep, added.httpbin]) {
+        w.output(`pod ${p.ref.namespace}/${p.ref.name}  node ${p.node}  ip ${p.ip}  netns ${p.netns}`);
       }
-    });
-    socket.write(message);
-  });
+      return added;
+    },
+  );
+  const cluster: DemoCluster = { lab, layout, ...pods };
+
+  await w.step(
+    `Label ${DEMO_NAMESPACE} for ambient mode`,
+    'The istio-cni node agent watches the API server for the ambient label on a namespace. For each ' +
+      "running pod it enters the pod's network namespace, installs the redirection rules, and hands " +
+      'ztunnel a file descriptor of that namespace over a Unix domain socket; ztunnel opens its ' +
+      'listeners inside the pod. Then the pod is annotated and is in the mesh.',
+    async () => {
+      w.command(
+        `kubectl --kubeconfig ${layout.kubeconfig} label namespace ${DEMO_NAMESPACE} istio.io/dataplane-mode=ambient`,
+      );
+      await labelAmbient(lab);
+      await waitEnrolled(lab, [cluster.sleep, cluster.httpbin]);
+      w.line('sleep and httpbin: ambient.istio.io/redirection: enabled');
+    },
+  );
+
+  await w.step(
+    'Check the ztunnel proxy logs',
+    'The ztunnel logs related to inpod show that in-pod redirection mode is enabled, that the proxy ' +
+      "received the pod's network namespace, and that it started proxying for it.",
+    async () => inpodLogs(cluster, w),
+  );
+  await w.step(
+    'Confirm the state of sockets',
+    "The sockets on ports 15001, 15006 and 15008 (and ztunnel's 127.0.0.1:15080) are open and " +
+      "listening inside the pod's network namespace.",
+    async () => sockets(cluster, w),
+  );
+  await w.step(
+    'Check the iptables rules setup',
+    'Istio chains in the mangle and nat tables: inbound TCP goes to ztunnel, plaintext to 15006, ' +
+      'HBONE to 15008; outbound TCP is redirected to 15001, before ztunnel sends it out in HBONE.',
+    async () => rules(cluster, w),
+  );
+  await w.step(
+    'Send a request from sleep to httpbin',
+    "curl runs in the sleep pod's network namespace and knows nothing of the mesh.",
+    () => request(cluster, w),
+  );
+  const marks = await w.step(
+    'Prove it crossed the wire encrypted',
+    'Traffic to and from pods in the mesh is fully encrypted with mTLS: data enters and leaves the ' +
+      "pod's network namespace encrypted. A capture on sleep's eth0 during a request with a unique body:",
+    () => encrypted(cluster, w),
+  );
+  await w.step(
+    'Read the access log of both ztunnels',
+    "The outbound side on sleep's node and the inbound side on httpbin's node each log the connection, " +
+      'with the peer identities from the control plane certificates.',
+    () => accessLog(cluster, w, marks),
+  );
+  await w.step(
+    `Run ambit doctor on ${DEMO_NAMESPACE}/sleep`,
+    'The checks above, automated, with the likely cause and the next command for any that fails.',
+    () => doctor(cluster, w),
+  );
+  return cluster;
+}
+
+function nextSteps(w: Walkthrough, lab: string, kubeconfig: string, kept: boolean): void {
+  w.heading('What to try next');
+  if (!kept) w.line(`Run 'ambit demo --keep' to leave the lab running, then:`);
+  w.output(
+    [
+      `kubectl --kubeconfig ${kubeconfig} get pods -A -o wide`,
+      `kubectl --kubeconfig ${kubeconfig} get pod -n ${DEMO_NAMESPACE} sleep -o yaml   # the annotation`,
+      `AMBIT_LAB=${lab} ambit lab exec ${DEMO_NAMESPACE}/sleep -- ss -ntlp`,
+      `AMBIT_LAB=${lab} ambit lab exec ${DEMO_NAMESPACE}/sleep -- iptables-save`,
+      `AMBIT_LAB=${lab} ambit lab logs ztunnel --node n1 | grep inpod`,
+      `AMBIT_LAB=${lab} ambit doctor ${DEMO_NAMESPACE}/sleep`,
+      `AMBIT_LAB=${lab} ambit lab pod add --node n1 ${DEMO_NAMESPACE}/another   # enrolled on creation`,
+      `ambit lab down --name ${lab}                      # removes everything the demo made`,
+    ].join('\n'),
+  );
 }
 
 const demo: Command = {
   async run(argv) {
-    const { values } = parseArgs({
+    const { values, positionals } = parseArgs({
       args: argv,
-      options: { keep: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+      allowPositionals: true,
+      options: {
+        keep: { type: 'boolean', default: false },
+        name: { type: 'string', default: DEFAULT_NAME },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
     });
     if (values.help) {
       process.stdout.write(HELP);
       return EXIT_OK;
     }
-    checkPrerequisites([DEFAULT_CNI_PATH]);
-    if (labExists(LAB)) {
-      heading('Removing the demo lab left by an earlier run');
-      await labDown(LAB);
-    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+    const lab = checkLabName(values.name);
+    checkDemoPrerequisites();
+    const w = new Walkthrough((text) => process.stdout.write(text));
+
+    if (await removeLeftover(lab)) w.line(`Removed the lab '${lab}' left by an earlier run.`);
+    let kubeconfig: string | undefined;
     try {
-      heading('Bringing up a two-node lab');
-      await labUp({ name: LAB, nodes: 2 });
-      const sleep = await createPod(LAB, 'n1', { namespace: 'ambient-demo', name: 'sleep' });
-      const httpbin = await createPod(LAB, 'n2', { namespace: 'ambient-demo', name: 'httpbin' });
-
-      heading('Topology');
-      process.stdout.write(`${renderTopology(loadLab(LAB), new Set(listNetns()))}\n`);
-
-      heading('Pod-to-pod TCP across nodes');
-      await proveTcp(sleep, httpbin);
-
-      if (values.keep) {
-        heading('The lab keeps running');
-        process.stdout.write(
-          `Look inside a pod:  ambit lab exec --name ${LAB} ambient-demo/sleep -- ss -ntlp\n` +
-            `Remove the lab:     ambit lab down --name ${LAB}\n`,
-        );
-      }
+      kubeconfig = (await walkthrough(lab, w)).layout.kubeconfig;
+      nextSteps(w, lab, kubeconfig, values.keep);
     } finally {
-      if (!values.keep) {
-        heading('Removing the lab');
-        await labDown(LAB);
+      if (values.keep) {
+        w.heading('The lab keeps running');
+        w.line(`Explore: AMBIT_LAB=${lab} ambit lab exec ${DEMO_NAMESPACE}/sleep -- ss -ntlp`);
+        w.line(`Remove:  ambit lab down --name ${lab}`);
+      } else {
+        w.heading('Removing the lab');
+        await clusterDown(lab);
+        w.line(`lab '${lab}' removed`);
       }
     }
-    process.stdout.write('\nDemo finished.\n');
+    w.line('\nDemo finished: every step held.');
     return EXIT_OK;
   },
 };

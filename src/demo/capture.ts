@@ -1,0 +1,90 @@
+/**
+ * A bounded tcpdump inside a pod's network namespace: started before the traffic it should see
+ * (resolves once tcpdump says it listens), stopped after it, the pcap collected from its stdout.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { AmbitError } from '../errors.js';
+
+const START_TIMEOUT_MS = 5000;
+const STOP_TIMEOUT_MS = 5000;
+/** Even if the caller never stops it, tcpdump does not outlive this. */
+const MAX_CAPTURE_MS = 30_000;
+
+export interface Capture {
+  /** Stops tcpdump and returns the pcap bytes it wrote. */
+  stop(): Promise<Buffer>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('close', () => resolve());
+  });
+}
+
+export async function startCapture(netns: string, iface: string, filter: string): Promise<Capture> {
+  // --immediate-mode: without it packets sit in the kernel's ring until a 1 s block timeout, after the stop.
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      netns,
+      'tcpdump',
+      '-i',
+      iface,
+      '-nn',
+      '--immediate-mode',
+      '-U',
+      '-s',
+      '0',
+      '-w',
+      '-',
+      filter,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const chunks: Buffer[] = [];
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+  child.stderr!.setEncoding('utf8');
+  const guard = setTimeout(() => child.kill('SIGKILL'), MAX_CAPTURE_MS);
+  const done = exited(child).then(() => clearTimeout(guard));
+
+  await new Promise<void>((resolve, reject) => {
+    const fail = (why: string) => {
+      child.kill('SIGKILL');
+      reject(new AmbitError('DEMO_CAPTURE_FAILED', `tcpdump in ${netns} ${why}: ${stderr.trim()}`));
+    };
+    const timer = setTimeout(() => fail(`did not start within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      fail(`could not run (${err.message}; apt-get install tcpdump)`);
+    });
+    const onClose = () => {
+      clearTimeout(timer);
+      fail('exited before capturing');
+    };
+    child.on('close', onClose);
+    child.stderr!.on('data', (d: string) => {
+      stderr += d;
+      if (stderr.includes('listening on')) {
+        clearTimeout(timer);
+        child.off('close', onClose);
+        resolve();
+      }
+    });
+  });
+
+  return {
+    async stop() {
+      child.kill('SIGINT');
+      const killer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      await done;
+      clearTimeout(killer);
+      return Buffer.concat(chunks);
+    },
+  };
+}
