@@ -36,6 +36,8 @@ export interface ConnectInNetnsOptions extends SocketOptions {
   localPort?: number;
   noDelay?: boolean;
   allowHalfOpen?: boolean;
+  /** Stream buffer size of the Node socket (both directions); larger ones move bulk data in fewer turns. */
+  highWaterMark?: number;
 }
 
 const SOCKET_OPTION_KEYS = new Set(['mark', 'transparent', 'freebind', 'reuseAddr', 'reusePort', 'v6Only']);
@@ -48,6 +50,7 @@ const CONNECT_KEYS = new Set([
   'localPort',
   'noDelay',
   'allowHalfOpen',
+  'highWaterMark',
 ]);
 
 function checkKeys(what: string, options: object, allowed: Set<string>): void {

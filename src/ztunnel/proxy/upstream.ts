@@ -30,6 +30,7 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
         port: target.port,
         mark: pod.deps.mark,
         allowHalfOpen: true,
+        highWaterMark: SOCKET_HIGH_WATER_MARK,
         ...(target.spoofSource
           ? { localAddress: target.spoofSource, transparent: true, freebind: true }
           : {}),
