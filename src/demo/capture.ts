@@ -3,10 +3,14 @@
  * (resolves once tcpdump says it listens), stopped after it, the pcap collected from its stdout.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AmbitError } from '../errors.js';
 
 const START_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 5000;
+/** Stop once tcpdump wrote nothing for this long (it writes each packet at once), or after SETTLE_MAX_MS. */
+const QUIET_MS = 250;
+const SETTLE_MAX_MS = 2000;
 /** Even if the caller never stops it, tcpdump does not outlive this. */
 const MAX_CAPTURE_MS = 30_000;
 
@@ -48,7 +52,11 @@ export async function startCapture(netns: string, iface: string, filter: string)
   );
   const chunks: Buffer[] = [];
   let stderr = '';
-  child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+  let lastData = Date.now();
+  child.stdout!.on('data', (c: Buffer) => {
+    chunks.push(c);
+    lastData = Date.now();
+  });
   child.stderr!.setEncoding('utf8');
   const guard = setTimeout(() => child.kill('SIGKILL'), MAX_CAPTURE_MS);
   const done = exited(child).then(() => clearTimeout(guard));
@@ -80,6 +88,9 @@ export async function startCapture(netns: string, iface: string, filter: string)
 
   return {
     async stop() {
+      // tcpdump drops what it has not read from the kernel yet when interrupted: let it go quiet first.
+      const settleUntil = Date.now() + SETTLE_MAX_MS;
+      while (Date.now() - lastData < QUIET_MS && Date.now() < settleUntil) await sleep(20);
       child.kill('SIGINT');
       const killer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
       await done;
