@@ -165,7 +165,7 @@ export async function clusterDown(lab: string): Promise<LabDownReport & { stoppe
     );
   }
   const leftovers = await killLabProcesses(lab);
-  if (leftovers.length > 0) log.info('killed leftover lab processes', { lab, pids: leftovers.join(',') });
+  if (leftovers.length > 0) log.info("stopped the pods' processes", { lab, pids: leftovers.join(',') });
   removeCgroupTree(labCgroup(lab));
   // The labs' shared parent goes with the last lab (rmdir fails while another lab's cgroup is in it).
   try {

@@ -31,7 +31,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const common = {
     args: Object.fromEntries(url.searchParams),
     headers: req.headers,
-    origin: req.socket.remoteAddress,
+    origin: (req.socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
     url: url.toString(),
   };
   if (url.pathname === '/get' && req.method === 'GET') return reply(res, 200, common);
