@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { podFromCgroupPath } from '../../src/agent/cgroup.js';
 import { podCgroup } from '../../src/lab/cluster/cgroup.js';
+import { killLabProcesses, labProcesses } from '../../src/lab/cluster/cleanup.js';
 import { pendingReason } from '../../src/lab/cluster/cluster.js';
 import { appOf } from '../../src/lab/cluster/kubelet.js';
 import { ClusterLayout, parseComponent, processName } from '../../src/lab/cluster/layout.js';
@@ -75,6 +76,31 @@ describe('supervisor', () => {
       .split(/\s+/)[19];
     writeFileSync(file, `${process.pid} ${start}\n`);
     assert.equal(runningPid(file), process.pid);
+  });
+});
+
+describe('crash leftovers', () => {
+  test('a component whose pid file is gone is still found and stopped by its command line', async () => {
+    const lab = `tz${process.pid}`;
+    // Stands in for an orphaned `ambit ztunnel` of the lab: its arguments name the lab's state dir.
+    const files = { pidFile: join(dir, 'orphan.pid'), logFile: join(dir, 'orphan.log') };
+    const pid = startDetached(
+      files,
+      [
+        process.execPath,
+        '-e',
+        'setTimeout(() => {}, 60_000)',
+        'ztunnel',
+        `/var/run/ambit/lab/${lab}/nodes/n1/ztunnel.sock`,
+      ],
+      process.env,
+    );
+    started.push(pid);
+    rmSync(files.pidFile);
+    assert.ok(labProcesses(lab).includes(pid));
+    assert.deepEqual(labProcesses(`${lab}x`).includes(pid), false, 'another lab does not claim it');
+    await killLabProcesses(lab);
+    assert.equal(processAlive(pid), false);
   });
 });
 

@@ -1,9 +1,10 @@
 /**
  * What `lab down` kills besides the pid files' processes, so a crash leaves nothing running: every
- * process whose network namespace is one of the lab's, and every process in the lab's cgroups.
+ * process whose network namespace is one of the lab's, every process in the lab's cgroups, and every
+ * lab component whose command line names the lab (its netns may be gone already, its pid file lost).
  */
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
-import { labPrefix, NETNS_DIR } from '../names.js';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { labPrefix, NETNS_DIR, stateDir } from '../names.js';
 import { cgroupPids, labCgroup } from './cgroup.js';
 import { terminate } from './supervisor.js';
 
@@ -22,7 +23,15 @@ function labNetnsInodes(lab: string): Set<string> {
   return inodes;
 }
 
-/** Pids (other than ours) living in the lab's netns or cgroups. */
+/** True for the lab's own components: `entry.js <role> <lab>`, or a command reading the lab's state dir. */
+function isLabComponent(cmdline: string[], lab: string): boolean {
+  const entry = cmdline.findIndex((a) => a.endsWith('/lab/cluster/entry.js'));
+  if (entry >= 0 && cmdline[entry + 2] === lab) return true;
+  const dir = `${stateDir(lab)}/`;
+  return cmdline.some((a) => a.startsWith(dir));
+}
+
+/** Pids (other than ours) living in the lab's netns or cgroups, or running one of its components. */
 export function labProcesses(lab: string): number[] {
   const inodes = labNetnsInodes(lab);
   const found = new Set<number>(cgroupPids(labCgroup(lab)));
@@ -30,6 +39,8 @@ export function labProcesses(lab: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (inodes.has(readlinkSync(`/proc/${entry}/ns/net`))) found.add(Number(entry));
+      else if (isLabComponent(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0'), lab))
+        found.add(Number(entry));
     } catch {}
   }
   found.delete(process.pid);
