@@ -5,7 +5,7 @@
  * break an established tunnel, and the ztunnels reconnect.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -16,10 +16,9 @@ import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { workloadUid, ZdsServer } from '../../src/zds/index.js';
 import { Harness } from '../controlplane/helpers.js';
+import { sha256 } from '../helpers/bytes.js';
 import { uniqueLabCidrs } from '../helpers/netns.js';
 import { eventually, httpIn, ZtunnelCli } from '../ztunnel/fixtures/ztunnel-cli.js';
-
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Free loopback ports for the two ztunnels' admin, metrics and readiness servers (both run in this netns). */
 async function freePorts(n: number): Promise<number[]> {

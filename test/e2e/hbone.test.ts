@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
@@ -29,6 +29,7 @@ import { TrafficMetrics } from '../../src/ztunnel/metrics.js';
 import type { ProxyDeps } from '../../src/ztunnel/proxy/context.js';
 import { PodProxyFactory } from '../../src/ztunnel/proxy/pod-proxy.js';
 import { parsePcap, reassemble, tlsRecordTypes } from '../hbone/pcap.js';
+import { readAll, sha256, waitFor } from '../helpers/bytes.js';
 import { VethPair } from '../helpers/netns.js';
 import { tempDir } from '../identity/helpers.js';
 
@@ -37,29 +38,6 @@ const ID_A = parseSpiffeId('spiffe://cluster.local/ns/default/sa/sa-a');
 const ID_B = parseSpiffeId('spiffe://cluster.local/ns/default/sa/sa-b');
 const RAW = parseSpiffeId('spiffe://cluster.local/ns/default/sa/raw');
 const logLines: string[] = [];
-
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-  });
-}
-
-function waitFor(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const start = Date.now();
-    const tick = () => {
-      if (pred()) resolve();
-      else if (Date.now() - start > ms) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(tick, 20);
-    };
-    tick();
-  });
-}
 
 /** Resolves with how a socket ended: 'data' if it received bytes, else its error code or 'closed'. */
 function outcome(socket: Socket | tls.TLSSocket): Promise<string> {

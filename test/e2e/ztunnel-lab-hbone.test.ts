@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,28 +15,10 @@ import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.
 import { LabMesh } from '../../src/lab/mesh.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { parsePcap, reassemble, tlsRecordTypes } from '../hbone/pcap.js';
+import { readAll, sha256, waitFor } from '../helpers/bytes.js';
 import { uniqueLabCidrs } from '../helpers/netns.js';
 
 const SIZE = 10 * 1024 * 1024;
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-  });
-}
-
-async function waitFor(what: string, check: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('HBONE between ztunnel processes across lab nodes', () => {
   const lab = `th${randomBytes(4).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'ambit-zth-'));
@@ -107,20 +89,21 @@ describe('HBONE between ztunnel processes across lab nodes', () => {
       const re = new RegExp(
         `connection complete .*dst\\.addr=${server.ip}:15008 dst\\.hbone_addr=${server.ip}:8000`,
       );
-      await waitFor('the outbound access log', () => n1.matching(re).length > 0);
+      await waitFor(() => n1.matching(re).length > 0, 'the outbound access log', 15_000);
       const line = n1.matching(re)[0]!;
       assert.match(line, /src\.identity=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1 /);
       assert.match(line, new RegExp(`dst\\.identity=spiffe://cluster\\.local/ns/default/sa/sa-${target} `));
       assert.match(line, new RegExp(`bytes_sent=${SIZE} bytes_recv=${SIZE} `));
       const inbound = mesh!.nodes.get(server.node)!;
       await waitFor(
-        'the inbound access log',
         () =>
           inbound.matching(new RegExp(`direction=inbound bytes_sent=${SIZE} bytes_recv=${SIZE}`)).length >
             0 &&
           inbound.matching(
             /src\.identity=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1 .*direction=inbound/,
           ).length > 0,
+        'the inbound access log',
+        15_000,
       );
     });
   }

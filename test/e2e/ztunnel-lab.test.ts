@@ -4,7 +4,7 @@
  * rules + ZDS Add); n2-pod2 is not in the mesh. 10 MiB each way to each server, checked by sha256.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,21 +14,11 @@ import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { workloadUid, ZdsServer } from '../../src/zds/index.js';
+import { readAll, sha256 } from '../helpers/bytes.js';
 import { uniqueLabCidrs } from '../helpers/netns.js';
 import { eventually, httpIn, ZtunnelCli } from '../ztunnel/fixtures/ztunnel-cli.js';
 
 const SIZE = 10 * 1024 * 1024;
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-  });
-}
-
 interface Seen {
   remote: string;
   digest: string;

@@ -3,7 +3,7 @@
  * a PodProxy inside each, and an app in pod B. Bytes go client -> A:15001 -> B:15006 -> app.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
@@ -18,36 +18,12 @@ import { plaintextInboundPolicy } from '../../src/ztunnel/hbone/index.js';
 import { TrafficMetrics } from '../../src/ztunnel/metrics.js';
 import type { ProxyDeps } from '../../src/ztunnel/proxy/context.js';
 import { PodProxyFactory } from '../../src/ztunnel/proxy/pod-proxy.js';
+import { readAll, sha256, waitFor } from '../helpers/bytes.js';
 import { openFdCount, run, VethPair } from '../helpers/netns.js';
 
 const logLines: string[] = [];
 
-function sha256(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
-
 /** Reads everything until the peer ends its side. */
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-  });
-}
-
-function waitFor(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const start = Date.now();
-    const tick = () => {
-      if (pred()) resolve();
-      else if (Date.now() - start > ms) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
-
 describe('ztunnel per-pod proxy (plaintext paths)', () => {
   let pair: VethPair;
   let a: NetnsHandle;
