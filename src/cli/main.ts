@@ -2,6 +2,7 @@
  * `ambit <command> [args]`. Each command lives in its own module, loaded only when used, so the
  * CNI plugin and short commands do not pay for the others' imports.
  */
+import { pathToFileURL } from 'node:url';
 import { errorCode, errorMessage } from '../errors.js';
 import { type Command, EXIT_FAILURE, EXIT_USAGE, UsageError } from './command.js';
 
@@ -96,4 +97,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`ambit ${name}: ${errorMessage(err)}${code ? ` [${code}]` : ''}\n`);
     return EXIT_FAILURE;
   }
+}
+
+// `node dist/src/cli/main.js ...` behaves like `bin/ambit ...`.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2));
 }
