@@ -15,8 +15,8 @@ Runs the seed's "observing and debugging traffic redirection" checks for one pod
   rules     the in-pod rules equal the expected ruleset (the diff is printed otherwise)
   annotation the pod is annotated ambient.istio.io/redirection=enabled (needs the Kubernetes API)
   probe     a connection from the pod to a TEST-NET address is captured by ztunnel on 15001
-Each failure names the likely cause and the command to run next. Exit 0 when no check failed
-(a check that cannot run, e.g. without an API server, is SKIP with the reason), 1 otherwise.
+Each failure names the likely cause and the command to run next. Exit 0 only when every check
+passed; 1 when one failed or could not run (SKIP, with the reason, e.g. no API server).
 
 Where the pod is (default: a lab pod, lab from --lab, $AMBIT_LAB or the only running lab):
   --lab NAME              the lab the pod runs in

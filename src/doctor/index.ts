@@ -26,7 +26,8 @@ export async function runDoctor(target: DoctorTarget): Promise<DoctorReport> {
   ];
   return {
     pod: `${target.namespace}/${target.name}`,
-    ok: checks.every((c) => c.status !== 'fail'),
+    // Healthy means every check ran and passed: a check that could not run proves nothing.
+    ok: checks.every((c) => c.status === 'pass'),
     checks,
   };
 }

@@ -16,8 +16,14 @@ export function formatReport(report: DoctorReport): string {
   }
   const count = (s: string) => report.checks.filter((c) => c.status === s).length;
   out.push('');
-  out.push(
-    `${count('pass')} passed, ${count('fail')} failed, ${count('skip')} skipped: ${report.ok ? 'redirection for this pod looks healthy' : `start with the first failure (${report.checks.find((c) => c.status === 'fail')?.id})`}`,
-  );
+  out.push(`${count('pass')} passed, ${count('fail')} failed, ${count('skip')} skipped: ${verdict(report)}`);
   return `${out.join('\n')}\n`;
+}
+
+function verdict(report: DoctorReport): string {
+  if (report.ok) return 'redirection for this pod looks healthy';
+  const failed = report.checks.find((c) => c.status === 'fail');
+  if (failed) return `start with the first failure (${failed.id})`;
+  const skipped = report.checks.find((c) => c.status === 'skip');
+  return `not every check could run (${skipped?.id}): give it what it needs and run again`;
 }
