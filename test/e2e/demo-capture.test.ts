@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
-import { startCapture } from '../../src/demo/capture.js';
 import { readPcap, streamsOf } from '../../src/demo/pcap.js';
+import { startCapture } from '../../src/lab/capture.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { VethPair } from '../helpers/netns.js';
 

@@ -3,12 +3,9 @@
  * `protocol: HBONE`. Pod A's app traffic to pod B goes A:15001 -> HTTP/2 CONNECT over mTLS -> B:15008 -> app.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { Server, Socket } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { Registry } from 'prom-client';
@@ -21,6 +18,7 @@ import type { CertificateAuthority } from '../../src/identity/ca.js';
 import { LocalCa } from '../../src/identity/local-ca.js';
 import { CertificateManager } from '../../src/identity/manager.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
+import { startCapture } from '../../src/lab/capture.js';
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { WorkloadUid } from '../../src/zds/messages.js';
@@ -170,34 +168,17 @@ ${policies ? `policies:\n${policies}` : ''}`;
 
   test('on the wire only TCP to/from 15008 carrying TLS records; the 1 MiB marker never appears', async () => {
     const ifA = pair.a.exec('ip', ['-o', 'link', 'show', 'type', 'veth']).split(': ')[1]!.split('@')[0]!;
-    const file = join(caDir.path, 'wire.pcap');
-    const dump: ChildProcess = spawn(
-      'ip',
-      ['netns', 'exec', pair.a.name, 'tcpdump', '-i', ifA, '-s', '0', '-U', '-n', '-w', file],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
+    const capture = await startCapture(pair.a.name, ifA, 'tcp');
+    let pcap: Buffer;
     try {
-      await new Promise<void>((resolve, reject) => {
-        let err = '';
-        dump.stderr!.on('data', (d: Buffer) => {
-          err += d.toString();
-          if (err.includes('listening on')) resolve();
-        });
-        dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
-      });
       const marker = Buffer.alloc(1024 * 1024, 'AMBIT-SECRET-MARKER-');
       const client = await dialApp();
       const echoed = readAll(client);
       client.end(marker);
       assert.equal(sha256(await echoed), sha256(marker));
     } finally {
-      const exited = new Promise((r) => dump.once('exit', r));
-      dump.kill('SIGINT');
-      await exited;
+      pcap = await capture.stop();
     }
-    const pcap = readFileSync(file);
     assert.equal(pcap.includes('AMBIT-SECRET-MARKER-'), false, 'the marker is not in the capture');
     const { segments } = parsePcap(pcap);
     assert.ok(segments.length > 0);

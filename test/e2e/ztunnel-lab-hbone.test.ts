@@ -4,13 +4,13 @@
  * certificates from the lab's CA; on the client pod's wire there is only TLS to 15008.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startCapture } from '../../src/lab/capture.js';
 import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.js';
 import { LabMesh } from '../../src/lab/mesh.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
@@ -109,23 +109,9 @@ describe('HBONE between ztunnel processes across lab nodes', () => {
   }
 
   test("on the client pod's wire: only TCP to/from 15008 carrying TLS, never the app's bytes", async () => {
-    const file = join(dir, 'wire.pcap');
-    const dump = spawn(
-      'ip',
-      ['netns', 'exec', client.netns, 'tcpdump', '-i', 'eth0', '-s', '0', '-U', '-n', '-w', file, 'tcp'],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
+    const capture = await startCapture(client.netns, 'eth0', 'tcp');
+    let pcap: Buffer;
     try {
-      await new Promise<void>((resolve, reject) => {
-        let err = '';
-        dump.stderr!.on('data', (d: Buffer) => {
-          err += d.toString();
-          if (err.includes('listening on')) resolve();
-        });
-        dump.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
-      });
       const marker = Buffer.alloc(1024 * 1024, 'AMBIT-LAB-MARKER-');
       const s = await connected(
         connectInNetns(clientNetns, { host: pod('n2-pod2').ip, port: 8000, allowHalfOpen: true }),
@@ -135,11 +121,8 @@ describe('HBONE between ztunnel processes across lab nodes', () => {
       assert.equal(sha256(await echoed), sha256(marker));
       s.destroy();
     } finally {
-      const exited = new Promise((r) => dump.once('exit', r));
-      dump.kill('SIGINT');
-      await exited;
+      pcap = await capture.stop();
     }
-    const pcap = readFileSync(file);
     assert.equal(pcap.includes('AMBIT-LAB-MARKER-'), false, 'the app payload never appears on the wire');
     const { segments } = parsePcap(pcap);
     assert.ok(

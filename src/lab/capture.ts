@@ -1,5 +1,5 @@
 /**
- * A bounded tcpdump inside a pod's network namespace: started before the traffic it should see
+ * A bounded tcpdump inside a network namespace (the demo's and the tests' wire captures): started before the traffic it should see
  * (resolves once tcpdump says it listens), stopped after it, the pcap collected from its stdout.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -64,7 +64,7 @@ export async function startCapture(netns: string, iface: string, filter: string)
   await new Promise<void>((resolve, reject) => {
     const fail = (why: string) => {
       child.kill('SIGKILL');
-      reject(new AmbitError('DEMO_CAPTURE_FAILED', `tcpdump in ${netns} ${why}: ${stderr.trim()}`));
+      reject(new AmbitError('LAB_CAPTURE_FAILED', `tcpdump in ${netns} ${why}: ${stderr.trim()}`));
     };
     const timer = setTimeout(() => fail(`did not start within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
     child.on('error', (err) => {
