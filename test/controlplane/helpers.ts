@@ -170,17 +170,4 @@ export class Harness {
   }
 }
 
-/** Polls `check` every 10 ms for at most `ms`. */
-export async function eventually<T>(
-  check: () => T | undefined | false,
-  ms = 3000,
-  what = 'condition',
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { eventually } from '../apiserver/helpers.js';
