@@ -3,20 +3,18 @@
  * real agent event server on a Unix socket: the bundle decides membership and reports to the agent.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { CniEventServer } from '../../src/agent/cni-event-server.js';
 import type { CniAddEvent } from '../../src/cni/event.js';
-import { readKubeconfig, renderPluginKubeconfig } from '../../src/cni/kubeconfig.js';
 import type { PodSource } from '../../src/cni/plugin/ambient.js';
 import { KubeReader } from '../../src/cni/plugin/kube.js';
 import { pluginLog } from '../../src/cni/plugin/log.js';
 import { runPlugin } from '../../src/cni/plugin/run.js';
-import { type ApiServer, startApiServer } from '../../src/lab/apiserver/index.js';
-import { buildBundle, cniEnv, runCni } from './bundle.js';
+import type { ApiServer } from '../../src/lab/apiserver/index.js';
+import { apiServerForPlugin, buildBundle, cniEnv, createObject, runCni } from './bundle.js';
 
 const MODE = 'istio.io/dataplane-mode';
 let bundle: { dir: string; plugin: string };
@@ -25,29 +23,7 @@ let runDir: string;
 let agent: CniEventServer | undefined;
 let events: CniAddEvent[];
 
-function create(path: string, obj: object): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      `${api.url}${path}`,
-      {
-        method: 'POST',
-        ca: api.caPem,
-        headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' },
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => {
-          text += c.toString('utf8');
-        });
-        res.on('end', () =>
-          res.statusCode === 201 ? resolve() : reject(new Error(`${res.statusCode} ${text}`)),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify(obj));
-  });
-}
+const create = (path: string, obj: object) => createObject(api, path, obj);
 const ns = (name: string, labels: Record<string, string> = {}) =>
   create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
 const pod = (namespace: string, name: string, labels: Record<string, string> = {}, extra: object = {}) =>
@@ -62,14 +38,7 @@ before(async () => {
   bundle = buildBundle();
   runDir = join(bundle.dir, 'run');
   mkdirSync(runDir);
-  api = await startApiServer({});
-  // As the installer does with --kubeconfig-from: the lab's admin kubeconfig, re-rendered for the plugin.
-  api.writeKubeconfig(join(bundle.dir, 'lab-kubeconfig'));
-  writeFileSync(
-    join(runDir, 'ambit-cni-kubeconfig'),
-    renderPluginKubeconfig(readKubeconfig(join(bundle.dir, 'lab-kubeconfig'))),
-    { mode: 0o600 },
-  );
+  api = await apiServerForPlugin(bundle.dir, runDir);
   await ns('mesh', { [MODE]: 'ambient' });
   await ns('plain');
   await pod('mesh', 'web-0');

@@ -4,16 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CniEventServer } from '../../src/agent/cni-event-server.js';
 import type { CniAddEvent } from '../../src/cni/event.js';
-import { readKubeconfig, renderPluginKubeconfig } from '../../src/cni/kubeconfig.js';
-import { type ApiServer, startApiServer } from '../../src/lab/apiserver/index.js';
+import type { ApiServer } from '../../src/lab/apiserver/index.js';
 import { CniPluginError, CniRuntime, type NetworkConfigList } from '../../src/lab/cni-runtime/index.js';
-import { buildBundle } from '../cni/bundle.js';
+import { apiServerForPlugin, buildBundle, createObject } from '../cni/bundle.js';
 import { run, TestNetns, uniqueSubnet } from '../helpers/netns.js';
 
 const MODE = 'istio.io/dataplane-mode';
@@ -24,26 +22,7 @@ const bridge = `ambit${randomBytes(3).toString('hex')}br`;
 const subnet = uniqueSubnet();
 let conflist: NetworkConfigList;
 
-function create(path: string, obj: object): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      `${api.url}${path}`,
-      {
-        method: 'POST',
-        ca: api.caPem,
-        headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json' },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          res.statusCode === 201 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`)),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify(obj));
-  });
-}
+const create = (path: string, obj: object) => createObject(api, path, obj);
 const podObj = (name: string) => ({
   apiVersion: 'v1',
   kind: 'Pod',
@@ -55,13 +34,7 @@ before(async () => {
   bundle = buildBundle();
   runDir = join(bundle.dir, 'run');
   mkdirSync(runDir);
-  api = await startApiServer({});
-  api.writeKubeconfig(join(bundle.dir, 'lab-kubeconfig'));
-  writeFileSync(
-    join(runDir, 'ambit-cni-kubeconfig'),
-    renderPluginKubeconfig(readKubeconfig(join(bundle.dir, 'lab-kubeconfig'))),
-    { mode: 0o600 },
-  );
+  api = await apiServerForPlugin(bundle.dir, runDir);
   await create('/api/v1/namespaces', {
     apiVersion: 'v1',
     kind: 'Namespace',
