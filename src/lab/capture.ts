@@ -11,6 +11,7 @@ const STOP_TIMEOUT_MS = 5000;
 /** Stop once tcpdump wrote nothing for this long (it writes each packet at once), or after SETTLE_MAX_MS. */
 const QUIET_MS = 250;
 const SETTLE_MAX_MS = 2000;
+const CAPTURE_BUFFER_KIB = 65_536;
 /** Even if the caller never stops it, tcpdump does not outlive this. */
 const MAX_CAPTURE_MS = 30_000;
 
@@ -39,6 +40,9 @@ export async function startCapture(netns: string, iface: string, filter: string)
       iface,
       '-nn',
       '--immediate-mode',
+      // A large kernel ring (KiB): with the default 2 MiB a loaded machine drops packets of a bulk transfer.
+      '-B',
+      String(CAPTURE_BUFFER_KIB),
       '-U',
       '-s',
       '0',
@@ -95,6 +99,14 @@ export async function startCapture(netns: string, iface: string, filter: string)
       const killer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
       await done;
       clearTimeout(killer);
+      // A capture with holes proves nothing about what crossed the wire: say so instead of returning it.
+      const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
+      if (dropped && Number(dropped[1]) > 0) {
+        throw new AmbitError(
+          'LAB_CAPTURE_INCOMPLETE',
+          `tcpdump in ${netns} lost ${dropped[1]} packet(s) (the machine is too loaded to capture everything); run the capture again`,
+        );
+      }
       return Buffer.concat(chunks);
     },
   };

@@ -52,7 +52,10 @@ export function parsePcap(file: Buffer): Capture {
   return { segments, other };
 }
 
-/** The byte stream of one direction of one flow, ordered by sequence number, duplicates dropped. */
+/**
+ * The byte stream of one direction of one flow, ordered by sequence number, duplicates dropped. A hole
+ * (a segment the capture did not see) throws: concatenating around it would make a stream that never was.
+ */
 export function reassemble(segments: Segment[], sport: number, dport: number): Buffer {
   const flow = segments.filter((s) => s.sport === sport && s.dport === dport);
   const syn = flow.find((s) => s.syn);
@@ -64,6 +67,8 @@ export function reassemble(segments: Segment[], sport: number, dport: number): B
   let next = 0;
   for (const [at, data] of [...parts].sort((x, y) => x[0] - y[0])) {
     if (at + data.length <= next) continue;
+    if (at > next)
+      throw new Error(`${sport}->${dport}: the capture misses bytes ${next}..${at - 1} of the stream`);
     out.push(data.subarray(next - at));
     next = at + data.length;
   }
