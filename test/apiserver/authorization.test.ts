@@ -132,7 +132,7 @@ describe('lab API server: authorization', () => {
         { metadata: { labels: { 'istio.io/dataplane-mode': 'none' } } },
         MERGE,
       ),
-      `namespaces "default" is forbidden: User "${APP_USER}" cannot patch resource "namespaces" in API group "" at the cluster scope`,
+      `namespaces "default" is forbidden: User "${APP_USER}" cannot patch resource "namespaces" in API group "" in the namespace "default"`,
       { name: 'default', kind: 'namespaces' },
     );
     assertForbidden(
@@ -140,12 +140,12 @@ describe('lab API server: authorization', () => {
         ...before,
         metadata: { ...before.metadata, labels: { x: 'y' } },
       }),
-      `namespaces "default" is forbidden: User "${APP_USER}" cannot update resource "namespaces" in API group "" at the cluster scope`,
+      `namespaces "default" is forbidden: User "${APP_USER}" cannot update resource "namespaces" in API group "" in the namespace "default"`,
       { name: 'default', kind: 'namespaces' },
     );
     assertForbidden(
       await app.call('DELETE', '/api/v1/namespaces/default'),
-      `namespaces "default" is forbidden: User "${APP_USER}" cannot delete resource "namespaces" in API group "" at the cluster scope`,
+      `namespaces "default" is forbidden: User "${APP_USER}" cannot delete resource "namespaces" in API group "" in the namespace "default"`,
       { name: 'default', kind: 'namespaces' },
     );
     const afterwards = (await api.call('GET', '/api/v1/namespaces/default')).body;
@@ -265,12 +265,12 @@ describe('lab API server: authorization', () => {
     );
     assertForbidden(
       await agent.call('DELETE', '/api/v1/namespaces/default'),
-      `namespaces "default" is forbidden: User "${user}" cannot delete resource "namespaces" in API group "" at the cluster scope`,
+      `namespaces "default" is forbidden: User "${user}" cannot delete resource "namespaces" in API group "" in the namespace "default"`,
       { name: 'default', kind: 'namespaces' },
     );
     assertForbidden(
       await agent.call('PATCH', '/api/v1/namespaces/default', { metadata: { labels: { a: 'b' } } }, MERGE),
-      `namespaces "default" is forbidden: User "${user}" cannot patch resource "namespaces" in API group "" at the cluster scope`,
+      `namespaces "default" is forbidden: User "${user}" cannot patch resource "namespaces" in API group "" in the namespace "default"`,
       { name: 'default', kind: 'namespaces' },
     );
     assertForbidden(
@@ -398,7 +398,7 @@ describe('lab API server: authorization', () => {
     );
     assertForbidden(
       await kubelet.call('DELETE', '/api/v1/namespaces/default'),
-      `namespaces "default" is forbidden: User "${user}" cannot delete resource "namespaces" in API group "" at the cluster scope`,
+      `namespaces "default" is forbidden: User "${user}" cannot delete resource "namespaces" in API group "" in the namespace "default"`,
       { name: 'default', kind: 'namespaces' },
     );
   });

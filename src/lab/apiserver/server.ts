@@ -1,12 +1,14 @@
 /**
  * The HTTP side of the lab API server: Kubernetes REST paths to store operations, bearer-token
- * checks, body decoding (JSON or YAML) and Status errors. Any failure becomes a Status response;
+ * authentication, authorization (authorizer.ts) of every request as its verb on its resource, body
+ * decoding (JSON or YAML) and Status errors. Any failure becomes a Status response;
  * nothing a client sends can throw out of the request handler.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
+import type { ApiAuthorizer, Attributes } from './authorizer.js';
 import type { KObject } from './objects.js';
 import { openApiGroupVersion, openApiRoot } from './openapi.js';
 import { type Json, PATCH_CONTENT_TYPES } from './patch.js';
@@ -32,7 +34,7 @@ import {
 import { badRequest, invalid, methodNotAllowed, StatusError, unknownPath } from './status.js';
 import type { DeleteOptions, Store } from './store.js';
 import { type IncludeObject, toTable, wantsTable } from './table.js';
-import { API_AUDIENCE, type TokenAuthority } from './tokens.js';
+import { API_AUDIENCE, type TokenAuthority, type UserInfo } from './tokens.js';
 import { WatchStream } from './watch.js';
 
 const log = logger('ambit::lab::apiserver');
@@ -44,6 +46,7 @@ const DEFAULT_WATCH_TIMEOUT_S = 1800;
 export interface HandlerOptions {
   store: Store;
   tokens: TokenAuthority;
+  authorizer: ApiAuthorizer;
   bookmarkIntervalMs: number;
   /** Host:port clients should use, for /api's serverAddressByClientCIDRs. */
   serverAddress: () => string;
@@ -78,9 +81,12 @@ export class ApiHandler {
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.closing) throw new StatusError('ServiceUnavailable', 'the lab API server is shutting down');
     const url = new URL(req.url ?? '/', 'http://lab');
-    if (!OPEN_PATHS.has(url.pathname)) this.authenticate(req);
+    // The open paths are what system:public-info-viewer grants everyone, unauthenticated included.
+    const user = OPEN_PATHS.has(url.pathname) ? undefined : this.authenticate(req);
     const route = this.route(url.pathname);
     const method = req.method ?? 'GET';
+    const attrs = user ? attributesOf(user, route, method, url) : undefined;
+    if (attrs) this.o.authorizer.check(attrs);
     if (route.kind === 'health') return send(res, 200, 'ok', 'text/plain');
     if (route.kind === 'doc') {
       if (method !== 'GET') throw methodNotAllowed();
@@ -90,15 +96,18 @@ export class ApiHandler {
       if (method !== 'POST') throw methodNotAllowed();
       return send(res, 201, this.tokenReview(await readBody(req)));
     }
-    log.debug('request', { verb: method, path: url.pathname });
-    await this.resource(req, res, route, url.searchParams);
+    log.debug('request', { verb: method, path: url.pathname, user: user?.username });
+    await this.resource(req, res, route, url.searchParams, (body) => {
+      if (attrs) this.o.authorizer.admit(attrs, body);
+    });
   }
 
-  private authenticate(req: IncomingMessage): void {
+  private authenticate(req: IncomingMessage): UserInfo {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     const result = m ? this.o.tokens.authenticate(m[1]!) : undefined;
     if (!result?.ok) throw new StatusError('Unauthorized', 'Unauthorized');
+    return result.user;
   }
 
   private route(pathname: string): Route {
@@ -161,6 +170,8 @@ export class ApiHandler {
     res: ServerResponse,
     route: Extract<Route, { kind: 'resource' }>,
     q: URLSearchParams,
+    /** Admission (NodeRestriction) of a write, with its body once read. */
+    admit: (body?: unknown) => void,
   ): Promise<void> {
     const { r, namespace, name, sub } = route;
     const { store } = this.o;
@@ -186,7 +197,9 @@ export class ApiHandler {
       }
       if (method === 'POST') {
         if (r.namespaced && namespace === undefined) throw methodNotAllowed();
-        return send(res, 201, render(store.create(r, namespace, await readBody(req))));
+        const body = await readBody(req);
+        admit(body);
+        return send(res, 201, render(store.create(r, namespace, body)));
       }
       if (method === 'DELETE' && r.verbs.includes('deletecollection')) {
         const items = this.select(r, namespace, q).map((o) =>
@@ -204,8 +217,11 @@ export class ApiHandler {
 
     if (sub === 'token') {
       if (method !== 'POST') throw methodNotAllowed();
-      return send(res, 201, this.tokenRequest(r, namespace!, name, await readBody(req)));
+      const body = await readBody(req);
+      admit(body);
+      return send(res, 201, this.tokenRequest(r, namespace!, name, body));
     }
+    if (method !== 'GET') admit();
     switch (method) {
       case 'GET':
         return send(res, 200, render(store.get(r, namespace, name)));
@@ -364,6 +380,52 @@ export class ApiHandler {
     }
     send(res, status.httpCode, status.toStatus());
   }
+}
+
+/**
+ * A request as authorizers see it (apiserver's RequestInfoFactory): the verb from the method and
+ * the path, the resource and subresource, and the namespace — for a Namespace object its own name,
+ * so a RoleBinding in a namespace can grant access to that namespace's object.
+ */
+function attributesOf(user: UserInfo, route: Route, method: string, url: URL): Attributes {
+  if (route.kind === 'doc' || route.kind === 'health')
+    return { user, resourceRequest: false, verb: method.toLowerCase(), path: url.pathname };
+  if (route.kind === 'tokenreview')
+    return {
+      user,
+      resourceRequest: true,
+      verb: method === 'POST' ? 'create' : method.toLowerCase(),
+      apiGroup: TOKEN_REVIEW.group,
+      apiVersion: TOKEN_REVIEW.version,
+      resource: TOKEN_REVIEW.plural,
+      subresource: '',
+      namespace: '',
+      name: '',
+    };
+  const { r, name, sub } = route;
+  const q = url.searchParams;
+  const watch = route.watchPath || q.get('watch') === 'true' || q.get('watch') === '1';
+  const verbs: Record<string, string> =
+    name === undefined
+      ? { GET: watch ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }
+      : {
+          GET: route.watchPath ? 'watch' : 'get',
+          POST: 'create',
+          PUT: 'update',
+          PATCH: 'patch',
+          DELETE: 'delete',
+        };
+  return {
+    user,
+    resourceRequest: true,
+    verb: verbs[method] ?? method.toLowerCase(),
+    apiGroup: r.group,
+    apiVersion: r.version,
+    resource: r.plural,
+    subresource: sub ?? '',
+    namespace: route.namespace ?? (r.plural === 'namespaces' && name !== undefined ? name : ''),
+    name: name ?? '',
+  };
 }
 
 /** JSON patch ops that cannot apply are 422 (the request was understood but cannot be done). */
