@@ -431,9 +431,14 @@ describe('lab API server: tokens', () => {
       await api.call('POST', '/api/v1/namespaces/default/serviceaccounts/default/token', { spec: {} })
     ).body.status.token;
     assert.equal(
-      (await api.call('GET', '/api/v1/namespaces', undefined, {}, apiToken)).status,
+      (await api.call('GET', '/api/v1', undefined, {}, apiToken)).status,
       200,
       'SA tokens authenticate API calls',
+    );
+    assert.equal(
+      (await api.call('GET', '/api/v1/namespaces', undefined, {}, apiToken)).status,
+      403,
+      'a default service account may read discovery, not the cluster (authorization.test.ts)',
     );
     await api.call('DELETE', '/api/v1/namespaces/default/pods/client');
     const afterDelete = await review(token, ['istio-ca']);
