@@ -238,6 +238,66 @@ describe('lab API server: authorization', () => {
     });
   });
 
+  test('kubectl auth can-i and whoami answer from the same authorizers (SelfSubjectAccessReview, SelfSubjectReview)', async () => {
+    const kubeconfig = join(api.dir, 'kubeconfig-can-i');
+    api.server.writeKubeconfig(kubeconfig);
+    const kubectl = (token: string, ...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(
+          'kubectl',
+          ['--kubeconfig', kubeconfig, '--cache-dir', join(api.dir, 'cache'), '--token', token, ...args],
+          { timeout: 30_000 },
+          (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr }),
+        ),
+      );
+    const no = await kubectl(appToken, 'auth', 'can-i', 'list', 'pods', '-n', 'default');
+    assert.deepEqual([no.code, no.stdout.trim()], [1, 'no'], no.stderr);
+    const tokenForZtunnel = await kubectl(
+      appToken,
+      'auth',
+      'can-i',
+      'create',
+      'serviceaccounts/token',
+      '-n',
+      'istio-system',
+    );
+    assert.equal(tokenForZtunnel.stdout.trim(), 'no', tokenForZtunnel.stderr);
+    const yes = await kubectl(
+      agentToken,
+      'auth',
+      'can-i',
+      'patch',
+      'pods',
+      '--subresource=status',
+      '-n',
+      'default',
+    );
+    assert.deepEqual([yes.code, yes.stdout.trim()], [0, 'yes'], yes.stderr);
+    const agentNo = await kubectl(agentToken, 'auth', 'can-i', 'patch', 'pods', '-n', 'default');
+    assert.equal(agentNo.stdout.trim(), 'no', agentNo.stderr);
+    const who = await kubectl(appToken, 'auth', 'whoami', '-o', 'json');
+    assert.equal(who.code, 0, who.stderr);
+    const review = JSON.parse(who.stdout);
+    assert.equal(review.status.userInfo.username, APP_USER);
+    assert.ok(review.status.userInfo.groups.includes('system:serviceaccounts:default'));
+    const node = await as(kubeletA).call('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SelfSubjectAccessReview',
+      spec: {
+        resourceAttributes: {
+          namespace: 'istio-system',
+          verb: 'create',
+          resource: 'serviceaccounts',
+          subresource: 'token',
+          name: 'istiod',
+        },
+      },
+    });
+    assert.equal(node.status, 201, node.text);
+    assert.equal(node.body.status.allowed, false);
+    assert.equal(node.body.status.reason, "no relationship found between node 'node-a' and this object");
+  });
+
   test('the node agent (istio-cni) may watch pods and namespaces and annotate pods/status, nothing more', async () => {
     const agent = as(agentToken);
     const user = 'system:serviceaccount:istio-system:istio-cni';

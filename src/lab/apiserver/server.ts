@@ -12,6 +12,7 @@ import type { ApiAuthorizer, Attributes } from './authorizer.js';
 import type { KObject } from './objects.js';
 import { openApiGroupVersion, openApiRoot } from './openapi.js';
 import { type Json, PATCH_CONTENT_TYPES } from './patch.js';
+import { decodeReview } from './protobuf.js';
 import {
   apiGroup,
   apiGroupList,
@@ -19,7 +20,11 @@ import {
   apiVersionOf,
   apiVersions,
   findResource,
+  findReview,
   type ResourceType,
+  type ReviewType,
+  SELF_SUBJECT_ACCESS_REVIEW,
+  SELF_SUBJECT_REVIEW,
   TOKEN_REVIEW,
   VERSION_INFO,
 } from './resources.js';
@@ -55,7 +60,7 @@ export interface HandlerOptions {
 type Route =
   | { kind: 'doc'; body: object }
   | { kind: 'health' }
-  | { kind: 'tokenreview' }
+  | { kind: 'review'; review: ReviewType }
   | {
       kind: 'resource';
       r: ResourceType;
@@ -92,9 +97,14 @@ export class ApiHandler {
       if (method !== 'GET') throw methodNotAllowed();
       return send(res, 200, route.body);
     }
-    if (route.kind === 'tokenreview') {
+    if (route.kind === 'review') {
       if (method !== 'POST') throw methodNotAllowed();
-      return send(res, 201, this.tokenReview(await readBody(req)));
+      // kubectl asks its self-reviews in protobuf; a TokenReview must be JSON or YAML.
+      const self = route.review !== TOKEN_REVIEW;
+      const body = await readBody(req, self, self ? (decodeReview as (b: Buffer) => Json) : undefined);
+      if (route.review === SELF_SUBJECT_REVIEW) return send(res, 201, selfSubjectReview(user!));
+      if (route.review === SELF_SUBJECT_ACCESS_REVIEW) return send(res, 201, this.accessReview(user!, body));
+      return send(res, 201, this.tokenReview(body));
     }
     log.debug('request', { verb: method, path: url.pathname, user: user?.username });
     await this.resource(req, res, route, url.searchParams, (body) => {
@@ -128,8 +138,8 @@ export class ApiHandler {
       const list = apiResourceList(s[1]!, s[2]!);
       if (!list) throw unknownPath();
       if (s.length === 3) return { kind: 'doc', body: list };
-      if (s[1] === TOKEN_REVIEW.group && s.length === 4 && s[3] === TOKEN_REVIEW.plural)
-        return { kind: 'tokenreview' };
+      const review = s.length === 4 ? findReview(s[1]!, s[2]!, s[3]!) : undefined;
+      if (review) return { kind: 'review', review };
       return this.resourceRoute(s[1]!, s[2]!, s.slice(3));
     }
     if (s[0] === 'openapi' && s[1] === 'v3') {
@@ -365,6 +375,47 @@ export class ApiHandler {
     };
   }
 
+  /** SelfSubjectAccessReview: the caller's own question, answered by the same authorizers. */
+  private accessReview(user: UserInfo, body: unknown): object {
+    const spec = isMap(body) && isMap(body['spec']) ? body['spec'] : {};
+    const ra = isMap(spec['resourceAttributes']) ? spec['resourceAttributes'] : undefined;
+    const na = isMap(spec['nonResourceAttributes']) ? spec['nonResourceAttributes'] : undefined;
+    if ((ra === undefined) === (na === undefined))
+      throw invalid(SELF_SUBJECT_ACCESS_REVIEW.kind, SELF_SUBJECT_ACCESS_REVIEW.group, '', [
+        {
+          reason: 'FieldValueRequired',
+          field: 'spec.resourceAttributes',
+          message:
+            'Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified',
+        },
+      ]);
+    const str = (m: Record<string, unknown>, k: string): string => (typeof m[k] === 'string' ? m[k] : '');
+    const attrs: Attributes = ra
+      ? {
+          user,
+          resourceRequest: true,
+          verb: str(ra, 'verb'),
+          apiGroup: str(ra, 'group'),
+          apiVersion: str(ra, 'version'),
+          resource: str(ra, 'resource'),
+          subresource: str(ra, 'subresource'),
+          namespace: str(ra, 'namespace'),
+          name: str(ra, 'name'),
+        }
+      : { user, resourceRequest: false, verb: str(na!, 'verb'), path: str(na!, 'path') };
+    const d = this.o.authorizer.authorize(attrs);
+    return {
+      kind: SELF_SUBJECT_ACCESS_REVIEW.kind,
+      apiVersion: apiVersionOf(SELF_SUBJECT_ACCESS_REVIEW),
+      metadata: { creationTimestamp: null },
+      spec,
+      status: {
+        allowed: d.decision === 'allow',
+        ...(d.decision === 'deny' && d.reason ? { reason: d.reason } : {}),
+      },
+    };
+  }
+
   private fail(res: ServerResponse, err: unknown): void {
     let status: StatusError;
     if (err instanceof StatusError) status = err;
@@ -390,14 +441,14 @@ export class ApiHandler {
 function attributesOf(user: UserInfo, route: Route, method: string, url: URL): Attributes {
   if (route.kind === 'doc' || route.kind === 'health')
     return { user, resourceRequest: false, verb: method.toLowerCase(), path: url.pathname };
-  if (route.kind === 'tokenreview')
+  if (route.kind === 'review')
     return {
       user,
       resourceRequest: true,
       verb: method === 'POST' ? 'create' : method.toLowerCase(),
-      apiGroup: TOKEN_REVIEW.group,
-      apiVersion: TOKEN_REVIEW.version,
-      resource: TOKEN_REVIEW.plural,
+      apiGroup: route.review.group,
+      apiVersion: route.review.version,
+      resource: route.review.plural,
       subresource: '',
       namespace: '',
       name: '',
@@ -425,6 +476,16 @@ function attributesOf(user: UserInfo, route: Route, method: string, url: URL): A
     subresource: sub ?? '',
     namespace: route.namespace ?? (r.plural === 'namespaces' && name !== undefined ? name : ''),
     name: name ?? '',
+  };
+}
+
+/** SelfSubjectReview: the caller as the server authenticated it. */
+function selfSubjectReview(user: UserInfo): object {
+  return {
+    kind: SELF_SUBJECT_REVIEW.kind,
+    apiVersion: apiVersionOf(SELF_SUBJECT_REVIEW),
+    metadata: { creationTimestamp: null },
+    status: { userInfo: user },
   };
 }
 
@@ -471,7 +532,12 @@ function mediaType(req: IncomingMessage): string {
   return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-async function readBody(req: IncomingMessage, optional = false): Promise<Json> {
+/** `protobuf`: a decoder for the Kubernetes protobuf bodies this route accepts (kubectl's reviews). */
+async function readBody(
+  req: IncomingMessage,
+  optional = false,
+  protobuf?: (body: Buffer) => Json,
+): Promise<Json> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -480,12 +546,13 @@ async function readBody(req: IncomingMessage, optional = false): Promise<Json> {
       throw new StatusError('RequestEntityTooLarge', `the request body is larger than ${MAX_BODY} bytes`);
     chunks.push(chunk as Buffer);
   }
+  const type = mediaType(req);
+  if (protobuf && type === 'application/vnd.kubernetes.protobuf') return protobuf(Buffer.concat(chunks));
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') {
     if (optional) return null;
     throw badRequest('the request body is empty');
   }
-  const type = mediaType(req);
   if (type.includes('protobuf') || type.includes('cbor'))
     throw new StatusError(
       'UnsupportedMediaType',
