@@ -32,7 +32,7 @@ describe('lab API server: REST', () => {
     assert.deepEqual(core.body.resources.find((r: { name: string }) => r.name === 'pods').shortNames, ['po']);
     assert.deepEqual((await api.call('GET', '/api')).body.versions, ['v1']);
     const groups = (await api.call('GET', '/apis')).body.groups.map((g: { name: string }) => g.name);
-    assert.deepEqual(groups, ['discovery.k8s.io', 'authentication.k8s.io']);
+    assert.deepEqual(groups, ['discovery.k8s.io', 'authentication.k8s.io', 'authorization.k8s.io']);
     assert.equal(
       (await api.call('GET', '/apis/discovery.k8s.io')).body.preferredVersion.groupVersion,
       'discovery.k8s.io/v1',
@@ -431,9 +431,14 @@ describe('lab API server: tokens', () => {
       await api.call('POST', '/api/v1/namespaces/default/serviceaccounts/default/token', { spec: {} })
     ).body.status.token;
     assert.equal(
-      (await api.call('GET', '/api/v1/namespaces', undefined, {}, apiToken)).status,
+      (await api.call('GET', '/api/v1', undefined, {}, apiToken)).status,
       200,
       'SA tokens authenticate API calls',
+    );
+    assert.equal(
+      (await api.call('GET', '/api/v1/namespaces', undefined, {}, apiToken)).status,
+      403,
+      'a default service account may read discovery, not the cluster (authorization.test.ts)',
     );
     await api.call('DELETE', '/api/v1/namespaces/default/pods/client');
     const afterDelete = await review(token, ['istio-ca']);

@@ -10,7 +10,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AuthenticationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { PLUGIN_KUBECONFIG_NAME } from '../../src/cni/names.js';
 import { cgroupPids, labCgroup } from '../../src/lab/cluster/cgroup.js';
 import {
   adminClient,
@@ -18,6 +27,7 @@ import {
   clusterDown,
   clusterStatus,
   labProcesses,
+  serviceAccountConfig,
   startComponent,
   stopComponent,
 } from '../../src/lab/cluster/index.js';
@@ -169,6 +179,61 @@ describe('lab cluster', () => {
     const logs = await ambit(['lab', 'logs', '--name', lab, 'ztunnel', '--node', 'n2']);
     assert.equal(logs.code, 0, logs.stderr);
     assert.match(logs.stdout, /ztunnel::inpod::workloadmanager: handling new stream/);
+  });
+
+  test("each component talks to the API server as its own identity with its chart's rights, not as the admin", async () => {
+    const fromFile = (path: string): KubeConfig => {
+      const kc = new KubeConfig();
+      kc.loadFromFile(path);
+      return kc;
+    };
+    const whoami = async (kc: KubeConfig): Promise<string> =>
+      (await kc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: {} })).status?.userInfo
+        ?.username ?? '';
+    const refused = async (kc: KubeConfig): Promise<number> => {
+      try {
+        await kc.makeApiClient(CoreV1Api).deleteNamespace({ name: 'mesh' });
+        return 200;
+      } catch (err) {
+        return err instanceof ApiException ? err.code : -1;
+      }
+    };
+    const identities: [string, KubeConfig, string][] = [
+      ['operator', fromFile(layout.kubeconfig), 'lab-admin'],
+      [
+        'control plane',
+        serviceAccountConfig(lab, layout.controlPlaneToken, 'istiod'),
+        'system:serviceaccount:istio-system:istiod',
+      ],
+    ];
+    for (const node of ['n1', 'n2']) {
+      // The agent's and the plugin's files use the in-node address; the host reaches it the same way.
+      const viaHost = (path: string): KubeConfig => {
+        const kc = fromFile(path);
+        const server = fromFile(layout.kubeconfig).getCurrentCluster()!.server;
+        const out = new KubeConfig();
+        out.loadFromOptions({
+          clusters: [{ ...kc.getCurrentCluster()!, server }],
+          users: kc.users,
+          contexts: kc.contexts,
+          currentContext: kc.currentContext,
+        });
+        return out;
+      };
+      identities.push(
+        ['agent', viaHost(layout.agentKubeconfig(node)), 'system:serviceaccount:istio-system:istio-cni'],
+        [
+          'CNI plugin',
+          viaHost(`${layout.agentRunDir(node)}/${PLUGIN_KUBECONFIG_NAME}`),
+          'system:serviceaccount:istio-system:istio-cni',
+        ],
+        ['kubelet', fromFile(layout.kubeletKubeconfig(node)), `system:node:${node}`],
+      );
+    }
+    for (const [what, kc, user] of identities) {
+      assert.equal(await whoami(kc), user, what);
+      if (user !== 'lab-admin') assert.equal(await refused(kc), 403, `${what} may not delete a namespace`);
+    }
   });
 
   test('a pod in an ambient namespace is enrolled before its sandbox creation returns', async () => {

@@ -8,15 +8,23 @@ import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { logger } from '../../admin/log.js';
 import { AmbitError, errorMessage } from '../../errors.js';
+import { ApiAuthorizer } from './authorizer.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { type Credentials, readStateFile, StateWriter } from './persistence.js';
 import { ApiHandler } from './server.js';
 import { Store } from './store.js';
 import { newServingTls } from './tls.js';
-import { newTokenSecrets, TokenAuthority } from './tokens.js';
+import { ensureStaticUsers, newTokenSecrets, TokenAuthority } from './tokens.js';
 
 export { kubeconfigYaml, writeKubeconfig } from './kubeconfig.js';
+export { nodeUser } from './node-authorizer.js';
 export type { KObject } from './objects.js';
+export {
+  CNI_SERVICE_ACCOUNT,
+  ISTIO_NAMESPACE,
+  ISTIOD_SERVICE_ACCOUNT,
+  ZTUNNEL_SERVICE_ACCOUNT,
+} from './roles.js';
 export { StatusError } from './status.js';
 export { API_AUDIENCE } from './tokens.js';
 
@@ -34,11 +42,18 @@ export interface ApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Debounce of state file writes. */
   persistDelayMs?: number;
+  /**
+   * Users with a static bearer token (kube-apiserver's --token-auth-file), e.g. the kubelets'
+   * `system:node:<name>` in `system:nodes`; their tokens persist in the state file.
+   */
+  users?: { name: string; groups?: string[] }[];
 }
 
 export interface ApiServer {
   url: string;
   token: string;
+  /** The bearer token of a static user given in `users`. */
+  userToken(name: string): string;
   kubeconfigPath: string | undefined;
   /** PEM of the CA that signed the serving certificate. */
   caPem: string;
@@ -67,6 +82,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     ...newTokenSecrets(),
     tls: await newServingTls(isIP(host) && host !== '0.0.0.0' && host !== '::' ? [host] : []),
   };
+  ensureStaticUsers(credentials, opts.users ?? []);
   const store = new Store(opts.historySize ?? 1000, saved);
   const tokens = new TokenAuthority(credentials, store);
 
@@ -88,6 +104,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   const handler = new ApiHandler({
     store,
     tokens,
+    authorizer: new ApiAuthorizer(store),
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000,
     serverAddress: () => address,
   });
@@ -121,6 +138,12 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   return {
     url,
     token: credentials.adminToken,
+    userToken(name) {
+      const token = tokens.userToken(name);
+      if (!token)
+        throw new AmbitError('APISERVER_NO_SUCH_USER', `the lab API server has no static user ${name}`);
+      return token;
+    },
     kubeconfigPath,
     store,
     caPem,

@@ -143,13 +143,46 @@ export const RESOURCES: readonly ResourceType[] = [
   },
 ];
 
-/** Only `create` is served: a TokenReview is a question, not a stored object. */
-export const TOKEN_REVIEW = {
+/** A question resource: only `create` is served, nothing is stored. */
+export interface ReviewType {
+  group: string;
+  version: 'v1';
+  plural: string;
+  singular: string;
+  kind: string;
+}
+
+export const TOKEN_REVIEW: ReviewType = {
   group: 'authentication.k8s.io',
   version: 'v1',
   plural: 'tokenreviews',
+  singular: 'tokenreview',
   kind: 'TokenReview',
-} as const;
+};
+
+/** `kubectl auth whoami`: who the caller is. */
+export const SELF_SUBJECT_REVIEW: ReviewType = {
+  group: 'authentication.k8s.io',
+  version: 'v1',
+  plural: 'selfsubjectreviews',
+  singular: 'selfsubjectreview',
+  kind: 'SelfSubjectReview',
+};
+
+/** `kubectl auth can-i`: may the caller do this. */
+export const SELF_SUBJECT_ACCESS_REVIEW: ReviewType = {
+  group: 'authorization.k8s.io',
+  version: 'v1',
+  plural: 'selfsubjectaccessreviews',
+  singular: 'selfsubjectaccessreview',
+  kind: 'SelfSubjectAccessReview',
+};
+
+export const REVIEWS: readonly ReviewType[] = [TOKEN_REVIEW, SELF_SUBJECT_REVIEW, SELF_SUBJECT_ACCESS_REVIEW];
+
+export function findReview(group: string, version: string, plural: string): ReviewType | undefined {
+  return REVIEWS.find((r) => r.group === group && r.version === version && r.plural === plural);
+}
 
 export function apiVersionOf(r: { group: string; version: string }): string {
   return r.group ? `${r.group}/${r.version}` : r.version;
@@ -167,6 +200,7 @@ export function resourceOfKind(kind: string): ResourceType | undefined {
 export const GROUPS: readonly { name: string; version: string }[] = [
   { name: 'discovery.k8s.io', version: 'v1' },
   { name: 'authentication.k8s.io', version: 'v1' },
+  { name: 'authorization.k8s.io', version: 'v1' },
 ];
 
 export function apiVersions(serverAddress: string): object {
@@ -217,12 +251,12 @@ export function apiResourceList(group: string, version: string): object | undefi
       });
     }
   }
-  if (group === TOKEN_REVIEW.group && version === TOKEN_REVIEW.version) {
+  for (const review of REVIEWS.filter((x) => x.group === group && x.version === version)) {
     resources.push({
-      name: TOKEN_REVIEW.plural,
-      singularName: 'tokenreview',
+      name: review.plural,
+      singularName: review.singular,
       namespaced: false,
-      kind: TOKEN_REVIEW.kind,
+      kind: review.kind,
       verbs: ['create'],
     });
   }

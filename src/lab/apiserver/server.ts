@@ -1,15 +1,18 @@
 /**
  * The HTTP side of the lab API server: Kubernetes REST paths to store operations, bearer-token
- * checks, body decoding (JSON or YAML) and Status errors. Any failure becomes a Status response;
+ * authentication, authorization (authorizer.ts) of every request as its verb on its resource, body
+ * decoding (JSON or YAML) and Status errors. Any failure becomes a Status response;
  * nothing a client sends can throw out of the request handler.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
+import type { ApiAuthorizer, Attributes } from './authorizer.js';
 import type { KObject } from './objects.js';
 import { openApiGroupVersion, openApiRoot } from './openapi.js';
 import { type Json, PATCH_CONTENT_TYPES } from './patch.js';
+import { decodeReview } from './protobuf.js';
 import {
   apiGroup,
   apiGroupList,
@@ -17,7 +20,11 @@ import {
   apiVersionOf,
   apiVersions,
   findResource,
+  findReview,
   type ResourceType,
+  type ReviewType,
+  SELF_SUBJECT_ACCESS_REVIEW,
+  SELF_SUBJECT_REVIEW,
   TOKEN_REVIEW,
   VERSION_INFO,
 } from './resources.js';
@@ -32,7 +39,7 @@ import {
 import { badRequest, invalid, methodNotAllowed, StatusError, unknownPath } from './status.js';
 import type { DeleteOptions, Store } from './store.js';
 import { type IncludeObject, toTable, wantsTable } from './table.js';
-import { API_AUDIENCE, type TokenAuthority } from './tokens.js';
+import { API_AUDIENCE, type TokenAuthority, type UserInfo } from './tokens.js';
 import { WatchStream } from './watch.js';
 
 const log = logger('ambit::lab::apiserver');
@@ -44,6 +51,7 @@ const DEFAULT_WATCH_TIMEOUT_S = 1800;
 export interface HandlerOptions {
   store: Store;
   tokens: TokenAuthority;
+  authorizer: ApiAuthorizer;
   bookmarkIntervalMs: number;
   /** Host:port clients should use, for /api's serverAddressByClientCIDRs. */
   serverAddress: () => string;
@@ -52,7 +60,7 @@ export interface HandlerOptions {
 type Route =
   | { kind: 'doc'; body: object }
   | { kind: 'health' }
-  | { kind: 'tokenreview' }
+  | { kind: 'review'; review: ReviewType }
   | {
       kind: 'resource';
       r: ResourceType;
@@ -78,27 +86,38 @@ export class ApiHandler {
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.closing) throw new StatusError('ServiceUnavailable', 'the lab API server is shutting down');
     const url = new URL(req.url ?? '/', 'http://lab');
-    if (!OPEN_PATHS.has(url.pathname)) this.authenticate(req);
+    // The open paths are what system:public-info-viewer grants everyone, unauthenticated included.
+    const user = OPEN_PATHS.has(url.pathname) ? undefined : this.authenticate(req);
     const route = this.route(url.pathname);
     const method = req.method ?? 'GET';
+    const attrs = user ? attributesOf(user, route, method, url) : undefined;
+    if (attrs) this.o.authorizer.check(attrs);
     if (route.kind === 'health') return send(res, 200, 'ok', 'text/plain');
     if (route.kind === 'doc') {
       if (method !== 'GET') throw methodNotAllowed();
       return send(res, 200, route.body);
     }
-    if (route.kind === 'tokenreview') {
+    if (route.kind === 'review') {
       if (method !== 'POST') throw methodNotAllowed();
-      return send(res, 201, this.tokenReview(await readBody(req)));
+      // kubectl asks its self-reviews in protobuf; a TokenReview must be JSON or YAML.
+      const self = route.review !== TOKEN_REVIEW;
+      const body = await readBody(req, self, self ? (decodeReview as (b: Buffer) => Json) : undefined);
+      if (route.review === SELF_SUBJECT_REVIEW) return send(res, 201, selfSubjectReview(user!));
+      if (route.review === SELF_SUBJECT_ACCESS_REVIEW) return send(res, 201, this.accessReview(user!, body));
+      return send(res, 201, this.tokenReview(body));
     }
-    log.debug('request', { verb: method, path: url.pathname });
-    await this.resource(req, res, route, url.searchParams);
+    log.debug('request', { verb: method, path: url.pathname, user: user?.username });
+    await this.resource(req, res, route, url.searchParams, (body) => {
+      if (attrs) this.o.authorizer.admit(attrs, body);
+    });
   }
 
-  private authenticate(req: IncomingMessage): void {
+  private authenticate(req: IncomingMessage): UserInfo {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     const result = m ? this.o.tokens.authenticate(m[1]!) : undefined;
     if (!result?.ok) throw new StatusError('Unauthorized', 'Unauthorized');
+    return result.user;
   }
 
   private route(pathname: string): Route {
@@ -119,8 +138,8 @@ export class ApiHandler {
       const list = apiResourceList(s[1]!, s[2]!);
       if (!list) throw unknownPath();
       if (s.length === 3) return { kind: 'doc', body: list };
-      if (s[1] === TOKEN_REVIEW.group && s.length === 4 && s[3] === TOKEN_REVIEW.plural)
-        return { kind: 'tokenreview' };
+      const review = s.length === 4 ? findReview(s[1]!, s[2]!, s[3]!) : undefined;
+      if (review) return { kind: 'review', review };
       return this.resourceRoute(s[1]!, s[2]!, s.slice(3));
     }
     if (s[0] === 'openapi' && s[1] === 'v3') {
@@ -161,6 +180,8 @@ export class ApiHandler {
     res: ServerResponse,
     route: Extract<Route, { kind: 'resource' }>,
     q: URLSearchParams,
+    /** Admission (NodeRestriction) of a write, with its body once read. */
+    admit: (body?: unknown) => void,
   ): Promise<void> {
     const { r, namespace, name, sub } = route;
     const { store } = this.o;
@@ -186,7 +207,9 @@ export class ApiHandler {
       }
       if (method === 'POST') {
         if (r.namespaced && namespace === undefined) throw methodNotAllowed();
-        return send(res, 201, render(store.create(r, namespace, await readBody(req))));
+        const body = await readBody(req);
+        admit(body);
+        return send(res, 201, render(store.create(r, namespace, body)));
       }
       if (method === 'DELETE' && r.verbs.includes('deletecollection')) {
         const items = this.select(r, namespace, q).map((o) =>
@@ -204,8 +227,11 @@ export class ApiHandler {
 
     if (sub === 'token') {
       if (method !== 'POST') throw methodNotAllowed();
-      return send(res, 201, this.tokenRequest(r, namespace!, name, await readBody(req)));
+      const body = await readBody(req);
+      admit(body);
+      return send(res, 201, this.tokenRequest(r, namespace!, name, body));
     }
+    if (method !== 'GET') admit();
     switch (method) {
       case 'GET':
         return send(res, 200, render(store.get(r, namespace, name)));
@@ -349,6 +375,47 @@ export class ApiHandler {
     };
   }
 
+  /** SelfSubjectAccessReview: the caller's own question, answered by the same authorizers. */
+  private accessReview(user: UserInfo, body: unknown): object {
+    const spec = isMap(body) && isMap(body['spec']) ? body['spec'] : {};
+    const ra = isMap(spec['resourceAttributes']) ? spec['resourceAttributes'] : undefined;
+    const na = isMap(spec['nonResourceAttributes']) ? spec['nonResourceAttributes'] : undefined;
+    if ((ra === undefined) === (na === undefined))
+      throw invalid(SELF_SUBJECT_ACCESS_REVIEW.kind, SELF_SUBJECT_ACCESS_REVIEW.group, '', [
+        {
+          reason: 'FieldValueRequired',
+          field: 'spec.resourceAttributes',
+          message:
+            'Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified',
+        },
+      ]);
+    const str = (m: Record<string, unknown>, k: string): string => (typeof m[k] === 'string' ? m[k] : '');
+    const attrs: Attributes = ra
+      ? {
+          user,
+          resourceRequest: true,
+          verb: str(ra, 'verb'),
+          apiGroup: str(ra, 'group'),
+          apiVersion: str(ra, 'version'),
+          resource: str(ra, 'resource'),
+          subresource: str(ra, 'subresource'),
+          namespace: str(ra, 'namespace'),
+          name: str(ra, 'name'),
+        }
+      : { user, resourceRequest: false, verb: str(na!, 'verb'), path: str(na!, 'path') };
+    const d = this.o.authorizer.authorize(attrs);
+    return {
+      kind: SELF_SUBJECT_ACCESS_REVIEW.kind,
+      apiVersion: apiVersionOf(SELF_SUBJECT_ACCESS_REVIEW),
+      metadata: { creationTimestamp: null },
+      spec,
+      status: {
+        allowed: d.decision === 'allow',
+        ...(d.decision === 'deny' && d.reason ? { reason: d.reason } : {}),
+      },
+    };
+  }
+
   private fail(res: ServerResponse, err: unknown): void {
     let status: StatusError;
     if (err instanceof StatusError) status = err;
@@ -364,6 +431,62 @@ export class ApiHandler {
     }
     send(res, status.httpCode, status.toStatus());
   }
+}
+
+/**
+ * A request as authorizers see it (apiserver's RequestInfoFactory): the verb from the method and
+ * the path, the resource and subresource, and the namespace — for a Namespace object its own name,
+ * so a RoleBinding in a namespace can grant access to that namespace's object.
+ */
+function attributesOf(user: UserInfo, route: Route, method: string, url: URL): Attributes {
+  if (route.kind === 'doc' || route.kind === 'health')
+    return { user, resourceRequest: false, verb: method.toLowerCase(), path: url.pathname };
+  if (route.kind === 'review')
+    return {
+      user,
+      resourceRequest: true,
+      verb: method === 'POST' ? 'create' : method.toLowerCase(),
+      apiGroup: route.review.group,
+      apiVersion: route.review.version,
+      resource: route.review.plural,
+      subresource: '',
+      namespace: '',
+      name: '',
+    };
+  const { r, name, sub } = route;
+  const q = url.searchParams;
+  const watch = route.watchPath || q.get('watch') === 'true' || q.get('watch') === '1';
+  const verbs: Record<string, string> =
+    name === undefined
+      ? { GET: watch ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }
+      : {
+          GET: route.watchPath ? 'watch' : 'get',
+          POST: 'create',
+          PUT: 'update',
+          PATCH: 'patch',
+          DELETE: 'delete',
+        };
+  return {
+    user,
+    resourceRequest: true,
+    verb: verbs[method] ?? method.toLowerCase(),
+    apiGroup: r.group,
+    apiVersion: r.version,
+    resource: r.plural,
+    subresource: sub ?? '',
+    namespace: route.namespace ?? (r.plural === 'namespaces' && name !== undefined ? name : ''),
+    name: name ?? '',
+  };
+}
+
+/** SelfSubjectReview: the caller as the server authenticated it. */
+function selfSubjectReview(user: UserInfo): object {
+  return {
+    kind: SELF_SUBJECT_REVIEW.kind,
+    apiVersion: apiVersionOf(SELF_SUBJECT_REVIEW),
+    metadata: { creationTimestamp: null },
+    status: { userInfo: user },
+  };
 }
 
 /** JSON patch ops that cannot apply are 422 (the request was understood but cannot be done). */
@@ -409,7 +532,12 @@ function mediaType(req: IncomingMessage): string {
   return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-async function readBody(req: IncomingMessage, optional = false): Promise<Json> {
+/** `protobuf`: a decoder for the Kubernetes protobuf bodies this route accepts (kubectl's reviews). */
+async function readBody(
+  req: IncomingMessage,
+  optional = false,
+  protobuf?: (body: Buffer) => Json,
+): Promise<Json> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -418,12 +546,13 @@ async function readBody(req: IncomingMessage, optional = false): Promise<Json> {
       throw new StatusError('RequestEntityTooLarge', `the request body is larger than ${MAX_BODY} bytes`);
     chunks.push(chunk as Buffer);
   }
+  const type = mediaType(req);
+  if (protobuf && type === 'application/vnd.kubernetes.protobuf') return protobuf(Buffer.concat(chunks));
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') {
     if (optional) return null;
     throw badRequest('the request body is empty');
   }
-  const type = mediaType(req);
   if (type.includes('protobuf') || type.includes('cbor'))
     throw new StatusError(
       'UnsupportedMediaType',

@@ -7,6 +7,7 @@ import { AmbitError } from '../../errors.js';
 export type StatusReason =
   | 'BadRequest'
   | 'Unauthorized'
+  | 'Forbidden'
   | 'NotFound'
   | 'AlreadyExists'
   | 'Conflict'
@@ -23,6 +24,7 @@ export type StatusReason =
 const HTTP_CODE: Record<StatusReason, number> = {
   BadRequest: 400,
   Unauthorized: 401,
+  Forbidden: 403,
   NotFound: 404,
   MethodNotAllowed: 405,
   NotAcceptable: 406,
@@ -129,6 +131,23 @@ export function invalid(kind: string, group: string, name: string, causes: Statu
   const list = causes.map((c) => `${c.field}: ${c.message}`).join(', ');
   const what = causes.length > 1 ? `[${list}]` : list;
   return new StatusError('Invalid', `${kind} "${name}" is invalid: ${what}`, { name, group, kind, causes });
+}
+
+/**
+ * apierrors.NewForbidden: `<resource>[.<group>] ["<name>"] is forbidden: <why>`, or `forbidden: <why>`
+ * for a path; details leave out what is empty, as the real server's JSON does.
+ */
+export function forbidden(
+  t: { group: string; plural: string; name: string } | undefined,
+  why: string,
+): StatusError {
+  if (!t || t.plural === '') return new StatusError('Forbidden', `forbidden: ${why}`, {});
+  const what = t.name ? `${qualified(t)} "${t.name}"` : qualified(t);
+  return new StatusError('Forbidden', `${what} is forbidden: ${why}`, {
+    ...(t.name ? { name: t.name } : {}),
+    ...(t.group ? { group: t.group } : {}),
+    kind: t.plural,
+  });
 }
 
 export const badRequest = (message: string): StatusError => new StatusError('BadRequest', message);

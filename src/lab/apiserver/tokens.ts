@@ -1,7 +1,9 @@
 /**
- * Who a bearer token is. The admin token is an opaque random string; service-account tokens are
- * ES256 JWTs in the shape Kubernetes issues (TokenRequest), checked here for TokenReview: signature,
- * expiry, audience, and that the service account (and bound pod) still exist with the same uid.
+ * Who a bearer token is. The admin token and the static users' tokens (kube-apiserver's
+ * --token-auth-file; the lab's kubelets use them as real ones use client certificates) are opaque
+ * random strings; service-account tokens are ES256 JWTs in the shape Kubernetes issues
+ * (TokenRequest), checked here for TokenReview: signature, expiry, audience, and that the service
+ * account (and bound pod) still exist with the same uid.
  */
 import {
   createHash,
@@ -44,12 +46,49 @@ interface Claims {
   };
 }
 
+/** A user of the static token file: name, groups (besides system:authenticated) and its token. */
+export interface StaticUser {
+  name: string;
+  groups: string[];
+  token: string;
+}
+
 export interface TokenSecrets {
   /** Bearer token of the lab administrator, written into the kubeconfig. */
   adminToken: string;
   /** PKCS#8 PEM of the key that signs service-account tokens. */
   signingKey: string;
+  /** Absent in state files written before static users existed. */
+  users?: StaticUser[];
 }
+
+/** The administrator: in `system:masters`, which no authorizer can refuse. */
+export const ADMIN_USER: UserInfo = {
+  username: 'lab-admin',
+  uid: 'lab-admin',
+  groups: ['system:masters', 'system:authenticated'],
+};
+
+/** Gives each named user a token, keeping the token of one that already has one (restarts keep them). */
+export function ensureStaticUsers(secrets: TokenSecrets, users: { name: string; groups?: string[] }[]): void {
+  secrets.users ??= [];
+  for (const u of users) {
+    const known = secrets.users.find((x) => x.name === u.name);
+    if (known) known.groups = u.groups ?? [];
+    else
+      secrets.users.push({
+        name: u.name,
+        groups: u.groups ?? [],
+        token: randomBytes(24).toString('base64url'),
+      });
+  }
+}
+
+const sameSecret = (a: string, b: string): boolean => {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+};
 
 export function newTokenSecrets(): TokenSecrets {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -90,6 +129,10 @@ export class TokenAuthority {
     return this.credentials.adminToken;
   }
 
+  userToken(name: string): string | undefined {
+    return this.credentials.users?.find((u) => u.name === name)?.token;
+  }
+
   issue(spec: TokenRequestSpec): { token: string; expirationTimestamp: string } {
     const now = Math.floor(Date.now() / 1000);
     const claims: Claims = {
@@ -119,14 +162,20 @@ export class TokenAuthority {
 
   /** `audiences` empty means the API server's own audience. */
   authenticate(token: string, audiences: string[] = []): Authentication {
-    const admin = Buffer.from(this.credentials.adminToken);
-    const given = Buffer.from(token);
-    if (given.length === admin.length && timingSafeEqual(given, admin))
+    if (sameSecret(token, this.credentials.adminToken))
+      return { ok: true, user: ADMIN_USER, audiences: audiences.length ? audiences : [API_AUDIENCE] };
+    const user = this.credentials.users?.find((u) => sameSecret(token, u.token));
+    if (user) {
+      // Static tokens carry no audience: as kube-apiserver's audience-agnostic wrapper does, they
+      // are good for the API server's own audience only (a kubelet's token is no CA credential).
+      if (audiences.length && !audiences.includes(API_AUDIENCE))
+        return { ok: false, error: 'token audiences do not match' };
       return {
         ok: true,
-        user: { username: 'lab-admin', uid: 'lab-admin', groups: ['system:masters', 'system:authenticated'] },
-        audiences: audiences.length ? audiences : [API_AUDIENCE],
+        user: { username: user.name, uid: user.name, groups: [...user.groups, 'system:authenticated'] },
+        audiences: [API_AUDIENCE],
       };
+    }
     return this.authenticateServiceAccount(token, audiences.length ? audiences : [API_AUDIENCE]);
   }
 

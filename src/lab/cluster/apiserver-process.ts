@@ -1,13 +1,14 @@
 /**
  * The lab API server process: the lab API server on the host's loopback (for kubectl and the
  * kubelets), plus a listener on 127.0.0.1:6443 inside every node's netns that forwards to it, the
- * way a node reaches its control plane; agents inside the nodes use that address.
+ * way a node reaches its control plane; agents inside the nodes use that address. Each node's
+ * kubelet gets its own credential (user system:node:<node>), rewritten with the URL at every start.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { logger } from '../../admin/log.js';
 import { errorMessage } from '../../errors.js';
-import { startApiServer, writeKubeconfig } from '../apiserver/index.js';
+import { nodeUser, startApiServer, writeKubeconfig } from '../apiserver/index.js';
 import { loadLab } from '../lab.js';
 import { ClusterLayout, NODE_APISERVER_PORT } from './layout.js';
 import { routeIntoNodes } from './node-route.js';
@@ -22,13 +23,20 @@ export async function runApiServerProcess(lab: string): Promise<number> {
     listen: '127.0.0.1:0',
     stateFile: layout.apiserverState,
     kubeconfigPath: layout.kubeconfig,
+    users: state.nodes.map((n) => nodeUser(n.name)),
   });
   const port = Number(new URL(api.url).port);
   const forwarders = await routeIntoNodes(state, NODE_APISERVER_PORT, port);
   for (const node of state.nodes) {
-    const kubeconfig = layout.nodeKubeconfig(node.name);
+    const kubeconfig = layout.kubeletKubeconfig(node.name);
     mkdirSync(dirname(kubeconfig), { recursive: true });
-    writeKubeconfig(kubeconfig, `https://127.0.0.1:${NODE_APISERVER_PORT}`, api.token, api.caPem);
+    writeKubeconfig(
+      kubeconfig,
+      api.url,
+      api.userToken(nodeUser(node.name).name),
+      api.caPem,
+      `${node.name}-kubelet`,
+    );
     log.info('node route to the API server', { node: node.name, listen: `127.0.0.1:${NODE_APISERVER_PORT}` });
   }
   // Written last: its presence tells `lab up` that the API server and every node route are up.

@@ -13,6 +13,12 @@ import { readKubeconfig, renderPluginKubeconfig } from '../../cni/kubeconfig.js'
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../../cni/names.js';
 import { AmbitError } from '../../errors.js';
 import { LocalCa } from '../../identity/local-ca.js';
+import {
+  CNI_SERVICE_ACCOUNT,
+  ISTIOD_SERVICE_ACCOUNT,
+  kubeconfigYaml,
+  ZTUNNEL_SERVICE_ACCOUNT,
+} from '../apiserver/index.js';
 import { findNode, type LabDownReport, type LabUpOptions, labDown, labUp, loadLab } from '../lab.js';
 import { formatPodRef, type PodRef } from '../names.js';
 import type { LabState } from '../state.js';
@@ -23,12 +29,13 @@ import {
   ensureNamespace,
   ensureServiceAccount,
   readPod,
+  serviceAccountToken,
   ztunnelPod,
-  ztunnelToken,
 } from './kube.js';
 import {
   ClusterLayout,
   type Component,
+  NODE_APISERVER_PORT,
   nodeOf,
   type ProcessId,
   processName,
@@ -99,7 +106,12 @@ function nodeObject(node: LabState['nodes'][number]) {
   };
 }
 
-/** Brings up the network, then the API server, then every node's agent, ztunnel and kubelet. */
+/**
+ * Brings up the network, then the API server, then every node's agent, ztunnel and kubelet. Each
+ * component gets its own identity with the rights its chart gives it (the lab API server's roles):
+ * the agent (and CNI plugin) istio-system/istio-cni, the control plane istio-system/istiod, ztunnel
+ * istio-system/ztunnel for the CA only, each kubelet system:node:<node>; only the operator is admin.
+ */
 export async function clusterUp(options: LabUpOptions): Promise<LabState> {
   const state = await labUp({ ...options, podsPerNode: 0 });
   const layout = new ClusterLayout(state.name);
@@ -112,20 +124,39 @@ export async function clusterUp(options: LabUpOptions): Promise<LabState> {
     await launch(layout, state, { component: 'apiserver' });
     const core = adminClient(state.name);
     for (const ns of ['default', SYSTEM_NAMESPACE, 'kube-system']) await ensureNamespace(core, ns);
-    await ensureServiceAccount(core, SYSTEM_NAMESPACE, 'ztunnel');
+    for (const sa of [ZTUNNEL_SERVICE_ACCOUNT, CNI_SERVICE_ACCOUNT, ISTIOD_SERVICE_ACCOUNT])
+      await ensureServiceAccount(core, SYSTEM_NAMESPACE, sa);
+    mkdirSync(dirname(layout.controlPlaneToken), { recursive: true });
+    writeFileSync(
+      layout.controlPlaneToken,
+      await serviceAccountToken(core, SYSTEM_NAMESPACE, ISTIOD_SERVICE_ACCOUNT),
+      { mode: 0o600 },
+    );
+    const caPem = readKubeconfig(layout.kubeconfig).caPem ?? '';
     for (const node of state.nodes) {
       await core.createNode({ body: nodeObject(node) });
       // The node proxy as the CA sees it: a host-network ztunnel pod on the node, and a token bound to it.
       await core.createNamespacedPod({ namespace: SYSTEM_NAMESPACE, body: ztunnelPod(node) });
-      writeFileSync(layout.ztunnelToken(node.name), await ztunnelToken(core, `ztunnel-${node.name}`), {
-        mode: 0o600,
+      const ztunnelToken = await serviceAccountToken(core, SYSTEM_NAMESPACE, ZTUNNEL_SERVICE_ACCOUNT, {
+        audiences: ['istio-ca'],
+        pod: `ztunnel-${node.name}`,
       });
-      // What `ambit cni-install` does on a node: the plugin's kubeconfig in the agent's run dir.
+      writeFileSync(layout.ztunnelToken(node.name), ztunnelToken, { mode: 0o600 });
+      // The node agent's credential, reaching the API server through the node's route.
+      const agentKubeconfig = kubeconfigYaml(
+        `https://127.0.0.1:${NODE_APISERVER_PORT}`,
+        await serviceAccountToken(core, SYSTEM_NAMESPACE, CNI_SERVICE_ACCOUNT),
+        caPem,
+        'default',
+        `${node.name}-istio-cni`,
+      );
+      writeFileSync(layout.agentKubeconfig(node.name), agentKubeconfig, { mode: 0o600 });
+      // What `ambit cni-install` does on a node: the plugin's kubeconfig (the agent's account) in its run dir.
       const runDir = layout.agentRunDir(node.name);
       mkdirSync(runDir, { recursive: true });
       writeFileSync(
         join(runDir, PLUGIN_KUBECONFIG_NAME),
-        renderPluginKubeconfig(readKubeconfig(layout.nodeKubeconfig(node.name))),
+        renderPluginKubeconfig(readKubeconfig(layout.agentKubeconfig(node.name))),
         { mode: 0o600 },
       );
     }

@@ -9,6 +9,7 @@ import { logger } from '../../admin/log.js';
 import { startControlPlane } from '../../controlplane/index.js';
 import { errorMessage } from '../../errors.js';
 import { loadLab } from '../lab.js';
+import { serviceAccountConfig } from './kube.js';
 import { ClusterLayout, CONTROL_PLANE_PORT, TRUST_DOMAIN } from './layout.js';
 import { routeIntoNodes } from './node-route.js';
 
@@ -18,7 +19,8 @@ export async function runControlPlaneProcess(lab: string): Promise<number> {
   const layout = new ClusterLayout(lab);
   const state = loadLab(lab);
   const cp = await startControlPlane({
-    kubeconfig: layout.kubeconfig,
+    // istiod's own account (its chart's roles), reached at the API server's current address.
+    kubeconfig: serviceAccountConfig(lab, layout.controlPlaneToken, 'istiod'),
     caDir: layout.caDir,
     listen: '127.0.0.1:0',
     trustDomain: TRUST_DOMAIN,

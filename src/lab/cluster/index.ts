@@ -17,7 +17,7 @@ export {
   stopComponent,
   waitRunning,
 } from './cluster.js';
-export { adminClient } from './kube.js';
+export { adminClient, serviceAccountConfig } from './kube.js';
 export {
   ClusterLayout,
   COMPONENTS,

@@ -1,6 +1,8 @@
 /** The lab's admin client (@kubernetes/client-node over the host kubeconfig) and the few calls `lab` makes. */
+import { readFileSync } from 'node:fs';
 import { ApiException, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { AmbitError } from '../../errors.js';
+import { API_AUDIENCE } from '../apiserver/index.js';
 import { ClusterLayout } from './layout.js';
 
 export function adminClient(lab: string): CoreV1Api {
@@ -56,20 +58,52 @@ export function ztunnelPod(node: { name: string }): V1Pod {
   };
 }
 
-/** A year-long token for the ztunnel pod's service account, bound to the pod so the CA can find its node. */
-export async function ztunnelToken(core: CoreV1Api, podName: string): Promise<string> {
+/**
+ * A year-long token for a component's service account, as the lab's installer hands it out.
+ * ztunnel's is bound to its pod (audience istio-ca) so the CA can find its node; the node agent's
+ * and istiod's are for the API server and unbound: the lab runs no pods for them.
+ */
+export async function serviceAccountToken(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  opts: { audiences?: string[]; pod?: string } = {},
+): Promise<string> {
   const res = await core.createNamespacedServiceAccountToken({
-    namespace: 'istio-system',
-    name: 'ztunnel',
+    namespace,
+    name,
     body: {
       spec: {
-        audiences: ['istio-ca'],
+        audiences: opts.audiences ?? [API_AUDIENCE],
         expirationSeconds: 365 * 24 * 3600,
-        boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: podName },
+        ...(opts.pod ? { boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: opts.pod } } : {}),
       },
     },
   });
   const token = res.status?.token;
-  if (!token) throw new AmbitError('LAB_API_FAILED', `no token issued for istio-system/ztunnel (${podName})`);
+  if (!token)
+    throw new AmbitError(
+      'LAB_API_FAILED',
+      `no token issued for ${namespace}/${name}${opts.pod ? ` (${opts.pod})` : ''}`,
+    );
   return token;
+}
+
+/**
+ * A client as `name` in `namespace`: the admin kubeconfig's cluster (its current URL and CA) with
+ * the service account's token in place of the admin's, as a pod's in-cluster config would be.
+ */
+export function serviceAccountConfig(lab: string, tokenFile: string, user: string): KubeConfig {
+  const admin = new KubeConfig();
+  admin.loadFromFile(new ClusterLayout(lab).kubeconfig);
+  const cluster = admin.getCurrentCluster();
+  if (!cluster) throw new AmbitError('LAB_API_FAILED', `the lab kubeconfig of ${lab} names no cluster`);
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name: user, token: readFileSync(tokenFile, 'utf8').trim() }],
+    contexts: [{ name: user, cluster: cluster.name, user }],
+    currentContext: user,
+  });
+  return kc;
 }

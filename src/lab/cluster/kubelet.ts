@@ -103,7 +103,8 @@ export class Kubelet {
     const state = loadLab(lab);
     const node = findNode(state, nodeName);
     const kc = new KubeConfig();
-    kc.loadFromFile(new ClusterLayout(lab).kubeconfig);
+    // Its own credential (user system:node:<node>), not the admin's: what the Node authorizer allows.
+    kc.loadFromFile(new ClusterLayout(lab).kubeletKubeconfig(nodeName));
     return new Kubelet(kc, node, new SandboxManager(state, node));
   }
 

@@ -102,9 +102,23 @@ export class ClusterLayout {
     return join(this.dir, 'nodes', node);
   }
 
-  /** The admin kubeconfig as seen from inside a node's netns (https://127.0.0.1:6443). */
-  nodeKubeconfig(node: string): string {
+  /**
+   * The node agent's kubeconfig, for inside the node's netns (https://127.0.0.1:6443): the token of
+   * istio-system/istio-cni, the account the istio-cni chart gives the node agent. The CNI plugin's
+   * kubeconfig is made from it, as the installer does.
+   */
+  agentKubeconfig(node: string): string {
     return join(this.nodeDir(node), 'kubeconfig');
+  }
+
+  /** The kubelet's kubeconfig (host netns): the static token of user system:node:<node>. */
+  kubeletKubeconfig(node: string): string {
+    return join(this.nodeDir(node), 'kubelet.kubeconfig');
+  }
+
+  /** The control plane's token: istio-system/istiod, the account the istiod chart binds its roles to. */
+  get controlPlaneToken(): string {
+    return join(this.dir, 'controlplane', 'istio-token');
   }
 
   /** The agent's run dir: pluginevent.sock and the plugin's kubeconfig. */

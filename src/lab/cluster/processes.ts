@@ -43,10 +43,10 @@ function command(
     return {
       argv: [
         ...[...inNode, 'agent', '--node-name', node.name],
-        ...['--kubeconfig', layout.nodeKubeconfig(node.name), '--run-dir', layout.agentRunDir(node.name)],
+        ...['--kubeconfig', layout.agentKubeconfig(node.name), '--run-dir', layout.agentRunDir(node.name)],
         ...['--zds-socket', layout.zdsSocket(node.name), '--system-namespace', SYSTEM_NAMESPACE],
       ],
-      env: { ...env, NODE_NAME: node.name, KUBECONFIG: layout.nodeKubeconfig(node.name) },
+      env: { ...env, NODE_NAME: node.name, KUBECONFIG: layout.agentKubeconfig(node.name) },
     };
   }
   return {
