@@ -10,7 +10,7 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { connectSeqpacket, type SeqpacketSocket } from '../../sys/index.js';
 import { ack, encodeHello, encodeResponse, nack, ZDS_VERSION_V1 } from '../../zds/messages.js';
 import { closeFds, readRequestPacket, ZDS_MAX_MESSAGE } from '../../zds/packet.js';
-import { type InPodStateManager, ZDS_PROTOCOL, ZDS_PROXY_START } from './statemanager.js';
+import { type InPodStateManager, ZDS_NETNS_REFUSED, ZDS_PROTOCOL, ZDS_PROXY_START } from './statemanager.js';
 
 const log = logger('ztunnel::inpod::workloadmanager');
 
@@ -146,6 +146,9 @@ export class WorkloadProxyManager {
         const code = errorCode(err);
         if (code === ZDS_PROXY_START) {
           if (await reply(nack(`failure to start proxy : ${errorMessage(err)}`))) this.#scheduleRetry();
+        } else if (code === ZDS_NETNS_REFUSED) {
+          // Nothing to retry: the same netns stays refused, and the connection is fine.
+          await reply(nack(`failure to start proxy : ${errorMessage(err)}`));
         } else if (code === ZDS_PROTOCOL) {
           await reply(nack(`failure to process message : ${errorMessage(err)}`));
           drop(`protocol error: ${errorMessage(err)}`);
