@@ -5,7 +5,7 @@
  * naming the reason, and ss shows that no ztunnel listener opened there.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, openSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
