@@ -6,9 +6,9 @@
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { CniAddEvent } from '../cni/event.js';
 import { isAmbientPod } from '../cni/selector.js';
+import type { CniRequest } from './cni-event-server.js';
 import type { AgentSelection } from './config.js';
 import { DataplaneError } from './errors.js';
-import type { CniRequest } from './cni-event-server.js';
 import type { MeshDataplane } from './mesh-dataplane.js';
 import { namespaceLabels } from './pods.js';
 import type { ClusterView } from './reconciler.js';
