@@ -41,6 +41,8 @@ interface PendingWorkload {
 export interface WorkloadStateEntry {
   state: 'Up' | 'Pending';
   info: WorkloadInfo;
+  /** The netns inode (absent when a pending pod's fd was unusable): doctor compares it with the pod's. */
+  netnsInode?: number;
 }
 
 export interface StateManagerEvents {
@@ -80,8 +82,12 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
 
   workloadState(): Record<string, WorkloadStateEntry> {
     const out: Record<string, WorkloadStateEntry> = {};
-    for (const [uid, w] of this.#running) out[uid] = { state: 'Up', info: { ...w.info } };
-    for (const [uid, p] of this.#pending) out[uid] = { state: 'Pending', info: { ...p.info } };
+    for (const [uid, w] of this.#running)
+      out[uid] = { state: 'Up', info: { ...w.info }, netnsInode: Number(w.netns.identity.inode) };
+    for (const [uid, p] of this.#pending) {
+      out[uid] = { state: 'Pending', info: { ...p.info } };
+      if (p.netns) out[uid].netnsInode = Number(p.netns.identity.inode);
+    }
     return out;
   }
 
