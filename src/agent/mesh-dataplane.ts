@@ -40,10 +40,14 @@ export interface ProxyLink {
   delWorkload(uid: WorkloadUid): Promise<void>;
 }
 
-/** The node's probe SNAT set (src/redirect's HostProbes). */
+/**
+ * The node's probe SNAT set (src/redirect's HostProbes). Entries carry the pod UID, so the set is
+ * the one record of what was added for a pod: removal takes the UID's entries, never the IPs the
+ * pod's status shows by then (they may differ from the CNI result's, or be gone).
+ */
 export interface ProbeSet {
   addPodIp(uid: string, ip: string): Promise<void>;
-  removePodIp(uid: string, ip: string): Promise<boolean>;
+  removePod(uid: string): Promise<string[]>;
 }
 
 /** `ambient.istio.io/redirection` on the pod; null removes it (a pod already gone is fine). */
@@ -131,10 +135,9 @@ export class MeshDataplane {
           .delWorkload(workloadUid(uid))
           .catch((e) => log.warn('undo: ztunnel', { pod: ref, error: errorMessage(e) }));
       if (steps.probes)
-        for (const ip of ips)
-          await this.#d.probes
-            .removePodIp(uid, ip)
-            .catch((e) => log.warn('undo: probe set', { pod: ref, error: errorMessage(e) }));
+        await this.#d.probes
+          .removePod(uid)
+          .catch((e) => log.warn('undo: probe set', { pod: ref, error: errorMessage(e) }));
       if (cache.get(uid)?.netns === netns) cache.take(uid)?.netns?.close();
       throw err;
     };
@@ -273,21 +276,18 @@ export class MeshDataplane {
     }
     cache.take(uid)?.netns?.close();
 
-    for (const ip of podIps(pod)) {
-      try {
-        if (!(await probes.removePodIp(uid, ip))) {
-          log.warn('probe set entry belongs to another pod; kept', { pod: ref, ip });
-        }
-      } catch (err) {
-        throw new DataplaneError(
-          'AGENT_PROBE_SET_FAILED',
-          `cannot remove ${ip} of pod ${ref} from the probe set: ${errorMessage(err)}`,
-          {
-            retryable: true,
-            cause: err,
-          },
-        );
-      }
+    try {
+      const removed = await probes.removePod(uid);
+      if (removed.length > 0) log.debug('probe set entries removed', { pod: ref, ips: removed.join(',') });
+    } catch (err) {
+      throw new DataplaneError(
+        'AGENT_PROBE_SET_FAILED',
+        `cannot remove the probe set entries of pod ${ref}: ${errorMessage(err)}`,
+        {
+          retryable: true,
+          cause: err,
+        },
+      );
     }
 
     try {

@@ -209,4 +209,33 @@ describe('mesh dataplane order (real rules, probe set and ZDS)', () => {
       log.length = 0;
     }
   });
+
+  for (const [what, status] of [
+    ['status.podIPs different from the CNI IPs', (ip: string) => ({ podIP: ip, podIPs: [{ ip }] })],
+    ['no status IPs', () => ({})],
+  ] as const) {
+    it(`probe entries added from the CNI IPs are removed with the pod (${what})`, async () => {
+      nack = '';
+      const cniIps = [uniqueSubnet().host(8), uniqueSubnet().host(9)];
+      const other = uniqueSubnet().host(10);
+      const ns3 = new TestNetns();
+      const uid = `uid-dp-probe-${cniIps[0]}`;
+      const pod3: V1Pod = { metadata: { name: 'p3', namespace: 'ns', uid } };
+      const entriesOf = async () =>
+        [...(await probes.entries())].filter(([, u]) => u === uid).map(([i]) => i);
+      try {
+        for (const a of cniIps) ns3.exec('ip', ['addr', 'add', `${a}/32`, 'dev', 'lo']);
+        await dp.addPodToMesh(pod3, cniIps, ns3.path);
+        assert.deepEqual((await entriesOf()).sort(), [...cniIps].sort());
+        // The pod as the informer later sees it: its status names other IPs, or none.
+        const seen: V1Pod = { ...pod3, status: status(other) };
+        await dp.removePodFromMesh(seen, true);
+        assert.deepEqual(await entriesOf(), [], 'no probe entry of the pod is left');
+      } finally {
+        for (const a of await entriesOf()) await probes.removePodIp(uid, a);
+        ns3.remove();
+        log.length = 0;
+      }
+    });
+  }
 });
