@@ -15,6 +15,11 @@
  * proxy keeps serving the captured pod; ztunnel Del failed -> rules are gone already (the pod is
  * uncaptured, not black-holed) and the netns stays cached for the retry; probe set or annotation
  * failed -> retried. A deleted or terminal pod (`isDelete`) gets no in-pod cleanup (its netns is gone).
+ *
+ * A pod's adds and removes run one at a time. An add from a CNI event whose plugin has gone (it
+ * timed out while this agent was stalled) stops at the next step and undoes what it did, and a
+ * netns named before the pod's cached one (another inode) is refused: a stale netns never replaces
+ * the live one (AGENT_CALLER_GONE / AGENT_NETNS_STALE, both not retried).
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { logger } from '../admin/log.js';
