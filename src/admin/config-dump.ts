@@ -15,6 +15,8 @@ export type ProxyState = 'Up' | 'Pending';
 export interface WorkloadStateView {
   state: ProxyState;
   info: WorkloadInfo;
+  /** Inode of the netns the proxy runs (or waits) in, so tools can tell it is the pod's current one. */
+  netnsInode?: number;
 }
 
 export interface CertView {

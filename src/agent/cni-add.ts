@@ -6,6 +6,7 @@
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { CniAddEvent } from '../cni/event.js';
 import { isAmbientPod } from '../cni/selector.js';
+import type { CniRequest } from './cni-event-server.js';
 import type { AgentSelection } from './config.js';
 import { DataplaneError } from './errors.js';
 import type { MeshDataplane } from './mesh-dataplane.js';
@@ -22,10 +23,10 @@ export interface CniAddOptions {
   lookupDelayMs?: number;
 }
 
-export function cniAddHandler(o: CniAddOptions): (event: CniAddEvent) => Promise<void> {
+export function cniAddHandler(o: CniAddOptions): (event: CniAddEvent, request?: CniRequest) => Promise<void> {
   const attempts = o.lookupAttempts ?? 10;
   const delayMs = o.lookupDelayMs ?? 10;
-  return async (event) => {
+  return async (event, request) => {
     const why = o.notReady();
     if (why) throw new DataplaneError('AGENT_NOT_READY', `node agent not ready: ${why}`, { retryable: true });
     const ref = `${event.podNamespace}/${event.podName}`;
@@ -54,6 +55,9 @@ export function cniAddHandler(o: CniAddOptions): (event: CniAddEvent) => Promise
         { retryable: false },
       );
     }
-    await o.dataplane.addPodToMesh(pod, event.ips, event.netns);
+    await o.dataplane.addPodToMesh(pod, event.ips, event.netns, {
+      signal: request?.signal,
+      seenAt: request?.receivedAt,
+    });
   };
 }

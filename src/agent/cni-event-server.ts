@@ -11,7 +11,13 @@ import { logger } from '../admin/log.js';
 import { CMDADD_PATH, type CniAddEvent, parseCniEvent, STATUS_PATH } from '../cni/event.js';
 import { AmbitError, errorMessage } from '../errors.js';
 
-export type CniAddHandler = (event: CniAddEvent) => Promise<void>;
+/** Where an event came from: aborted once the plugin has gone, and when it arrived (hrtime). */
+export interface CniRequest {
+  signal: AbortSignal;
+  receivedAt: bigint;
+}
+
+export type CniAddHandler = (event: CniAddEvent, request: CniRequest) => Promise<void>;
 
 export interface CniEventServerOptions {
   socketPath: string;
@@ -105,6 +111,11 @@ function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
 }
 
 async function handle(opts: CniEventServerOptions, req: http.IncomingMessage, res: http.ServerResponse) {
+  const receivedAt = process.hrtime.bigint();
+  const caller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) caller.abort();
+  });
   const path = (req.url ?? '').split('?')[0];
   if (path === STATUS_PATH) {
     if (req.method !== 'GET') return answer(res, 405, 'method not allowed');
@@ -118,7 +129,16 @@ async function handle(opts: CniEventServerOptions, req: http.IncomingMessage, re
     opts.onResponse?.(status);
     answer(res, status, text);
   };
-  const body = await readBody(req);
+  let body: Buffer | undefined;
+  try {
+    body = await readBody(req);
+  } catch (err) {
+    if (!caller.signal.aborted) throw err;
+    log.warn('CNI add abandoned by the plugin before it was read; nothing done', {
+      error: errorMessage(err),
+    });
+    return;
+  }
   if (body === undefined) return reply(413, `event body larger than ${MAX_BODY} bytes`);
   let event: CniAddEvent;
   try {
@@ -139,12 +159,28 @@ async function handle(opts: CniEventServerOptions, req: http.IncomingMessage, re
     netns: event.netns,
     ips: event.ips.join(','),
   };
+  // A caller that left while this agent was stalled shows as an end of stream already queued
+  // behind its request: one turn of the event loop lets it be seen before anything is done.
+  await new Promise((r) => setImmediate(r));
+  if (caller.signal.aborted) {
+    log.warn('CNI add abandoned by the plugin before it was handled; nothing done', fields);
+    return;
+  }
   log.info('CNI add event', fields);
   try {
-    await opts.onAdd(event);
+    await opts.onAdd(event, { signal: caller.signal, receivedAt });
   } catch (err) {
+    if (caller.signal.aborted) {
+      log.warn('CNI add abandoned by the plugin; dropped', { ...fields, error: errorMessage(err) });
+      return;
+    }
     log.error('failed to add pod to the mesh', { ...fields, error: errorMessage(err) });
     return reply(500, errorMessage(err));
+  }
+  if (caller.signal.aborted) {
+    // Too late to undo: the pod is enrolled in this netns; the runtime's retry replaces it.
+    log.warn('CNI add abandoned by the plugin after the pod was enrolled', fields);
+    return;
   }
   reply(200, '');
 }

@@ -6,6 +6,10 @@ export type DataplaneErrorCode =
   | 'AGENT_NETNS_NOT_FOUND'
   /** The netns path from the CNI event cannot be opened. */
   | 'AGENT_NETNS_OPEN'
+  /** The event's netns is not the pod's: a newer netns of the pod was enrolled after the event was sent. */
+  | 'AGENT_NETNS_STALE'
+  /** The plugin that sent the CNI event has gone (it gave up waiting): the event is dropped, undone if begun. */
+  | 'AGENT_CALLER_GONE'
   /** The in-pod rules could not be written. */
   | 'AGENT_RULES_FAILED'
   /** The in-pod rules could not be removed from a running pod. */

@@ -15,6 +15,11 @@
  * proxy keeps serving the captured pod; ztunnel Del failed -> rules are gone already (the pod is
  * uncaptured, not black-holed) and the netns stays cached for the retry; probe set or annotation
  * failed -> retried. A deleted or terminal pod (`isDelete`) gets no in-pod cleanup (its netns is gone).
+ *
+ * A pod's adds and removes run one at a time. An add from a CNI event whose plugin has gone (it
+ * timed out while this agent was stalled) stops at the next step and undoes what it did, and a
+ * netns named before the pod's cached one (another inode) is refused: a stale netns never replaces
+ * the live one (AGENT_CALLER_GONE / AGENT_NETNS_STALE, both not retried).
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { logger } from '../admin/log.js';
@@ -40,10 +45,14 @@ export interface ProxyLink {
   delWorkload(uid: WorkloadUid): Promise<void>;
 }
 
-/** The node's probe SNAT set (src/redirect's HostProbes). */
+/**
+ * The node's probe SNAT set (src/redirect's HostProbes). Entries carry the pod UID, so the set is
+ * the one record of what was added for a pod: removal takes the UID's entries, never the IPs the
+ * pod's status shows by then (they may differ from the CNI result's, or be gone).
+ */
 export interface ProbeSet {
   addPodIp(uid: string, ip: string): Promise<void>;
-  removePodIp(uid: string, ip: string): Promise<boolean>;
+  removePod(uid: string): Promise<string[]>;
 }
 
 /** `ambient.istio.io/redirection` on the pod; null removes it (a pod already gone is fine). */
@@ -60,21 +69,83 @@ export interface MeshDataplaneDeps {
   annotator: Annotator;
 }
 
+/** What an add knows about its origin; a CNI event gives both, the reconciler neither. */
+export interface AddRequest {
+  /**
+   * Aborted when the caller (the CNI plugin) has gone: it reported failure to the runtime, which
+   * tears the sandbox down and retries. Nothing more is done, and what this add did is undone.
+   */
+  signal?: AbortSignal;
+  /** When the netns path was named (process.hrtime.bigint(), the event's arrival); default: now. */
+  seenAt?: bigint;
+}
+
 export class MeshDataplane {
   readonly #d: MeshDataplaneDeps;
+  /** Per pod UID, the tail of its adds and removes: one runs at a time, in call order. */
+  readonly #serial = new Map<string, Promise<unknown>>();
 
   constructor(deps: MeshDataplaneDeps) {
     this.#d = deps;
   }
 
   /** `netnsPath` comes from a CNI event; without it the cache, then a /proc scan, must know the netns. */
-  async addPodToMesh(pod: V1Pod, ips: readonly string[], netnsPath?: string): Promise<void> {
+  addPodToMesh(
+    pod: V1Pod,
+    ips: readonly string[],
+    netnsPath?: string,
+    request: AddRequest = {},
+  ): Promise<void> {
+    return this.#one(podUid(pod), () => this.#add(pod, ips, netnsPath, request));
+  }
+
+  /** Runs `fn` after every earlier add or remove of pod `uid` settled. */
+  #one<T>(uid: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.#serial.get(uid) ?? Promise.resolve()).then(fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.#serial.set(uid, tail);
+    void tail.then(() => {
+      if (this.#serial.get(uid) === tail) this.#serial.delete(uid);
+    });
+    return run;
+  }
+
+  async #add(pod: V1Pod, ips: readonly string[], netnsPath: string | undefined, request: AddRequest) {
     const uid = podUid(pod);
     const ref = podRef(pod);
     const info = workloadInfo(pod);
     const { cache, rules, proxy, annotator } = this.#d;
+    const gone = (done: string) => {
+      if (!request.signal?.aborted) return undefined;
+      return new DataplaneError(
+        'AGENT_CALLER_GONE',
+        `the CNI plugin gave up on pod ${ref} before the agent was done (${done}); the runtime retries with the pod's live sandbox`,
+        { retryable: false },
+      );
+    };
+    const early = gone('nothing done');
+    if (early) throw early;
     cache.ensure(uid, info);
-    const netns = await this.#netnsFor(pod, uid, info, ips, netnsPath);
+    const { netns, fresh } = await this.#netnsFor(pod, uid, info, ips, netnsPath, request);
+    /** Undoes this add when its caller left, unless the netns was the pod's already (then all was idempotent). */
+    const abandon = async (err: DataplaneError, steps: { proxy: boolean; probes: boolean }) => {
+      if (!fresh) throw err;
+      log.warn('CNI caller gone; undoing the add', { pod: ref, uid });
+      await rules.remove(netns).catch((e) => log.warn('undo: rules', { pod: ref, error: errorMessage(e) }));
+      if (steps.proxy)
+        await proxy
+          .delWorkload(workloadUid(uid))
+          .catch((e) => log.warn('undo: ztunnel', { pod: ref, error: errorMessage(e) }));
+      if (steps.probes)
+        await this.#d.probes
+          .removePod(uid)
+          .catch((e) => log.warn('undo: probe set', { pod: ref, error: errorMessage(e) }));
+      if (cache.get(uid)?.netns === netns) cache.take(uid)?.netns?.close();
+      throw err;
+    };
 
     try {
       await rules.apply(netns, ips);
@@ -89,10 +160,14 @@ export class MeshDataplane {
         },
       );
     }
+    const afterRules = gone('rules written');
+    if (afterRules) await abandon(afterRules, { proxy: false, probes: false });
 
     try {
       await proxy.addWorkload(workloadUid(uid), info, netns);
     } catch (err) {
+      const left = gone('ztunnel did not take it');
+      if (left) await abandon(left, { proxy: false, probes: false });
       log.warn('ztunnel did not take the pod; rules stay, annotation pending', {
         pod: ref,
         error: errorMessage(err),
@@ -118,8 +193,12 @@ export class MeshDataplane {
         },
       );
     }
+    const afterProxy = gone('rules written, ztunnel took it');
+    if (afterProxy) await abandon(afterProxy, { proxy: true, probes: false });
 
     await this.syncHostProbeIps(pod, ips);
+    const afterProbes = gone('rules written, ztunnel took it, probe set updated');
+    if (afterProbes) await abandon(afterProbes, { proxy: true, probes: true });
 
     try {
       await annotator.set(pod, 'enabled');
@@ -156,7 +235,11 @@ export class MeshDataplane {
   }
 
   /** `isDelete`: the pod is gone or terminal, its netns with it, so only node-side state is cleaned. */
-  async removePodFromMesh(pod: V1Pod, isDelete: boolean): Promise<void> {
+  removePodFromMesh(pod: V1Pod, isDelete: boolean): Promise<void> {
+    return this.#one(podUid(pod), () => this.#remove(pod, isDelete));
+  }
+
+  async #remove(pod: V1Pod, isDelete: boolean): Promise<void> {
     const uid = podUid(pod);
     const ref = podRef(pod);
     const { cache, rules, proxy, probes, annotator } = this.#d;
@@ -198,21 +281,18 @@ export class MeshDataplane {
     }
     cache.take(uid)?.netns?.close();
 
-    for (const ip of podIps(pod)) {
-      try {
-        if (!(await probes.removePodIp(uid, ip))) {
-          log.warn('probe set entry belongs to another pod; kept', { pod: ref, ip });
-        }
-      } catch (err) {
-        throw new DataplaneError(
-          'AGENT_PROBE_SET_FAILED',
-          `cannot remove ${ip} of pod ${ref} from the probe set: ${errorMessage(err)}`,
-          {
-            retryable: true,
-            cause: err,
-          },
-        );
-      }
+    try {
+      const removed = await probes.removePod(uid);
+      if (removed.length > 0) log.debug('probe set entries removed', { pod: ref, ips: removed.join(',') });
+    } catch (err) {
+      throw new DataplaneError(
+        'AGENT_PROBE_SET_FAILED',
+        `cannot remove the probe set entries of pod ${ref}: ${errorMessage(err)}`,
+        {
+          retryable: true,
+          cause: err,
+        },
+      );
     }
 
     try {
@@ -233,16 +313,19 @@ export class MeshDataplane {
     log.info('pod removed from the mesh', { pod: ref, uid, deleted: isDelete });
   }
 
+  /** The pod's netns; `fresh` when it was not already the pod's cached netns. */
   async #netnsFor(
     pod: V1Pod,
     uid: string,
     info: WorkloadInfo,
     ips: readonly string[],
     netnsPath: string | undefined,
-  ): Promise<NetnsHandle> {
+    request: AddRequest,
+  ): Promise<{ netns: NetnsHandle; fresh: boolean }> {
     const { cache } = this.#d;
     const ref = podRef(pod);
     if (netnsPath) {
+      const seenAt = request.seenAt ?? process.hrtime.bigint();
       let handle: NetnsHandle;
       try {
         handle = NetnsHandle.open(netnsPath);
@@ -257,10 +340,29 @@ export class MeshDataplane {
           },
         );
       }
-      return cache.upsert(uid, info, handle);
+      if (request.signal?.aborted) {
+        handle.close();
+        throw new DataplaneError(
+          'AGENT_CALLER_GONE',
+          `the CNI plugin gave up on pod ${ref} before the agent was done (nothing done); the runtime retries with the pod's live sandbox`,
+          { retryable: false },
+        );
+      }
+      const before = cache.get(uid)?.netns;
+      const fresh = !before || before.closed || !before.sameAs(handle);
+      const cached = cache.upsert(uid, info, handle, seenAt);
+      if (!cached) {
+        throw new DataplaneError(
+          'AGENT_NETNS_STALE',
+          `netns ${netnsPath} of pod ${ref} is older than the one it runs in (${before?.description}); not applied`,
+          { retryable: false },
+        );
+      }
+      return { netns: cached, fresh };
     }
     const cached = cache.get(uid)?.netns;
-    if (cached && !cached.closed) return cached;
+    if (cached && !cached.closed) return { netns: cached, fresh: false };
+    const seenAt = process.hrtime.bigint();
     const found = (await this.#d.finder.find([{ uid, ips }]).catch(() => new Map<string, NetnsHandle>())).get(
       uid,
     );
@@ -272,6 +374,14 @@ export class MeshDataplane {
         { retryable: false },
       );
     }
-    return cache.upsert(uid, info, found);
+    const netns = cache.upsert(uid, info, found, seenAt);
+    if (!netns) {
+      throw new DataplaneError(
+        'AGENT_NETNS_STALE',
+        `netns of pod ${ref} found by /proc scan is older than the one cached meanwhile; not applied`,
+        { retryable: false },
+      );
+    }
+    return { netns, fresh: true };
   }
 }

@@ -71,7 +71,7 @@ export async function buildSnapshot(
       continue;
     }
     const netns = cache.upsert(uid, workloadInfo(pod), handle);
-    if (repair) {
+    if (netns && repair) {
       await repair(netns, pod).catch((err) =>
         log.error('cannot reconcile rules of enrolled pod', { pod: podRef(pod), error: errorMessage(err) }),
       );

@@ -31,6 +31,11 @@ export interface HostProbes {
   addPodIp(uid: string, ip: string): Promise<void>;
   /** Deletes `ip` only if it still belongs to `uid`; returns whether it did. */
   removePodIp(uid: string, ip: string): Promise<boolean>;
+  /**
+   * Deletes every entry whose comment is `uid`, whatever IPs the pod's status shows now (the set,
+   * not the status, records what was added for the pod); returns the IPs deleted.
+   */
+  removePod(uid: string): Promise<string[]>;
   /** Current entries: ip -> pod UID. */
   entries(): Promise<Map<string, string>>;
 }
@@ -89,6 +94,18 @@ export function hostProbes(node: Place, xt: Xtables): HostProbes {
       if (owner !== uid) return false;
       await execOk(node, 'ipset', ['del', probeSetName(family), ip, '-exist']);
       return true;
+    },
+
+    async removePod(uid) {
+      const removed: string[] = [];
+      for (const family of FAMILIES) {
+        for (const [ip, owner] of await listSet(family)) {
+          if (owner !== uid) continue;
+          await execOk(node, 'ipset', ['del', probeSetName(family), ip, '-exist']);
+          removed.push(ip);
+        }
+      }
+      return removed;
     },
 
     async entries() {

@@ -1,4 +1,10 @@
-export { identityKey, NetnsHandle, type NetnsIdentity } from './netns.js';
+export {
+  INIT_NETNS_INODE,
+  identityKey,
+  NetnsHandle,
+  type NetnsIdentity,
+  netnsIdentityAt,
+} from './netns.js';
 export {
   connectSeqpacket,
   DEFAULT_MAX_MESSAGE,

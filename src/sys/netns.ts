@@ -2,7 +2,7 @@
  * Network namespace handles. A handle is an open fd on an nsfs inode; its identity (device, inode)
  * is what ZDS and the state manager compare, since paths and pids can be reused.
  */
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { AmbitError, errorCode } from '../errors.js';
 import { native } from './native.js';
 
@@ -13,6 +13,22 @@ export interface NetnsIdentity {
 
 export function identityKey(id: NetnsIdentity): string {
   return `${id.dev}:${id.inode}`;
+}
+
+/**
+ * The inode of the kernel's initial network namespace (`PROC_NET_INIT_INO`, fixed since Linux 3.8):
+ * the host's root netns is recognisable even where `/proc/1` cannot be read.
+ */
+export const INIT_NETNS_INODE = 0xeffffff9n;
+
+/** The identity of the netns at `path` (an nsfs path such as /proc/1/ns/net), or undefined if it cannot be read. */
+export function netnsIdentityAt(path: string): NetnsIdentity | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return { dev: st.dev, inode: st.ino };
+  } catch {
+    return undefined;
+  }
 }
 
 export class NetnsHandle {

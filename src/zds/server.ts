@@ -64,6 +64,10 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
   /** Connections that said hello, oldest first: the last one receives new Adds. */
   #connections: AgentConnection[] = [];
   #pending = new Set<AgentConnection>();
+  /** The pods each connection was handed (Add sent and answered, NACKs included: those retry). */
+  #handed = new Map<AgentConnection, Set<WorkloadUid>>();
+  /** Pods of lost connections being re-sent; a Del meanwhile takes its pod out. */
+  #redelivering = new Set<Set<WorkloadUid>>();
   #gauge: Gauge;
 
   private constructor(listener: SeqpacketServer, options: ZdsServerOptions, registry: Registry) {
@@ -121,6 +125,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
       );
     }
     const error = await this.#sendAdd(conn, uid, info, netns);
+    this.#handed.get(conn)?.add(uid);
     if (error !== '') {
       throw new ZdsError('ZDS_NACK', `ztunnel could not add pod ${uid}: ${error}`, { retryable: true });
     }
@@ -128,6 +133,8 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
 
   /** Tells every connected proxy to drop pod `uid`. With no proxy connected there is nothing to do. */
   async delWorkload(uid: WorkloadUid): Promise<void> {
+    for (const handed of this.#handed.values()) handed.delete(uid);
+    for (const lost of this.#redelivering) lost.delete(uid);
     const results = await Promise.allSettled(this.#connections.map((c) => c.request({ kind: 'del', uid })));
     const failures = results.flatMap((r) =>
       r.status === 'rejected' ? [errorMessage(r.reason)] : r.value !== '' ? [`NACK: ${r.value}`] : [],
@@ -187,6 +194,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
     if (version !== ZDS_VERSION_V1)
       log.warn('ztunnel announced an unknown ZDS version', { conn: conn.id, version });
     this.#connections.push(conn);
+    this.#handed.set(conn, new Set());
     this.#gauge.set(this.#connections.length);
     log.info('ztunnel connected', { conn: conn.id, connections: this.#connections.length });
     this.emit('connected', conn.id);
@@ -203,6 +211,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
       } else {
         try {
           error = await this.#sendAdd(conn, pod.uid, pod.info, pod.netns);
+          this.#handed.get(conn)?.add(pod.uid);
         } catch (err) {
           if (!(err instanceof ZdsError) || err.code !== 'ZDS_NETNS') throw err;
           log.warn('pod netns unavailable, sending keep', { uid: pod.uid, error: err.message });
@@ -222,8 +231,46 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
     const i = this.#connections.indexOf(conn);
     if (i < 0) return;
     this.#connections.splice(i, 1);
+    const lost = this.#handed.get(conn) ?? new Set<WorkloadUid>();
+    this.#handed.delete(conn);
     this.#gauge.set(this.#connections.length);
     log.info('ztunnel disconnected', { conn: conn.id, connections: this.#connections.length });
     this.emit('disconnected', conn.id);
+    const newest = this.#connections.at(-1);
+    if (newest && lost.size > 0) {
+      this.#redeliver(lost, newest).catch((err) =>
+        log.warn('cannot re-send the pods of a lost ztunnel connection', {
+          conn: newest.id,
+          error: errorMessage(err),
+        }),
+      );
+    }
+  }
+
+  /** Re-sends to `to` the pods in `lost` it was not handed itself, with the netns the pod source holds. */
+  async #redeliver(lost: Set<WorkloadUid>, to: AgentConnection): Promise<void> {
+    this.#redelivering.add(lost);
+    try {
+      await this.#resend(lost, to);
+    } finally {
+      this.#redelivering.delete(lost);
+    }
+  }
+
+  async #resend(lost: Set<WorkloadUid>, to: AgentConnection): Promise<void> {
+    const has = this.#handed.get(to);
+    const pods = (await this.#pods.snapshot()).filter((p) => lost.has(p.uid) && !has?.has(p.uid));
+    for (const pod of pods) {
+      if (to.isClosed) return;
+      if (!lost.has(pod.uid)) continue;
+      if (pod.netns === null) {
+        log.warn('pod of a lost ztunnel connection has no known netns; not re-sent', { uid: pod.uid });
+        continue;
+      }
+      log.info('re-sending pod of a lost ztunnel connection', { uid: pod.uid, conn: to.id });
+      const error = await this.#sendAdd(to, pod.uid, pod.info, pod.netns);
+      has?.add(pod.uid);
+      if (error !== '') log.warn('ztunnel NACKed a re-sent pod', { conn: to.id, uid: pod.uid, error });
+    }
   }
 }

@@ -4,7 +4,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { CniEventServer } from '../../src/agent/cni-event-server.js';
+import { CniEventServer, type CniRequest } from '../../src/agent/cni-event-server.js';
 import { type CniAddEvent, wireIps } from '../../src/cni/event.js';
 import { agentNotReady, postCmdAdd } from '../../src/cni/plugin/agent-client.js';
 
@@ -26,7 +26,10 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function start(onAdd?: (e: CniAddEvent) => Promise<void>, notReady?: () => string | undefined) {
+async function start(
+  onAdd?: (e: CniAddEvent, request: CniRequest) => Promise<void>,
+  notReady?: () => string | undefined,
+) {
   server = await CniEventServer.listen({
     socketPath,
     onAdd:
@@ -64,6 +67,36 @@ const wireBody = {
 };
 
 describe('agent CNI event server', () => {
+  it("a plugin that hangs up mid-request aborts the handler's signal, and nothing is answered", async () => {
+    let request: CniRequest | undefined;
+    let entered: () => void;
+    const inHandler = new Promise<void>((r) => {
+      entered = r;
+    });
+    await start(async (_e, req) => {
+      request = req;
+      entered();
+      // A slow enrollment: it only ends once the caller is gone.
+      await new Promise<void>((r) => req.signal.addEventListener('abort', () => r()));
+    });
+    const before = process.hrtime.bigint();
+    const client = http.request({ socketPath, method: 'POST', path: '/cmdadd' });
+    const closed = new Promise<void>((r) => client.on('close', () => r()));
+    client.on('error', () => {});
+    client.on('response', () => assert.fail('the agent answered a caller that had gone'));
+    client.end(JSON.stringify(wireBody));
+    await inHandler;
+    assert.equal(request!.signal.aborted, false);
+    assert.ok(request!.receivedAt >= before, 'stamped with its arrival');
+    client.destroy();
+    await closed;
+    await new Promise<void>((r) =>
+      request!.signal.aborted ? r() : request!.signal.addEventListener('abort', () => r()),
+    );
+    assert.equal(request!.signal.aborted, true);
+    assert.deepEqual(statuses, [], 'no response was counted');
+  });
+
   it('a valid /cmdadd reaches the handler with the netns and unmapped IPs, and gets 200', async () => {
     await start();
     const res = await raw('POST', '/cmdadd', JSON.stringify(wireBody));

@@ -175,6 +175,24 @@ describe('ADD with the lab API server and the agent event server', () => {
     assert.match(body.msg, /HTTP 500: no ztunnel connected/);
   });
 
+  for (const [what, extra, msg] of [
+    ['without prevResult', { prevResult: undefined }, /no prevResult/],
+    ['with a prevResult that has no IPs', { prevResult: { ...prev, ips: [] } }, /prevResult has no IPs/],
+  ] as const) {
+    it(`an ambient ADD ${what} -> code 7 as JSON on stdout, non-zero exit, nothing sent to the agent`, async () => {
+      await startAgent();
+      const r = await add('mesh', 'web-0', extra);
+      assert.notEqual(r.code, 0, r.stdout);
+      const body = JSON.parse(r.stdout);
+      assert.equal(body.code, 7);
+      assert.equal(body.cniVersion, '1.0.0');
+      assert.match(body.msg, msg);
+      assert.match(body.msg, /mesh\/web-0/);
+      assert.match(body.msg, /chained after the plugin that gives the pod its IPs/);
+      assert.deepEqual(events, [], 'nothing sent to the agent');
+    });
+  }
+
   it("the agent's own pod passes without a kubeconfig", async () => {
     const r = await add('istio-system', 'ambit-cni-node-x7k2p', {
       cni_agent_run_dir: join(bundle.dir, 'empty'),

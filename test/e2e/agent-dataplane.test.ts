@@ -163,4 +163,79 @@ describe('mesh dataplane order (real rules, probe set and ZDS)', () => {
     cache.take('u')?.netns?.close();
     assert.equal(a.closed, true);
   });
+
+  it('a stale netns (another inode, named before the cached one) never replaces the live one', async () => {
+    nack = '';
+    const ip2 = uniqueSubnet().host(5);
+    const stale = new TestNetns();
+    const live = new TestNetns();
+    const handles: NetnsHandle[] = [];
+    const pod2: V1Pod = { metadata: { name: 'p2', namespace: 'ns', uid: 'uid-dp-2' } };
+    try {
+      for (const ns of [stale, live]) ns.exec('ip', ['addr', 'add', `${ip2}/32`, 'dev', 'lo']);
+      const staleSeen = process.hrtime.bigint();
+      const liveSeen = process.hrtime.bigint();
+      await dp.addPodToMesh(pod2, [ip2], live.path, { seenAt: liveSeen });
+      log.length = 0;
+      await assert.rejects(
+        dp.addPodToMesh(pod2, [ip2], stale.path, { seenAt: staleSeen }),
+        (err: Error & { code?: string; retryable?: boolean }) => {
+          assert.equal(err.code, 'AGENT_NETNS_STALE');
+          assert.equal(err.retryable, false);
+          assert.match(err.message, /netns .* of pod ns\/p2 is older than the one it runs in/);
+          return true;
+        },
+      );
+      assert.deepEqual(log.splice(0), [], 'nothing sent to ztunnel, no annotation');
+      assert.equal(run('ip', ['netns', 'exec', stale.name, 'iptables-save']).includes('ISTIO_'), false);
+      const liveHandle = NetnsHandle.open(live.path);
+      handles.push(liveHandle);
+      assert.ok(cache.get('uid-dp-2')?.netns?.sameAs(liveHandle), 'the live netns stays cached');
+
+      // At the cache itself: an older netns with another inode is refused and closed.
+      const older = NetnsHandle.open(stale.path);
+      const info = { name: 'p2', namespace: 'ns', serviceAccount: 'default' };
+      assert.equal(cache.upsert('uid-dp-2', info, older, staleSeen), undefined);
+      assert.equal(older.closed, true);
+      assert.ok(cache.get('uid-dp-2')?.netns?.sameAs(liveHandle));
+      // A newer one (a new sandbox) does replace it.
+      const newer = NetnsHandle.open(stale.path);
+      assert.equal(cache.upsert('uid-dp-2', info, newer, process.hrtime.bigint()), newer);
+    } finally {
+      await dp.removePodFromMesh(pod2, true).catch(() => {});
+      for (const h of handles) h.close();
+      stale.remove();
+      live.remove();
+      log.length = 0;
+    }
+  });
+
+  for (const [what, status] of [
+    ['status.podIPs different from the CNI IPs', (ip: string) => ({ podIP: ip, podIPs: [{ ip }] })],
+    ['no status IPs', () => ({})],
+  ] as const) {
+    it(`probe entries added from the CNI IPs are removed with the pod (${what})`, async () => {
+      nack = '';
+      const cniIps = [uniqueSubnet().host(8), uniqueSubnet().host(9)];
+      const other = uniqueSubnet().host(10);
+      const ns3 = new TestNetns();
+      const uid = `uid-dp-probe-${cniIps[0]}`;
+      const pod3: V1Pod = { metadata: { name: 'p3', namespace: 'ns', uid } };
+      const entriesOf = async () =>
+        [...(await probes.entries())].filter(([, u]) => u === uid).map(([i]) => i);
+      try {
+        for (const a of cniIps) ns3.exec('ip', ['addr', 'add', `${a}/32`, 'dev', 'lo']);
+        await dp.addPodToMesh(pod3, cniIps, ns3.path);
+        assert.deepEqual((await entriesOf()).sort(), [...cniIps].sort());
+        // The pod as the informer later sees it: its status names other IPs, or none.
+        const seen: V1Pod = { ...pod3, status: status(other) };
+        await dp.removePodFromMesh(seen, true);
+        assert.deepEqual(await entriesOf(), [], 'no probe entry of the pod is left');
+      } finally {
+        for (const a of await entriesOf()) await probes.removePodIp(uid, a);
+        ns3.remove();
+        log.length = 0;
+      }
+    });
+  }
 });

@@ -193,6 +193,39 @@ describe('ZDS between the agent and a ztunnel process', () => {
     assert.ok(await listening(d.handle, PORT));
   });
 
+  it('pods handed to a proxy that disconnects are re-sent to the newest remaining one', async () => {
+    const s = listen();
+    const older = ztunnel();
+    await older.waitFor(SNAPSHOT);
+    const newer = ztunnel();
+    await newer.waitFor(SNAPSHOT);
+    await connected(s, 2);
+
+    const c = pod('c');
+    const d = pod('d');
+    // The agent's cache knows both pods (with their netns), as after a CNI ADD each.
+    snapshot = [
+      { uid: c.uid, info: info('c'), netns: c.handle },
+      { uid: d.uid, info: info('d'), netns: d.handle },
+    ];
+    await s.addWorkload(c.uid, info('c'), c.handle);
+    await s.addWorkload(d.uid, info('d'), d.handle);
+    assert.equal(
+      older.count(started(c.uid)) + older.count(started(d.uid)),
+      0,
+      'new pods go to the newest only',
+    );
+
+    newer.child.kill('SIGKILL');
+    await connected(s, 1);
+    await older.waitFor(started(c.uid));
+    await older.waitFor(started(d.uid));
+    await eventually(
+      'c and d proxied by the remaining ztunnel',
+      async () => (await listening(c.handle, PORT)) && (await listening(d.handle, PORT)),
+    );
+  });
+
   it('NACKs an Add whose proxy cannot bind, retries it, and succeeds once the port is free', async () => {
     const s = listen();
     const z = ztunnel();

@@ -83,7 +83,9 @@ describe('in-pod state manager', () => {
     await sm.process(add(ns));
     assert.equal(factory.started, 1);
     assert.ok(await listening(handle, PORT));
-    assert.deepEqual(sm.workloadState(), { [uid]: { state: 'Up', info } });
+    assert.deepEqual(sm.workloadState(), {
+      [uid]: { state: 'Up', info, netnsInode: Number(handle.identity.inode) },
+    });
   });
 
   it('a duplicate add for the same netns keeps one proxy', async () => {

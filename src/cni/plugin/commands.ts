@@ -99,11 +99,26 @@ export async function cmdAdd(ctx: PluginContext): Promise<string> {
     return passThrough(config);
   }
 
+  // Without the pod's IPs the agent would enrol it with none (no probe entry, no rules for its
+  // addresses): a chaining mistake, reported as invalid configuration rather than half-enrolled.
+  const chained = 'ambit-cni must be chained after the plugin that gives the pod its IPs';
+  if (!config.prevResult) {
+    throw new CniError(
+      CniCode.InvalidConfig,
+      `ambient pod ${namespace}/${name}: ADD has no prevResult; ${chained}`,
+    );
+  }
   let ips: ReturnType<typeof wireIps>;
   try {
-    ips = wireIps(config.prevResult?.['ips']);
+    ips = wireIps(config.prevResult['ips']);
   } catch (err) {
     throw new CniError(CniCode.InvalidConfig, errorMessage(err));
+  }
+  if (ips.length === 0) {
+    throw new CniError(
+      CniCode.InvalidConfig,
+      `ambient pod ${namespace}/${name}: prevResult has no IPs; ${chained}`,
+    );
   }
   const socket = join(config.agentRunDir, EVENT_SOCKET_NAME);
   try {

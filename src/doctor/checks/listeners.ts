@@ -1,6 +1,6 @@
 /** Seed: "Confirm the state of sockets": *:15001, *:15006, *:15008 and 127.0.0.1:15080, held by ztunnel. */
 import { errorMessage } from '../../errors.js';
-import type { DoctorContext } from '../context.js';
+import { type DoctorContext, staleProxyNetns } from '../context.js';
 import { formatOwners, isWildcard, listeningSockets, type SsSocket } from '../ss.js';
 import type { CheckResult } from '../types.js';
 
@@ -49,15 +49,18 @@ export async function checkListeners(ctx: DoctorContext): Promise<CheckResult> {
     return { id: 'listeners', title, status: 'pass', detail: `all four held by ztunnel pid ${pid}`, lines };
   }
   const taken = problems.some((p) => /held by/.test(p));
+  const stale = staleProxyNetns(ctx);
   return {
     id: 'listeners',
     title,
     status: 'fail',
     detail: problems.join('; '),
     lines,
-    cause: taken
-      ? 'another process in the pod holds a port ztunnel needs, so ztunnel cannot start (or share) its listeners'
-      : 'ztunnel has no proxy running in this pod (not enrolled, pending, or ztunnel stopped)',
+    cause: stale
+      ? `ztunnel's listeners for this pod are in another network namespace (inode ${stale.proxy}), not the pod's current one (inode ${stale.pod}): ztunnel was handed a stale netns of the pod`
+      : taken
+        ? 'another process in the pod holds a port ztunnel needs, so ztunnel cannot start (or share) its listeners'
+        : 'ztunnel has no proxy running in this pod (not enrolled, pending, or ztunnel stopped)',
     next: ssCommand,
   };
 }

@@ -1,5 +1,5 @@
 /** Seed: "the proxy has received the netns ... and has started proxying for it" = workloadState Up. */
-import type { DoctorContext } from '../context.js';
+import { type DoctorContext, staleProxyNetns } from '../context.js';
 import type { CheckResult } from '../types.js';
 
 const title = 'ztunnel received the pod netns and started its proxy';
@@ -44,6 +44,18 @@ export function checkZtunnel(ctx: DoctorContext): CheckResult {
       cause:
         'ztunnel could not open the pod listeners (a port is taken, or the netns is gone) and keeps retrying',
       next: `${t.hints.ztunnelLogs} | grep -e '${uid}' -e 'retrying workload'`,
+    };
+  }
+  const stale = staleProxyNetns(ctx);
+  if (stale) {
+    return {
+      id: 'ztunnel',
+      title,
+      status: 'fail',
+      detail: `ztunnel's proxy for ${pod} (uid ${uid}) is Up in netns inode ${stale.proxy}, but the pod's netns ${t.podNetns} is inode ${stale.pod}`,
+      cause:
+        "ztunnel was handed a stale netns of the pod (a sandbox torn down or replaced): its listeners are not in the pod, so the pod's captured traffic fails",
+      next: t.hints.agentLogs,
     };
   }
   return {

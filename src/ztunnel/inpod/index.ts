@@ -13,7 +13,13 @@ export {
   logInPodConfig,
 } from './config.js';
 export type { InPodProxy, InPodProxyFactory, StopMode } from './proxy.js';
-export { InPodStateManager, type WorkloadStateEntry, ZDS_PROTOCOL, ZDS_PROXY_START } from './statemanager.js';
+export {
+  InPodStateManager,
+  type WorkloadStateEntry,
+  ZDS_NETNS_REFUSED,
+  ZDS_PROTOCOL,
+  ZDS_PROXY_START,
+} from './statemanager.js';
 export { type SessionEnd, type WorkloadManagerOptions, WorkloadProxyManager } from './workloadmanager.js';
 
 export interface StartInPodOptions {

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { logger } from '../../admin/log.js';
 import { AmbitError, errorMessage } from '../../errors.js';
-import { NetnsHandle } from '../../sys/index.js';
+import { INIT_NETNS_INODE, NetnsHandle, netnsIdentityAt } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import { closeFds, type RequestPacket } from '../../zds/packet.js';
 import type { InPodProxy, InPodProxyFactory, StopMode } from './proxy.js';
@@ -16,6 +16,11 @@ const log = logger('ztunnel::inpod::statemanager');
 
 /** The proxy could not start; the request is NACKed, the connection kept, the pod retried. */
 export const ZDS_PROXY_START = 'ZDS_PROXY_START';
+/**
+ * The netns is not one a pod proxy may live in (ztunnel's own, the host's root, or one another uid is
+ * proxied in): the request is NACKed, the connection kept, nothing is retried or changed.
+ */
+export const ZDS_NETNS_REFUSED = 'ZDS_NETNS_REFUSED';
 /** The agent broke the protocol (Add without info, Keep after the snapshot, second SnapshotSent). */
 export const ZDS_PROTOCOL = 'ZDS_PROTOCOL';
 
@@ -36,6 +41,8 @@ interface PendingWorkload {
 export interface WorkloadStateEntry {
   state: 'Up' | 'Pending';
   info: WorkloadInfo;
+  /** The netns inode (absent when a pending pod's fd was unusable): doctor compares it with the pod's. */
+  netnsInode?: number;
 }
 
 export interface StateManagerEvents {
@@ -75,8 +82,12 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
 
   workloadState(): Record<string, WorkloadStateEntry> {
     const out: Record<string, WorkloadStateEntry> = {};
-    for (const [uid, w] of this.#running) out[uid] = { state: 'Up', info: { ...w.info } };
-    for (const [uid, p] of this.#pending) out[uid] = { state: 'Pending', info: { ...p.info } };
+    for (const [uid, w] of this.#running)
+      out[uid] = { state: 'Up', info: { ...w.info }, netnsInode: Number(w.netns.identity.inode) };
+    for (const [uid, p] of this.#pending) {
+      out[uid] = { state: 'Pending', info: { ...p.info } };
+      if (p.netns) out[uid].netnsInode = Number(p.netns.identity.inode);
+    }
     return out;
   }
 
@@ -156,6 +167,12 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
       this.#setPending(uid, { info, netns: undefined, error });
       throw new AmbitError(ZDS_PROXY_START, error, { cause: err });
     }
+    const refusal = this.#refusal(uid, netns);
+    if (refusal) {
+      netns.close();
+      log.warn(`pod ${podName(uid)} netns refused`, { error: refusal });
+      throw new AmbitError(ZDS_NETNS_REFUSED, refusal);
+    }
     const existing = this.#running.get(uid);
     if (existing?.netns.sameAs(netns)) {
       netns.close();
@@ -169,6 +186,28 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
       await this.#stop(uid, existing, 'immediate');
     }
     await this.#start(uid, info, netns);
+  }
+
+  /**
+   * Why `netns` cannot hold the proxy of `uid`, or undefined. Listeners opened in ztunnel's own or the
+   * host's netns would capture node traffic; a second listener set in a pod splits its traffic.
+   */
+  #refusal(uid: WorkloadUid, netns: NetnsHandle): string | undefined {
+    const what = `refusing the netns sent for pod ${podName(uid)}`;
+    const own = netnsIdentityAt('/proc/self/ns/net');
+    if (own && netns.sameAs(own)) return `${what}: it is ztunnel's own network namespace`;
+    const root = netnsIdentityAt('/proc/1/ns/net');
+    if (netns.identity.inode === INIT_NETNS_INODE || (root && netns.sameAs(root)))
+      return `${what}: it is the host's root network namespace`;
+    for (const [other, w] of this.#running) {
+      if (other !== uid && w.netns.sameAs(netns))
+        return `${what}: it is already proxied for pod ${podName(other)}`;
+    }
+    for (const [other, p] of this.#pending) {
+      if (other !== uid && p.netns?.sameAs(netns))
+        return `${what}: it is already waiting for a proxy of pod ${podName(other)}`;
+    }
+    return undefined;
   }
 
   /** Starts a proxy in `netns` (taking ownership of it); a failure leaves the pod pending. */

@@ -10,7 +10,8 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { connectSeqpacket, type SeqpacketSocket } from '../../sys/index.js';
 import { ack, encodeHello, encodeResponse, nack, ZDS_VERSION_V1 } from '../../zds/messages.js';
 import { closeFds, readRequestPacket, ZDS_MAX_MESSAGE } from '../../zds/packet.js';
-import { type InPodStateManager, ZDS_PROTOCOL, ZDS_PROXY_START } from './statemanager.js';
+import { ReconnectBackoff } from './backoff.js';
+import { type InPodStateManager, ZDS_NETNS_REFUSED, ZDS_PROTOCOL, ZDS_PROXY_START } from './statemanager.js';
 
 const log = logger('ztunnel::inpod::workloadmanager');
 
@@ -21,6 +22,8 @@ export interface WorkloadManagerOptions {
   backoffMaxMs?: number;
   /** How often pods whose proxy failed to start are retried. Default 5 s. */
   retryIntervalMs?: number;
+  /** Waits between connection attempts (tests record the schedule); default: a real timer. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 /** How a session ended: the hello could not be sent, the peer left, or we dropped it. */
@@ -31,7 +34,8 @@ export type SessionEnd =
 
 export class WorkloadProxyManager {
   readonly state: InPodStateManager;
-  #options: Required<WorkloadManagerOptions>;
+  #options: Required<Omit<WorkloadManagerOptions, 'sleep'>>;
+  #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   #abort = new AbortController();
   #socket: SeqpacketSocket | undefined;
   #loop: Promise<void> | undefined;
@@ -47,6 +51,7 @@ export class WorkloadProxyManager {
       backoffMaxMs: options.backoffMaxMs ?? 15_000,
       retryIntervalMs: options.retryIntervalMs ?? 5000,
     };
+    this.#sleep = options.sleep ?? ((ms, signal) => sleep(ms, undefined, { signal }).catch(() => {}));
   }
 
   ready(): boolean {
@@ -70,7 +75,7 @@ export class WorkloadProxyManager {
   }
 
   async #run(): Promise<void> {
-    let delay = this.#options.backoffInitialMs;
+    const backoff = new ReconnectBackoff(this.#options.backoffInitialMs, this.#options.backoffMaxMs);
     const signal = this.#abort.signal;
     while (!signal.aborted) {
       let socket: SeqpacketSocket;
@@ -80,24 +85,23 @@ export class WorkloadProxyManager {
         log.warn(
           `failed to connect to the Istio CNI node agent over ${JSON.stringify(this.#options.uds)}, is the node agent healthy? details: ${errorMessage(err)}`,
         );
-        delay = await this.#backoff(delay);
+        await this.#wait(backoff);
         continue;
       }
       this.#socket = socket;
       const end = await this.runSession(socket);
       this.#socket = undefined;
-      if (end.kind !== 'announceError' && end.reachedReady) delay = this.#options.backoffInitialMs;
+      if (end.kind !== 'announceError' && end.reachedReady) backoff.reset();
       if (end.kind === 'announceError')
         log.warn('failed to announce to the node agent', { error: end.error });
-      if (!signal.aborted) delay = await this.#backoff(delay);
+      if (!signal.aborted) await this.#wait(backoff);
     }
   }
 
-  async #backoff(delay: number): Promise<number> {
-    try {
-      await sleep(delay, undefined, { signal: this.#abort.signal });
-    } catch {}
-    return Math.min(delay * 2, this.#options.backoffMaxMs);
+  async #wait(backoff: ReconnectBackoff): Promise<void> {
+    const ms = backoff.next();
+    log.debug('reconnecting to the node agent', { retry_in_ms: ms });
+    await this.#sleep(ms, this.#abort.signal);
   }
 
   /** Runs one ZDS connection to its end. Public so tests can drive it over a socket pair. */
@@ -146,6 +150,9 @@ export class WorkloadProxyManager {
         const code = errorCode(err);
         if (code === ZDS_PROXY_START) {
           if (await reply(nack(`failure to start proxy : ${errorMessage(err)}`))) this.#scheduleRetry();
+        } else if (code === ZDS_NETNS_REFUSED) {
+          // Nothing to retry: the same netns stays refused, and the connection is fine.
+          await reply(nack(`failure to start proxy : ${errorMessage(err)}`));
         } else if (code === ZDS_PROTOCOL) {
           await reply(nack(`failure to process message : ${errorMessage(err)}`));
           drop(`protocol error: ${errorMessage(err)}`);
