@@ -119,30 +119,28 @@ describe('a CNI ADD whose plugin has gone is not applied (agent stalled by SIGST
     });
     const gaveUpAfterMs = Date.now() - started;
     a.signal('SIGCONT');
+    const agentLog = () =>
+      `plugin gave up after ${gaveUpAfterMs} ms; agent log:\n${a.lines.slice(-30).join('\n')}\n${a.stderr}`;
 
-    // The agent has now read the request its caller abandoned: it must say so and do nothing.
-    const outcome = await a.waitFor(
-      /CNI add abandoned|pod added to the mesh|failed to add pod|event handling failed/,
-    );
-    assert.match(
-      outcome.join('\n'),
-      /CNI add abandoned by the plugin/,
-      `agent log after SIGCONT (plugin gave up after ${gaveUpAfterMs} ms):\n${a.lines.slice(-20).join('\n')}`,
-    );
-    assert.equal(hasRules(stale), false, 'no rules in the abandoned netns');
-    assert.equal(listening(stale, 15001), false, 'no proxy in the abandoned netns');
-    assert.equal(annotation('web'), undefined, 'no annotation');
-    assert.doesNotMatch(probeEntries(), new RegExp(staleIp.replaceAll('.', '\\.')), 'no probe entry');
-    assert.equal(a.matching(/pod added to the mesh/).length, 0);
-
-    // The kubelet's retry, with the pod's live sandbox.
+    // The kubelet's retry, with the pod's live sandbox. The agent accepts connections in order and
+    // runs one pod's adds one at a time, so when this answers the abandoned request was dropped (or
+    // never reached the handler: Node may discard a request whose connection closed unread).
     const liveIp = uniqueSubnet().host(6);
     const live = newNetns(liveIp);
     await cniAdd('web', live, liveIp);
-    assert.equal(annotation('web'), 'enabled');
+    const aboutStale = (re: RegExp) => a.matching(re).filter((l) => l.includes(staleIp));
+    assert.deepEqual(aboutStale(/pod added to the mesh/), [], agentLog());
+    // Handled at all, it was handled as abandoned (dropped before, or undone during, the add).
+    assert.ok(aboutStale(/CNI add event/).length <= aboutStale(/CNI add abandoned/).length, agentLog());
+    assert.equal(hasRules(stale), false, `no rules in the abandoned netns\n${agentLog()}`);
+    assert.equal(listening(stale, 15001), false, 'no proxy in the abandoned netns');
+    assert.doesNotMatch(probeEntries(), new RegExp(staleIp.replaceAll('.', '\\.')), 'no probe entry');
+
+    assert.equal(annotation('web'), 'enabled', agentLog());
     assert.equal(hasRules(live), true);
     await eventually('ztunnel listens in the live netns', () => listening(live, 15001), 30_000);
     assert.match(probeEntries(), new RegExp(liveIp.replaceAll('.', '\\.')));
+    assert.equal(a.matching(/pod added to the mesh/).length, 1, agentLog());
     assert.equal(hasRules(stale), false);
     assert.equal(listening(stale, 15001), false);
   });
