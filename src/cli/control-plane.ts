@@ -1,8 +1,8 @@
 /** `ambit control-plane`: the Istio CA and delta xDS server (istiod's role for ambient), until SIGINT/SIGTERM. */
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { startControlPlane } from '../controlplane/index.js';
-import { type Command, EXIT_OK, UsageError } from './command.js';
+import { type ControlPlane, startControlPlane } from '../controlplane/index.js';
+import { type Command, EXIT_OK, exitOnStartupFailure, UsageError } from './command.js';
 
 const HELP = `Usage: ambit control-plane --kubeconfig FILE --ca-dir DIR [options]
 
@@ -54,17 +54,22 @@ const command: Command = {
     for (const p of values['node-proxy'] ?? [])
       if (!/^[^/]+\/[^/]+$/.test(p))
         throw new UsageError(`--node-proxy "${p}" is not NAMESPACE/SERVICEACCOUNT`);
-    const cp = await startControlPlane({
-      kubeconfig: values.kubeconfig,
-      caDir: values['ca-dir'],
-      listen: values.listen,
-      ...(values.policies ? { policiesFile: values.policies } : {}),
-      ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
-      ...(values['cluster-id'] ? { clusterId: values['cluster-id'] } : {}),
-      ...(values['token-audience'] ? { audiences: values['token-audience'] } : {}),
-      ...(values['node-proxy'] ? { nodeProxies: values['node-proxy'] } : {}),
-      ...(values['serving-ip'] ? { servingIps: values['serving-ip'] } : {}),
-    });
+    let cp: ControlPlane;
+    try {
+      cp = await startControlPlane({
+        kubeconfig: values.kubeconfig,
+        caDir: values['ca-dir'],
+        listen: values.listen,
+        ...(values.policies ? { policiesFile: values.policies } : {}),
+        ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+        ...(values['cluster-id'] ? { clusterId: values['cluster-id'] } : {}),
+        ...(values['token-audience'] ? { audiences: values['token-audience'] } : {}),
+        ...(values['node-proxy'] ? { nodeProxies: values['node-proxy'] } : {}),
+        ...(values['serving-ip'] ? { servingIps: values['serving-ip'] } : {}),
+      });
+    } catch (err) {
+      return exitOnStartupFailure('control-plane', err);
+    }
     process.stdout.write(`${cp.address}\n`);
     await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
     await cp.close();
