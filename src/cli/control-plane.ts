@@ -6,9 +6,9 @@ import { type Command, EXIT_OK, exitOnStartupFailure, UsageError } from './comma
 
 const HELP = `Usage: ambit control-plane --kubeconfig FILE --ca-dir DIR [options]
 
-Serves, on one TLS gRPC port, istio.v1.auth.IstioCertificateService/CreateCertificate (callers
-authenticated by TokenReview) and delta ADS for istio.workload.Address and istio.security.Authorization,
-built from the pods and services of the Kubernetes API.
+Serves, on one TLS gRPC port, istio.v1.auth.IstioCertificateService/CreateCertificate and delta ADS
+for istio.workload.Address and istio.security.Authorization, built from the pods and services of the
+Kubernetes API. Callers of both send "authorization: Bearer <token>", checked by TokenReview.
 
 Options:
   --kubeconfig FILE        how to reach the Kubernetes API server (required)
@@ -17,7 +17,7 @@ Options:
   --policies FILE          YAML with a 'policies' list (local workload file shape), reloaded on change
   --trust-domain NAME      SPIFFE trust domain (default cluster.local)
   --cluster-id ID          cluster id in workload uids (default Kubernetes)
-  --token-audience AUD     token audience accepted by the CA, repeatable (default istio-ca)
+  --token-audience AUD     token audience accepted from CA and xDS callers, repeatable (default istio-ca)
   --node-proxy NS/SA       service account allowed to impersonate pods on its node, repeatable
                            (default istio-system/ztunnel)
   --serving-ip IP          extra IP in the serving certificate, repeatable
