@@ -39,12 +39,11 @@ export class IstioCaClient implements CertificateAuthority {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
-  /** A channel of its own (not grpc-js's shared subchannel pool, where the failed connection would live on). */
   #newClient(): Client {
     return new Client(
       grpcTarget(this.#options.address),
       channelCredentials(this.#options),
-      channelOptions(this.#options, { 'grpc.use_local_subchannel_pool': 1 }),
+      channelOptions(this.#options),
     );
   }
 

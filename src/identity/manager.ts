@@ -183,7 +183,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     let issued: WorkloadCertificate | undefined;
     let failure: AmbitError | undefined;
     try {
-      issued = await this.#issue(entry.identity);
+      issued = await this.#issue(entry);
     } catch (err) {
       failure =
         err instanceof AmbitError
@@ -198,8 +198,11 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     else this.#fail(entry, failure!);
   }
 
-  async #issue(identity: SpiffeId): Promise<WorkloadCertificate> {
+  async #issue(entry: Entry): Promise<WorkloadCertificate> {
+    const identity = entry.identity;
     const csr = await createWorkloadCsr(identity);
+    // Forgotten while the key was made: the CA need not sign what nobody will use.
+    if (entry.forgotten) throw new AmbitError('ERR_CERT_FORGOTTEN', `${identity} is no longer managed`);
     const signed = await this.#ca.sign(csr.csrPem, { ttlSeconds: this.#ttlSeconds, identity });
     const chain = signed.certChainPem.flatMap(splitPemBundle);
     if (chain.length === 0) throw new AmbitError('ERR_CA_RESPONSE', 'the CA returned no certificate');

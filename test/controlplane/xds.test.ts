@@ -305,4 +305,47 @@ describe('control plane delta xDS', () => {
       client.close();
     }
   });
+
+  it('the xds client reconnects on its own schedule once the control plane is back (no grpc reconnect back-off in the way)', async () => {
+    const { startControlPlane } = await import('../../src/controlplane/index.js');
+    const start = (listen: string) =>
+      startControlPlane({ kubeconfig: join(h.dir, 'kubeconfig'), caDir: join(h.dir, 'ca'), listen });
+    let cp = await start('127.0.0.1:0');
+    const tokenFile = join(policyDir, 'istio-token-2');
+    writeFileSync(tokenFile, token, { mode: 0o600 });
+    const client = new XdsClient({
+      address: `https://${cp.address}`,
+      rootPem: cp.rootPem,
+      token: tokenFile,
+      store: new WorkloadStore(),
+      node: { id: 'ztunnel~10.9.0.2~ztunnel-a.istio-system~istio-system.svc.cluster.local' },
+      // Retries every 20..200 ms: the client's own schedule, which grpc's must not override.
+      initialBackoffMs: 20,
+      maxBackoffMs: 200,
+    });
+    const lost: string[] = [];
+    let acks = 0;
+    client.on('disconnected', (e) => lost.push(e));
+    client.on('ack', () => acks++);
+    try {
+      client.start();
+      await client.ready;
+      await cp.close();
+      // An outage long enough for several failed reconnects (grpc's back-off grows with each).
+      await eventually(() => lost.length >= 5, 30_000, 'failed reconnects while the control plane is down');
+      cp = await start(cp.address);
+      const lostBefore = lost.length;
+      const acksBefore = acks;
+      await eventually(() => acks > acksBefore, 30_000, 'the state re-sent after the reconnect');
+      // At most the attempt already under way when the control plane came back can still fail.
+      const failedAfter = lost.slice(lostBefore);
+      assert.ok(
+        failedAfter.length <= 1,
+        `${failedAfter.length} failed reconnects after the restart: ${failedAfter.join('; ')}`,
+      );
+    } finally {
+      client.close();
+      await cp.close();
+    }
+  });
 });
