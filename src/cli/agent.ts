@@ -4,7 +4,7 @@ import { logger } from '../admin/log.js';
 import { Agent } from '../agent/agent.js';
 import { type AgentConfig, agentHelp, parseAgentConfig } from '../agent/config.js';
 import { errorCode, errorMessage } from '../errors.js';
-import { type Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './command.js';
+import { type Command, EXIT_OK, EXIT_USAGE, exitOnStartupFailure } from './command.js';
 
 const log = logger('ambit::agent');
 
@@ -28,7 +28,7 @@ const command: Command = {
       agent = await Agent.start(config);
     } catch (err) {
       log.error('node agent failed to start', { error: errorMessage(err), code: errorCode(err) });
-      return EXIT_FAILURE;
+      return exitOnStartupFailure('agent', err);
     }
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'));

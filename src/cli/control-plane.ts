@@ -1,14 +1,14 @@
 /** `ambit control-plane`: the Istio CA and delta xDS server (istiod's role for ambient), until SIGINT/SIGTERM. */
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { startControlPlane } from '../controlplane/index.js';
-import { type Command, EXIT_OK, UsageError } from './command.js';
+import { type ControlPlane, startControlPlane } from '../controlplane/index.js';
+import { type Command, EXIT_OK, exitOnStartupFailure, UsageError } from './command.js';
 
 const HELP = `Usage: ambit control-plane --kubeconfig FILE --ca-dir DIR [options]
 
-Serves, on one TLS gRPC port, istio.v1.auth.IstioCertificateService/CreateCertificate (callers
-authenticated by TokenReview) and delta ADS for istio.workload.Address and istio.security.Authorization,
-built from the pods and services of the Kubernetes API.
+Serves, on one TLS gRPC port, istio.v1.auth.IstioCertificateService/CreateCertificate and delta ADS
+for istio.workload.Address and istio.security.Authorization, built from the pods and services of the
+Kubernetes API. Callers of both send "authorization: Bearer <token>", checked by TokenReview.
 
 Options:
   --kubeconfig FILE        how to reach the Kubernetes API server (required)
@@ -17,7 +17,7 @@ Options:
   --policies FILE          YAML with a 'policies' list (local workload file shape), reloaded on change
   --trust-domain NAME      SPIFFE trust domain (default cluster.local)
   --cluster-id ID          cluster id in workload uids (default Kubernetes)
-  --token-audience AUD     token audience accepted by the CA, repeatable (default istio-ca)
+  --token-audience AUD     token audience accepted from CA and xDS callers, repeatable (default istio-ca)
   --node-proxy NS/SA       service account allowed to impersonate pods on its node, repeatable
                            (default istio-system/ztunnel)
   --serving-ip IP          extra IP in the serving certificate, repeatable
@@ -54,17 +54,22 @@ const command: Command = {
     for (const p of values['node-proxy'] ?? [])
       if (!/^[^/]+\/[^/]+$/.test(p))
         throw new UsageError(`--node-proxy "${p}" is not NAMESPACE/SERVICEACCOUNT`);
-    const cp = await startControlPlane({
-      kubeconfig: values.kubeconfig,
-      caDir: values['ca-dir'],
-      listen: values.listen,
-      ...(values.policies ? { policiesFile: values.policies } : {}),
-      ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
-      ...(values['cluster-id'] ? { clusterId: values['cluster-id'] } : {}),
-      ...(values['token-audience'] ? { audiences: values['token-audience'] } : {}),
-      ...(values['node-proxy'] ? { nodeProxies: values['node-proxy'] } : {}),
-      ...(values['serving-ip'] ? { servingIps: values['serving-ip'] } : {}),
-    });
+    let cp: ControlPlane;
+    try {
+      cp = await startControlPlane({
+        kubeconfig: values.kubeconfig,
+        caDir: values['ca-dir'],
+        listen: values.listen,
+        ...(values.policies ? { policiesFile: values.policies } : {}),
+        ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+        ...(values['cluster-id'] ? { clusterId: values['cluster-id'] } : {}),
+        ...(values['token-audience'] ? { audiences: values['token-audience'] } : {}),
+        ...(values['node-proxy'] ? { nodeProxies: values['node-proxy'] } : {}),
+        ...(values['serving-ip'] ? { servingIps: values['serving-ip'] } : {}),
+      });
+    } catch (err) {
+      return exitOnStartupFailure('control-plane', err);
+    }
     process.stdout.write(`${cp.address}\n`);
     await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
     await cp.close();

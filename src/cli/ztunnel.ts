@@ -2,7 +2,7 @@
 import { errorCode, errorMessage } from '../errors.js';
 import { parseZtunnelConfig, type ZtunnelConfig, ztunnelHelp } from '../ztunnel/config.js';
 import { runZtunnel } from '../ztunnel/main.js';
-import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
+import { type Command, EXIT_OK, EXIT_USAGE, exitOnStartupFailure } from './command.js';
 
 const command: Command = {
   async run(argv) {
@@ -18,7 +18,12 @@ const command: Command = {
       process.stderr.write(`ambit ztunnel: ${errorMessage(err)} [ERR_CONFIG]\n`);
       return EXIT_USAGE;
     }
-    return runZtunnel(config);
+    try {
+      // Rejects only when start-up fails; a drain's errors are logged and end in an exit code.
+      return await runZtunnel(config);
+    } catch (err) {
+      return exitOnStartupFailure('ztunnel', err);
+    }
   },
 };
 

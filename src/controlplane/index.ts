@@ -10,7 +10,7 @@ import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import { LocalCa } from '../identity/local-ca.js';
-import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './ca/authenticator.js';
+import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './auth/authenticator.js';
 import { CertificateService } from './ca/service.js';
 import { issueServingCertificate } from './ca/serving-cert.js';
 import { ApiPodLookup, KubeSource } from './kube-source.js';
@@ -34,7 +34,7 @@ export interface ControlPlaneOptions {
   trustDomain?: string;
   clusterId?: string;
   clusterDomain?: string;
-  /** Token audiences accepted by the CA (TokenReview `spec.audiences`); default istio-ca. */
+  /** Token audiences accepted from CA and xDS callers (TokenReview `spec.audiences`); default istio-ca. */
   audiences?: string[];
   /** `namespace/serviceAccount` allowed to impersonate pods on its node; default istio-system/ztunnel. */
   nodeProxies?: string[];
@@ -84,15 +84,17 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   }
   await source.start();
 
+  // One authenticator for both services: an xDS client proves who it is exactly as a CA caller does.
+  const authenticator = new TokenReviewAuthenticator(kubeconfig, o.audiences ?? DEFAULT_CA_AUDIENCES);
   const certificates = new CertificateService({
     ca,
     trustDomain,
-    authenticator: new TokenReviewAuthenticator(kubeconfig, o.audiences ?? DEFAULT_CA_AUDIENCES),
+    authenticator,
     pods: new ApiPodLookup(kubeconfig),
     ...(o.nodeProxies ? { nodeProxies: o.nodeProxies } : {}),
     ...(o.maxTtlSeconds ? { maxTtlSeconds: o.maxTtlSeconds } : {}),
   });
-  const xds = new DeltaXdsServer(cache);
+  const xds = new DeltaXdsServer(cache, authenticator);
   const server = new Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,

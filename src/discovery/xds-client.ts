@@ -4,6 +4,8 @@
  * applied whole or NACKed whole (error_detail, logged) so a bad resource never half-applies. On a
  * broken stream it reconnects with back-off (10 ms doubling to 15 s) and sends the versions it holds as
  * `initial_resource_versions`, so the server sends only the difference. Ready once every type is ACKed.
+ * A connection that failed (UNAVAILABLE) is replaced, so each reconnect dials on this client's schedule
+ * rather than failing at once for as long as grpc-js's own reconnect back-off lasts (up to 120 s).
  */
 import { EventEmitter } from 'node:events';
 import { Client, type ClientDuplexStream, status } from '@grpc/grpc-js';
@@ -61,7 +63,7 @@ type Stream = ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
 
 export class XdsClient extends EventEmitter<XdsClientEvents> {
   readonly #o: XdsClientOptions;
-  readonly #client: Client;
+  #client: Client;
   /** What this client holds, per type: resource name -> version. */
   readonly #known = new Map<XdsType, Map<string, string>>(TYPES.map((t) => [t, new Map()]));
   readonly #acked = new Set<XdsType>();
@@ -77,12 +79,16 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     super();
     this.#o = options;
     this.#backoffMs = options.initialBackoffMs ?? 10;
-    this.#client = new Client(
-      grpcTarget(options.address),
-      channelCredentials(options),
-      channelOptions(options, { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES }),
-    );
+    this.#client = this.#newClient();
     this.ready = new Promise((resolve) => this.once('ready', resolve));
+  }
+
+  #newClient(): Client {
+    return new Client(
+      grpcTarget(this.#o.address),
+      channelCredentials(this.#o),
+      channelOptions(this.#o, { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES }),
+    );
   }
 
   get isReady(): boolean {
@@ -116,7 +122,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.#stream = stream;
     stream.on('data', (res: DeltaDiscoveryResponse) => this.#onResponse(stream, res));
     stream.on('error', (err: Error & { code?: number }) => {
-      if (err.code !== status.CANCELLED || !this.#closed) this.#lost(stream, errorMessage(err));
+      if (err.code !== status.CANCELLED || !this.#closed) this.#lost(stream, errorMessage(err), err.code);
     });
     stream.on('end', () => this.#lost(stream, 'stream ended by the server'));
     const node = { id: this.#o.node.id, cluster: '', metadata: stringStruct(this.#o.node.metadata ?? {}) };
@@ -133,10 +139,14 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     log.info('connecting', { address: this.#o.address, known: this.#known.get(ADDRESS_TYPE_URL)!.size });
   }
 
-  #lost(stream: Stream, reason: string): void {
+  #lost(stream: Stream, reason: string, code?: number): void {
     if (this.#stream !== stream) return;
     this.#stream = undefined;
     if (this.#closed) return;
+    if (code === status.UNAVAILABLE) {
+      this.#client.close();
+      this.#client = this.#newClient();
+    }
     const delay = this.#backoffMs;
     this.#backoffMs = Math.min(this.#backoffMs * 2, this.#o.maxBackoffMs ?? 15_000);
     log.warn('xds stream lost, reconnecting', {

@@ -2,7 +2,9 @@
  * ztunnel's side of the Istio CA (reference §4): `CreateCertificate` over TLS with the bearer token,
  * `ImpersonatedIdentity` set to the pod identity being requested (shared mode), and the response split
  * into leaf + intermediates and the root bundle (last element). Implements CertificateAuthority, so the
- * CertificateManager uses it exactly as it uses the local CA.
+ * CertificateManager uses it exactly as it uses the local CA. Like ztunnel's client, it dials again as
+ * soon as it is asked after a failure: retries are paced by the CertificateManager's back-off, so
+ * grpc's own reconnect back-off (which fails calls at once for up to 120 s) must not stack on it.
  */
 import { Client, type ServiceError, status } from '@grpc/grpc-js';
 import {
@@ -24,24 +26,39 @@ export interface IstioCaClientOptions extends ControlPlaneChannelConfig {
 }
 
 export class IstioCaClient implements CertificateAuthority {
-  readonly #client: Client;
+  readonly #options: IstioCaClientOptions;
+  #client: Client;
   readonly #timeoutMs: number;
+  #closed = false;
   readonly address: string;
 
   constructor(options: IstioCaClientOptions) {
     this.address = options.address;
-    this.#client = new Client(
-      grpcTarget(options.address),
-      channelCredentials(options),
-      channelOptions(options),
-    );
+    this.#options = options;
+    this.#client = this.#newClient();
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  #newClient(): Client {
+    return new Client(
+      grpcTarget(this.#options.address),
+      channelCredentials(this.#options),
+      channelOptions(this.#options),
+    );
+  }
+
+  /** After UNAVAILABLE the channel sits in reconnect back-off; the next request gets a fresh one. */
+  #replaceChannel(failed: Client): void {
+    if (this.#closed || this.#client !== failed) return;
+    failed.close();
+    this.#client = this.#newClient();
   }
 
   sign(csrPem: string, options: SignOptions): Promise<SignedCertificate> {
     const m = CERTIFICATE_SERVICE.CreateCertificate;
+    const client = this.#client;
     return new Promise((resolve, reject) => {
-      this.#client.makeUnaryRequest(
+      client.makeUnaryRequest(
         m.path,
         m.requestSerialize,
         m.responseDeserialize,
@@ -52,7 +69,10 @@ export class IstioCaClient implements CertificateAuthority {
         },
         { deadline: Date.now() + this.#timeoutMs },
         (err: ServiceError | null, res?: IstioCertificateResponse) => {
-          if (err) return reject(caError(this.address, err));
+          if (err) {
+            if (err.code === status.UNAVAILABLE) this.#replaceChannel(client);
+            return reject(caError(this.address, err));
+          }
           const chain = res?.certChain ?? [];
           if (chain.length < 2)
             return reject(
@@ -65,6 +85,7 @@ export class IstioCaClient implements CertificateAuthority {
   }
 
   close(): void {
+    this.#closed = true;
     this.#client.close();
   }
 }

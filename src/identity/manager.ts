@@ -2,6 +2,8 @@
  * Keeps one certificate per identity served on this node, as ztunnel's SecretManager does: a fresh P-256 key
  * and CSR per request, refresh at half-life, per-identity back-off on failure (1 s doubling, capped) while a
  * still-valid certificate keeps being served, and states Initializing | Available | Unavailable for dumps.
+ * The back-off is about the CA, not the identity: once any request succeeds, every identity in back-off
+ * is retried at once with its back-off reset, rather than each waiting out what it grew during an outage.
  */
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
@@ -53,6 +55,8 @@ interface Entry {
   certificate?: WorkloadCertificate;
   failure?: AmbitError;
   backoffMs: number;
+  /** The last request failed: the next one is a retry on the back-off schedule. */
+  retrying: boolean;
   timer?: NodeJS.Timeout;
   dueAt: number;
   requesting: boolean;
@@ -90,7 +94,8 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     const entry = this.#entry(identity);
     const cert = this.current(identity);
     if (cert) return Promise.resolve(cert);
-    if (entry.failure) return Promise.reject(unavailable(identity, entry.failure));
+    // While a retry is in flight its answer is fresher than the last failure: wait for it.
+    if (entry.failure && !entry.requesting) return Promise.reject(unavailable(identity, entry.failure));
     return new Promise((resolve, reject) => entry.waiters.push({ resolve, reject }));
   }
 
@@ -153,6 +158,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
       entry = {
         identity,
         backoffMs: this.#initialBackoffMs,
+        retrying: false,
         dueAt: 0,
         requesting: false,
         waiters: [],
@@ -177,7 +183,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     let issued: WorkloadCertificate | undefined;
     let failure: AmbitError | undefined;
     try {
-      issued = await this.#issue(entry.identity);
+      issued = await this.#issue(entry);
     } catch (err) {
       failure =
         err instanceof AmbitError
@@ -192,8 +198,11 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     else this.#fail(entry, failure!);
   }
 
-  async #issue(identity: SpiffeId): Promise<WorkloadCertificate> {
+  async #issue(entry: Entry): Promise<WorkloadCertificate> {
+    const identity = entry.identity;
     const csr = await createWorkloadCsr(identity);
+    // Forgotten while the key was made: the CA need not sign what nobody will use.
+    if (entry.forgotten) throw new AmbitError('ERR_CERT_FORGOTTEN', `${identity} is no longer managed`);
     const signed = await this.#ca.sign(csr.csrPem, { ttlSeconds: this.#ttlSeconds, identity });
     const chain = signed.certChainPem.flatMap(splitPemBundle);
     if (chain.length === 0) throw new AmbitError('ERR_CA_RESPONSE', 'the CA returned no certificate');
@@ -230,6 +239,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     entry.certificate = cert;
     entry.failure = undefined;
     entry.backoffMs = this.#initialBackoffMs;
+    entry.retrying = false;
     this.#schedule(entry, cert.refreshAt());
     log.info('certificate issued', {
       identity: entry.identity,
@@ -238,12 +248,25 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     });
     for (const waiter of entry.waiters.splice(0)) waiter.resolve(cert);
     this.emit('rotated', entry.identity, cert, previous);
+    this.#retryBackedOff();
+  }
+
+  /** The CA answered: identities waiting out a back-off grown while it failed are retried now. */
+  #retryBackedOff(): void {
+    const waiting = [...this.#entries.values()].filter((e) => e.retrying && !e.requesting && !e.forgotten);
+    if (waiting.length === 0) return;
+    log.info('certificate authority reachable again, retrying now', { identities: waiting.length });
+    for (const entry of waiting) {
+      entry.backoffMs = this.#initialBackoffMs;
+      this.#schedule(entry, this.#now());
+    }
   }
 
   #fail(entry: Entry, err: AmbitError): void {
     const now = this.#now();
     let delay = entry.backoffMs;
     entry.backoffMs = Math.min(entry.backoffMs * 2, this.#maxBackoffMs);
+    entry.retrying = true;
     const serving = entry.certificate?.isValidAt(now) ? entry.certificate : undefined;
     if (serving) {
       // Keep serving the valid certificate, but retry no later than its expiry.

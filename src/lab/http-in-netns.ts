@@ -2,16 +2,25 @@
 import type { Socket } from 'node:net';
 import { connected, connectInNetns, type NetnsHandle } from '../sys/index.js';
 
-/** The response status, or undefined when nothing answers (the process is still starting). */
+/**
+ * How long one check may take. Bounded because whatever holds the port may accept and never
+ * answer (a leftover process): an unbounded check would hang the caller, which polls again anyway.
+ */
+export const HEALTH_CHECK_TIMEOUT_MS = 3000;
+
+/** The response status, or undefined when nothing answers in time (the process is still starting). */
 export async function httpStatusIn(
   netns: NetnsHandle,
   port: number,
   path: string,
+  timeoutMs = HEALTH_CHECK_TIMEOUT_MS,
 ): Promise<number | undefined> {
-  let socket: Socket;
+  const socket: Socket = connectInNetns(netns, { host: '127.0.0.1', port });
+  socket.setTimeout(timeoutMs, () => socket.destroy());
   try {
-    socket = await connected(connectInNetns(netns, { host: '127.0.0.1', port }));
+    await connected(socket);
   } catch {
+    socket.destroy();
     return undefined;
   }
   return new Promise((resolve) => {

@@ -75,7 +75,30 @@ function applyLogDirectives(config: ZtunnelConfig): void {
   for (const d of config.log) setLogLevel(d.level, d.target);
 }
 
-/** Runs until SIGTERM, SIGINT or POST /quitquitquit has drained every pod; resolves to the exit code. */
+/** What start-up opened so far, closed newest first when a later step fails. */
+class StartupResources {
+  readonly #closers: (() => unknown)[] = [];
+
+  add(close: () => unknown): void {
+    this.#closers.push(close);
+  }
+
+  async closeAll(): Promise<void> {
+    for (const close of this.#closers.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.warn('error while undoing a failed start-up', { error: errorMessage(err) });
+      }
+    }
+  }
+}
+
+/**
+ * Runs until SIGTERM, SIGINT or POST /quitquitquit has drained every pod; resolves to the exit code.
+ * Rejects when start-up fails (a port taken, a bad CA directory, ...), after closing whatever it had
+ * opened: a process that cannot serve must end rather than linger half-started.
+ */
 export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   applyLogDirectives(config);
   log.info('shared proxy mode - in-pod mode enabled');
@@ -87,95 +110,116 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  // Opened first: a bad CA directory or root file must fail start-up before anything is listening.
-  const ca = await certificateAuthority(config);
-  const store = new WorkloadStore({ node: config.nodeName });
-  let source: LocalFileSource | undefined;
-  let xds: XdsClient | undefined;
-  if (config.localXdsPath) {
-    source = new LocalFileSource(config.localXdsPath, store);
-    source.load(); // a bad file at start-up is fatal; later a bad edit keeps the previous state
-    source.watch();
-    readiness.release(STATE_TASK);
-  } else if (config.xdsAddress) {
-    xds = new XdsClient({
-      address: config.xdsAddress,
-      rootPem: roots(config.xdsRootCa, '--xds-root-ca'),
-      token: config.authToken,
-      clusterId: config.clusterId,
-      store,
-      node: {
-        id: `ztunnel~${config.instanceIp}~${config.podName}.${config.podNamespace}~${config.podNamespace}.svc.cluster.local`,
-        metadata: {
-          NAME: config.podName,
-          NAMESPACE: config.podNamespace,
-          INSTANCE_IPS: config.instanceIp,
-          ...(config.nodeName ? { NODE_NAME: config.nodeName } : {}),
-        },
-      },
-    });
-    // Ready only once the first workload state arrived: before it every destination would be passthrough.
-    xds.once('ready', () => readiness.release(STATE_TASK));
-    xds.start();
-  } else readiness.release(STATE_TASK);
-
-  // HBONE needs workload certificates; without a CA the mesh paths are plaintext only.
-  const hbone = ca
-    ? createHboneHooks({
-        ca,
-        store,
-        trustDomain: config.trustDomain,
-        certTtlSeconds: config.secretTtlSeconds,
-      })
-    : undefined;
-  if (!hbone)
-    log.warn('no certificate authority configured (--ca-address or --local-ca-dir): HBONE is disabled');
-
+  const opened = new StartupResources();
   let requestShutdown: (reason: string) => void = () => {};
   // The admin server starts before ZDS; pods appear in its dump once the manager runs.
   let workloadState: () => Record<string, WorkloadStateEntry> = () => ({});
+  let ca: CertificateAuthority | undefined;
+  let source: LocalFileSource | undefined;
+  let xds: XdsClient | undefined;
+  let hbone: ReturnType<typeof createHboneHooks> | undefined;
+  const store = new WorkloadStore({ node: config.nodeName });
   const servers: HttpServer[] = [];
+  let tracker: ConnectionTracker | undefined;
+  let manager: ReturnType<typeof startInPod>;
   try {
-    servers.push(await serveReadiness(config.readinessAddr, readiness));
-    servers.push(await serveMetrics(config.metricsAddr, registry));
-    servers.push(
-      await serveAdmin(config.adminAddr, {
-        dump: { store, workloadState: () => workloadState(), certificates: hbone?.certificates, config },
-        startupLogLevels: config.log,
-        quit: () => requestShutdown('POST /quitquitquit'),
-      }),
-    );
+    // Opened first: a bad CA directory or root file must fail start-up before anything is listening.
+    ca = await certificateAuthority(config);
+    const openedCa = ca;
+    if (openedCa instanceof IstioCaClient) opened.add(() => openedCa.close());
+    if (config.localXdsPath) {
+      source = new LocalFileSource(config.localXdsPath, store);
+      const file = source;
+      opened.add(() => file.close());
+      source.load(); // a bad file at start-up is fatal; later a bad edit keeps the previous state
+      source.watch();
+      readiness.release(STATE_TASK);
+    } else if (config.xdsAddress) {
+      xds = new XdsClient({
+        address: config.xdsAddress,
+        rootPem: roots(config.xdsRootCa, '--xds-root-ca'),
+        token: config.authToken,
+        clusterId: config.clusterId,
+        store,
+        node: {
+          id: `ztunnel~${config.instanceIp}~${config.podName}.${config.podNamespace}~${config.podNamespace}.svc.cluster.local`,
+          metadata: {
+            NAME: config.podName,
+            NAMESPACE: config.podNamespace,
+            INSTANCE_IPS: config.instanceIp,
+            ...(config.nodeName ? { NODE_NAME: config.nodeName } : {}),
+          },
+        },
+      });
+      const client = xds;
+      opened.add(() => client.close());
+      // Ready only once the first workload state arrived: before it every destination would be passthrough.
+      xds.once('ready', () => readiness.release(STATE_TASK));
+    } else readiness.release(STATE_TASK);
+
+    // HBONE needs workload certificates; without a CA the mesh paths are plaintext only.
+    hbone = ca
+      ? createHboneHooks({
+          ca,
+          store,
+          trustDomain: config.trustDomain,
+          certTtlSeconds: config.secretTtlSeconds,
+        })
+      : undefined;
+    const hooks = hbone;
+    if (hooks) opened.add(() => hooks.close());
+    else log.warn('no certificate authority configured (--ca-address or --local-ca-dir): HBONE is disabled');
+
+    // Every listener is bound before the control plane is dialled: a taken port ends start-up here.
+    for (const serve of [
+      () => serveReadiness(config.readinessAddr, readiness),
+      () => serveMetrics(config.metricsAddr, registry),
+      () =>
+        serveAdmin(config.adminAddr, {
+          dump: { store, workloadState: () => workloadState(), certificates: hooks?.certificates, config },
+          startupLogLevels: config.log,
+          quit: () => requestShutdown('POST /quitquitquit'),
+        }),
+    ]) {
+      const server = await serve();
+      servers.push(server);
+      opened.add(() => server.close());
+    }
+    xds?.start();
+
+    // Without HBONE, plaintext policies still apply (and a policy change still cuts what it denies).
+    tracker = hbone ? undefined : new ConnectionTracker(store);
+    const plaintext = tracker;
+    if (plaintext) opened.add(() => plaintext.close());
+    const deps: ProxyDeps = {
+      store,
+      metrics: new TrafficMetrics(registry),
+      mark: config.packetMark,
+      portReuse: config.inpodPortReuse,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      drainDeadlineMs: config.drainDeadlineMs,
+      socks5: config.socks5,
+      hbone: hbone?.hooks,
+      inboundPolicy: plaintext ? plaintextInboundPolicy(store, plaintext) : hbone?.inboundPolicy,
+    };
+    const pods = new PodProxyFactory(deps);
+    const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
+    const inPod: InPodConfig = {
+      enabled: true,
+      uds: config.inpodUds,
+      portReuse: config.inpodPortReuse,
+      mark: config.packetMark,
+    };
+    manager = startInPod({ config: inPod, factory });
   } catch (err) {
-    source?.close();
-    await Promise.all(servers.map((s) => s.close()));
+    log.error('failed to start', { error: errorMessage(err) });
+    await opened.closeAll();
     throw err;
   }
-
-  // Without HBONE, plaintext policies still apply (and a policy change still cuts what it denies).
-  const tracker = hbone ? undefined : new ConnectionTracker(store);
-  const deps: ProxyDeps = {
-    store,
-    metrics: new TrafficMetrics(registry),
-    mark: config.packetMark,
-    portReuse: config.inpodPortReuse,
-    connectTimeoutMs: CONNECT_TIMEOUT_MS,
-    drainDeadlineMs: config.drainDeadlineMs,
-    socks5: config.socks5,
-    hbone: hbone?.hooks,
-    inboundPolicy: tracker ? plaintextInboundPolicy(store, tracker) : hbone?.inboundPolicy,
-  };
-  const pods = new PodProxyFactory(deps);
-  const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
-  const inPod: InPodConfig = {
-    enabled: true,
-    uds: config.inpodUds,
-    portReuse: config.inpodPortReuse,
-    mark: config.packetMark,
-  };
-  const manager = startInPod({ config: inPod, factory });
-  registerWorkloadManagerMetrics(registry, manager.state);
-  workloadState = () => manager.state.workloadState();
-  manager.state.on('readiness', (ready) => {
+  const state = manager.state;
+  registerWorkloadManagerMetrics(registry, state);
+  workloadState = () => state.workloadState();
+  state.on('readiness', (ready) => {
     if (ready) readiness.release(PROXY_TASK);
     else readiness.register(PROXY_TASK);
   });

@@ -193,4 +193,40 @@ describe('control plane CA', () => {
       client.close();
     }
   });
+
+  it('IstioCaClient: the first request once the CA is back after an outage is served (no reconnect back-off in the way)', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { startControlPlane } = await import('../../src/controlplane/index.js');
+    const start = (listen: string) =>
+      startControlPlane({ kubeconfig: join(h.dir, 'kubeconfig'), caDir: join(h.dir, 'ca'), listen });
+    let cp = await start('127.0.0.1:0');
+    const tokenFile = join(h.dir, 'cart-token');
+    writeFileSync(tokenFile, await h.token('shop', 'cart'));
+    const client = new IstioCaClient({
+      address: `https://${cp.address}`,
+      rootPem: cp.rootPem,
+      token: tokenFile,
+    });
+    const sign = async () =>
+      client.sign((await createWorkloadCsr(APP)).csrPem, { ttlSeconds: 3600, identity: APP });
+    try {
+      assert.equal((await sign()).rootPem, cp.rootPem);
+      await cp.close();
+      // The outage: requests fail as unreachable (the first one after a failed connection attempt).
+      for (let i = 0; i < 3; i++)
+        await assert.rejects(sign(), (err: Error & { code: string }) => {
+          assert.equal(err.code, 'ERR_CA_UNAVAILABLE', err.message);
+          return true;
+        });
+      cp = await start(cp.address);
+      // grpc-js would fail calls fast until its own reconnect back-off (1 s growing to 120 s) let it dial
+      // again; the manager paces retries itself, so the client must dial as soon as it is asked.
+      const signed = await sign();
+      assert.equal(signed.rootPem, cp.rootPem);
+    } finally {
+      client.close();
+      await cp.close();
+    }
+  });
 });

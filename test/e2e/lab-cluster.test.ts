@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -33,7 +34,7 @@ import {
 } from '../../src/lab/cluster/index.js';
 import { processAlive } from '../../src/lab/cluster/supervisor.js';
 import { listNetns, loadLab } from '../../src/lab/index.js';
-import { connectInNetns, NetnsHandle } from '../../src/sys/index.js';
+import { connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { run, uniqueSubnet } from '../helpers/netns.js';
 import { ambit } from '../lab/cli.js';
 
@@ -356,6 +357,39 @@ describe('lab cluster', () => {
       }
     });
     assert.equal(await post(podNs('mesh', 'a'), ip, 'after restart'), 'after restart');
+  });
+
+  test('a ztunnel whose readiness port is taken exits, and `lab start` fails at once naming it and EADDRINUSE', async () => {
+    assert.equal(await stopComponent(lab, { component: 'ztunnel', node: 'n2' }), true);
+    // A leftover that accepts on 15021 and never answers: the lab's readiness probe must not wait on it.
+    const node = NetnsHandle.open(`/var/run/netns/ambit-${lab}-n2`);
+    const held = new Set<Socket>();
+    const holder = await listenInNetns(node, { host: '::', port: 15021 });
+    holder.on('connection', (s: Socket) => {
+      held.add(s);
+      s.on('error', () => {});
+    });
+    try {
+      // The deadline only stops a hung `lab start`; exiting takes a second or two.
+      const r = await ambit(['lab', 'start', '--name', lab, 'ztunnel', '--node', 'n2'], {
+        timeoutMs: 90_000,
+      });
+      assert.notEqual(r.code, null, `lab start still running after 90 s: ${r.stdout}${r.stderr}`);
+      assert.notEqual(r.code, 0, r.stdout);
+      assert.match(r.stderr, /ztunnel-n2 \(pid \d+\) exited; last lines of /);
+      assert.match(r.stderr, /cannot serve readiness on \[::\]:15021: EADDRINUSE/);
+      const status = clusterStatus(loadLab(lab)).find((c) => c.name === 'ztunnel-n2')!;
+      assert.equal(status.up, false, 'lab status reports the failed ztunnel as down');
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => holder.close(r));
+      node.close();
+      // A ztunnel that failed to exit would still hold the rest of its ports.
+      await stopComponent(lab, { component: 'ztunnel', node: 'n2' });
+      await startComponent(lab, { component: 'ztunnel', node: 'n2' });
+    }
+    // With the port free again it starts and passes its readiness check (startComponent waits for it).
+    assert.equal(clusterStatus(loadLab(lab)).find((c) => c.name === 'ztunnel-n2')!.up, true);
   });
 
   test('kubectl --kubeconfig <lab kubeconfig> get pods -A lists the pods with their IPs', async () => {

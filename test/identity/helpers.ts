@@ -14,11 +14,14 @@ export async function tempDir(): Promise<{ path: string; remove(): Promise<void>
 export class SwitchableCa implements CertificateAuthority {
   failing = false;
   requests = 0;
+  /** The identity of every request, in order. */
+  readonly identities: string[] = [];
 
   constructor(private readonly inner: CertificateAuthority) {}
 
   async sign(csrPem: string, options: SignOptions): Promise<SignedCertificate> {
     this.requests++;
+    this.identities.push(options.identity);
     if (this.failing) throw new AmbitError('ERR_CA_UNREACHABLE', 'test CA is down');
     return this.inner.sign(csrPem, options);
   }

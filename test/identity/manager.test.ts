@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import { inspect } from 'node:util';
 import { setLogSink } from '../../src/admin/log.js';
 import type { CertificateAuthority } from '../../src/identity/ca.js';
@@ -123,6 +123,71 @@ describe('certificate manager', () => {
     }
   });
 
+  it('resets the back-off once the CA answers again: a new identity and the pending ones are served without waiting it out', async () => {
+    // A fake clock: the manager's timers fire only when the test advances it, so the schedule is
+    // what is asserted, not how fast this machine is.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let now = Date.now();
+    const advance = (ms: number) => {
+      now += ms;
+      mock.timers.tick(ms);
+    };
+    /** Polls with setImmediate (not mocked) until `check` holds or 30 s of real time pass. */
+    const until = async (what: string, check: () => boolean) => {
+      const deadline = Date.now() + 30_000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    const flaky = new SwitchableCa(ca);
+    flaky.failing = true;
+    const manager = new CertificateManager({
+      ca: flaky,
+      ttlSeconds: 3600,
+      initialBackoffMs: 1000,
+      maxBackoffMs: 150_000,
+      now: () => now,
+    });
+    const c = parseSpiffeId('spiffe://cluster.local/ns/ns1/sa/c');
+    const retries = new Map<SpiffeId, number[]>();
+    manager.on('refresh-failed', (id, _err, retryInMs) => {
+      retries.set(id, [...(retries.get(id) ?? []), retryInMs]);
+    });
+    try {
+      // The outage: a's attempts fail with a growing back-off; c is first asked for late in it.
+      await assert.rejects(manager.fetch(a), { code: 'ERR_CERT_UNAVAILABLE' });
+      for (let i = 1; i < 6; i++) {
+        advance(retries.get(a)!.at(-1)!);
+        await until(`failure ${i + 1} of a`, () => retries.get(a)!.length === i + 1);
+      }
+      assert.deepEqual(retries.get(a), [1000, 2000, 4000, 8000, 16_000, 32_000]);
+      await assert.rejects(manager.fetch(c), { code: 'ERR_CERT_UNAVAILABLE' });
+      assert.deepEqual(retries.get(c), [1000]);
+      advance(1000);
+      await until('failure 2 of c', () => retries.get(c)!.length === 2);
+      assert.deepEqual(retries.get(c), [1000, 2000]);
+
+      // The CA is back. A new identity is asked for: served at once, with no time passing.
+      flaky.failing = false;
+      const certB = await manager.fetch(b);
+      assert.equal(manager.current(b), certB);
+      // Its answer shows the CA is reachable: a (due in 32 s) and c (due in 2 s) are retried now;
+      // only timers due at this very instant run. A connection asking for them meanwhile waits for
+      // that retry instead of getting the outage's error.
+      advance(0);
+      const [certA, certC] = await Promise.all([manager.fetch(a), manager.fetch(c)]);
+      assert.equal(manager.current(a), certA);
+      assert.equal(manager.current(c), certC);
+      assert.equal(manager.state(a)?.state, 'Available');
+      assert.equal(manager.state(c)?.state, 'Available');
+      assert.deepEqual(retries.get(a)?.length, 6, 'no further failure for a');
+    } finally {
+      manager.close();
+      mock.timers.reset();
+    }
+  });
+
   it('refuses a CA answer for another identity or without a root', async () => {
     const wrongIdentity: CertificateAuthority = {
       sign: async () => ca.sign((await createWorkloadCsr(b)).csrPem, { ttlSeconds: 60, identity: b }),
@@ -186,6 +251,10 @@ describe('certificate manager', () => {
       await manager.fetch(a);
       const firstB = await manager.fetch(b);
       manager.forget(a);
+      // a's refresh may already have started (LocalCa floors notBefore to the second, so a 2 s
+      // certificate can be due for refresh at once); none may start after forget.
+      const requestsOfA = () => counting.identities.filter((i) => i === a).length;
+      const atForget = requestsOfA();
       assert.equal(manager.state(a), undefined);
       assert.deepEqual(manager.identities(), [b]);
       const rotatedA: unknown[] = [];
@@ -196,7 +265,8 @@ describe('certificate manager', () => {
       const [, previous] = await nextRotation(manager, b);
       assert.equal(previous, firstB);
       assert.deepEqual(rotatedA, []);
-      assert.equal(counting.requests, 3);
+      assert.equal(requestsOfA(), atForget, 'no CA request for a after forget');
+      assert.ok(counting.identities.filter((i) => i === b).length >= 2, 'b was refreshed');
 
       const pending = manager.fetch(parseSpiffeId('spiffe://cluster.local/ns/ns1/sa/c'));
       manager.forget(parseSpiffeId('spiffe://cluster.local/ns/ns1/sa/c'));

@@ -17,6 +17,8 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Run as this uid/gid (e.g. 65534, nobody) to see what a non-root user gets. */
   user?: number;
+  /** Kill the command after this long (default 120 s); it then resolves with code null. */
+  timeoutMs?: number;
 }
 
 export function ambit(args: string[], options: CliOptions = {}): Promise<CliRun> {
@@ -24,7 +26,7 @@ export function ambit(args: string[], options: CliOptions = {}): Promise<CliRun>
     const child = spawn(process.execPath, ['--input-type=module', '-e', ENTRY, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...options.env },
-      timeout: 120_000,
+      timeout: options.timeoutMs ?? 120_000,
       ...(options.user !== undefined ? { uid: options.user, gid: options.user } : {}),
     });
     let stdout = '';

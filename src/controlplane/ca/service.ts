@@ -7,12 +7,17 @@
  */
 import { type Metadata, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import { logger } from '../../admin/log.js';
-import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import { errorCode, errorMessage } from '../../errors.js';
 import type { CertificateAuthority } from '../../identity/ca.js';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId, spiffeParts } from '../../identity/spiffe.js';
+import {
+  authenticateCall,
+  type Caller,
+  CallRefusal,
+  type TokenAuthenticator,
+} from '../auth/authenticator.js';
 import type { IstioCertificateRequest, IstioCertificateResponse } from '../wire/messages.js';
 import { structString } from '../wire/messages.js';
-import type { Caller, TokenAuthenticator } from './authenticator.js';
 
 const log = logger('ambit::controlplane::ca');
 export const IMPERSONATED_IDENTITY = 'ImpersonatedIdentity';
@@ -41,17 +46,6 @@ export interface CertificateServiceOptions {
   /** `namespace/serviceAccount` of node proxies allowed to impersonate pods on their node. */
   nodeProxies?: string[];
   maxTtlSeconds?: number;
-}
-
-/** A refusal: the gRPC status and the reason the caller reads. */
-export class CaRefusal extends AmbitError {
-  constructor(
-    readonly grpcCode: status,
-    code: string,
-    message: string,
-  ) {
-    super(code, message);
-  }
 }
 
 const STATUS_OF_SIGN_ERROR: Record<string, status> = {
@@ -83,9 +77,9 @@ export class CertificateService {
       (certChain) => callback(null, { certChain }),
       (err) => {
         const refusal =
-          err instanceof CaRefusal
+          err instanceof CallRefusal
             ? err
-            : new CaRefusal(
+            : new CallRefusal(
                 status.INTERNAL,
                 errorCode(err) ?? 'ERR_CA_INTERNAL',
                 `signing failed: ${errorMessage(err)}`,
@@ -97,7 +91,7 @@ export class CertificateService {
   };
 
   async createCertificate(metadata: Metadata, request: IstioCertificateRequest): Promise<string[]> {
-    const caller = await this.#authenticate(metadata);
+    const caller = await authenticateCall(this.#o.authenticator, metadata);
     const ttl = this.#ttl(request.validityDuration);
     const identity = await this.#identityFor(caller, structString(request.metadata, IMPERSONATED_IDENTITY));
     let signed: Awaited<ReturnType<CertificateAuthority['sign']>>;
@@ -105,7 +99,7 @@ export class CertificateService {
       signed = await this.#o.ca.sign(request.csr, { ttlSeconds: ttl, identity });
     } catch (err) {
       const code = errorCode(err) ?? 'ERR_CA_INTERNAL';
-      throw new CaRefusal(STATUS_OF_SIGN_ERROR[code] ?? status.INTERNAL, code, errorMessage(err));
+      throw new CallRefusal(STATUS_OF_SIGN_ERROR[code] ?? status.INTERNAL, code, errorMessage(err));
     }
     log.info('certificate issued', {
       identity,
@@ -115,34 +109,16 @@ export class CertificateService {
     return [...signed.certChainPem, signed.rootPem];
   }
 
-  async #authenticate(metadata: Metadata): Promise<Caller> {
-    const header = metadata.get('authorization')[0];
-    const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!m)
-      throw new CaRefusal(
-        status.UNAUTHENTICATED,
-        'ERR_UNAUTHENTICATED',
-        'missing "authorization: Bearer <token>" metadata',
-      );
-    try {
-      return await this.#o.authenticator.authenticate(m[1]!);
-    } catch (err) {
-      const code = errorCode(err) ?? 'ERR_UNAUTHENTICATED';
-      const grpcCode = code === 'ERR_UNAUTHENTICATED' ? status.UNAUTHENTICATED : status.UNAVAILABLE;
-      throw new CaRefusal(grpcCode, code, errorMessage(err));
-    }
-  }
-
   #ttl(requested: number): number {
     if (requested === 0) return Math.min(DEFAULT_TTL_SECONDS, this.#maxTtl);
     if (!(Number.isSafeInteger(requested) && requested > 0))
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.INVALID_ARGUMENT,
         'ERR_CA_TTL',
         `validity_duration must be positive seconds, got ${requested}`,
       );
     if (requested > this.#maxTtl)
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.INVALID_ARGUMENT,
         'ERR_CA_TTL',
         `requested TTL ${requested}s is greater than the max allowed TTL ${this.#maxTtl}s`,
@@ -161,7 +137,7 @@ export class CertificateService {
     try {
       target = parseSpiffeId(impersonated);
     } catch (err) {
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.INVALID_ARGUMENT,
         'ERR_SPIFFE_ID',
         `${IMPERSONATED_IDENTITY}: ${errorMessage(err)}`,
@@ -169,27 +145,27 @@ export class CertificateService {
     }
     const who = `${caller.namespace}/${caller.serviceAccount}`;
     if (!this.#nodeProxies.has(who))
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.PERMISSION_DENIED,
         'ERR_IMPERSONATION_DENIED',
         `${who} is not a node proxy and may not ask for ${target}`,
       );
     if (!caller.podName)
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.PERMISSION_DENIED,
         'ERR_IMPERSONATION_DENIED',
         `the token of ${who} is not bound to a pod, so its node is unknown`,
       );
     const proxyPod = await this.#pods(() => this.#o.pods.get(caller.namespace, caller.podName!));
     if (!proxyPod?.nodeName)
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.PERMISSION_DENIED,
         'ERR_IMPERSONATION_DENIED',
         `node proxy pod ${caller.namespace}/${caller.podName} is not scheduled on a node`,
       );
     const parts = spiffeParts(target);
     if (parts.trustDomain !== this.#o.trustDomain)
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.PERMISSION_DENIED,
         'ERR_TRUST_DOMAIN',
         `${target} is outside this CA's trust domain ${this.#o.trustDomain}`,
@@ -199,7 +175,7 @@ export class CertificateService {
       (p) => p.nodeName === proxyPod.nodeName && p.serviceAccount === parts.serviceAccount,
     );
     if (!local)
-      throw new CaRefusal(
+      throw new CallRefusal(
         status.PERMISSION_DENIED,
         'ERR_IMPERSONATION_DENIED',
         `no pod with service account ${parts.namespace}/${parts.serviceAccount} runs on node ${proxyPod.nodeName} of ${who}`,
@@ -211,7 +187,11 @@ export class CertificateService {
     try {
       return await lookup();
     } catch (err) {
-      throw new CaRefusal(status.UNAVAILABLE, 'ERR_POD_LOOKUP', `cannot look up pods: ${errorMessage(err)}`);
+      throw new CallRefusal(
+        status.UNAVAILABLE,
+        'ERR_POD_LOOKUP',
+        `cannot look up pods: ${errorMessage(err)}`,
+      );
     }
   }
 }

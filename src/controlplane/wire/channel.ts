@@ -61,8 +61,14 @@ export function channelCredentials(c: ControlPlaneChannelConfig): ChannelCredent
   return credentials.combineChannelCredentials(tls, perCall);
 }
 
+/**
+ * Each channel gets its own subchannels: a client that replaces a failed channel (to dial again at once
+ * instead of waiting out grpc-js's reconnect back-off, as ztunnel's clients dial on demand) must not
+ * be handed the failed connection again from the process-wide pool.
+ */
 export function channelOptions(c: ControlPlaneChannelConfig, extra: ChannelOptions = {}): ChannelOptions {
   return {
+    'grpc.use_local_subchannel_pool': 1,
     ...(c.altHostname
       ? { 'grpc.ssl_target_name_override': c.altHostname, 'grpc.default_authority': c.altHostname }
       : {}),

@@ -3,12 +3,20 @@
  * client has (seeded by `initial_resource_versions` on reconnect) and sends only differences: changed
  * resources and removed names. A NACK (error_detail set) is logged and the rejected resources are marked
  * unknown again, so the next change re-sends them. Every type's first request gets a response, even an
- * empty one, because clients become ready only once each type has been ACKed.
+ * empty one, because clients become ready only once each type has been ACKed. A stream is served only
+ * once its bearer token passed the same TokenReview as the CA's callers; otherwise it ends with
+ * UNAUTHENTICATED before a single resource is read or sent.
  */
 import { randomBytes } from 'node:crypto';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { type ServerDuplexStream, status } from '@grpc/grpc-js';
 import { logger } from '../../admin/log.js';
-import { errorMessage } from '../../errors.js';
+import { errorCode, errorMessage } from '../../errors.js';
+import {
+  authenticateCall,
+  type Caller,
+  CallRefusal,
+  type TokenAuthenticator,
+} from '../auth/authenticator.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../wire/messages.js';
 import { isTypeUrl, type ResourceCache, TYPE_URLS, type TypeUrl } from './resource-cache.js';
 
@@ -40,16 +48,40 @@ export interface XdsServerStats {
 
 export class DeltaXdsServer {
   readonly #cache: ResourceCache;
+  readonly #authenticator: TokenAuthenticator;
   readonly #noncePrefix = randomBytes(4).toString('hex');
   #nonce = 0;
   readonly stats: XdsServerStats = { streams: 0, acks: 0, nacks: 0 };
 
-  constructor(cache: ResourceCache) {
+  constructor(cache: ResourceCache, authenticator: TokenAuthenticator) {
     this.#cache = cache;
+    this.#authenticator = authenticator;
   }
 
-  /** The grpc-js handler. */
+  /** The grpc-js handler: requests stay unread until the caller is authenticated. */
   readonly handler = (call: DeltaCall): void => {
+    authenticateCall(this.#authenticator, call.metadata).then(
+      (caller) => {
+        if (!call.cancelled && !call.destroyed) this.#serve(call, caller);
+      },
+      (err: unknown) => {
+        const refusal =
+          err instanceof CallRefusal
+            ? err
+            : new CallRefusal(status.INTERNAL, errorCode(err) ?? 'ERR_XDS_INTERNAL', errorMessage(err));
+        log.warn('xds stream refused', {
+          peer: call.getPeer(),
+          code: refusal.code,
+          reason: refusal.message,
+        });
+        // Ends the call with this status (grpc-js turns a stream 'error' into the trailers).
+        call.emit('error', { code: refusal.grpcCode, details: refusal.message });
+      },
+    );
+  };
+
+  #serve(call: DeltaCall, caller: Caller): void {
+    const who = `${caller.namespace}/${caller.serviceAccount}`;
     const types = new Map<TypeUrl, TypeState>();
     const inflight = new Map<string, Inflight>();
     let node = '';
@@ -126,6 +158,7 @@ export class DeltaXdsServer {
         types.set(req.typeUrl, state);
         log.info('new delta subscription', {
           node,
+          caller: who,
           type: req.typeUrl,
           wildcard: state.wildcard,
           known: state.sent.size,
@@ -176,7 +209,7 @@ export class DeltaXdsServer {
       close();
     });
     call.on('close', close);
-  };
+  }
 
   #onAck(
     req: DeltaDiscoveryRequest,

@@ -1,10 +1,12 @@
 /**
- * Who is calling the CA: the bearer token is checked with a Kubernetes TokenReview, as istiod does for
- * third-party JWTs. Service-account tokens map to (namespace, service account) and, when bound to a pod,
- * the pod's name, which is how a node proxy's node is found.
+ * Who is calling the control plane (the CA and xDS alike, as istiod authenticates both): the
+ * `authorization: Bearer <token>` metadata is checked with a Kubernetes TokenReview for the accepted
+ * audiences, as istiod does for third-party JWTs. Service-account tokens map to (namespace, service
+ * account) and, when bound to a pod, the pod's name, which is how a node proxy's node is found.
  */
+import { type Metadata, status } from '@grpc/grpc-js';
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { AmbitError, errorCode, errorMessage } from '../../errors.js';
 
 export interface Caller {
   namespace: string;
@@ -55,5 +57,41 @@ export class TokenReviewAuthenticator implements TokenAuthenticator {
       throw new AmbitError('ERR_UNAUTHENTICATED', `${username || 'the caller'} is not a service account`);
     const podName = status.user?.extra?.['authentication.kubernetes.io/pod-name']?.[0];
     return { namespace: parts[0], serviceAccount: parts[1], ...(podName ? { podName } : {}) };
+  }
+}
+
+/** A refused call: the gRPC status and the reason the caller reads. */
+export class CallRefusal extends AmbitError {
+  constructor(
+    readonly grpcCode: status,
+    code: string,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+/**
+ * The caller of a gRPC call, from its bearer token. Refuses with UNAUTHENTICATED when the token is
+ * missing or rejected, UNAVAILABLE when it cannot be checked (the API server is unreachable).
+ */
+export async function authenticateCall(
+  authenticator: TokenAuthenticator,
+  metadata: Metadata,
+): Promise<Caller> {
+  const header = metadata.get('authorization')[0];
+  const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  if (!m)
+    throw new CallRefusal(
+      status.UNAUTHENTICATED,
+      'ERR_UNAUTHENTICATED',
+      'missing "authorization: Bearer <token>" metadata',
+    );
+  try {
+    return await authenticator.authenticate(m[1]!);
+  } catch (err) {
+    const code = errorCode(err) ?? 'ERR_UNAUTHENTICATED';
+    const grpcCode = code === 'ERR_UNAUTHENTICATED' ? status.UNAUTHENTICATED : status.UNAVAILABLE;
+    throw new CallRefusal(grpcCode, code, errorMessage(err));
   }
 }
