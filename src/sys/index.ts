@@ -1,3 +1,4 @@
+export { FdBudget, type FdBudgetOptions, openFileLimit } from './fd-budget.js';
 export { identityKey, NetnsHandle, type NetnsIdentity } from './netns.js';
 export {
   connectSeqpacket,

@@ -282,6 +282,10 @@ describe('ztunnel under connection floods and fd pressure', () => {
         if (got === msg) stillEchoing++;
       }
       assert.equal(stillEchoing, held.length, 'every established connection still carries data');
+    } catch (err) {
+      const lines = mesh!.nodes.get('n1')!.matching(/refusing|EMFILE|WARN|ERROR/);
+      t.diagnostic(`ztunnel said:\n${lines.slice(0, 10).join('\n')}\n...\n${lines.slice(-10).join('\n')}`);
+      throw err;
     } finally {
       for (const s of held) s.destroy();
     }

@@ -11,7 +11,7 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
 import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
-import { HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
+import { type HandshakeLimits, HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
 import type { SpiffeId } from '../../identity/spiffe.js';
 import { applicablePolicies } from '../../policy/applicable.js';
 import { authorize } from '../../policy/authorize.js';
@@ -31,6 +31,8 @@ export interface InboundDeps {
   store: WorkloadStore;
   tracker: ConnectionTracker;
   trustDomain: string;
+  /** Handshake deadline and bound per pod listener (Istio's defaults when unset). */
+  handshake?: Partial<HandshakeLimits>;
 }
 
 interface PodListener {
@@ -71,7 +73,7 @@ export class HboneInbound {
     const key = `${pod.uid}|${identity}`;
     let listener = this.#listeners.get(key);
     if (!listener) {
-      listener = HboneServerTls.create(this.#deps.contexts, identity).then((tls) => {
+      listener = HboneServerTls.create(this.#deps.contexts, identity, this.#deps.handshake).then((tls) => {
         const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn));
         tls.on('secure', (socket, peer) => h2.serve(socket, peer));
         tls.on('rejected', (err, socket) =>

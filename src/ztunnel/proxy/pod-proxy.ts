@@ -17,6 +17,22 @@ import { handleSocks5 } from './socks5.js';
 import { SOCKET_HIGH_WATER_MARK } from './upstream.js';
 
 const log = logger('ztunnel::proxy');
+/** At most one "refusing" warning per this interval, however many connections are refused. */
+const REFUSAL_LOG_INTERVAL_MS = 5000;
+let lastRefusalLog = Number.NEGATIVE_INFINITY;
+
+/** Open files are near the process limit: cut a new connection at once so established ones keep theirs. */
+function refuse(socket: Socket, component: string, deps: ProxyDeps): void {
+  socket.resetAndDestroy();
+  const now = Date.now();
+  if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+  lastRefusalLog = now;
+  log.warn('refusing new connections: open files near the process limit', {
+    component,
+    open: deps.fds?.open,
+    limit: deps.fds?.limit,
+  });
+}
 
 interface ListenerSpec {
   port: number;
@@ -107,6 +123,10 @@ export class PodProxy implements InPodProxy, PodContext {
           server: { allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as never,
         });
         server.on('connection', (socket: Socket) => {
+          if (this.deps.fds && !this.deps.fds.tryTake()) {
+            refuse(socket, spec.component, this.deps);
+            return;
+          }
           this.track(socket);
           try {
             spec.handle(this, socket);

@@ -23,6 +23,10 @@ export interface UpstreamTarget {
 /** Connects from the pod netns; resolves with the connected socket or rejects after the timeout. */
 export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    if (pod.deps.fds && !pod.deps.fds.tryTake()) {
+      reject(new AmbitError('EMFILE', 'open files near the process limit: new upstream connections refused'));
+      return;
+    }
     let socket: Socket;
     try {
       socket = connectInNetns(pod.netns, {
