@@ -11,6 +11,10 @@ import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connectHbone, HboneTlsContexts } from '../../src/hbone/tls.js';
+import { LocalCa } from '../../src/identity/local-ca.js';
+import { CertificateManager } from '../../src/identity/manager.js';
+import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { httpStatusIn } from '../../src/lab/http-in-netns.js';
 import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.js';
 import { LabMesh } from '../../src/lab/mesh.js';
@@ -27,6 +31,38 @@ const CLIENT_HELLO_PREFIX = Buffer.from(
   '160301020001' + '0001fc0303' + randomBytes(32).toString('hex') + '20' + randomBytes(32).toString('hex'),
   'hex',
 );
+
+/** One HTTP/2 frame: 9-byte header + payload. */
+function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(streamId, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** An HPACK block of literal fields without indexing (no Huffman): enough for a CONNECT request. */
+function hpackLiterals(fields: Array<[string, string]>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, value] of fields) {
+    parts.push(
+      Buffer.from([0x00, name.length]),
+      Buffer.from(name),
+      Buffer.from([value.length]),
+      Buffer.from(value),
+    );
+  }
+  return Buffer.concat(parts);
+}
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const FRAME_HEADERS = 0x1;
+const FRAME_RST_STREAM = 0x3;
+const FRAME_SETTINGS = 0x4;
+const FRAME_GOAWAY = 0x7;
+const END_HEADERS = 0x4;
+const CANCEL = Buffer.from([0, 0, 0, 8]);
 
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
@@ -54,6 +90,7 @@ describe('ztunnel under connection floods and fd pressure', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-ztf-'));
   const handles: NetnsHandle[] = [];
   const appSockets = new Set<Socket>();
+  let appConnections = 0;
   let app: Server | undefined;
   let state: LabState;
   let mesh: LabMesh | undefined;
@@ -103,6 +140,7 @@ describe('ztunnel under connection floods and fd pressure', () => {
       server: { allowHalfOpen: true },
     });
     app.on('connection', (s: Socket) => {
+      appConnections++;
       appSockets.add(s);
       s.once('close', () => appSockets.delete(s));
       s.on('error', () => {});
@@ -219,7 +257,8 @@ describe('ztunnel under connection floods and fd pressure', () => {
   test('near the fd limit: new connections are refused; established ones, readiness and admin keep answering; it recovers', async (t) => {
     const baselineFds = fdCount(pid);
     const limit = baselineFds + 400;
-    run('prlimit', ['--pid', String(pid), `--nofile=${limit}:${limit}`]);
+    // Only the soft limit: without CAP_SYS_RESOURCE a lowered hard limit could not be raised again.
+    run('prlimit', ['--pid', String(pid), `--nofile=${limit}:20000`]);
     const held: Socket[] = [];
     let refused = 0;
     try {
@@ -303,5 +342,78 @@ describe('ztunnel under connection floods and fd pressure', () => {
       30_000,
     );
     assert.equal(await httpStatusIn(nodeNs, 15021, '/healthz/ready'), 200);
+    run('prlimit', ['--pid', String(pid), '--nofile=20000:20000']);
+  });
+  test('rapid reset: a client that opens and resets streams is cut off promptly after GOAWAY, and no app connection is dialled for a reset stream', async (t) => {
+    // A raw HTTP/2 client with a valid mesh certificate (its own identity), from the pod outside the mesh.
+    const certs = new CertificateManager({
+      ca: await LocalCa.open(mesh!.caDir, { trustDomain: 'cluster.local' }),
+    });
+    const contexts = new HboneTlsContexts(certs);
+    const appBefore = appConnections;
+    try {
+      const { socket } = await connectHbone(contexts, {
+        source: parseSpiffeId('spiffe://cluster.local/ns/default/sa/raw'),
+        expected: [parseSpiffeId('spiffe://cluster.local/ns/default/sa/sa-server')],
+        socket: connectInNetns(outsiderNs, { host: server.ip, port: 15008 }),
+      });
+      socket.on('error', () => {});
+      let goawayAt: number | undefined;
+      let inbound = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => {
+        inbound = Buffer.concat([inbound, d]);
+        while (inbound.length >= 9) {
+          const len = inbound.readUIntBE(0, 3);
+          if (inbound.length < 9 + len) break;
+          if (inbound[3] === FRAME_GOAWAY) goawayAt ??= Date.now();
+          inbound = inbound.subarray(9 + len);
+        }
+      });
+      const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+      socket.write(Buffer.concat([H2_PREFACE, frame(FRAME_SETTINGS, 0, 0)]));
+      const request = hpackLiterals([
+        [':method', 'CONNECT'],
+        [':authority', `${server.ip}:8000`],
+      ]);
+      // Request + RST_STREAM(CANCEL) pairs, 100 per write, for at most 20,000 streams or 30 s.
+      const started = Date.now();
+      let streamId = 1;
+      let sentAfterGoaway = 0;
+      while (!socket.destroyed && streamId < 40_000 && Date.now() - started < 30_000) {
+        const batch: Buffer[] = [];
+        for (let i = 0; i < 100; i++, streamId += 2) {
+          batch.push(
+            frame(FRAME_HEADERS, END_HEADERS, streamId, request),
+            frame(FRAME_RST_STREAM, 0, streamId, CANCEL),
+          );
+        }
+        if (goawayAt !== undefined) sentAfterGoaway += 100;
+        if (!socket.write(Buffer.concat(batch)))
+          await new Promise((r) => {
+            socket.once('drain', r).once('close', r);
+            setTimeout(r, 1000); // a server that stops reading must not stall the loop past its bound
+          });
+        await new Promise((r) => setImmediate(r));
+      }
+      const closedAt = await Promise.race([
+        closed,
+        new Promise<number>((r) => setTimeout(() => r(Number.NaN), 60_000)),
+      ]);
+      // Let dials that were started reach the app before counting.
+      await new Promise((r) => setTimeout(r, 1000));
+      const dialled = appConnections - appBefore;
+      t.diagnostic(
+        `streams opened and reset: ${(streamId - 1) / 2}; GOAWAY after ${goawayAt === undefined ? 'never' : `${goawayAt - started} ms`}; TLS closed ${Number.isNaN(closedAt) ? 'never' : `${closedAt - (goawayAt ?? started)} ms after GOAWAY`}; streams sent after GOAWAY ${sentAfterGoaway}; app connections dialled ${dialled}`,
+      );
+      assert.ok(goawayAt !== undefined, 'the server sent GOAWAY');
+      assert.ok(!Number.isNaN(closedAt), 'the server closed the connection');
+      // Generous for a loaded machine, far below the keepalive timeout that closed it before.
+      assert.ok(closedAt - goawayAt <= 5000, `closed ${closedAt - goawayAt} ms after GOAWAY`);
+      assert.ok(dialled <= 20, `${dialled} app connections were dialled for streams already reset`);
+    } finally {
+      contexts.close();
+      certs.close();
+    }
+    await meshedEcho(); // meshed traffic unaffected
   });
 });

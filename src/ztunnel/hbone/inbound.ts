@@ -19,12 +19,17 @@ import type { ConnectionTracker } from '../../policy/tracker.js';
 import { unmapIPv4 } from '../../sys/index.js';
 import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
 import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import { ILLEGAL_PORTS } from '../ports.js';
+import { ILLEGAL_PORTS, INBOUND_HBONE_PORT } from '../ports.js';
 import type { PodContext } from '../proxy/context.js';
 import { connectUpstream } from '../proxy/upstream.js';
 import { podIdentity } from './identity.js';
 
 const log = logger('ztunnel::proxy::inbound');
+
+/** The client reset or closed the stream, or its connection went. */
+function streamGone(stream: ServerHttp2Stream): boolean {
+  return stream.destroyed || stream.closed || stream.aborted;
+}
 
 export interface InboundDeps {
   contexts: HboneTlsContexts;
@@ -74,7 +79,18 @@ export class HboneInbound {
     let listener = this.#listeners.get(key);
     if (!listener) {
       listener = HboneServerTls.create(this.#deps.contexts, identity, this.#deps.handshake).then((tls) => {
-        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn));
+        const h2 = new HboneH2Server(
+          (stream, headers, conn) => this.#onStream(pod, stream, headers, conn),
+          (conn, reason) =>
+            logConnectionFailed(
+              {
+                srcAddr: conn ? hostPort(conn.remoteIp, conn.remotePort) : '',
+                dstAddr: conn ? hostPort(conn.localIp, INBOUND_HBONE_PORT) : '',
+                direction: 'inbound',
+              },
+              conn ? `${reason} (peer ${conn.peer})` : reason,
+            ),
+        );
         tls.on('secure', (socket, peer) => h2.serve(socket, peer));
         tls.on('rejected', (err, socket) =>
           logConnectionFailed(
@@ -163,21 +179,38 @@ export class HboneInbound {
     attributes: Parameters<typeof authorize>[1],
     policies: () => ReturnType<typeof applicablePolicies>,
   ): Promise<void> {
+    // A RST_STREAM read with the HEADERS is handled after this turn: wait for it, so no app connection is
+    // dialled for a stream the client already reset (rapid reset), and give up a dial whose stream goes.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (streamGone(stream)) {
+      log.debug('stream reset before the upstream connection', { 'src.addr': info.srcAddr });
+      return;
+    }
+    const gone = new AbortController();
+    const onGone = () => gone.abort();
+    stream.once('close', onGone);
     logConnectionOpened(info);
     // Spoofing needs a transparent listener and is pointless when the client is this pod.
     const spoofSource = pod.transparent && conn.remoteIp !== target.ip ? conn.remoteIp : undefined;
     let upstream: Socket;
     try {
-      upstream = await connectUpstream(pod, { host: target.ip, port: target.port, spoofSource });
+      upstream = await connectUpstream(pod, {
+        host: target.ip,
+        port: target.port,
+        spoofSource,
+        signal: gone.signal,
+      });
     } catch (err) {
+      stream.off('close', onGone);
       info.responseFlags = 'CONNECT';
       pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
       if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
       logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
       return;
     }
+    stream.off('close', onGone);
     upstream.setNoDelay(true);
-    if (stream.destroyed) {
+    if (streamGone(stream)) {
       upstream.destroy();
       return;
     }
