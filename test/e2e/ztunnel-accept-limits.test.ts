@@ -269,6 +269,7 @@ describe('ztunnel under connection floods and fd pressure', () => {
   test('near the fd limit: new connections are refused; established ones, readiness and admin keep answering; it recovers', async (t) => {
     const baselineFds = fdCount(pid);
     const limit = baselineFds + 400;
+    const linesBefore = mesh!.nodes.get('n1')!.lines.length;
     // Only the soft limit: without CAP_SYS_RESOURCE a lowered hard limit could not be raised again.
     run('prlimit', ['--pid', String(pid), `--nofile=${limit}:20000`]);
     const held: Socket[] = [];
@@ -334,28 +335,37 @@ describe('ztunnel under connection floods and fd pressure', () => {
       }
       assert.equal(stillEchoing, held.length, 'every established connection still carries data');
     } catch (err) {
-      const lines = mesh!.nodes.get('n1')!.matching(/refusing|EMFILE|WARN|ERROR/);
+      const lines = mesh!.nodes
+        .get('n1')!
+        .lines.slice(linesBefore)
+        .filter((l) => /refusing|EMFILE|WARN|ERROR/.test(l));
       t.diagnostic(`ztunnel said:\n${lines.slice(0, 10).join('\n')}\n...\n${lines.slice(-10).join('\n')}`);
+      run('prlimit', ['--pid', String(pid), '--nofile=20000:20000']); // the later tests need the usual limit
       throw err;
     } finally {
       for (const s of held) s.destroy();
     }
-    // Recovery: with the held connections gone, new ones work again (the limit is still in force).
-    await eventually(
-      'a new meshed connection after the held ones closed',
-      async () => {
-        try {
-          await meshedEcho();
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      30_000,
-    );
-    assert.equal(await httpStatusIn(nodeNs, 15021, '/healthz/ready'), 200);
-    run('prlimit', ['--pid', String(pid), '--nofile=20000:20000']);
+    try {
+      // Recovery: with the held connections gone, new ones work again (the limit is still in force).
+      await eventually(
+        'a new meshed connection after the held ones closed',
+        async () => {
+          try {
+            await meshedEcho();
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        30_000,
+      );
+      assert.equal(await httpStatusIn(nodeNs, 15021, '/healthz/ready'), 200);
+    } finally {
+      // The later tests need the process's usual limit, whatever happened here.
+      run('prlimit', ['--pid', String(pid), '--nofile=20000:20000']);
+    }
   });
+
   test('a burst of 1,000 concurrent meshed connections through one pod: every payload arrives and comes back intact', async (t) => {
     const BURST = 1000;
     const outcomes = new Map<string, number>();
