@@ -11,7 +11,12 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
 import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
-import { type HandshakeLimits, HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  type HandshakeLimits,
+  HboneServerTls,
+  type HboneTlsContexts,
+} from '../../hbone/tls.js';
 import type { SpiffeId } from '../../identity/spiffe.js';
 import { applicablePolicies } from '../../policy/applicable.js';
 import { authorize } from '../../policy/authorize.js';
@@ -58,9 +63,19 @@ export class HboneInbound {
     socket.setNoDelay(true);
     socket.on('error', () => {});
     const identity = podIdentity(pod, this.#deps.trustDomain);
+    // The pod's first connection waits for its certificate; the handshake deadline covers that wait too,
+    // so connections cannot pile up while the CA is slow.
+    const deadline = setTimeout(
+      () => socket.destroy(),
+      this.#deps.handshake?.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    );
     this.#listenerFor(pod, identity).then(
-      (l) => l.tls.accept(socket),
+      (l) => {
+        clearTimeout(deadline);
+        if (!socket.destroyed) l.tls.accept(socket);
+      },
       (err) => {
+        clearTimeout(deadline);
         logConnectionFailed(
           {
             srcAddr: hostPort(unmapIPv4(socket.remoteAddress ?? ''), socket.remotePort ?? 0),
