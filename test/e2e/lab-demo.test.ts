@@ -31,20 +31,12 @@ function assertNothingLeft(pids: readonly number[] = []): void {
 
 /**
  * The four listeners of the seed's `ss -ntlp`, all held by the same process; returns its pid. The seed
- * shows a backlog of 128 on each; ambit keeps 128 on 15008 and queues 4096 on the listeners that take one
- * connection per app connection, which a single-threaded proxy needs to absorb a burst (pod-proxy.ts).
+ * shows a backlog of 128; ambit's listeners queue 4096, which a single-threaded proxy needs to absorb a
+ * burst of connections (see LISTEN_BACKLOG in pod-proxy.ts).
  */
 function assertListeners(ss: string): number {
-  const listeners: Array<[string, number]> = [
-    ['\\*:15001', 4096],
-    ['\\*:15006', 4096],
-    ['\\*:15008', 128],
-    ['127\\.0\\.0\\.1:15080', 4096],
-  ];
-  const owners = listeners.map(([addr, backlog]) => {
-    const m = new RegExp(
-      `LISTEN\\s+0\\s+${backlog}\\s+${addr}\\s+\\S+\\s+users:\\(\\("node",pid=(\\d+),`,
-    ).exec(ss);
+  const owners = ['\\*:15001', '\\*:15006', '\\*:15008', '127\\.0\\.0\\.1:15080'].map((addr) => {
+    const m = new RegExp(`LISTEN\\s+0\\s+4096\\s+${addr}\\s+\\S+\\s+users:\\(\\("node",pid=(\\d+),`).exec(ss);
     assert.ok(m, `listener ${addr} in:\n${ss}`);
     return Number(m[1]);
   });

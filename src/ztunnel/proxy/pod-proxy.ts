@@ -35,21 +35,19 @@ function refuse(socket: Socket, component: string, deps: ProxyDeps): void {
 }
 
 /**
- * Listen backlogs. Istio's ztunnel listens with 128 everywhere, and accepts on a multi-threaded runtime in
- * microseconds. This proxy accepts on one JavaScript thread that also carries every connection's bytes, so
- * a burst of app connections (1,000 at once from one pod) overflowed 128: the kernel fell back to SYN
- * cookies, dropped the handshakes' last ACKs and then answered the clients' data with RST (698-723 of 1,000
- * got through). Listeners that take one connection per app connection (15001, 15006, 15080) therefore queue
- * 4096, Linux's default net.core.somaxconn: the kernel caps it at the pod's own somaxconn, so the mesh
- * queues as many connections as the pod's app itself could. 15008 takes pooled HBONE connections (one per
- * peer identity and destination, not per app connection) and keeps ztunnel's 128.
+ * The listen backlog of every pod listener. Istio's ztunnel listens with 128 and accepts on a multi-threaded
+ * runtime in microseconds. This proxy accepts on one JavaScript thread that also carries every connection's
+ * bytes, so a burst overflowed 128: 1,000 app connections at once from one pod, 698-723 got through; the
+ * kernel fell back to SYN cookies, dropped the handshakes' last ACKs and answered the clients' data with
+ * RST. On 15008 a flood of idle connections overflowed it the same way, so that new HBONE connections from
+ * real peers were dropped by the kernel before the proxy could choose whom to cut. 4096 is Linux's default
+ * net.core.somaxconn; the kernel caps it at the pod's own somaxconn, so the proxy queues as many
+ * connections as the pod's app itself could.
  */
-const APP_CONNECTION_BACKLOG = 4096;
-const HBONE_BACKLOG = 128;
+const LISTEN_BACKLOG = 4096;
 
 interface ListenerSpec {
   port: number;
-  backlog: number;
   host: string;
   component: string;
   transparent: boolean;
@@ -95,7 +93,6 @@ export class PodProxy implements InPodProxy, PodContext {
     const specs: ListenerSpec[] = [
       {
         port: INBOUND_HBONE_PORT,
-        backlog: HBONE_BACKLOG,
         host: '::',
         component: 'inbound',
         transparent: true,
@@ -106,7 +103,6 @@ export class PodProxy implements InPodProxy, PodContext {
       },
       {
         port: INBOUND_PLAINTEXT_PORT,
-        backlog: APP_CONNECTION_BACKLOG,
         host: '::',
         component: 'inbound plaintext',
         transparent: true,
@@ -114,7 +110,6 @@ export class PodProxy implements InPodProxy, PodContext {
       },
       {
         port: OUTBOUND_PORT,
-        backlog: APP_CONNECTION_BACKLOG,
         host: '::',
         component: 'outbound',
         transparent: true,
@@ -124,7 +119,6 @@ export class PodProxy implements InPodProxy, PodContext {
     if (this.deps.socks5) {
       specs.push({
         port: SOCKS5_PORT,
-        backlog: APP_CONNECTION_BACKLOG,
         host: '127.0.0.1',
         component: 'socks5',
         transparent: false,
@@ -144,7 +138,7 @@ export class PodProxy implements InPodProxy, PodContext {
           mark: this.deps.mark,
           reusePort: this.deps.portReuse,
           transparent: spec.transparent,
-          backlog: spec.port === OUTBOUND_PORT ? 4096 : 128,
+          backlog: LISTEN_BACKLOG,
           server: { allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as never,
         });
         server.on('connection', (socket: Socket) => {
