@@ -297,6 +297,7 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
         ),
       this.#limits.handshakeTimeoutMs,
     );
+    timer.unref(); // a pending handshake never keeps the process alive
     this.#pending.set(raw, timer);
     raw.once('close', () => this.#settle(raw));
     if (this.#pending.size > this.#limits.maxPendingHandshakes) {
@@ -315,7 +316,10 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
   close(): void {
     this.#closed = true;
     this.#contexts.off('invalidated', this.#onInvalidated);
-    for (const raw of [...this.#pending.keys()]) raw.destroy();
+    for (const [raw, timer] of [...this.#pending]) {
+      clearTimeout(timer);
+      raw.destroy();
+    }
     this.#pending.clear();
   }
 

@@ -69,6 +69,7 @@ export class HboneInbound {
       () => socket.destroy(),
       this.#deps.handshake?.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     );
+    deadline.unref();
     this.#listenerFor(pod, identity).then(
       (l) => {
         clearTimeout(deadline);
