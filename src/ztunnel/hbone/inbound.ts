@@ -228,6 +228,9 @@ export class HboneInbound {
     upstream.setNoDelay(true);
     if (streamGone(stream)) {
       upstream.destroy();
+      info.responseFlags = 'CONNECT';
+      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
+      logConnectionComplete(info, 0, 0, 'the client reset the stream while the upstream connection was made');
       return;
     }
     const labels = pod.deps.metrics.connectionOpened(info);
