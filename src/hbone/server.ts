@@ -12,7 +12,13 @@ import http2, {
 import type tls from 'node:tls';
 import type { SpiffeId } from '../identity/spiffe.js';
 import { unmapIPv4 } from '../sys/index.js';
-import { CONNECTION_WINDOW, serverSettings, startKeepalive } from './settings.js';
+import {
+  CONNECTION_WINDOW,
+  RESET_BURST,
+  RESET_REFILL_PER_SECOND,
+  serverSettings,
+  startKeepalive,
+} from './settings.js';
 
 export interface HboneConnectionInfo {
   peer: SpiffeId;
@@ -28,33 +34,68 @@ export type HboneStreamHandler = (
   connection: HboneConnectionInfo,
 ) => void;
 
+/** How long a session closed for abuse may take to deliver its GOAWAY before it is destroyed. */
+const ABUSE_CLOSE_GRACE_MS = 1000;
+
+/** Token bucket of client resets of unanswered streams, per session. */
+class ResetBudget {
+  #tokens = RESET_BURST;
+  #at = Date.now();
+
+  /** Spends one token; false once the client has reset more than the burst (net of the refill). */
+  spend(): boolean {
+    const now = Date.now();
+    this.#tokens = Math.min(RESET_BURST, this.#tokens + ((now - this.#at) / 1000) * RESET_REFILL_PER_SECOND);
+    this.#at = now;
+    this.#tokens -= 1;
+    return this.#tokens >= 0;
+  }
+}
+
 export class HboneH2Server {
   readonly #server: Http2Server;
   readonly #sessions = new Map<ServerHttp2Session, HboneConnectionInfo>();
-  #pending: HboneConnectionInfo | undefined;
+  readonly #resets = new WeakMap<ServerHttp2Session, ResetBudget>();
+  #pending: { info: HboneConnectionInfo; socket: tls.TLSSocket } | undefined;
+  readonly #sockets = new WeakMap<ServerHttp2Session, tls.TLSSocket>();
 
-  constructor(handler: HboneStreamHandler) {
+  readonly #onAbuse: ((info: HboneConnectionInfo | undefined, reason: string) => void) | undefined;
+
+  /** `onAbuse` hears of each connection closed for misbehaving (to log it). */
+  constructor(
+    handler: HboneStreamHandler,
+    onAbuse?: (info: HboneConnectionInfo | undefined, reason: string) => void,
+  ) {
+    this.#onAbuse = onAbuse;
     this.#server = http2.createServer({ settings: serverSettings(), maxSessionMemory: 64 });
     // 'session' fires synchronously inside the 'connection' emit below, so #pending is that socket's info.
     this.#server.on('session', (session) => {
-      const info = this.#pending;
-      if (!info) {
+      const pending = this.#pending;
+      if (!pending) {
         session.destroy();
         return;
       }
+      const { info, socket } = pending;
       this.#sessions.set(session, info);
+      this.#sockets.set(session, socket);
+      this.#resets.set(session, new ResetBudget());
       session.on('error', () => {});
       session.once('close', () => this.#sessions.delete(session));
       session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
       startKeepalive(session);
     });
     this.#server.on('stream', (stream, headers) => {
-      const info = this.#sessions.get(stream.session as ServerHttp2Session);
+      const session = stream.session as ServerHttp2Session;
+      const info = this.#sessions.get(session);
       stream.on('error', () => {});
       if (!info) {
         stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
         return;
       }
+      // 'aborted' with no response sent: the client reset the stream before it was answered.
+      stream.once('aborted', () => {
+        if (!stream.headersSent && this.#resets.get(session)?.spend() === false) this.#tooManyResets(session);
+      });
       handler(stream, headers, info);
     });
   }
@@ -62,16 +103,32 @@ export class HboneH2Server {
   /** Starts HTTP/2 on a TLS socket whose client identity was verified. */
   serve(socket: tls.TLSSocket, peer: SpiffeId): void {
     this.#pending = {
-      peer,
-      localIp: unmapIPv4(socket.localAddress ?? ''),
-      remoteIp: unmapIPv4(socket.remoteAddress ?? ''),
-      remotePort: socket.remotePort ?? 0,
+      info: {
+        peer,
+        localIp: unmapIPv4(socket.localAddress ?? ''),
+        remoteIp: unmapIPv4(socket.remoteAddress ?? ''),
+        remotePort: socket.remotePort ?? 0,
+      },
+      socket,
     };
     try {
       this.#server.emit('connection', socket);
     } finally {
       this.#pending = undefined;
     }
+  }
+
+  /**
+   * GOAWAY ENHANCE_YOUR_CALM, then close: FIN right after the GOAWAY (a close with the client's frames
+   * still unread would reset the connection and could drop the GOAWAY), destroyed a moment later.
+   */
+  #tooManyResets(session: ServerHttp2Session): void {
+    if (session.destroyed || session.closed) return;
+    this.#onAbuse?.(this.#sessions.get(session), 'too many streams reset by the client (rapid reset)');
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    const socket = this.#sockets.get(session);
+    setImmediate(() => socket?.end());
+    setTimeout(() => session.destroy(), ABUSE_CLOSE_GRACE_MS).unref();
   }
 
   get sessionCount(): number {

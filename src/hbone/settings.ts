@@ -10,6 +10,14 @@ export const CONNECTION_WINDOW = 4 * 1024 * 1024;
 export const MAX_FRAME_SIZE = 1024 * 1024;
 export const CLIENT_MAX_STREAMS = 100;
 export const SERVER_MAX_STREAMS = 200;
+/**
+ * Rapid reset (CVE-2023-44487): a server session allows a burst of this many streams that the client resets
+ * before they were answered, refilled at RESET_REFILL_PER_SECOND (nghttp2's rate). Beyond it the session
+ * gets GOAWAY ENHANCE_YOUR_CALM and is closed. The burst is below nghttp2's own limit (1000): nghttp2's
+ * GOAWAY leaves a session that no longer serves but stays open until the keepalive gives up on it.
+ */
+export const RESET_BURST = 200;
+export const RESET_REFILL_PER_SECOND = 33;
 export const KEEPALIVE_INTERVAL_MS = 10_000;
 export const KEEPALIVE_TIMEOUT_MS = 20_000;
 

@@ -15,7 +15,19 @@ import { splitPemBundle, uriSans, x509 } from '../identity/x509.js';
 
 export const HBONE_ALPN = 'h2';
 export const HBONE_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Istio's ztunnel accepts HBONE through the tls-listener crate with its defaults: a handshake must finish
+ * within 10 s and at most 64 handshakes run at once per listener.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+export const MAX_PENDING_HANDSHAKES = 64;
+
+export interface HandshakeLimits {
+  /** From accept to verified client: an absolute deadline, so a client sending a byte now and then gains nothing. */
+  handshakeTimeoutMs: number;
+  /** Handshakes in progress at once; one more cuts the oldest (a real client finishes in milliseconds). */
+  maxPendingHandshakes: number;
+}
 
 /** Key material and protocol limits shared by client and server contexts. */
 function contextOptions(cert: WorkloadCertificate): tls.SecureContextOptions {
@@ -123,7 +135,6 @@ function serverTlsOptions(certificate: WorkloadCertificate): tls.TlsOptions {
     requestCert: true,
     // Chain errors are turned into coded rejections by HboneServerTls, which also checks the trust domain.
     rejectUnauthorized: false,
-    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
   };
 }
 
@@ -191,43 +202,85 @@ function verifiedClientIdentity(socket: tls.TLSSocket, trustDomain: TrustDomain)
 export interface HboneServerTlsEvents {
   /** A client passed every check; hand `socket` to the HTTP/2 server. */
   secure: [socket: tls.TLSSocket, peer: SpiffeId];
-  /** A client failed the handshake or a check; its socket is already destroyed. */
-  rejected: [error: AmbitError, socket: tls.TLSSocket];
+  /** A client failed the handshake, a check or a limit; its socket is destroyed right after. */
+  rejected: [error: AmbitError, socket: net.Socket];
   /** New connections now get the rotated certificate with this serial number. */
   reloaded: [serialNumber: string];
+}
+
+/** The TCP socket a server-side TLSSocket wraps (Node keeps it as `_parent`). */
+function rawSocketOf(socket: tls.TLSSocket): net.Socket {
+  return (socket as unknown as { _parent?: net.Socket })._parent ?? socket;
 }
 
 /**
  * Server-side TLS for one pod's 15008 listener. Raw TCP sockets (e.g. accepted inside the pod netns) go in
  * through `accept`; verified TLS sockets come out as 'secure' events. The context follows rotations.
+ * Every socket that does not become 'secure' is destroyed: on a failed handshake, after the handshake
+ * deadline, or when too many handshakes are in progress (the oldest goes).
  */
 export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
   readonly identity: SpiffeId;
   readonly #contexts: HboneTlsContexts;
   readonly #server: tls.Server;
+  readonly #limits: HandshakeLimits;
+  /** Accepted sockets still handshaking, oldest first, with their deadline timers. */
+  readonly #pending = new Map<net.Socket, NodeJS.Timeout>();
+  /** Sockets this class cut (already reported): their TLS layer's own error is not reported again. */
+  readonly #cutSockets = new WeakSet<net.Socket>();
   #closed = false;
   readonly #onInvalidated = (identity: SpiffeId): void => {
     if (identity === this.identity && !this.#closed) void this.#reload();
   };
 
-  private constructor(contexts: HboneTlsContexts, identity: SpiffeId, options: tls.TlsOptions) {
+  private constructor(
+    contexts: HboneTlsContexts,
+    identity: SpiffeId,
+    options: tls.TlsOptions,
+    limits: HandshakeLimits,
+  ) {
     super();
     this.identity = identity;
     this.#contexts = contexts;
-    this.#server = tls.createServer(options);
-    this.#server.on('secureConnection', (socket) => this.#check(socket));
+    this.#limits = limits;
+    // Node's own handshake timeout restarts on every byte received; #pending keeps the absolute deadline.
+    this.#server = tls.createServer({ ...options, handshakeTimeout: limits.handshakeTimeoutMs });
+    this.#server.on('secureConnection', (socket) => {
+      this.#settle(rawSocketOf(socket));
+      this.#check(socket);
+    });
     this.#server.on('tlsClientError', (err, socket) => {
+      // With a 'tlsClientError' listener Node leaves the socket open: without this it stays in CLOSE-WAIT.
+      const raw = rawSocketOf(socket);
+      this.#settle(raw);
+      if (this.#cutSockets.has(raw)) {
+        socket.destroy();
+        return;
+      }
       this.emit(
         'rejected',
         new AmbitError('ERR_TLS_HANDSHAKE', `HBONE TLS handshake failed: ${err.message}`),
         socket,
       );
+      socket.destroy();
     });
     contexts.on('invalidated', this.#onInvalidated);
   }
 
-  static async create(contexts: HboneTlsContexts, identity: SpiffeId): Promise<HboneServerTls> {
-    return new HboneServerTls(contexts, identity, await contexts.serverOptions(identity));
+  static async create(
+    contexts: HboneTlsContexts,
+    identity: SpiffeId,
+    limits: Partial<HandshakeLimits> = {},
+  ): Promise<HboneServerTls> {
+    return new HboneServerTls(contexts, identity, await contexts.serverOptions(identity), {
+      handshakeTimeoutMs: limits.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      maxPendingHandshakes: limits.maxPendingHandshakes ?? MAX_PENDING_HANDSHAKES,
+    });
+  }
+
+  /** Handshakes accepted and not yet finished. */
+  get pendingHandshakes(): number {
+    return this.#pending.size;
   }
 
   /** Starts the TLS handshake on an accepted TCP connection. */
@@ -236,12 +289,52 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
       raw.destroy();
       return;
     }
-    this.#server.emit('connection', raw);
+    const timer = setTimeout(
+      () =>
+        this.#cut(
+          raw,
+          new AmbitError('ERR_TLS_HANDSHAKE_TIMEOUT', 'HBONE TLS handshake failed: TLS handshake timeout'),
+        ),
+      this.#limits.handshakeTimeoutMs,
+    );
+    timer.unref(); // a pending handshake never keeps the process alive
+    this.#pending.set(raw, timer);
+    raw.once('close', () => this.#settle(raw));
+    if (this.#pending.size > this.#limits.maxPendingHandshakes) {
+      const oldest = this.#pending.keys().next().value as net.Socket;
+      this.#cut(
+        oldest,
+        new AmbitError(
+          'ERR_TLS_HANDSHAKE_LIMIT',
+          `HBONE TLS handshake failed: more than ${this.#limits.maxPendingHandshakes} handshakes in progress, the oldest is cut`,
+        ),
+      );
+    }
+    if (!raw.destroyed) this.#server.emit('connection', raw);
   }
 
   close(): void {
     this.#closed = true;
     this.#contexts.off('invalidated', this.#onInvalidated);
+    for (const [raw, timer] of [...this.#pending]) {
+      clearTimeout(timer);
+      raw.destroy();
+    }
+    this.#pending.clear();
+  }
+
+  #settle(raw: net.Socket): void {
+    const timer = this.#pending.get(raw);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#pending.delete(raw);
+  }
+
+  #cut(raw: net.Socket, error: AmbitError): void {
+    this.#settle(raw);
+    this.#cutSockets.add(raw);
+    this.emit('rejected', error, raw);
+    raw.destroy();
   }
 
   #check(socket: tls.TLSSocket): void {

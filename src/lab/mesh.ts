@@ -29,6 +29,8 @@ export interface LabMeshOptions {
   trustDomain?: string;
   /** Extra `ambit ztunnel` flags, e.g. a log level. */
   ztunnelArgs?: string[];
+  /** Extra environment of the ztunnel processes (ztunnel's variables, e.g. a timeout). */
+  ztunnelEnv?: Record<string, string>;
 }
 
 export class LabMeshNode {
@@ -62,7 +64,10 @@ export class LabMesh {
 
   private constructor(
     readonly lab: LabState,
-    readonly options: Required<Omit<LabMeshOptions, 'ztunnelArgs'>> & { ztunnelArgs: string[] },
+    readonly options: Required<Omit<LabMeshOptions, 'ztunnelArgs' | 'ztunnelEnv'>> & {
+      ztunnelArgs: string[];
+      ztunnelEnv: Record<string, string>;
+    },
   ) {}
 
   get workloadFile(): string {
@@ -80,6 +85,7 @@ export class LabMesh {
       protocol: options.protocol ?? 'HBONE',
       trustDomain: options.trustDomain ?? 'cluster.local',
       ztunnelArgs: options.ztunnelArgs ?? [],
+      ztunnelEnv: options.ztunnelEnv ?? {},
     });
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     // Created once here, so the node proxies never race to create the root.
@@ -108,6 +114,7 @@ export class LabMesh {
     ];
     const child = spawn('ip', ['netns', 'exec', node.netns, process.execPath, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.options.ztunnelEnv },
     });
     const meshNode = new LabMeshNode(node, agent, child);
     this.nodes.set(node.name, meshNode);

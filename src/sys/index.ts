@@ -1,3 +1,4 @@
+export { FdBudget, type FdBudgetOptions, openFileLimit } from './fd-budget.js';
 export {
   INIT_NETNS_INODE,
   identityKey,

@@ -48,6 +48,8 @@ export interface ZtunnelConfig {
   trustDomain: string;
   /** Requested workload certificate lifetime (SECRET_TTL). */
   secretTtlSeconds: number;
+  /** Deadline for an inbound HBONE client's TLS handshake, from accept. */
+  hboneHandshakeTimeoutMs: number;
 }
 
 interface OptionSpec {
@@ -101,6 +103,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'trust domain of pods the workload store does not describe',
   },
   { flag: 'secret-ttl', env: 'SECRET_TTL', default: '24h', help: 'requested workload certificate lifetime' },
+  {
+    flag: 'hbone-handshake-timeout',
+    env: 'AMBIT_HBONE_HANDSHAKE_TIMEOUT',
+    default: '10s',
+    help: "how long a client of a pod's :15008 may take to finish its TLS handshake before it is cut (Istio's ztunnel: 10s)",
+  },
   {
     flag: 'ca-address',
     env: 'CA_ADDRESS',
@@ -210,6 +218,12 @@ export function parseDuration(text: string, source: string): number {
   return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
 }
 
+function positiveDuration(raw: Raw): number {
+  const ms = parseDuration(raw.text, raw.source);
+  if (ms <= 0) bad(raw, 'expected a duration above zero');
+  return ms;
+}
+
 /** RUST_LOG style: `info`, `warn,ztunnel::proxy=debug`. */
 export function parseLogDirectives(raw: Raw): LogDirective[] {
   const out: LogDirective[] = [];
@@ -292,6 +306,7 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     localCaDir: raw('local-ca-dir')?.text.trim(),
     trustDomain: must('trust-domain').text.trim(),
     secretTtlSeconds: Math.ceil(parseDuration(must('secret-ttl').text, must('secret-ttl').source) / 1000),
+    hboneHandshakeTimeoutMs: positiveDuration(must('hbone-handshake-timeout')),
     caAddress: raw('ca-address')?.text.trim(),
     caRootCa: raw('ca-root-ca')?.text.trim(),
     xdsAddress: raw('xds-address')?.text.trim(),

@@ -19,6 +19,7 @@ import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
 import { LocalCa } from '../identity/local-ca.js';
 import { ConnectionTracker } from '../policy/tracker.js';
+import { FdBudget } from '../sys/index.js';
 import type { ZtunnelConfig } from './config.js';
 import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
 import {
@@ -164,6 +165,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
           store,
           trustDomain: config.trustDomain,
           certTtlSeconds: config.secretTtlSeconds,
+          handshakeTimeoutMs: config.hboneHandshakeTimeoutMs,
         })
       : undefined;
     const hooks = hbone;
@@ -200,6 +202,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
       drainDeadlineMs: config.drainDeadlineMs,
       socks5: config.socks5,
       hbone: hbone?.hooks,
+      fds: new FdBudget(),
       inboundPolicy: plaintext ? plaintextInboundPolicy(store, plaintext) : hbone?.inboundPolicy,
     };
     const pods = new PodProxyFactory(deps);

@@ -29,10 +29,14 @@ function assertNothingLeft(pids: readonly number[] = []): void {
   assert.equal(existsSync(layout.dir), false, 'the lab dir is gone');
 }
 
-/** The four listeners of the seed's `ss -ntlp`, all held by the same process; returns its pid. */
+/**
+ * The four listeners of the seed's `ss -ntlp`, all held by the same process; returns its pid. The seed
+ * shows a backlog of 128; ambit's listeners queue 4096, which a single-threaded proxy needs to absorb a
+ * burst of connections (see LISTEN_BACKLOG in pod-proxy.ts).
+ */
 function assertListeners(ss: string): number {
   const owners = ['\\*:15001', '\\*:15006', '\\*:15008', '127\\.0\\.0\\.1:15080'].map((addr) => {
-    const m = new RegExp(`LISTEN\\s+0\\s+128\\s+${addr}\\s+\\S+\\s+users:\\(\\("node",pid=(\\d+),`).exec(ss);
+    const m = new RegExp(`LISTEN\\s+0\\s+4096\\s+${addr}\\s+\\S+\\s+users:\\(\\("node",pid=(\\d+),`).exec(ss);
     assert.ok(m, `listener ${addr} in:\n${ss}`);
     return Number(m[1]);
   });

@@ -308,6 +308,55 @@ describe('HBONE mutual TLS', () => {
     }
   });
 
+  it('closes a client that has not finished its handshake by the deadline, even one that keeps sending bytes', async () => {
+    const limited = new TestServer(await HboneServerTls.create(mesh, SERVER, { handshakeTimeoutMs: 500 }));
+    servers.push(limited);
+    const limitedPort = await limited.listen();
+    const idle = net.connect(limitedPort, '127.0.0.1');
+    const slow = net.connect(limitedPort, '127.0.0.1');
+    // A byte every 100 ms: Node's own handshake timeout would restart on each one and never fire.
+    const hello = Buffer.from('16030102000100', 'hex');
+    let sent = 0;
+    const drip = setInterval(() => {
+      if (sent < hello.length && !slow.destroyed) slow.write(hello.subarray(sent, ++sent));
+    }, 100);
+    const started = Date.now();
+    try {
+      await Promise.all([drained(idle), drained(slow)]);
+    } finally {
+      clearInterval(drip);
+    }
+    assert.ok(Date.now() - started < 10_000, 'closed by the 500 ms deadline, not by a client');
+    assert.equal(limited.rejected.length, 2);
+    for (const err of limited.rejected) assert.equal(err.code, 'ERR_TLS_HANDSHAKE_TIMEOUT');
+    assert.equal(limited.tls.pendingHandshakes, 0);
+  });
+
+  it('bounds handshakes in progress by cutting the oldest; a real client still gets through', async () => {
+    const limited = new TestServer(await HboneServerTls.create(mesh, SERVER, { maxPendingHandshakes: 4 }));
+    servers.push(limited);
+    const limitedPort = await limited.listen();
+    const idle: net.Socket[] = [];
+    for (let i = 0; i < 10; i++) {
+      const s = net.connect(limitedPort, '127.0.0.1');
+      await once(s, 'connect');
+      idle.push(s);
+    }
+    // The first six were cut as newer ones arrived; four are still waiting.
+    await Promise.all(idle.slice(0, 6).map(drained));
+    assert.equal(limited.tls.pendingHandshakes, 4);
+    assert.ok(limited.rejected.every((e) => e.code === 'ERR_TLS_HANDSHAKE_LIMIT'));
+    const { socket, peer } = await connectHbone(mesh, {
+      source: CLIENT,
+      expected: [SERVER],
+      host: '127.0.0.1',
+      port: limitedPort,
+    });
+    assert.equal(peer, SERVER);
+    socket.destroy();
+    for (const s of idle) s.destroy();
+  });
+
   it('caches one secure context per identity and rebuilds it when the certificate rotates', async () => {
     const dirCa = await LocalCa.open(join(dir.path, 'main'), { trustDomain: 'cluster.local' });
     const short = contexts(dirCa, 4);

@@ -30,6 +30,16 @@ describe('ztunnel configuration', () => {
     assert.deepEqual(c.adminAddr, { host: 'localhost', port: 15000 });
     assert.deepEqual(c.metricsAddr, { host: '::', port: 15020 });
     assert.deepEqual(c.readinessAddr, { host: '::', port: 15021 });
+    assert.equal(c.hboneHandshakeTimeoutMs, 10_000, "tls-listener's default, which Istio's ztunnel uses");
+  });
+
+  test('the HBONE handshake timeout: AMBIT_HBONE_HANDSHAKE_TIMEOUT or --hbone-handshake-timeout, above zero', () => {
+    assert.equal(parse([], { AMBIT_HBONE_HANDSHAKE_TIMEOUT: '3s' }).hboneHandshakeTimeoutMs, 3000);
+    assert.equal(parse(['--hbone-handshake-timeout', '500ms']).hboneHandshakeTimeoutMs, 500);
+    assert.throws(
+      () => parse(['--hbone-handshake-timeout', '0s']),
+      /--hbone-handshake-timeout=0s: expected a duration above zero/,
+    );
   });
 
   test('environment variables are read by their ztunnel names', () => {

@@ -11,7 +11,12 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
 import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
-import { HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  type HandshakeLimits,
+  HboneServerTls,
+  type HboneTlsContexts,
+} from '../../hbone/tls.js';
 import type { SpiffeId } from '../../identity/spiffe.js';
 import { applicablePolicies } from '../../policy/applicable.js';
 import { authorize } from '../../policy/authorize.js';
@@ -19,18 +24,25 @@ import type { ConnectionTracker } from '../../policy/tracker.js';
 import { unmapIPv4 } from '../../sys/index.js';
 import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
 import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import { ILLEGAL_PORTS } from '../ports.js';
+import { ILLEGAL_PORTS, INBOUND_HBONE_PORT } from '../ports.js';
 import type { PodContext } from '../proxy/context.js';
 import { connectUpstream } from '../proxy/upstream.js';
 import { podIdentity } from './identity.js';
 
 const log = logger('ztunnel::proxy::inbound');
 
+/** The client reset or closed the stream, or its connection went. */
+function streamGone(stream: ServerHttp2Stream): boolean {
+  return stream.destroyed || stream.closed || stream.aborted;
+}
+
 export interface InboundDeps {
   contexts: HboneTlsContexts;
   store: WorkloadStore;
   tracker: ConnectionTracker;
   trustDomain: string;
+  /** Handshake deadline and bound per pod listener (Istio's defaults when unset). */
+  handshake?: Partial<HandshakeLimits>;
 }
 
 interface PodListener {
@@ -51,9 +63,20 @@ export class HboneInbound {
     socket.setNoDelay(true);
     socket.on('error', () => {});
     const identity = podIdentity(pod, this.#deps.trustDomain);
+    // The pod's first connection waits for its certificate; the handshake deadline covers that wait too,
+    // so connections cannot pile up while the CA is slow.
+    const deadline = setTimeout(
+      () => socket.destroy(),
+      this.#deps.handshake?.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    );
+    deadline.unref();
     this.#listenerFor(pod, identity).then(
-      (l) => l.tls.accept(socket),
+      (l) => {
+        clearTimeout(deadline);
+        if (!socket.destroyed) l.tls.accept(socket);
+      },
       (err) => {
+        clearTimeout(deadline);
         logConnectionFailed(
           {
             srcAddr: hostPort(unmapIPv4(socket.remoteAddress ?? ''), socket.remotePort ?? 0),
@@ -71,8 +94,19 @@ export class HboneInbound {
     const key = `${pod.uid}|${identity}`;
     let listener = this.#listeners.get(key);
     if (!listener) {
-      listener = HboneServerTls.create(this.#deps.contexts, identity).then((tls) => {
-        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn));
+      listener = HboneServerTls.create(this.#deps.contexts, identity, this.#deps.handshake).then((tls) => {
+        const h2 = new HboneH2Server(
+          (stream, headers, conn) => this.#onStream(pod, stream, headers, conn),
+          (conn, reason) =>
+            logConnectionFailed(
+              {
+                srcAddr: conn ? hostPort(conn.remoteIp, conn.remotePort) : '',
+                dstAddr: conn ? hostPort(conn.localIp, INBOUND_HBONE_PORT) : '',
+                direction: 'inbound',
+              },
+              conn ? `${reason} (peer ${conn.peer})` : reason,
+            ),
+        );
         tls.on('secure', (socket, peer) => h2.serve(socket, peer));
         tls.on('rejected', (err, socket) =>
           logConnectionFailed(
@@ -161,22 +195,42 @@ export class HboneInbound {
     attributes: Parameters<typeof authorize>[1],
     policies: () => ReturnType<typeof applicablePolicies>,
   ): Promise<void> {
+    // A RST_STREAM read with the HEADERS is handled after this turn: wait for it, so no app connection is
+    // dialled for a stream the client already reset (rapid reset), and give up a dial whose stream goes.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (streamGone(stream)) {
+      log.debug('stream reset before the upstream connection', { 'src.addr': info.srcAddr });
+      return;
+    }
+    const gone = new AbortController();
+    const onGone = () => gone.abort();
+    stream.once('close', onGone);
     logConnectionOpened(info);
     // Spoofing needs a transparent listener and is pointless when the client is this pod.
     const spoofSource = pod.transparent && conn.remoteIp !== target.ip ? conn.remoteIp : undefined;
     let upstream: Socket;
     try {
-      upstream = await connectUpstream(pod, { host: target.ip, port: target.port, spoofSource });
+      upstream = await connectUpstream(pod, {
+        host: target.ip,
+        port: target.port,
+        spoofSource,
+        signal: gone.signal,
+      });
     } catch (err) {
+      stream.off('close', onGone);
       info.responseFlags = 'CONNECT';
       pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
       if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
       logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
       return;
     }
+    stream.off('close', onGone);
     upstream.setNoDelay(true);
-    if (stream.destroyed) {
+    if (streamGone(stream)) {
       upstream.destroy();
+      info.responseFlags = 'CONNECT';
+      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
+      logConnectionComplete(info, 0, 0, 'the client reset the stream while the upstream connection was made');
       return;
     }
     const labels = pod.deps.metrics.connectionOpened(info);

@@ -26,6 +26,8 @@ export interface HboneOptions {
   certTtlSeconds?: number;
   /** POOL_UNUSED_RELEASE_TIMEOUT, milliseconds (default 5 min). */
   poolIdleTimeoutMs?: number;
+  /** How long an inbound client may take to finish its TLS handshake (default 10 s, as Istio's). */
+  handshakeTimeoutMs?: number;
 }
 
 export interface Hbone {
@@ -72,7 +74,13 @@ export function createHboneHooks(options: HboneOptions): Hbone {
   const contexts = new HboneTlsContexts(certificates);
   const pool = new HbonePool({ idleTimeoutMs: options.poolIdleTimeoutMs });
   const tracker = new ConnectionTracker(options.store);
-  const inbound = new HboneInbound({ contexts, store: options.store, tracker, trustDomain });
+  const inbound = new HboneInbound({
+    contexts,
+    store: options.store,
+    tracker,
+    trustDomain,
+    handshake: { handshakeTimeoutMs: options.handshakeTimeoutMs },
+  });
   const hooks: HboneHooks = {
     outbound: (pod, downstream, route, info) =>
       handleHboneOutbound({ contexts, pool, trustDomain }, pod, downstream, route, info),

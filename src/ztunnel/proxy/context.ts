@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
-import type { NetnsHandle } from '../../sys/index.js';
+import type { FdBudget, NetnsHandle } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
 import type { ConnectionInfo } from '../connection-info.js';
 import type { TrafficMetrics } from '../metrics.js';
@@ -49,6 +49,8 @@ export interface ProxyDeps {
   socks5: boolean;
   inboundPolicy?: InboundPolicy;
   hbone?: HboneHooks;
+  /** When set, new connections are refused while open files run short of the process limit. */
+  fds?: FdBudget;
 }
 
 export interface PodContext {

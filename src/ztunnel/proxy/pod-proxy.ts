@@ -17,6 +17,34 @@ import { handleSocks5 } from './socks5.js';
 import { SOCKET_HIGH_WATER_MARK } from './upstream.js';
 
 const log = logger('ztunnel::proxy');
+/** At most one "refusing" warning per this interval, however many connections are refused. */
+const REFUSAL_LOG_INTERVAL_MS = 5000;
+let lastRefusalLog = Number.NEGATIVE_INFINITY;
+
+/** Open files are near the process limit: cut a new connection at once so established ones keep theirs. */
+function refuse(socket: Socket, component: string, deps: ProxyDeps): void {
+  socket.resetAndDestroy();
+  const now = Date.now();
+  if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+  lastRefusalLog = now;
+  log.warn('refusing new connections: open files near the process limit', {
+    component,
+    open: deps.fds?.open,
+    limit: deps.fds?.limit,
+  });
+}
+
+/**
+ * The listen backlog of every pod listener. Istio's ztunnel listens with 128 and accepts on a multi-threaded
+ * runtime in microseconds. This proxy accepts on one JavaScript thread that also carries every connection's
+ * bytes, so a burst overflowed 128: 1,000 app connections at once from one pod, 698-723 got through; the
+ * kernel fell back to SYN cookies, dropped the handshakes' last ACKs and answered the clients' data with
+ * RST. On 15008 a flood of idle connections overflowed it the same way, so that new HBONE connections from
+ * real peers were dropped by the kernel before the proxy could choose whom to cut. 4096 is Linux's default
+ * net.core.somaxconn; the kernel caps it at the pod's own somaxconn, so the proxy queues as many
+ * connections as the pod's app itself could.
+ */
+const LISTEN_BACKLOG = 4096;
 
 interface ListenerSpec {
   port: number;
@@ -80,7 +108,13 @@ export class PodProxy implements InPodProxy, PodContext {
         transparent: true,
         handle: handleInboundPlaintext,
       },
-      { port: OUTBOUND_PORT, host: '::', component: 'outbound', transparent: true, handle: handleOutbound },
+      {
+        port: OUTBOUND_PORT,
+        host: '::',
+        component: 'outbound',
+        transparent: true,
+        handle: handleOutbound,
+      },
     ];
     if (this.deps.socks5) {
       specs.push({
@@ -104,9 +138,14 @@ export class PodProxy implements InPodProxy, PodContext {
           mark: this.deps.mark,
           reusePort: this.deps.portReuse,
           transparent: spec.transparent,
+          backlog: LISTEN_BACKLOG,
           server: { allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as never,
         });
         server.on('connection', (socket: Socket) => {
+          if (this.deps.fds && !this.deps.fds.tryTake()) {
+            refuse(socket, spec.component, this.deps);
+            return;
+          }
           this.track(socket);
           try {
             spec.handle(this, socket);

@@ -18,11 +18,21 @@ export interface UpstreamTarget {
   port: number;
   /** Spoof this source address (IP_TRANSPARENT + bind), so the app sees the real client. */
   spoofSource?: string;
+  /** Aborting gives up the connection (e.g. the HBONE stream it was for is gone). */
+  signal?: AbortSignal;
 }
 
 /** Connects from the pod netns; resolves with the connected socket or rejects after the timeout. */
 export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    if (target.signal?.aborted) {
+      reject(new AmbitError('ABORT_ERR', 'connection no longer wanted'));
+      return;
+    }
+    if (pod.deps.fds && !pod.deps.fds.tryTake()) {
+      reject(new AmbitError('EMFILE', 'open files near the process limit: new upstream connections refused'));
+      return;
+    }
     let socket: Socket;
     try {
       socket = connectInNetns(pod.netns, {
@@ -46,15 +56,21 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     }, pod.deps.connectTimeoutMs);
     const onError = (err: Error) => {
       clearTimeout(timer);
+      target.signal?.removeEventListener('abort', onAbort);
       reject(err);
     };
     // Destroyed while connecting (the pod's proxy stopped): neither 'connect' nor 'error' will come.
     const onClose = () => {
       clearTimeout(timer);
-      reject(new AmbitError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
+      target.signal?.removeEventListener('abort', onAbort);
+      if (target.signal?.aborted) reject(new AmbitError('ABORT_ERR', 'connection no longer wanted'));
+      else reject(new AmbitError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
     };
+    const onAbort = () => socket.destroy(); // 'close' then rejects
+    target.signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('connect', () => {
       clearTimeout(timer);
+      target.signal?.removeEventListener('abort', onAbort);
       socket.off('error', onError);
       socket.off('close', onClose);
       resolve(socket);
