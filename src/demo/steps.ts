@@ -20,7 +20,7 @@ import { expect, type Walkthrough } from './walkthrough.js';
 const execFileAsync = promisify(execFile);
 const HBONE_PORT = 15008;
 const HTTPBIN_PORT = 8000;
-const ACCESS_LOG_TIMEOUT_MS = 5000;
+const ACCESS_LOG_TIMEOUT_MS = 30_000;
 const SERVICE_ACCOUNT = (ns: string) => `spiffe://cluster.local/ns/${ns}/sa/default`;
 
 const podName = (c: DemoCluster, pod: 'sleep' | 'httpbin') => `${c[pod].ref.namespace}/${c[pod].ref.name}`;

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AmbitError } from '../errors.js';
 
-const START_TIMEOUT_MS = 5000;
+const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5000;
 /** Stop once tcpdump wrote nothing for this long (it writes each packet at once), or after SETTLE_MAX_MS. */
 const QUIET_MS = 250;

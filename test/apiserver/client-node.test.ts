@@ -17,6 +17,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import { findResource } from '../../src/lab/apiserver/resources.js';
+import { CONDITION_DEADLINE_MS } from '../helpers/wait.js';
 import { eventually, LabApi, pod } from './helpers.js';
 
 const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -87,10 +88,10 @@ describe('lab API server with @kubernetes/client-node', () => {
       merge,
     );
     await core.deleteNamespacedPod({ name: 'w1', namespace: 'cn' });
-    await eventually(() => seen.length >= 3, 5000, 'three watch events');
+    await eventually(() => seen.length >= 3, CONDITION_DEADLINE_MS, 'three watch events');
     controller.abort();
     assert.deepEqual(seen, ['ADDED w1', 'MODIFIED w1', 'DELETED w1']);
-    await eventually(() => doneErr !== 'not done', 5000, 'watch done callback');
+    await eventually(() => doneErr !== 'not done', CONDITION_DEADLINE_MS, 'watch done callback');
   });
 
   test('informers: pods on one node (field selector) and all namespaces; a 410 makes the pod informer relist', async () => {
@@ -120,8 +121,8 @@ describe('lab API server with @kubernetes/client-node', () => {
       });
       await pods.start();
       await namespaces.start();
-      await eventually(() => events.includes('add before'), 5000, 'initial list');
-      await eventually(() => nsEvents.includes('add cn'), 5000, 'namespace list');
+      await eventually(() => events.includes('add before'), CONDITION_DEADLINE_MS, 'initial list');
+      await eventually(() => nsEvents.includes('add cn'), CONDITION_DEADLINE_MS, 'namespace list');
 
       await core.createNamespacedPod({ namespace: 'cn', body: pod('p1', { nodeName: 'node-9' }) as V1Pod });
       await core.createNamespacedPod({
@@ -143,8 +144,8 @@ describe('lab API server with @kubernetes/client-node', () => {
       await core.createNamespace({ body: { metadata: { name: 'cn-new' } } });
       await core.deleteNamespace({ name: 'cn-new' });
       await core.deleteNamespacedPod({ name: 'p1', namespace: 'cn' });
-      await eventually(() => events.includes('delete p1'), 5000, 'pod delete');
-      await eventually(() => nsEvents.includes('delete cn-new'), 5000, 'namespace delete');
+      await eventually(() => events.includes('delete p1'), CONDITION_DEADLINE_MS, 'pod delete');
+      await eventually(() => nsEvents.includes('delete cn-new'), CONDITION_DEADLINE_MS, 'namespace delete');
       assert.deepEqual(events, ['add before', 'add p1', 'update p1', 'delete p1']);
       assert.deepEqual(
         nsEvents.filter((e) => /cn/.test(e)),

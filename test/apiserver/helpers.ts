@@ -7,6 +7,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ApiServer, type ApiServerOptions, startApiServer } from '../../src/lab/apiserver/index.js';
+import { CONDITION_DEADLINE_MS } from '../helpers/wait.js';
 
 export interface Response {
   status: number;
@@ -130,7 +131,7 @@ export class WatchClient {
   }
 
   /** Resolves once `n` events have arrived; rejects after `ms`. */
-  async waitFor(n: number, ms = 5000): Promise<WatchEvent[]> {
+  async waitFor(n: number, ms = CONDITION_DEADLINE_MS): Promise<WatchEvent[]> {
     const deadline = Date.now() + ms;
     while (this.events.length < n) {
       const left = deadline - Date.now();
@@ -168,7 +169,7 @@ export function pod(
 /** Polls `check` every 20 ms for at most `ms`; returns its last result when truthy. */
 export async function eventually<T>(
   check: () => T | undefined | false,
-  ms = 5000,
+  ms = CONDITION_DEADLINE_MS,
   what = 'condition',
 ): Promise<T> {
   const deadline = Date.now() + ms;

@@ -22,6 +22,7 @@ import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { PauseProcess } from '../agent/fixtures/pause.js';
 import { run, TestNetns, uniqueSubnet, VethPair } from '../helpers/netns.js';
+import { CONDITION_DEADLINE_MS } from '../helpers/wait.js';
 import { eventually, ZtunnelCli } from '../ztunnel/fixtures/ztunnel-cli.js';
 
 const MODE = 'istio.io/dataplane-mode';
@@ -247,15 +248,23 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
     assert.equal(annotation(laterNs, 'api'), undefined, 'not enrolled while the namespace is unlabelled');
 
     api.store.patch(NAMESPACES, undefined, laterNs, 'merge', { metadata: { labels: { [MODE]: 'ambient' } } });
-    await eventually('pod api enrolled', () => annotation(laterNs, 'api') === 'enabled', 2000);
+    await eventually(
+      'pod api enrolled',
+      () => annotation(laterNs, 'api') === 'enabled',
+      CONDITION_DEADLINE_MS,
+    );
     assert.equal((await redirector.verify(handle, [ip])).ok, true);
     assert.equal(listening(podNs, 15001), true);
 
     api.store.patch(NAMESPACES, undefined, laterNs, 'merge', { metadata: { labels: { [MODE]: null } } });
-    await eventually('pod api un-enrolled', () => annotation(laterNs, 'api') === undefined, 5000);
+    await eventually(
+      'pod api un-enrolled',
+      () => annotation(laterNs, 'api') === undefined,
+      CONDITION_DEADLINE_MS,
+    );
     const rules = run('ip', ['netns', 'exec', podNs.name, 'iptables-save']);
     assert.doesNotMatch(rules, /ISTIO_/);
-    await eventually('ztunnel listeners gone', async () => !listening(podNs, 15001), 5000);
+    await eventually('ztunnel listeners gone', async () => !listening(podNs, 15001), CONDITION_DEADLINE_MS);
     assert.doesNotMatch(probeEntries(), new RegExp(ip.replaceAll('.', '\\.')));
   });
 
@@ -283,7 +292,11 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
     await startAgent();
     await z.waitFor(/pod received snapshot sent/, snapshotsBefore + 1);
     await z.waitFor(/not in snapshot, stopping proxy/);
-    await eventually('proxy of the deleted pod stopped', async () => !listening(goneNs, 15001), 5000);
+    await eventually(
+      'proxy of the deleted pod stopped',
+      async () => !listening(goneNs, 15001),
+      CONDITION_DEADLINE_MS,
+    );
     assert.equal(listening(pair.a, 15001), true, 'the enrolled pod keeps its proxy');
     assert.doesNotMatch(
       probeEntries(),

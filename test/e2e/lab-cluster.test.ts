@@ -36,6 +36,7 @@ import { processAlive } from '../../src/lab/cluster/supervisor.js';
 import { listNetns, loadLab } from '../../src/lab/index.js';
 import { connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { run, uniqueSubnet } from '../helpers/netns.js';
+import { CONDITION_DEADLINE_MS } from '../helpers/wait.js';
 import { ambit } from '../lab/cli.js';
 
 const MODE = 'istio.io/dataplane-mode';
@@ -247,14 +248,16 @@ describe('lab cluster', () => {
     assert.match(zt, new RegExp(`pod WorkloadUid\\("${a.metadata?.uid}"\\) received netns, starting proxy`));
   });
 
-  test('labelling a namespace enrolls its running pods within 2 s; un-labelling removes them', async () => {
+  test('labelling a namespace enrolls its running pods; un-labelling removes them', async () => {
     await core.createNamespace({ body: { metadata: { name: 'later' } } });
     await addPod('later', 'web', 'n2', '--image', 'httpbin');
     assertNotEnrolled(await enrollment('later', 'web'));
     await labelNamespace('later', 'ambient');
-    await eventually(2000, async () => assertEnrolled(await enrollment('later', 'web'), 'n2'));
+    await eventually(CONDITION_DEADLINE_MS, async () =>
+      assertEnrolled(await enrollment('later', 'web'), 'n2'),
+    );
     await labelNamespace('later', null);
-    await eventually(2000, async () => assertNotEnrolled(await enrollment('later', 'web')));
+    await eventually(CONDITION_DEADLINE_MS, async () => assertNotEnrolled(await enrollment('later', 'web')));
   });
 
   test('with ztunnel stopped the sandbox fails (pod Pending, CNI error as reason), then succeeds', async () => {
@@ -304,7 +307,7 @@ describe('lab cluster', () => {
       await startComponent(lab, { component: 'agent', node: 'n1' });
     }
     assert.equal(await post(from, ip, 'after'), 'after');
-    await eventually(5000, async () => {
+    await eventually(CONDITION_DEADLINE_MS, async () => {
       assert.ok(accessLines('n1').length >= before1 + 3, 'outbound through ztunnel on n1');
       assert.ok(accessLines('n2').length >= before2 + 3, 'inbound through ztunnel on n2');
     });
@@ -325,7 +328,7 @@ describe('lab cluster', () => {
         .slice(before2)
         .every((l) => l.includes('direction=inbound')),
     );
-    await eventually(5000, async () => {
+    await eventually(CONDITION_DEADLINE_MS, async () => {
       const zt = readFileSync(layout.logFile({ component: 'ztunnel', node: 'n1' }), 'utf8');
       assert.match(
         zt,

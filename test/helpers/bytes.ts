@@ -1,6 +1,7 @@
 /** Small helpers the data-path tests share: hashing payloads, reading a socket to its end, bounded polling. */
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { CONDITION_DEADLINE_MS } from './wait.js';
 
 export function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
@@ -17,7 +18,7 @@ export function readAll(socket: Socket): Promise<Buffer> {
 }
 
 /** Polls `pred` every 10 ms; rejects naming `what` after `ms`. */
-export function waitFor(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
+export function waitFor(pred: () => boolean, what: string, ms = CONDITION_DEADLINE_MS): Promise<void> {
   return new Promise((resolve, reject) => {
     const start = Date.now();
     const tick = () => {
