@@ -12,7 +12,7 @@ import http2, {
 import type tls from 'node:tls';
 import type { SpiffeId } from '../identity/spiffe.js';
 import { unmapIPv4 } from '../sys/index.js';
-import { CONNECTION_WINDOW, serverSettings, startKeepalive } from './settings.js';
+import { CONNECTION_WINDOW, type KeepaliveOptions, serverSettings, startKeepalive } from './settings.js';
 
 export interface HboneConnectionInfo {
   peer: SpiffeId;
@@ -33,7 +33,7 @@ export class HboneH2Server {
   readonly #sessions = new Map<ServerHttp2Session, HboneConnectionInfo>();
   #pending: HboneConnectionInfo | undefined;
 
-  constructor(handler: HboneStreamHandler) {
+  constructor(handler: HboneStreamHandler, options: { keepalive?: KeepaliveOptions } = {}) {
     this.#server = http2.createServer({ settings: serverSettings(), maxSessionMemory: 64 });
     // 'session' fires synchronously inside the 'connection' emit below, so #pending is that socket's info.
     this.#server.on('session', (session) => {
@@ -46,7 +46,7 @@ export class HboneH2Server {
       session.on('error', () => {});
       session.once('close', () => this.#sessions.delete(session));
       session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
-      startKeepalive(session);
+      startKeepalive(session, options.keepalive);
     });
     this.#server.on('stream', (stream, headers) => {
       const info = this.#sessions.get(stream.session as ServerHttp2Session);

@@ -10,8 +10,16 @@ export const CONNECTION_WINDOW = 4 * 1024 * 1024;
 export const MAX_FRAME_SIZE = 1024 * 1024;
 export const CLIENT_MAX_STREAMS = 100;
 export const SERVER_MAX_STREAMS = 200;
-export const KEEPALIVE_INTERVAL_MS = 10_000;
-export const KEEPALIVE_TIMEOUT_MS = 20_000;
+
+/** HTTP/2 PING keepalive of an HBONE connection, both as client and as server. */
+export interface KeepaliveOptions {
+  /** How often a PING is sent (ztunnel: 10 s, the first after 10 s). */
+  intervalMs: number;
+  /** How long a PING may go unanswered before the connection is given up (ztunnel: 20 s). */
+  timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: Readonly<KeepaliveOptions> = { intervalMs: 10_000, timeoutMs: 20_000 };
 
 export function clientSettings(): Settings {
   return {
@@ -34,8 +42,7 @@ export function serverSettings(): Settings {
 /** Keeps PINGing an idle session; no answer within the timeout destroys it (its pool entry goes with it). */
 export function startKeepalive(
   session: Http2Session,
-  intervalMs = KEEPALIVE_INTERVAL_MS,
-  timeoutMs = KEEPALIVE_TIMEOUT_MS,
+  { intervalMs, timeoutMs }: KeepaliveOptions = DEFAULT_KEEPALIVE,
 ): void {
   const timer = setInterval(() => {
     if (session.destroyed || session.closed) return;

@@ -48,6 +48,8 @@ export interface ZtunnelConfig {
   trustDomain: string;
   /** Requested workload certificate lifetime (SECRET_TTL). */
   secretTtlSeconds: number;
+  /** HTTP/2 PING keepalive of HBONE connections (ztunnel hard-codes 10 s / 20 s). */
+  hboneKeepalive: { intervalMs: number; timeoutMs: number };
 }
 
 interface OptionSpec {
@@ -153,6 +155,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: 'termination-grace-period-seconds',
     env: 'TERMINATION_GRACE_PERIOD_SECONDS',
     help: "the pod's grace period; without an explicit deadline, drain for it minus 5 s (minus 1 s if ≤10)",
+  },
+  {
+    flag: 'hbone-keepalive-interval',
+    env: 'AMBIT_HBONE_KEEPALIVE_INTERVAL',
+    default: '10s',
+    help: 'how often an HBONE connection is PINGed (ztunnel: 10s, not configurable there)',
+  },
+  {
+    flag: 'hbone-keepalive-timeout',
+    env: 'AMBIT_HBONE_KEEPALIVE_TIMEOUT',
+    default: '20s',
+    help: 'an HBONE connection whose PING goes unanswered this long is given up and its streams reset (ztunnel: 20s)',
   },
   {
     flag: 'log-level',
@@ -270,6 +284,12 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   };
   exclusive('local-xds-path', 'xds-address');
   exclusive('local-ca-dir', 'ca-address');
+  const positive = (flag: string) => {
+    const r = must(flag);
+    const ms = parseDuration(r.text, r.source);
+    if (ms <= 0) bad(r, 'expected a duration above zero');
+    return ms;
+  };
   const uds = must('inpod-uds');
   if (uds.text.trim() === '') bad(uds, 'expected a socket path');
 
@@ -291,6 +311,10 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     readinessAddr: parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
     localCaDir: raw('local-ca-dir')?.text.trim(),
     trustDomain: must('trust-domain').text.trim(),
+    hboneKeepalive: {
+      intervalMs: positive('hbone-keepalive-interval'),
+      timeoutMs: positive('hbone-keepalive-timeout'),
+    },
     secretTtlSeconds: Math.ceil(parseDuration(must('secret-ttl').text, must('secret-ttl').source) / 1000),
     caAddress: raw('ca-address')?.text.trim(),
     caRootCa: raw('ca-root-ca')?.text.trim(),

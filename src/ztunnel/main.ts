@@ -126,6 +126,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
         store,
         trustDomain: config.trustDomain,
         certTtlSeconds: config.secretTtlSeconds,
+        keepalive: config.hboneKeepalive,
       })
     : undefined;
   if (!hbone)

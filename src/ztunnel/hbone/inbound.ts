@@ -11,6 +11,7 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
 import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
+import type { KeepaliveOptions } from '../../hbone/settings.js';
 import { HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
 import type { SpiffeId } from '../../identity/spiffe.js';
 import { applicablePolicies } from '../../policy/applicable.js';
@@ -31,6 +32,7 @@ export interface InboundDeps {
   store: WorkloadStore;
   tracker: ConnectionTracker;
   trustDomain: string;
+  keepalive?: KeepaliveOptions;
 }
 
 interface PodListener {
@@ -72,7 +74,9 @@ export class HboneInbound {
     let listener = this.#listeners.get(key);
     if (!listener) {
       listener = HboneServerTls.create(this.#deps.contexts, identity).then((tls) => {
-        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn));
+        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn), {
+          keepalive: this.#deps.keepalive,
+        });
         tls.on('secure', (socket, peer) => h2.serve(socket, peer));
         tls.on('rejected', (err, socket) =>
           logConnectionFailed(

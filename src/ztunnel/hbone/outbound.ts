@@ -9,6 +9,7 @@ import { type DialOptions, dialHbone } from '../../hbone/client.js';
 import { type BaggageSource, connectHeaders } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
 import type { HbonePool } from '../../hbone/pool.js';
+import type { KeepaliveOptions } from '../../hbone/settings.js';
 import type { HboneTlsContexts } from '../../hbone/tls.js';
 import { isSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
 import { unmapIPv4 } from '../../sys/index.js';
@@ -25,6 +26,7 @@ export interface OutboundDeps {
   contexts: HboneTlsContexts;
   pool: HbonePool;
   trustDomain: string;
+  keepalive?: KeepaliveOptions;
 }
 
 function baggageOf(pod: PodContext): BaggageSource {
@@ -64,6 +66,7 @@ export function handleHboneOutbound(
     source,
     expected,
     connectTimeoutMs: pod.deps.connectTimeoutMs,
+    keepalive: deps.keepalive,
     track: (socket) => pod.track(socket),
   };
   const headers = connectHeaders({
