@@ -4,6 +4,7 @@
  * so ambit uses 1 MiB / 4 MiB, which measured as fast.
  */
 import type { Http2Session, Settings } from 'node:http2';
+import { AmbitError } from '../errors.js';
 
 export const STREAM_WINDOW = 1024 * 1024;
 export const CONNECTION_WINDOW = 4 * 1024 * 1024;
@@ -39,18 +40,31 @@ export function serverSettings(): Settings {
   };
 }
 
-/** Keeps PINGing an idle session; no answer within the timeout destroys it (its pool entry goes with it). */
+/**
+ * Keeps PINGing the session; no answer within the timeout destroys it with an error, so its open streams
+ * are reset (their apps see a TCP reset, not an EOF) and its pool entry goes with it.
+ */
 export function startKeepalive(
   session: Http2Session,
   { intervalMs, timeoutMs }: KeepaliveOptions = DEFAULT_KEEPALIVE,
 ): void {
+  const giveUp = () => {
+    if (!session.destroyed)
+      session.destroy(
+        new AmbitError(
+          'ERR_HBONE_KEEPALIVE',
+          `HBONE keepalive timeout: no PING answer within ${timeoutMs}ms`,
+        ),
+      );
+  };
   const timer = setInterval(() => {
     if (session.destroyed || session.closed) return;
-    const deadline = setTimeout(() => session.destroy(), timeoutMs);
+    const deadline = setTimeout(giveUp, timeoutMs);
     deadline.unref();
     const sent = session.ping((err) => {
       clearTimeout(deadline);
-      if (err && !session.destroyed) session.destroy();
+      // A PING cancelled because the session is going away is not a timeout.
+      if (err && !session.destroyed && !session.closed) giveUp();
     });
     if (!sent) clearTimeout(deadline);
   }, intervalMs);

@@ -3,13 +3,13 @@
  * with up to 200 streams, and per CONNECT stream: 400 for a bad method or :authority, 503 for an illegal
  * port or an unreachable app, 401 when policy denies, else 200 and a pipe to the app dialled from the pod.
  */
-import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { logger } from '../../admin/log.js';
 import type { WorkloadStore } from '../../discovery/store.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
-import { pipeSocketStream } from '../../hbone/pipe.js';
+import { pipeSocketStream, resetStream } from '../../hbone/pipe.js';
 import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
 import type { KeepaliveOptions } from '../../hbone/settings.js';
 import { HboneServerTls, type HboneTlsContexts } from '../../hbone/tls.js';
@@ -179,8 +179,11 @@ export class HboneInbound {
       return;
     }
     upstream.setNoDelay(true);
-    if (stream.destroyed) {
-      upstream.destroy();
+    if (stream.destroyed || stream.closed) {
+      // The tunnel broke while the app was being dialled: the app must not see a clean, empty connection.
+      upstream.resetAndDestroy();
+      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
+      logConnectionComplete(info, 0, 0, 'HBONE stream ended before the upstream connection was established');
       return;
     }
     const labels = pod.deps.metrics.connectionOpened(info);
@@ -192,7 +195,7 @@ export class HboneInbound {
       close: (reason) => {
         closedBy = reason;
         log.info('closing connection', { 'src.addr': info.srcAddr, reason });
-        stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+        resetStream(stream, reason);
         upstream.resetAndDestroy();
       },
     });
