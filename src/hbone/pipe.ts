@@ -39,7 +39,10 @@ const CODE_NAMES = [
  * ztunnel included, reads as an error rather than an end.
  */
 export function resetStream(stream: Http2Stream, reason: string): void {
-  if (!stream.destroyed) stream.destroy(new AmbitError('ERR_HBONE_STREAM_RESET', reason));
+  if (stream.destroyed) return;
+  // The stream emits the error it is destroyed with; it is ours, and must not go unhandled.
+  stream.on('error', () => {});
+  stream.destroy(new AmbitError('ERR_HBONE_STREAM_RESET', reason));
 }
 
 export interface PipeResult {

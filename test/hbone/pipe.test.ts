@@ -12,7 +12,7 @@ import http2, { type ClientHttp2Session, type ServerHttp2Stream } from 'node:htt
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
-import { type PipeResult, pipeSocketStream } from '../../src/hbone/pipe.js';
+import { type PipeResult, pipeSocketStream, resetStream } from '../../src/hbone/pipe.js';
 import { startKeepalive } from '../../src/hbone/settings.js';
 import { waitFor } from '../helpers/bytes.js';
 
@@ -316,6 +316,29 @@ describe('HBONE pipe: how the app connection ends', () => {
     assert.equal(end.end, 'ECONNRESET', `the app must see a reset, not ${end.end}`);
     const r = await withDeadline(result, 'the pipe result');
     assert.ok(r.error);
+  });
+
+  test('resetStream sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
+    let seen: Promise<{ ended: boolean; rstCode: number | undefined }> | undefined;
+    const { port } = await peer((stream) => {
+      seen = new Promise((resolve) => {
+        let ended = false;
+        stream.on('data', () => {});
+        stream.on('end', () => {
+          ended = !stream.destroyed;
+        });
+        stream.on('close', () => resolve({ ended, rstCode: stream.rstCode }));
+      });
+    });
+    const { open } = await tunnel(port);
+    const stream = await open();
+    stream.removeAllListeners('error');
+    stream.write(Buffer.alloc(CHUNK, 1));
+    resetStream(stream, 'the client went away');
+    await waitFor(() => seen !== undefined, 'the peer stream', DEADLINE_MS);
+    const peerView = await withDeadline(seen!, 'the reset at the peer');
+    assert.equal(peerView.ended, false, 'the peer got no END_STREAM before the reset');
+    assert.notEqual(peerView.rstCode, NGHTTP2_NO_ERROR);
   });
 
   test('the server side: the client connection closes mid-transfer -> the upstream app sees ECONNRESET', async () => {
