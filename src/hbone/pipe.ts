@@ -9,6 +9,7 @@
 import http2, { type Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { AmbitError } from '../errors.js';
+import { resetSocket } from '../sys/index.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = http2.constants;
 // The app going away abruptly is a normal end of a proxied connection, as in ztunnel's copy loop.
@@ -93,13 +94,6 @@ export function pipeSocketStream(socket: Socket, stream: Http2Stream): Promise<P
         error: socketError ?? tunnel,
       });
     };
-    // After a FIN has gone out libuv refuses a reset; closing with unread data still resets, and any
-    // later segment from the app is answered with a reset by the kernel.
-    const resetSocket = () => {
-      if (socket.destroyed) return;
-      if (socket.writableEnded) socket.destroy();
-      else socket.resetAndDestroy();
-    };
 
     socket.on('end', () => {
       socketEof = true;
@@ -128,14 +122,14 @@ export function pipeSocketStream(socket: Socket, stream: Http2Stream): Promise<P
       if (!stream.destroyed) peerEnded = true;
       setImmediate(() => {
         if (socket.destroyed) return;
-        if (broken()) resetSocket();
+        if (broken()) resetSocket(socket);
         else socket.end();
       });
     });
     stream.once('close', () => {
       streamClosed = true;
       if (!socket.destroyed) {
-        if (broken()) resetSocket();
+        if (broken()) resetSocket(socket);
         // The stream is gone for good: flush what it delivered, then drop the socket.
         else socket.end(() => socket.destroy());
       }

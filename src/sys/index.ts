@@ -13,6 +13,7 @@ export {
   type ListenInNetnsOptions,
   listenInNetns,
   originalDst,
+  resetSocket,
   type SocketOptions,
   setSocketOptions,
   socketFd,

@@ -250,14 +250,26 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     }
   });
 
-  test('stopping a pod proxy closes its listeners and cuts its connections at once', async () => {
+  test('stopping a pod proxy closes its listeners and cuts its connections at once, with resets', async () => {
     appMode = 'echo';
     const client = await connected(connectInNetns(a, { host: pair.addrB, port: 8000 }));
-    client.on('error', () => {});
-    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const echoed = new Promise((resolve) => client.once('data', resolve));
+    client.write('before the cut');
+    await echoed;
+    const appSide = [...appSockets].at(-1)!;
+    // A cut connection is not a complete one: both apps must see a reset, not a FIN.
+    const endOf = (s: Socket) =>
+      new Promise<string>((resolve) => {
+        s.once('end', () => resolve('EOF'));
+        s.once('error', (e: Error & { code?: string }) => resolve(e.code ?? 'error'));
+        s.once('close', () => resolve('closed'));
+      });
+    const clientEnd = endOf(client);
+    const appEnd = endOf(appSide);
     const proxyA = factory.proxies.get('pod-a' as WorkloadUid)!;
     await proxyA.stop('immediate');
-    await closed;
+    assert.equal(await clientEnd, 'ECONNRESET', 'the client app');
+    assert.equal(await appEnd, 'ECONNRESET', 'the server app');
     const out = run('ip', ['netns', 'exec', pair.a.name, 'ss', '-Hntl']);
     assert.doesNotMatch(out, /:1500[168]\b|:15080\b/);
   });
