@@ -8,7 +8,13 @@ import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
 import { connectInNetns, type NetnsHandle } from '../sys/index.js';
 import { formatAuthority } from './headers.js';
-import { CLIENT_MAX_STREAMS, CONNECTION_WINDOW, clientSettings, startKeepalive } from './settings.js';
+import {
+  CLIENT_MAX_STREAMS,
+  CONNECTION_WINDOW,
+  clientSettings,
+  type KeepaliveOptions,
+  startKeepalive,
+} from './settings.js';
 import { connectHbone, type HboneTlsContexts } from './tls.js';
 
 export interface DialOptions {
@@ -20,6 +26,8 @@ export interface DialOptions {
   source: SpiffeId;
   expected: readonly SpiffeId[];
   connectTimeoutMs: number;
+  /** PING interval and timeout of the connection (default: ztunnel's 10 s / 20 s). */
+  keepalive?: KeepaliveOptions;
   /** Gets the TCP socket as soon as it exists (a pod proxy tracks it, to cut it when the pod stops). */
   track?: (socket: Socket) => void;
 }
@@ -154,6 +162,6 @@ export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Pro
     session.once('close', fail);
   });
   session.setLocalWindowSize(CONNECTION_WINDOW);
-  startKeepalive(session);
+  startKeepalive(session, o.keepalive);
   return new HboneConnection(session, tlsConn.peer);
 }

@@ -10,10 +10,12 @@ import http2, {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type tls from 'node:tls';
+import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
 import { unmapIPv4 } from '../sys/index.js';
 import {
   CONNECTION_WINDOW,
+  type KeepaliveOptions,
   RESET_BURST,
   RESET_REFILL_PER_SECOND,
   serverSettings,
@@ -64,9 +66,12 @@ export class HboneH2Server {
   /** `onAbuse` hears of each connection closed for misbehaving (to log it). */
   constructor(
     handler: HboneStreamHandler,
-    onAbuse?: (info: HboneConnectionInfo | undefined, reason: string) => void,
+    options: {
+      keepalive?: KeepaliveOptions;
+      onAbuse?: (info: HboneConnectionInfo | undefined, reason: string) => void;
+    } = {},
   ) {
-    this.#onAbuse = onAbuse;
+    this.#onAbuse = options.onAbuse;
     this.#server = http2.createServer({ settings: serverSettings(), maxSessionMemory: 64 });
     // 'session' fires synchronously inside the 'connection' emit below, so #pending is that socket's info.
     this.#server.on('session', (session) => {
@@ -82,7 +87,7 @@ export class HboneH2Server {
       session.on('error', () => {});
       session.once('close', () => this.#sessions.delete(session));
       session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
-      startKeepalive(session);
+      startKeepalive(session, options.keepalive);
     });
     this.#server.on('stream', (stream, headers) => {
       const session = stream.session as ServerHttp2Session;
@@ -136,7 +141,9 @@ export class HboneH2Server {
   }
 
   close(): void {
-    for (const s of this.#sessions.keys()) s.destroy();
+    // With an error, so open streams are reset on both ends; a plain destroy resets them with NO_ERROR.
+    const closed = new AmbitError('ERR_HBONE_SERVER_CLOSED', 'the HBONE server closed');
+    for (const s of this.#sessions.keys()) s.destroy(closed);
     this.#sessions.clear();
     this.#server.close();
   }

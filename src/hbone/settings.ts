@@ -4,6 +4,7 @@
  * so ambit uses 1 MiB / 4 MiB, which measured as fast.
  */
 import type { Http2Session, Settings } from 'node:http2';
+import { AmbitError } from '../errors.js';
 
 export const STREAM_WINDOW = 1024 * 1024;
 export const CONNECTION_WINDOW = 4 * 1024 * 1024;
@@ -18,8 +19,16 @@ export const SERVER_MAX_STREAMS = 200;
  */
 export const RESET_BURST = 200;
 export const RESET_REFILL_PER_SECOND = 33;
-export const KEEPALIVE_INTERVAL_MS = 10_000;
-export const KEEPALIVE_TIMEOUT_MS = 20_000;
+
+/** HTTP/2 PING keepalive of an HBONE connection, both as client and as server. */
+export interface KeepaliveOptions {
+  /** How often a PING is sent (ztunnel: 10 s, the first after 10 s). */
+  intervalMs: number;
+  /** How long a PING may go unanswered before the connection is given up (ztunnel: 20 s). */
+  timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: Readonly<KeepaliveOptions> = { intervalMs: 10_000, timeoutMs: 20_000 };
 
 export function clientSettings(): Settings {
   return {
@@ -39,19 +48,31 @@ export function serverSettings(): Settings {
   };
 }
 
-/** Keeps PINGing an idle session; no answer within the timeout destroys it (its pool entry goes with it). */
+/**
+ * Keeps PINGing the session; no answer within the timeout destroys it with an error, so its open streams
+ * are reset (their apps see a TCP reset, not an EOF) and its pool entry goes with it.
+ */
 export function startKeepalive(
   session: Http2Session,
-  intervalMs = KEEPALIVE_INTERVAL_MS,
-  timeoutMs = KEEPALIVE_TIMEOUT_MS,
+  { intervalMs, timeoutMs }: KeepaliveOptions = DEFAULT_KEEPALIVE,
 ): void {
+  const giveUp = () => {
+    if (!session.destroyed)
+      session.destroy(
+        new AmbitError(
+          'ERR_HBONE_KEEPALIVE',
+          `HBONE keepalive timeout: no PING answer within ${timeoutMs}ms`,
+        ),
+      );
+  };
   const timer = setInterval(() => {
     if (session.destroyed || session.closed) return;
-    const deadline = setTimeout(() => session.destroy(), timeoutMs);
+    const deadline = setTimeout(giveUp, timeoutMs);
     deadline.unref();
     const sent = session.ping((err) => {
       clearTimeout(deadline);
-      if (err && !session.destroyed) session.destroy();
+      // A PING cancelled because the session is going away is not a timeout.
+      if (err && !session.destroyed && !session.closed) giveUp();
     });
     if (!sent) clearTimeout(deadline);
   }, intervalMs);

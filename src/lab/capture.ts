@@ -18,6 +18,8 @@ const MAX_CAPTURE_MS = 30_000;
 export interface Capture {
   /** Stops tcpdump and returns the pcap bytes it wrote. */
   stop(): Promise<Buffer>;
+  /** How many pcap bytes tcpdump wrote so far (24 = the file header only), to wait for a packet before stop(). */
+  captured(): number;
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -91,6 +93,7 @@ export async function startCapture(netns: string, iface: string, filter: string)
   });
 
   return {
+    captured: () => chunks.reduce((n, c) => n + c.length, 0),
     async stop() {
       // tcpdump drops what it has not read from the kernel yet when interrupted: let it go quiet first.
       const settleUntil = Date.now() + SETTLE_MAX_MS;

@@ -20,6 +20,7 @@ export {
   type ListenInNetnsOptions,
   listenInNetns,
   originalDst,
+  resetSocket,
   type SocketOptions,
   setSocketOptions,
   socketFd,

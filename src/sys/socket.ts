@@ -205,4 +205,24 @@ export function socketMark(socket: Socket | Server): number {
   return native().getSocketMark(socketFd(socket));
 }
 
+/**
+ * Ends a TCP connection with a reset (RST), as a broken connection ends, so the peer never takes a cut
+ * connection for a complete one. Where a reset is impossible it closes instead: while still connecting,
+ * after a FIN went out (libuv refuses a reset after shutdown; unread data still makes the close a reset),
+ * or on a handle that is not TCP. The socket is being discarded, so its late errors are swallowed.
+ */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  socket.on('error', () => {});
+  if (socket.connecting || socket.writableEnded) {
+    socket.destroy();
+    return;
+  }
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
+}
+
 export { unmap as unmapIPv4 };

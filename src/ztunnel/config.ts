@@ -50,6 +50,8 @@ export interface ZtunnelConfig {
   secretTtlSeconds: number;
   /** Deadline for an inbound HBONE client's TLS handshake, from accept. */
   hboneHandshakeTimeoutMs: number;
+  /** HTTP/2 PING keepalive of HBONE connections (ztunnel hard-codes 10 s / 20 s). */
+  hboneKeepalive: { intervalMs: number; timeoutMs: number };
 }
 
 interface OptionSpec {
@@ -161,6 +163,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: 'termination-grace-period-seconds',
     env: 'TERMINATION_GRACE_PERIOD_SECONDS',
     help: "the pod's grace period; without an explicit deadline, drain for it minus 5 s (minus 1 s if ≤10)",
+  },
+  {
+    flag: 'hbone-keepalive-interval',
+    env: 'AMBIT_HBONE_KEEPALIVE_INTERVAL',
+    default: '10s',
+    help: 'how often an HBONE connection is PINGed (ztunnel: 10s, not configurable there)',
+  },
+  {
+    flag: 'hbone-keepalive-timeout',
+    env: 'AMBIT_HBONE_KEEPALIVE_TIMEOUT',
+    default: '20s',
+    help: 'an HBONE connection whose PING goes unanswered this long is given up and its streams reset (ztunnel: 20s)',
   },
   {
     flag: 'log-level',
@@ -305,6 +319,10 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     readinessAddr: parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
     localCaDir: raw('local-ca-dir')?.text.trim(),
     trustDomain: must('trust-domain').text.trim(),
+    hboneKeepalive: {
+      intervalMs: positiveDuration(must('hbone-keepalive-interval')),
+      timeoutMs: positiveDuration(must('hbone-keepalive-timeout')),
+    },
     secretTtlSeconds: Math.ceil(parseDuration(must('secret-ttl').text, must('secret-ttl').source) / 1000),
     hboneHandshakeTimeoutMs: positiveDuration(must('hbone-handshake-timeout')),
     caAddress: raw('ca-address')?.text.trim(),

@@ -1,10 +1,11 @@
 /**
  * The bidirectional copy between a downstream and an upstream socket (reference ztunnel.md §3.7):
  * both directions run to completion; EOF on one side half-closes the other (shutdown(SHUT_WR));
- * a reset on one side resets the other; both sockets are gone when it resolves.
+ * a reset on one side, or a side cut from outside, resets the other; both sockets are gone when it resolves.
  */
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
+import { resetSocket } from '../sys/index.js';
 
 export interface CopyResult {
   /** Bytes read from downstream and written upstream. */
@@ -31,10 +32,23 @@ export function copyBidirectional(downstream: Socket, upstream: Socket): Promise
     // (a plain destroy would send FIN and turn a reset into a clean close).
     const resetPeer = (peer: Socket) => (err: Error) => {
       firstError ??= err;
-      if (!peer.destroyed) peer.resetAndDestroy();
+      resetSocket(peer);
     };
     downstream.once('error', resetPeer(upstream));
     upstream.once('error', resetPeer(downstream));
+    // A socket destroyed from outside (a policy cut, a stopping proxy) closes with neither an error nor
+    // an EOF: its peer is reset too, or pipeline would close it with a FIN, as if it were complete.
+    const resetPeerIfCut = (self: Socket, peer: Socket) => {
+      let eof = false;
+      self.once('end', () => {
+        eof = true;
+      });
+      self.once('close', () => {
+        if (!eof) resetSocket(peer);
+      });
+    };
+    resetPeerIfCut(downstream, upstream);
+    resetPeerIfCut(upstream, downstream);
     const done = (err: Error | null | undefined) => {
       if (err) firstError ??= err;
       if (--pending === 0) {

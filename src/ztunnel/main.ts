@@ -166,6 +166,7 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
           trustDomain: config.trustDomain,
           certTtlSeconds: config.secretTtlSeconds,
           handshakeTimeoutMs: config.hboneHandshakeTimeoutMs,
+          keepalive: config.hboneKeepalive,
         })
       : undefined;
     const hooks = hbone;

@@ -24,6 +24,15 @@ import { openFdCount, run, VethPair } from '../helpers/netns.js';
 const logLines: string[] = [];
 
 /** Reads everything until the peer ends its side. */
+/** How a socket's connection ended: EOF (a FIN), the error code (a reset is ECONNRESET), or closed. */
+function endOf(s: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    s.once('end', () => resolve('EOF'));
+    s.once('error', (e: Error & { code?: string }) => resolve(e.code ?? 'error'));
+    s.once('close', () => resolve('closed'));
+  });
+}
+
 describe('ztunnel per-pod proxy (plaintext paths)', () => {
   let pair: VethPair;
   let a: NetnsHandle;
@@ -217,11 +226,13 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     s.destroy();
   });
 
-  test('a policy change that now denies a running plaintext connection cuts it', async () => {
+  test('a policy change that now denies a running plaintext connection cuts it, with resets', async () => {
     appMode = 'echo';
     const client = await connected(connectInNetns(a, { host: pair.addrB, port: 8000 }));
     client.write('before\n');
     await new Promise((r) => client.once('data', r));
+    const clientEnd = endOf(client);
+    const appEnd = endOf([...appSockets].at(-1)!);
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     client.on('error', () => {});
     const before = logLines.length;
@@ -234,6 +245,9 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     });
     try {
       await closed;
+      // Cut, not completed: neither app may see a FIN.
+      assert.equal(await clientEnd, 'ECONNRESET', 'the client app');
+      assert.equal(await appEnd, 'ECONNRESET', 'the server app');
       await waitFor(
         () => logLines.slice(before).some((l) => l.includes('connection closed due to policy change')),
         'the policy-change log line',
@@ -250,14 +264,20 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     }
   });
 
-  test('stopping a pod proxy closes its listeners and cuts its connections at once', async () => {
+  test('stopping a pod proxy closes its listeners and cuts its connections at once, with resets', async () => {
     appMode = 'echo';
     const client = await connected(connectInNetns(a, { host: pair.addrB, port: 8000 }));
-    client.on('error', () => {});
-    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const echoed = new Promise((resolve) => client.once('data', resolve));
+    client.write('before the cut');
+    await echoed;
+    const appSide = [...appSockets].at(-1)!;
+    // A cut connection is not a complete one: both apps must see a reset, not a FIN.
+    const clientEnd = endOf(client);
+    const appEnd = endOf(appSide);
     const proxyA = factory.proxies.get('pod-a' as WorkloadUid)!;
     await proxyA.stop('immediate');
-    await closed;
+    assert.equal(await clientEnd, 'ECONNRESET', 'the client app');
+    assert.equal(await appEnd, 'ECONNRESET', 'the server app');
     const out = run('ip', ['netns', 'exec', pair.a.name, 'ss', '-Hntl']);
     assert.doesNotMatch(out, /:1500[168]\b|:15080\b/);
   });

@@ -10,6 +10,8 @@ function seg(seq: number, payload: string, syn = false): Segment {
     dport: 15008,
     seq,
     syn,
+    fin: false,
+    rst: false,
     payload: Buffer.from(payload),
   };
 }

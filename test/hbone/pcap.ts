@@ -6,6 +6,8 @@ export interface Segment {
   dport: number;
   seq: number;
   syn: boolean;
+  fin: boolean;
+  rst: boolean;
   payload: Buffer;
 }
 
@@ -46,6 +48,8 @@ export function parsePcap(file: Buffer): Capture {
       dport: tcp.readUInt16BE(2),
       seq: tcp.readUInt32BE(4),
       syn: (tcp[13]! & 0x02) !== 0,
+      fin: (tcp[13]! & 0x01) !== 0,
+      rst: (tcp[13]! & 0x04) !== 0,
       payload: Buffer.from(tcp.subarray(dataOff)),
     });
   }

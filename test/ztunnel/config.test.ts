@@ -31,6 +31,7 @@ describe('ztunnel configuration', () => {
     assert.deepEqual(c.metricsAddr, { host: '::', port: 15020 });
     assert.deepEqual(c.readinessAddr, { host: '::', port: 15021 });
     assert.equal(c.hboneHandshakeTimeoutMs, 10_000, "tls-listener's default, which Istio's ztunnel uses");
+    assert.deepEqual(c.hboneKeepalive, { intervalMs: 10_000, timeoutMs: 20_000 });
   });
 
   test('the HBONE handshake timeout: AMBIT_HBONE_HANDSHAKE_TIMEOUT or --hbone-handshake-timeout, above zero', () => {
@@ -39,6 +40,19 @@ describe('ztunnel configuration', () => {
     assert.throws(
       () => parse(['--hbone-handshake-timeout', '0s']),
       /--hbone-handshake-timeout=0s: expected a duration above zero/,
+    );
+  });
+
+  test('the HBONE keepalive comes from its flags or AMBIT_ variables; zero is refused', () => {
+    const c = parse(['--hbone-keepalive-interval', '500ms'], { AMBIT_HBONE_KEEPALIVE_TIMEOUT: '2s' });
+    assert.deepEqual(c.hboneKeepalive, { intervalMs: 500, timeoutMs: 2000 });
+    assert.match(
+      configError(() => parse(['--hbone-keepalive-timeout', '0s'])),
+      /^--hbone-keepalive-timeout=0s: expected a duration above zero/,
+    );
+    assert.match(
+      configError(() => parse([], { AMBIT_HBONE_KEEPALIVE_INTERVAL: '10' })),
+      /^AMBIT_HBONE_KEEPALIVE_INTERVAL=10: expected a duration/,
     );
   });
 

@@ -3,14 +3,15 @@
  * with up to 200 streams, and per CONNECT stream: 400 for a bad method or :authority, 503 for an illegal
  * port or an unreachable app, 401 when policy denies, else 200 and a pipe to the app dialled from the pod.
  */
-import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { logger } from '../../admin/log.js';
 import type { WorkloadStore } from '../../discovery/store.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
-import { pipeSocketStream } from '../../hbone/pipe.js';
+import { pipeSocketStream, resetStream } from '../../hbone/pipe.js';
 import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
+import type { KeepaliveOptions } from '../../hbone/settings.js';
 import {
   HANDSHAKE_TIMEOUT_MS,
   type HandshakeLimits,
@@ -43,6 +44,7 @@ export interface InboundDeps {
   trustDomain: string;
   /** Handshake deadline and bound per pod listener (Istio's defaults when unset). */
   handshake?: Partial<HandshakeLimits>;
+  keepalive?: KeepaliveOptions;
 }
 
 interface PodListener {
@@ -95,9 +97,9 @@ export class HboneInbound {
     let listener = this.#listeners.get(key);
     if (!listener) {
       listener = HboneServerTls.create(this.#deps.contexts, identity, this.#deps.handshake).then((tls) => {
-        const h2 = new HboneH2Server(
-          (stream, headers, conn) => this.#onStream(pod, stream, headers, conn),
-          (conn, reason) =>
+        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn), {
+          keepalive: this.#deps.keepalive,
+          onAbuse: (conn, reason) =>
             logConnectionFailed(
               {
                 srcAddr: conn ? hostPort(conn.remoteIp, conn.remotePort) : '',
@@ -106,7 +108,7 @@ export class HboneInbound {
               },
               conn ? `${reason} (peer ${conn.peer})` : reason,
             ),
-        );
+        });
         tls.on('secure', (socket, peer) => h2.serve(socket, peer));
         tls.on('rejected', (err, socket) =>
           logConnectionFailed(
@@ -227,10 +229,12 @@ export class HboneInbound {
     stream.off('close', onGone);
     upstream.setNoDelay(true);
     if (streamGone(stream)) {
-      upstream.destroy();
+      // The client reset the stream, or the tunnel broke, while the app was being dialled: the app must not
+      // see a clean, empty connection.
+      upstream.resetAndDestroy();
       info.responseFlags = 'CONNECT';
       pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
-      logConnectionComplete(info, 0, 0, 'the client reset the stream while the upstream connection was made');
+      logConnectionComplete(info, 0, 0, 'HBONE stream ended before the upstream connection was established');
       return;
     }
     const labels = pod.deps.metrics.connectionOpened(info);
@@ -242,7 +246,7 @@ export class HboneInbound {
       close: (reason) => {
         closedBy = reason;
         log.info('closing connection', { 'src.addr': info.srcAddr, reason });
-        stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+        resetStream(stream, reason);
         upstream.resetAndDestroy();
       },
     });

@@ -5,6 +5,7 @@
  */
 import type { WorkloadStore } from '../../discovery/store.js';
 import { HbonePool } from '../../hbone/pool.js';
+import type { KeepaliveOptions } from '../../hbone/settings.js';
 import { HboneTlsContexts } from '../../hbone/tls.js';
 import type { CertificateAuthority } from '../../identity/ca.js';
 import { CertificateManager } from '../../identity/manager.js';
@@ -28,6 +29,8 @@ export interface HboneOptions {
   poolIdleTimeoutMs?: number;
   /** How long an inbound client may take to finish its TLS handshake (default 10 s, as Istio's). */
   handshakeTimeoutMs?: number;
+  /** HTTP/2 PING keepalive of HBONE connections, client and server (default 10 s / 20 s). */
+  keepalive?: KeepaliveOptions;
 }
 
 export interface Hbone {
@@ -74,16 +77,18 @@ export function createHboneHooks(options: HboneOptions): Hbone {
   const contexts = new HboneTlsContexts(certificates);
   const pool = new HbonePool({ idleTimeoutMs: options.poolIdleTimeoutMs });
   const tracker = new ConnectionTracker(options.store);
+  const keepalive = options.keepalive;
   const inbound = new HboneInbound({
     contexts,
     store: options.store,
     tracker,
     trustDomain,
+    keepalive,
     handshake: { handshakeTimeoutMs: options.handshakeTimeoutMs },
   });
   const hooks: HboneHooks = {
     outbound: (pod, downstream, route, info) =>
-      handleHboneOutbound({ contexts, pool, trustDomain }, pod, downstream, route, info),
+      handleHboneOutbound({ contexts, pool, trustDomain, keepalive }, pod, downstream, route, info),
     inbound: (pod, socket) => inbound.accept(pod, socket),
     podStopped: (pod) => inbound.release(pod),
   };

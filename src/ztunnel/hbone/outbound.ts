@@ -2,13 +2,14 @@
  * HboneHooks.outbound: a captured connection whose route is HBONE goes through the pod's pool to
  * `<peer ip>:15008` as a CONNECT stream; 200 opens the pipe, anything else resets the downstream.
  */
-import http2, { type ClientHttp2Stream } from 'node:http2';
+import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { type DialOptions, dialHbone } from '../../hbone/client.js';
 import { type BaggageSource, connectHeaders } from '../../hbone/headers.js';
-import { pipeSocketStream } from '../../hbone/pipe.js';
+import { pipeSocketStream, resetStream } from '../../hbone/pipe.js';
 import type { HbonePool } from '../../hbone/pool.js';
+import type { KeepaliveOptions } from '../../hbone/settings.js';
 import type { HboneTlsContexts } from '../../hbone/tls.js';
 import { isSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
 import { unmapIPv4 } from '../../sys/index.js';
@@ -25,6 +26,7 @@ export interface OutboundDeps {
   contexts: HboneTlsContexts;
   pool: HbonePool;
   trustDomain: string;
+  keepalive?: KeepaliveOptions;
 }
 
 function baggageOf(pod: PodContext): BaggageSource {
@@ -64,6 +66,7 @@ export function handleHboneOutbound(
     source,
     expected,
     connectTimeoutMs: pod.deps.connectTimeoutMs,
+    keepalive: deps.keepalive,
     track: (socket) => pod.track(socket),
   };
   const headers = connectHeaders({
@@ -94,7 +97,7 @@ export function handleHboneOutbound(
     const labels = pod.deps.metrics.connectionOpened(info);
     if (downstream.destroyed) {
       // The client gave up while the tunnel was opening: nothing to pipe.
-      stream.close(http2.constants.NGHTTP2_CANCEL);
+      resetStream(stream, 'downstream closed before the tunnel opened');
       pod.deps.metrics.connectionClosed(labels, 0, 0);
       logConnectionComplete(info, 0, 0, 'downstream closed before the tunnel opened');
       return;

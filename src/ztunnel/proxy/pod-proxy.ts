@@ -6,7 +6,7 @@
 import type { Server, Socket } from 'node:net';
 import { logger } from '../../admin/log.js';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
-import { listenInNetns, type NetnsHandle } from '../../sys/index.js';
+import { listenInNetns, type NetnsHandle, resetSocket } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import type { InPodProxy, InPodProxyFactory, StopMode } from '../inpod/proxy.js';
 import { INBOUND_HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT, SOCKS5_PORT } from '../ports.js';
@@ -198,7 +198,8 @@ export class PodProxy implements InPodProxy, PodContext {
         for (const s of this.#connections) s.once('close', () => setImmediate(check));
       });
     }
-    for (const socket of this.#connections) socket.destroy();
+    // Cut with a reset: a FIN would tell each app its connection ended complete.
+    for (const socket of this.#connections) resetSocket(socket);
     this.#connections.clear();
     await Promise.all(closing);
   }
