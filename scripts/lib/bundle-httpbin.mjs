@@ -20,7 +20,7 @@ await build({
       "import { HTTPBIN_PORT, runHttpbin } from './src/lab/cluster/httpbin.ts';",
       'const port = process.env.PORT ? Number(process.env.PORT) : HTTPBIN_PORT;',
       'runHttpbin(port).then((code) => process.exit(code), (err) => {',
-      "  process.stderr.write(`httpbin: ${err && err.message ? err.message : String(err)}\\n`);",
+      "  process.stderr.write('httpbin: ' + (err && err.message ? err.message : String(err)) + '\\n');",
       '  process.exit(1);',
       '});',
     ].join('\n'),

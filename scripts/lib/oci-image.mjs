@@ -18,7 +18,17 @@
 // containerd names the image on import) and `org.opencontainers.image.ref.name` (the tag).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -60,7 +70,9 @@ function runTar(args, onStdout) {
   });
   const exited = new Promise((res, rej) => {
     child.on('error', rej);
-    child.on('close', (code) => (code === 0 ? res() : rej(new Error(`tar ${args.join(' ')} failed (${code}): ${stderr.trim()}`))));
+    child.on('close', (code) =>
+      code === 0 ? res() : rej(new Error(`tar ${args.join(' ')} failed (${code}): ${stderr.trim()}`)),
+    );
   });
   return Promise.all([onStdout(child.stdout), exited]);
 }
@@ -88,7 +100,11 @@ async function tarLayer(dir, epoch, tmp, i) {
 
 async function gzipFile(src, dest) {
   // Node's gzip header has no name and mtime 0, so the output depends only on the input and level.
-  await pipeline(createReadStream(src), createGzip({ level: constants.Z_BEST_COMPRESSION }), createWriteStream(dest));
+  await pipeline(
+    createReadStream(src),
+    createGzip({ level: constants.Z_BEST_COMPRESSION }),
+    createWriteStream(dest),
+  );
 }
 
 /** Adds a JSON blob; returns its descriptor fields. */
@@ -185,14 +201,23 @@ export async function writeOciArchive(image, { out, epoch = 0, cacheDir } = {}) 
     const target = resolve(out);
     mkdirSync(dirname(target), { recursive: true });
     const partial = `${target}.partial`;
-    await runTar(reproducibleTarArgs(layout, epoch), (stdout) => pipeline(stdout, createWriteStream(partial)));
+    await runTar(reproducibleTarArgs(layout, epoch), (stdout) =>
+      pipeline(stdout, createWriteStream(partial)),
+    );
     renameSync(partial, target);
     return {
       ref,
       digest: manifestDesc.digest,
       archive: target,
       size: statSync(target).size,
-      layers: layers.map(({ dir, digest, diffId, size, uncompressed, reused }) => ({ dir, digest, diffId, size, uncompressed, reused })),
+      layers: layers.map(({ dir, digest, diffId, size, uncompressed, reused }) => ({
+        dir,
+        digest,
+        diffId,
+        size,
+        uncompressed,
+        reused,
+      })),
     };
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -216,7 +241,8 @@ function keyValues(list, what) {
 function jsonArray(text, what) {
   if (text === undefined) return undefined;
   const v = JSON.parse(text);
-  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw new Error(`--${what} wants a JSON array of strings`);
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string'))
+    throw new Error(`--${what} wants a JSON array of strings`);
   return v;
 }
 
@@ -237,10 +263,13 @@ async function cli() {
     },
   });
   if (!values.ref || !values.out || !values.layer?.length) {
-    throw new Error('usage: oci-image.mjs --ref NAME:TAG --out FILE --layer DIR [--layer DIR]... (see the header)');
+    throw new Error(
+      'usage: oci-image.mjs --ref NAME:TAG --out FILE --layer DIR [--layer DIR]... (see the header)',
+    );
   }
   const epochText = process.env.SOURCE_DATE_EPOCH ?? '0';
-  if (!/^\d+$/.test(epochText)) throw new Error(`SOURCE_DATE_EPOCH must be seconds since 1970, got '${epochText}'`);
+  if (!/^\d+$/.test(epochText))
+    throw new Error(`SOURCE_DATE_EPOCH must be seconds since 1970, got '${epochText}'`);
   const result = await writeOciArchive(
     {
       ref: values.ref,
