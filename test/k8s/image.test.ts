@@ -306,6 +306,22 @@ describe('container images (scripts/build-image)', () => {
       assert.equal(inRootfs(ns.name, rootfs, ['node', '-v']).trim(), process.version);
     });
 
+    it('carries the CNI plugin bundle, which runs where the installer copies it', () => {
+      // Outside /app (no package.json "type": "module" above it), as in the node's CNI bin dir.
+      inRootfs(ns.name, rootfs, [
+        'node',
+        '-e',
+        "require('fs').copyFileSync('/app/dist/ambit-cni', '/tmp/ambit-cni')",
+      ]);
+      inRootfs(ns.name, rootfs, ['node', '-e', "require('fs').chmodSync('/tmp/ambit-cni', 0o755)"]);
+      const version = JSON.parse(
+        inRootfs(ns.name, rootfs, ['env', 'CNI_COMMAND=VERSION', '/tmp/ambit-cni']),
+      ) as {
+        supportedVersions: string[];
+      };
+      assert.ok(version.supportedVersions.includes('1.0.0'));
+    });
+
     it('ships iptables (legacy and nft), nftables, ipset, iproute2 and the helpers ambit runs', () => {
       const expect: [string[], RegExp][] = [
         [['iptables-legacy', '-V'], /\(legacy\)/],
