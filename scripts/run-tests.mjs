@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs the compiled test files with Node's built-in test runner. Unit tests (dist/test/**) and, as
-// root, the real-kernel tests (dist/test/e2e/**). Afterwards sweeps any `ambit-t-*` network
+// root, the real-kernel tests (dist/test/e2e/**). The Kubernetes suite (dist/test/k8s/**: images,
+// clusters; slow) runs only with --k8s, and then alone. Afterwards sweeps any `ambit-t-*` network
 // namespace a failed test left behind and fails the run if there were some.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
+const k8s = args.includes('--k8s');
 const filters = args.filter((a) => !a.startsWith('--'));
 
 function walk(dir) {
@@ -24,6 +26,7 @@ function walk(dir) {
 
 let files = walk(join(root, 'dist', 'test')).sort();
 const isRoot = process.getuid?.() === 0;
+files = files.filter((f) => f.includes('/k8s/') === k8s);
 if (unitOnly) files = files.filter((f) => !f.includes('/e2e/'));
 else if (!isRoot) {
   console.error(
