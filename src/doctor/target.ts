@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ListenAddress } from '../admin/listen-address.js';
 import { AmbitError } from '../errors.js';
-import { clusterPod, isCluster } from '../lab/cluster/index.js';
+import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
 import { stateDir } from '../lab/names.js';
 import type { BackendName, InboundMode } from '../redirect/index.js';
@@ -42,8 +42,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
       'ERR_DOCTOR_TARGET',
       `lab '${o.lab}' has no node ${pod.node} for pod ${pod.namespace}/${pod.name}`,
     );
-  const labKubeconfig = join(stateDir(o.lab), 'kubeconfig');
-  const kubeconfig = o.kubeconfig ?? (existsSync(labKubeconfig) ? labKubeconfig : undefined);
+  const kubeconfig = o.kubeconfig ?? labKubeconfig(o.lab);
   const ztunnelLog = join(stateDir(o.lab), 'logs', `ztunnel-${node.name}.log`);
   const agentLog = join(stateDir(o.lab), 'logs', `agent-${node.name}.log`);
   return {
@@ -57,7 +56,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
     kubeconfig,
     kubeconfigMissing: kubeconfig
       ? undefined
-      : `lab '${o.lab}' runs no API server (no ${labKubeconfig}); pass --kubeconfig`,
+      : `lab '${o.lab}' has no API server (a network-only lab); pass --kubeconfig`,
     backend: o.backend,
     inbound: o.inbound,
     probe: o.probe,

@@ -87,7 +87,8 @@ describe('lab API server with @kubernetes/client-node', () => {
       { name: 'w1', namespace: 'cn', body: { metadata: { labels: { x: 'y' } } } },
       merge,
     );
-    await core.deleteNamespacedPod({ name: 'w1', namespace: 'cn' });
+    // Grace 0, as the kubelet finishes a deletion (a graceful one only marks the pod, see rest.test.ts).
+    await core.deleteNamespacedPod({ name: 'w1', namespace: 'cn', gracePeriodSeconds: 0 });
     await eventually(() => seen.length >= 3, CONDITION_DEADLINE_MS, 'three watch events');
     controller.abort();
     assert.deepEqual(seen, ['ADDED w1', 'MODIFIED w1', 'DELETED w1']);
@@ -143,7 +144,7 @@ describe('lab API server with @kubernetes/client-node', () => {
       );
       await core.createNamespace({ body: { metadata: { name: 'cn-new' } } });
       await core.deleteNamespace({ name: 'cn-new' });
-      await core.deleteNamespacedPod({ name: 'p1', namespace: 'cn' });
+      await core.deleteNamespacedPod({ name: 'p1', namespace: 'cn', gracePeriodSeconds: 0 });
       await eventually(() => events.includes('delete p1'), CONDITION_DEADLINE_MS, 'pod delete');
       await eventually(() => nsEvents.includes('delete cn-new'), CONDITION_DEADLINE_MS, 'namespace delete');
       assert.deepEqual(events, ['add before', 'add p1', 'update p1', 'delete p1']);
@@ -159,7 +160,7 @@ describe('lab API server with @kubernetes/client-node', () => {
       const store = api.server.store;
       const r = findResource('', 'v1', 'pods')!;
       api.server.dropWatches();
-      store.delete(r, 'cn', 'before');
+      store.delete(r, 'cn', 'before', { gracePeriodSeconds: 0 });
       store.create(r, 'cn', pod('missed', { nodeName: 'node-9' }));
       for (let i = 0; i < 6; i++)
         store.patch(r, 'cn', 'missed', 'merge', { metadata: { labels: { n: String(i) } } });

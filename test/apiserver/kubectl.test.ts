@@ -149,8 +149,14 @@ describe('lab API server with kubectl', () => {
     assert.match(bad.stderr, /field label not supported: spec\.image/);
   });
 
-  test('delete pod, then it is gone', async () => {
-    assert.match(await ok('delete', 'pod', 'db', '-n', 'shop'), /pod "db" deleted/);
+  test('delete pod: a scheduled pod is Terminating until deleted with --grace-period=0 --force, then gone', async () => {
+    assert.match(await ok('delete', 'pod', 'db', '-n', 'shop', '--wait=false'), /pod "db" deleted/);
+    // No kubelet runs here to finish the deletion: the pod stays, marked, as on a cluster.
+    assert.match(await ok('get', 'pod', 'db', '-n', 'shop'), /db\s+0\/1\s+Terminating/);
+    assert.match(
+      await ok('delete', 'pod', 'db', '-n', 'shop', '--grace-period=0', '--force'),
+      /pod "db" force deleted/,
+    );
     const gone = await kubectl('get', 'pod', 'db', '-n', 'shop');
     assert.notEqual(gone.code, 0);
     assert.match(gone.stderr, /pods "db" not found/);

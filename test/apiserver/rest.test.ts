@@ -266,6 +266,89 @@ describe('lab API server: REST', () => {
     );
   });
 
+  test('DELETE of a scheduled pod is graceful, as in kube-apiserver: deletionTimestamp set, object kept until a grace-0 DELETE', async () => {
+    const created = (await api.call('POST', PODS, pod('gr', { nodeName: 'node-a' }))).body;
+    const uid = created.metadata.uid;
+    const watch = await api.watch(
+      `${PODS}?watch=true&fieldSelector=metadata.name%3Dgr&resourceVersion=${created.metadata.resourceVersion}`,
+    );
+    try {
+      const before = Date.now();
+      const del = await api.call('DELETE', `${PODS}/gr`);
+      assert.equal(del.status, 200);
+      const m = del.body.metadata;
+      assert.equal(m.deletionGracePeriodSeconds, 30, 'spec.terminationGracePeriodSeconds (default 30)');
+      const at = Date.parse(m.deletionTimestamp);
+      assert.ok(
+        at >= Math.floor(before / 1000) * 1000 + 29_000 && at <= Date.now() + 31_000,
+        m.deletionTimestamp,
+      );
+      assert.match(m.deletionTimestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      assert.equal(m.generation, created.metadata.generation + 1);
+      const kept = await api.call('GET', `${PODS}/gr`);
+      assert.equal(kept.status, 200, 'the object stays until the kubelet deletes it');
+      assert.equal(kept.body.metadata.deletionTimestamp, m.deletionTimestamp);
+
+      // A longer grace period changes nothing; a shorter one brings the deadline forward.
+      const longer = await api.call('DELETE', `${PODS}/gr`, { gracePeriodSeconds: 60 });
+      assert.equal(longer.status, 200);
+      assert.equal(longer.body.metadata.deletionGracePeriodSeconds, 30);
+      assert.equal(longer.body.metadata.deletionTimestamp, m.deletionTimestamp);
+      const shorter = await api.call('DELETE', `${PODS}/gr`, { gracePeriodSeconds: 10 });
+      assert.equal(shorter.body.metadata.deletionGracePeriodSeconds, 10);
+      assert.equal(Date.parse(shorter.body.metadata.deletionTimestamp), at - 20_000);
+
+      // Clients cannot clear it: writes keep deletionTimestamp and its grace period.
+      const patched = await api.call(
+        'PATCH',
+        `${PODS}/gr`,
+        { metadata: { labels: { x: 'y' }, deletionTimestamp: null, deletionGracePeriodSeconds: null } },
+        MERGE,
+      );
+      assert.equal(patched.status, 200);
+      assert.equal(patched.body.metadata.deletionTimestamp, shorter.body.metadata.deletionTimestamp);
+      assert.equal(patched.body.metadata.deletionGracePeriodSeconds, 10);
+
+      // The kubelet, once the containers are gone: grace 0 with the UID as precondition.
+      const wrongUid = await api.call('DELETE', `${PODS}/gr`, {
+        gracePeriodSeconds: 0,
+        preconditions: { uid: 'other' },
+      });
+      assert.equal(wrongUid.status, 409);
+      const final = await api.call('DELETE', `${PODS}/gr`, { gracePeriodSeconds: 0, preconditions: { uid } });
+      assert.equal(final.status, 200);
+      assert.equal((await api.call('GET', `${PODS}/gr`)).status, 404);
+      const events = await watch.waitFor(4);
+      assert.deepEqual(
+        events.map((e) => [e.type, e.object.metadata.deletionGracePeriodSeconds ?? null]),
+        [
+          ['MODIFIED', 30],
+          ['MODIFIED', 10],
+          ['MODIFIED', 10],
+          ['DELETED', 10],
+        ],
+      );
+    } finally {
+      watch.close();
+    }
+
+    // The pod's own terminationGracePeriodSeconds is the default; ?gracePeriodSeconds=0 (force) deletes at once.
+    await api.call('POST', PODS, {
+      ...pod('gr5', { nodeName: 'node-a' }),
+      spec: { nodeName: 'node-a', terminationGracePeriodSeconds: 5, containers: [{ name: 'a', image: 'b' }] },
+    });
+    assert.equal((await api.call('DELETE', `${PODS}/gr5`)).body.metadata.deletionGracePeriodSeconds, 5);
+    assert.equal((await api.call('DELETE', `${PODS}/gr5?gracePeriodSeconds=0`)).status, 200);
+    assert.equal((await api.call('GET', `${PODS}/gr5`)).status, 404);
+    // A pod that has finished (phase Succeeded) has nothing to stop: deleted at once.
+    await api.call('POST', PODS, pod('done', { nodeName: 'node-a' }));
+    await api.call('PATCH', `${PODS}/done/status`, { status: { phase: 'Succeeded' } }, MERGE);
+    assert.equal((await api.call('DELETE', `${PODS}/done`)).status, 200);
+    assert.equal((await api.call('GET', `${PODS}/done`)).status, 404);
+    const bad = await api.call('DELETE', `${PODS}/x?gracePeriodSeconds=soon`);
+    assert.equal(bad.status, 400);
+  });
+
   test('services get a cluster IP; endpoints, endpointslices and nodes are stored', async () => {
     const svc = await api.call('POST', '/api/v1/namespaces/demo/services', {
       metadata: { name: 'web' },

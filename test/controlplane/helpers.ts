@@ -103,8 +103,9 @@ export class Harness {
     this.api.store.patch(R.pods, namespace, name, 'merge', { metadata: { annotations } });
   }
 
+  /** The pod is gone: the kubelet's final delete (grace 0); a graceful DELETE would only mark it. */
   deletePod(namespace: string, name: string): void {
-    this.api.store.delete(R.pods, namespace, name);
+    this.api.store.delete(R.pods, namespace, name, { gracePeriodSeconds: 0 });
   }
 
   service(

@@ -287,7 +287,7 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
     // While the agent is away: the open connection still carries bytes, and a pod goes away.
     const payload = randomBytes(32 * 1024);
     assert.deepEqual(await echoOnce(s, payload), payload);
-    api.store.delete(PODS, meshNs, 'gone');
+    api.store.delete(PODS, meshNs, 'gone', { gracePeriodSeconds: 0 });
 
     await startAgent();
     await z.waitFor(/pod received snapshot sent/, snapshotsBefore + 1);

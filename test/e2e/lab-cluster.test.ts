@@ -5,6 +5,7 @@
  * enrolled (rules, the seed's four listeners, annotation) before the sandbox exists.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -19,6 +20,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
   type V1Pod,
+  Watch,
 } from '@kubernetes/client-node';
 import { PLUGIN_KUBECONFIG_NAME } from '../../src/cni/names.js';
 import { cgroupPids, labCgroup } from '../../src/lab/cluster/cgroup.js';
@@ -26,12 +28,14 @@ import {
   adminClient,
   ClusterLayout,
   clusterDown,
+  clusterPod,
   clusterStatus,
   labProcesses,
   serviceAccountConfig,
   startComponent,
   stopComponent,
 } from '../../src/lab/cluster/index.js';
+import { readPod } from '../../src/lab/cluster/kube.js';
 import { processAlive } from '../../src/lab/cluster/supervisor.js';
 import { listNetns, loadLab } from '../../src/lab/index.js';
 import { connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
@@ -63,6 +67,19 @@ async function addPod(ns: string, name: string, node: string, ...extra: string[]
   const r = await ambit(['lab', 'pod', 'add', '--name', lab, '--node', node, ...extra, `${ns}/${name}`]);
   assert.equal(r.code, 0, r.stderr);
   return pod(ns, name);
+}
+
+/** kubectl against the lab's API server; resolves (code null) when it did not finish within 90 s. */
+function kubectl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'kubectl',
+      ['--kubeconfig', layout.kubeconfig, ...args],
+      { timeout: 90_000, encoding: 'utf8' },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
+  });
 }
 
 /** What the seed checks inside a pod: its mangle/nat rules, its listeners (with owner), its annotation. */
@@ -393,6 +410,87 @@ describe('lab cluster', () => {
     }
     // With the port free again it starts and passes its readiness check (startComponent waits for it).
     assert.equal(clusterStatus(loadLab(lab)).find((c) => c.name === 'ztunnel-n2')!.up, true);
+  });
+
+  test('pod status carries hostIPs and podIPs next to hostIP and podIP, as the kubelet writes them', async () => {
+    const state = loadLab(lab);
+    const a = await pod('mesh', 'a');
+    const n1 = state.nodes.find((n) => n.name === 'n1')!;
+    // client-node decodes the lists into classes: compare their fields.
+    const ips = (list: { ip?: string }[] | undefined) => list?.map((h) => ({ ...h }));
+    assert.equal(a.status?.hostIP, n1.ip);
+    assert.deepEqual(ips(a.status?.hostIPs), [{ ip: n1.ip }]);
+    assert.match(a.status?.podIP ?? '', /^\d+\.\d+\.\d+\.\d+$/);
+    assert.deepEqual(ips(a.status?.podIPs), [{ ip: a.status?.podIP }]);
+    // The host-network ztunnel pod: the node's address for both.
+    const zt = await pod('istio-system', 'ztunnel-n1');
+    assert.deepEqual(ips(zt.status?.hostIPs), [{ ip: n1.ip }]);
+    assert.deepEqual(ips(zt.status?.podIPs), [{ ip: n1.ip }]);
+  });
+
+  test('kubectl delete pod: the kubelet sees deletionTimestamp, stops the pod, runs CNI DEL, then deletes it', async () => {
+    const state = loadLab(lab);
+    const n1 = state.nodes.find((n) => n.name === 'n1')!;
+    const bye = await addPod('mesh', 'bye', 'n1', '--image', 'httpbin');
+    const uid = bye.metadata!.uid!;
+    const ip = bye.status!.podIP!;
+    const record = clusterPod(lab, { namespace: 'mesh', name: 'bye' })!;
+    assert.equal(record.pids.length, 2, 'pause and httpbin');
+    assert.deepEqual(record.pids.filter(processAlive), record.pids);
+    const probes = () => run('ip', ['netns', 'exec', n1.netns, 'ipset', 'list', 'istio-inpod-probes-v4']);
+    assert.match(probes(), new RegExp(`^${ip.replaceAll('.', '\\.')} `, 'm'), 'enrolled: probe ipset entry');
+    // What a watcher sees, and whether the sandbox still existed when it saw it.
+    const seen: { type: string; terminating: boolean; netns: boolean }[] = [];
+    const kc = new KubeConfig();
+    kc.loadFromFile(layout.kubeconfig);
+    const req = await new Watch(kc).watch(
+      '/api/v1/namespaces/mesh/pods',
+      { fieldSelector: 'metadata.name=bye', resourceVersion: bye.metadata!.resourceVersion },
+      (type: string, obj: V1Pod) =>
+        seen.push({
+          type,
+          terminating: obj.metadata?.deletionTimestamp !== undefined,
+          netns: listNetns().includes(podNs('mesh', 'bye')),
+        }),
+      () => {},
+    );
+    try {
+      const del = await kubectl(['delete', 'pod', 'bye', '-n', 'mesh']);
+      assert.equal(del.code, 0, `kubectl delete did not finish within 90 s: ${del.stdout}${del.stderr}`);
+      assert.match(del.stdout, /pod "bye" deleted/);
+      // kubectl returns once the object is gone.
+      assert.equal(await readPod(core, 'mesh', 'bye'), undefined);
+      await eventually(CONDITION_DEADLINE_MS, async () => assert.equal(seen.at(-1)?.type, 'DELETED'));
+    } finally {
+      req.abort();
+    }
+    assert.deepEqual(seen[0], { type: 'MODIFIED', terminating: true, netns: true }, JSON.stringify(seen));
+    assert.deepEqual(seen.at(-1), { type: 'DELETED', terminating: true, netns: false }, JSON.stringify(seen));
+    assert.deepEqual(record.pids.filter(processAlive), [], 'the pod processes are gone');
+    assert.equal(existsSync(record.cgroup), false, 'the pod cgroup is gone');
+    assert.equal(clusterPod(lab, { namespace: 'mesh', name: 'bye' }), undefined, 'no sandbox record');
+    const kubelet = readFileSync(layout.logFile({ component: 'kubelet', node: 'n1' }), 'utf8');
+    assert.match(kubelet, /pod terminating, stopping its sandbox pod=mesh\/bye grace_period_s=30/);
+    await eventually(CONDITION_DEADLINE_MS, async () => {
+      assert.doesNotMatch(probes(), new RegExp(`^${ip.replaceAll('.', '\\.')} `, 'm'), 'probe entry removed');
+      const zt = readFileSync(layout.logFile({ component: 'ztunnel', node: 'n1' }), 'utf8');
+      assert.match(zt, new RegExp(`pod delete request, draining proxy.*${uid}`), 'ZDS proxy removed');
+    });
+  });
+
+  test('kubectl delete --grace-period=0 --force removes the pod at once; the kubelet then removes its sandbox', async () => {
+    const forced = await addPod('mesh', 'forced', 'n2');
+    const record = clusterPod(lab, { namespace: 'mesh', name: 'forced' })!;
+    const del = await kubectl(['delete', 'pod', 'forced', '-n', 'mesh', '--grace-period=0', '--force']);
+    assert.equal(del.code, 0, del.stderr);
+    assert.match(del.stdout, /pod "forced" force deleted/);
+    assert.equal(await readPod(core, 'mesh', 'forced'), undefined);
+    await eventually(CONDITION_DEADLINE_MS, async () => {
+      assert.equal(listNetns().includes(podNs('mesh', 'forced')), false, 'netns removed');
+      assert.deepEqual(record.pids.filter(processAlive), []);
+      const zt = readFileSync(layout.logFile({ component: 'ztunnel', node: 'n2' }), 'utf8');
+      assert.match(zt, new RegExp(`pod delete request, draining proxy.*${forced.metadata!.uid}`));
+    });
   });
 
   test('kubectl --kubeconfig <lab kubeconfig> get pods -A lists the pods with their IPs', async () => {

@@ -18,6 +18,7 @@ export interface ObjectMeta {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   deletionTimestamp?: string;
+  deletionGracePeriodSeconds?: number;
   [k: string]: unknown;
 }
 
@@ -206,9 +207,12 @@ export function applyWriteStrategy(
     'namespace',
     'generateName',
     'deletionTimestamp',
+    'deletionGracePeriodSeconds',
   ] as const) {
-    if (old.metadata[k] === undefined) delete out.metadata[k];
-    else out.metadata[k] = old.metadata[k];
+    // Only the API server sets these (deletionTimestamp and its grace period by a DELETE).
+    const meta: Record<string, unknown> = out.metadata;
+    if (old.metadata[k] === undefined) delete meta[k];
+    else meta[k] = old.metadata[k];
   }
   if (subresource === 'status') {
     if (old.spec === undefined) delete out.spec;

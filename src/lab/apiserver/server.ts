@@ -212,8 +212,9 @@ export class ApiHandler {
         return send(res, 201, render(store.create(r, namespace, body)));
       }
       if (method === 'DELETE' && r.verbs.includes('deletecollection')) {
+        const options = deleteOptions(await readBody(req, true), q);
         const items = this.select(r, namespace, q).map((o) =>
-          store.delete(r, o.metadata.namespace, o.metadata.name),
+          store.delete(r, o.metadata.namespace, o.metadata.name, options),
         );
         return send(res, 200, {
           kind: `${r.kind}List`,
@@ -253,8 +254,8 @@ export class ApiHandler {
       }
       case 'DELETE': {
         if (sub) throw methodNotAllowed();
-        const body = await readBody(req, true);
-        return send(res, 200, render(store.delete(r, namespace, name, deleteOptions(body))));
+        const options = deleteOptions(await readBody(req, true), q);
+        return send(res, 200, render(store.delete(r, namespace, name, options)));
       }
       default:
         throw methodNotAllowed();
@@ -514,15 +515,25 @@ function selectors(
   return { labels, fields };
 }
 
-function deleteOptions(body: unknown): DeleteOptions {
-  if (!isMap(body) || !isMap(body['preconditions'])) return {};
-  const p = body['preconditions'];
-  return {
-    preconditions: {
+/** DeleteOptions from the body (kubectl) or the query (client-go's and client-node's gracePeriodSeconds). */
+function deleteOptions(body: unknown, q: URLSearchParams): DeleteOptions {
+  const options: DeleteOptions = {};
+  const fromQuery = q.get('gracePeriodSeconds');
+  const grace = isMap(body) && body['gracePeriodSeconds'] != null ? body['gracePeriodSeconds'] : fromQuery;
+  if (grace !== null) {
+    const n = typeof grace === 'number' ? grace : /^-?\d+$/.test(String(grace)) ? Number(grace) : Number.NaN;
+    if (!Number.isSafeInteger(n))
+      throw badRequest(`gracePeriodSeconds: Invalid value: "${String(grace)}": must be an integer`);
+    options.gracePeriodSeconds = n;
+  }
+  if (isMap(body) && isMap(body['preconditions'])) {
+    const p = body['preconditions'];
+    options.preconditions = {
       ...(typeof p['uid'] === 'string' ? { uid: p['uid'] } : {}),
       ...(typeof p['resourceVersion'] === 'string' ? { resourceVersion: p['resourceVersion'] } : {}),
-    },
-  };
+    };
+  }
+  return options;
 }
 
 const isMap = (v: unknown): v is Record<string, unknown> =>

@@ -28,6 +28,8 @@ export interface StoreSnapshot {
 
 export interface DeleteOptions {
   preconditions?: { uid?: string; resourceVersion?: string };
+  /** 0 deletes at once; unset: the object's default (a pod's spec.terminationGracePeriodSeconds). */
+  gracePeriodSeconds?: number;
 }
 
 /** Namespaces a fresh cluster has. */
@@ -119,6 +121,7 @@ export class Store {
       uid,
       creationTimestamp,
       deletionTimestamp,
+      deletionGracePeriodSeconds,
       generation,
       namespace: _ns,
       ...rest
@@ -201,7 +204,39 @@ export class Store {
       this.removeObject(r, gone);
       return gone;
     }
+    if (r.plural === 'pods') {
+      const grace = podGracePeriod(old, options.gracePeriodSeconds);
+      if (grace > 0) return this.markTerminating(r, old, grace);
+    }
     return this.removeObject(r, old);
+  }
+
+  /**
+   * Graceful deletion (apiserver rest.BeforeDelete): the object stays with deletionTimestamp = now +
+   * grace and deletionGracePeriodSeconds, for its kubelet to stop it and then delete it with grace 0.
+   * A second DELETE may only shorten the period, moving the deadline forward by the difference.
+   */
+  private markTerminating(r: ResourceType, old: KObject, grace: number): KObject {
+    const meta = old.metadata;
+    const current = meta.deletionGracePeriodSeconds;
+    let deadline: number;
+    if (meta.deletionTimestamp !== undefined && current !== undefined) {
+      if (grace >= current) return old;
+      deadline = Date.parse(meta.deletionTimestamp) - (current - grace) * 1000;
+    } else {
+      deadline = Math.floor(Date.now() / 1000) * 1000 + grace * 1000;
+    }
+    const next: KObject = {
+      ...old,
+      metadata: {
+        ...meta,
+        deletionTimestamp: new Date(deadline).toISOString().replace(/\.\d+Z$/, 'Z'),
+        deletionGracePeriodSeconds: grace,
+        generation: (meta.generation ?? 1) + 1,
+      },
+    };
+    this.commit(r, 'MODIFIED', next, old);
+    return next;
   }
 
   private removeObject(r: ResourceType, obj: KObject): KObject {
@@ -277,4 +312,18 @@ export function resourceForObject(obj: KObject): ResourceType | undefined {
   return RESOURCES.find(
     (r) => r.kind === obj.kind && (r.group ? `${r.group}/${r.version}` : r.version) === obj.apiVersion,
   );
+}
+
+/**
+ * The grace period of a pod's deletion (pod strategy CheckGracefulDelete): the one asked for, else
+ * the pod's spec.terminationGracePeriodSeconds; 0 (delete at once) when no node runs the pod or it
+ * has finished, since nothing is left to stop.
+ */
+function podGracePeriod(pod: KObject, requested: number | undefined): number {
+  const spec = pod.spec ?? {};
+  const fromSpec = spec['terminationGracePeriodSeconds'];
+  const grace = requested ?? (typeof fromSpec === 'number' ? fromSpec : 30);
+  const phase = pod.status?.['phase'];
+  if (!spec['nodeName'] || phase === 'Succeeded' || phase === 'Failed') return 0;
+  return Math.max(0, grace);
 }

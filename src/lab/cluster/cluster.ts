@@ -70,8 +70,19 @@ export function findCniBundle(): string {
   return found;
 }
 
+/**
+ * The lab's API server as the lab recorded it: the admin kubeconfig, whichever server it names (the
+ * lab's own stand-in, running or not, or any other API server it was pointed at); undefined for a
+ * network-only lab. What makes a lab a cluster lab, rather than which processes happen to run.
+ */
+export function labKubeconfig(lab: string): string | undefined {
+  const path = new ClusterLayout(lab).kubeconfig;
+  return existsSync(path) ? path : undefined;
+}
+
+/** A cluster lab: its pods are API objects and the sandboxes a kubelet made for them. */
 export function isCluster(lab: string): boolean {
-  return existsSync(new ClusterLayout(lab).pidFile({ component: 'apiserver' }));
+  return labKubeconfig(lab) !== undefined;
 }
 
 export function processIds(state: LabState): ProcessId[] {
@@ -298,28 +309,25 @@ export async function waitRunning(lab: string, ref: PodRef, timeoutMs = POD_TIME
   }
 }
 
-/** Deletes the pod and waits until its kubelet removed the sandbox. */
+/**
+ * Deletes the pod gracefully and, as `kubectl delete` does, waits until it is gone: its kubelet
+ * stops it, removes the sandbox and then deletes the object.
+ */
 export async function podDel(lab: string, ref: PodRef): Promise<void> {
-  const state = loadLab(lab);
   const core = adminClient(lab);
   const pod = await readPod(core, ref.namespace, ref.name);
   if (!pod) {
     throw new AmbitError('LAB_POD_NOT_FOUND', `lab '${lab}' has no pod ${formatPodRef(ref)}`);
   }
   await core.deleteNamespacedPod({ namespace: ref.namespace, name: ref.name });
-  const node = state.nodes.find((n) => n.name === pod.spec?.nodeName);
-  if (
-    !node ||
-    runningPid(new ClusterLayout(lab).pidFile({ component: 'kubelet', node: node.name })) === undefined
-  )
-    return;
-  const sandboxes = new SandboxManager(state, node);
   const deadline = Date.now() + POD_TIMEOUT_MS;
-  while (sandboxes.record(pod.metadata!.uid!)) {
+  for (;;) {
+    const now = await readPod(core, ref.namespace, ref.name);
+    if (!now || now.metadata?.uid !== pod.metadata?.uid) return;
     if (Date.now() > deadline) {
       throw new AmbitError(
         'LAB_POD_STUCK',
-        `the kubelet of ${node.name} did not remove the sandbox of ${formatPodRef(ref)}`,
+        `pod ${formatPodRef(ref)} is still Terminating after ${POD_TIMEOUT_MS / 1000} s: is the kubelet of ${pod.spec?.nodeName} running? (ambit lab status --name ${lab})`,
       );
     }
     await sleep(100);

@@ -9,6 +9,7 @@ export {
   clusterUp,
   findCniBundle,
   isCluster,
+  labKubeconfig,
   type PodAddOptions,
   pendingReason,
   podAdd,

@@ -2,11 +2,15 @@
  * The lab's kubelet stand-in, one process per node (in the host netns, like a kubelet; CNI plugins
  * run inside the node's netns through nsenter). It watches the pods bound to its node and, per pod,
  * serially: creates the sandbox (retrying a failed CNI ADD with backoff while the pod stays Pending
- * with the error as its reason, as kubelet does), reports podIP and Running/Ready, and on deletion
- * tears the sandbox down. The API server deletes pods at once (no graceful deletion), so tear-down
- * follows the DELETED event rather than preceding the object's removal.
+ * with the error as its reason, as kubelet does), reports podIP(s), hostIP(s) and Running/Ready.
+ * Deletion is graceful, as with a real kubelet: a DELETE only sets the pod's deletionTimestamp; the
+ * kubelet then stops the pod's processes (SIGTERM, SIGKILL after the grace period), tears the sandbox
+ * down (CNI DEL through the chain, netns, cgroup) and deletes the object with grace period 0 and its
+ * UID as precondition. A forced deletion (grace 0) removes the object first; its DELETED event then
+ * tears the sandbox down.
  */
 import {
+  ApiException,
   CoreV1Api,
   KubeConfig,
   ListWatch,
@@ -27,6 +31,9 @@ const log = logger('ambit::lab::kubelet');
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 4000;
 const WATCH_RESTART_MS = 1000;
+/** kubelet's minimumGracePeriodInSeconds: even a forced deletion gives the processes this long. */
+const MIN_GRACE_S = 2;
+const DEFAULT_GRACE_S = 30;
 
 /** The lab app a pod asks for: its first container's image, by its last path segment (`…/httpbin:1`). */
 export function appOf(pod: V1Pod): string | undefined {
@@ -41,6 +48,8 @@ class PodWorker {
   deleted = false;
   /** A sync is queued or running; further updates need no second one, it reads the latest record. */
   syncing = false;
+  /** The pod has a deletionTimestamp and its termination is queued: never synced again. */
+  terminating = false;
   #wake: (() => void) | undefined;
 
   run(task: () => Promise<void>): void {
@@ -149,8 +158,13 @@ export class Kubelet {
 
   #sync(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
-    if (!uid || pod.metadata?.deletionTimestamp) return;
+    if (!uid) return;
+    if (pod.metadata?.deletionTimestamp) {
+      this.#terminate(pod, uid);
+      return;
+    }
     const worker = this.#worker(uid);
+    if (worker.terminating) return;
     if (worker.syncing) return;
     worker.syncing = true;
     worker.run(async () => {
@@ -162,6 +176,27 @@ export class Kubelet {
     });
   }
 
+  /**
+   * The pod has a deletionTimestamp: stop it within its deletionGracePeriodSeconds, remove the
+   * sandbox, then delete the object (grace 0, UID precondition) so the deletion completes.
+   */
+  #terminate(pod: V1Pod, uid: string): void {
+    const worker = this.#worker(uid);
+    if (worker.terminating) return;
+    worker.terminating = true;
+    // Ends a sandbox-creation retry loop; a sandbox it makes meanwhile is removed at once.
+    worker.markDeleted();
+    const ref = { namespace: pod.metadata!.namespace!, name: pod.metadata!.name! };
+    const grace = gracePeriod(pod);
+    log.info('pod terminating, stopping its sandbox', { pod: formatPodRef(ref), grace_period_s: grace });
+    worker.run(async () => {
+      const record = this.#sandboxes.record(uid);
+      if (record) await this.#destroy(record, grace);
+      await this.#deleteObject(ref, uid, worker);
+    });
+  }
+
+  /** The pod is gone from the API server (deleted with grace 0, or after our own final delete). */
   #delete(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid) return;
@@ -169,26 +204,55 @@ export class Kubelet {
     worker.markDeleted();
     worker.run(async () => {
       const record = this.#sandboxes.record(uid);
-      if (record) await this.#destroy(record);
+      if (record) await this.#destroy(record, gracePeriod(pod));
       this.#workers.delete(uid);
     });
   }
 
-  async #destroy(record: SandboxRecord): Promise<void> {
-    const warnings = await this.#sandboxes.destroy(record);
+  async #destroy(record: SandboxRecord, graceSeconds = MIN_GRACE_S): Promise<void> {
+    const warnings = await this.#sandboxes.destroy(record, Math.max(graceSeconds, MIN_GRACE_S) * 1000);
     for (const w of warnings) log.warn('sandbox tear-down', { pod: formatPodRef(record), warning: w });
     log.info('sandbox removed', { pod: formatPodRef(record), ip: record.ip });
+  }
+
+  /** The status manager's final delete: grace 0, only this very pod (a new one may reuse the name). */
+  async #deleteObject(
+    ref: { namespace: string; name: string },
+    uid: string,
+    worker: PodWorker,
+  ): Promise<void> {
+    for (let backoff = BACKOFF_START_MS; !this.#stopped; backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)) {
+      try {
+        await this.#core.deleteNamespacedPod({
+          ...ref,
+          gracePeriodSeconds: 0,
+          body: { gracePeriodSeconds: 0, preconditions: { uid } },
+        });
+        log.info('pod deleted', { pod: formatPodRef(ref) });
+        return;
+      } catch (err) {
+        // 404: already gone; 409: the name now belongs to a new pod. Either way this one is done.
+        if (err instanceof ApiException && (err.code === 404 || err.code === 409)) return;
+        log.warn('cannot delete the terminated pod, will retry', {
+          pod: formatPodRef(ref),
+          backoff_ms: backoff,
+          error: errorMessage(err),
+        });
+        await worker.sleep(backoff);
+      }
+    }
   }
 
   async #ensureRunning(pod: V1Pod, worker: PodWorker): Promise<void> {
     if (pod.spec?.hostNetwork) {
       // Host-network pods (the node's own ztunnel) share the node's netns: no sandbox, the node's IP.
-      if (pod.status?.phase !== 'Running') {
+      if (pod.status?.phase !== 'Running' || !pod.status.hostIPs?.length) {
         await this.#patchStatus(
           { namespace: pod.metadata!.namespace!, name: pod.metadata!.name! },
           {
             phase: 'Running',
             hostIP: this.node.ip,
+            hostIPs: [{ ip: this.node.ip }],
             podIP: this.node.ip,
             podIPs: [{ ip: this.node.ip }],
             conditions: [{ type: 'Ready', status: 'True' }],
@@ -214,7 +278,8 @@ export class Kubelet {
     };
     const existing = this.#sandboxes.record(spec.uid);
     if (existing) {
-      if (pod.status?.phase !== 'Running' || pod.status?.podIP !== existing.ip)
+      const s = pod.status;
+      if (s?.phase !== 'Running' || s.podIP !== existing.ip || !s.hostIPs?.length || !s.podIPs?.length)
         await this.#reportRunning(existing);
       return;
     }
@@ -258,6 +323,7 @@ export class Kubelet {
       reason: null,
       message: null,
       hostIP: this.node.ip,
+      hostIPs: [{ ip: this.node.ip }],
       podIP: record.ip,
       podIPs: [{ ip: record.ip }],
       startTime: now,
@@ -295,6 +361,13 @@ export class Kubelet {
       log.warn('cannot update pod status', { pod: formatPodRef(pod), error: errorMessage(err) });
     }
   }
+}
+
+/** How long the pod's processes get: its deletionGracePeriodSeconds, else its spec's. */
+function gracePeriod(pod: V1Pod): number {
+  return (
+    pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_S
+  );
 }
 
 export async function runKubeletProcess(lab: string, node: string): Promise<number> {

@@ -164,10 +164,16 @@ export class SandboxManager {
     }
   }
 
-  /** Kills the pod's processes, runs CNI DEL, removes the netns and the cgroup; idempotent. */
-  async destroy(record: SandboxRecord): Promise<string[]> {
+  /**
+   * Stops the pod's processes (SIGTERM, SIGKILL after `graceMs`), runs CNI DEL, removes the netns
+   * and the cgroup; idempotent.
+   */
+  async destroy(record: SandboxRecord, graceMs = 2000): Promise<string[]> {
     const warnings: string[] = [];
-    for (const pid of record.pids) await terminate(pid, 2000);
+    // The app first, as a runtime stops containers before the sandbox; then the pause process.
+    const [pause, ...apps] = record.pids;
+    await Promise.all(apps.map((pid) => terminate(pid, graceMs)));
+    if (pause !== undefined) await terminate(pause, graceMs);
     try {
       await this.runtime.del(
         this.conflist,

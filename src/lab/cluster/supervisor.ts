@@ -79,8 +79,12 @@ export async function terminate(pid: number, graceMs = 5000): Promise<void> {
     } catch {}
   };
   signal('SIGTERM');
+  let killed = false;
   for (let waited = 0; processAlive(pid); waited += 50) {
-    if (waited === graceMs) signal('SIGKILL');
+    if (waited >= graceMs && !killed) {
+      signal('SIGKILL');
+      killed = true;
+    }
     if (waited > graceMs + 5000) break;
     await sleep(50);
   }
