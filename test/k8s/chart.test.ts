@@ -80,6 +80,7 @@ describe('Helm chart deploy/charts/ambit', () => {
         'ambient.enableAmbientDetectionRetry=true',
         'global.imagePullSecrets={regcred}',
         'pilot.servingIps={10.96.0.12}',
+        'pilot.serviceClusterIP=10.96.0.15',
       ],
     ]) {
       const r = run(helm, [
@@ -324,6 +325,26 @@ describe('Helm chart deploy/charts/ambit', () => {
         assert.equal(c.imagePullPolicy, 'Never');
       }
     }
+  });
+
+  it('pilot.serviceClusterIP: ztunnel finds the control plane without cluster DNS', () => {
+    assert.equal(find(template('istio-system'), 'Service', 'istiod').spec.clusterIP, undefined);
+    assert.equal(
+      find(template('istio-system'), 'DaemonSet', 'ztunnel').spec.template.spec.hostAliases,
+      undefined,
+    );
+    const objs = template('mesh-x', ['pilot.serviceClusterIP=10.96.0.15']);
+    assert.equal(find(objs, 'Service', 'istiod').spec.clusterIP, '10.96.0.15');
+    const ds = find(objs, 'DaemonSet', 'ztunnel');
+    assert.deepEqual(ds.spec.template.spec.hostAliases, [
+      { ip: '10.96.0.15', hostnames: ['istiod.mesh-x.svc', 'istiod.mesh-x.svc.cluster.local'] },
+    ]);
+    // The name ztunnel dials is one of the aliases (and in the serving certificate).
+    const host = envOf(container(ds, 'istio-proxy')).CA_ADDRESS!.replace(/:15012$/, '');
+    assert.ok(ds.spec.template.spec.hostAliases[0].hostnames.includes(host));
+    assert.ok(
+      container(find(objs, 'Deployment', 'istiod'), 'discovery').args.includes(`--serving-dns=${host}`),
+    );
   });
 
   it('refuses values ambit cannot honour (values.schema.json)', () => {
