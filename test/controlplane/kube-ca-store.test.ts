@@ -4,10 +4,12 @@
  * emptyDir) serves the same root; a lost race for the Secret adopts the winner's root.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
 import { KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane } from '../../src/controlplane/index.js';
 import {
@@ -133,6 +135,36 @@ describe('control plane CA root in the Kubernetes API', () => {
       }),
       /CA secret istio-system\/ambit-broken-secret lacks ca-key\.pem/,
     );
+  });
+
+  it('--serving-dns: the serving certificate answers to the given names (a namespace other than istio-system)', async () => {
+    const cp = await startControlPlane({
+      kubeconfig,
+      caDir: join(dir, 'ca-dns'),
+      listen: '127.0.0.1:0',
+      servingDns: ['istiod.mesh-x.svc', 'istiod'],
+    });
+    const handshake = async (servername: string): Promise<void> => {
+      const s = connect({
+        host: '127.0.0.1',
+        port: cp.port,
+        servername,
+        ca: cp.rootPem,
+        ALPNProtocols: ['h2'],
+      });
+      try {
+        await once(s, 'secureConnect');
+      } finally {
+        s.destroy();
+      }
+    };
+    try {
+      await handshake('istiod.mesh-x.svc');
+      await handshake('istiod');
+      await assert.rejects(handshake('istiod.istio-system.svc'), /does not match certificate's altnames/);
+    } finally {
+      await cp.close();
+    }
   });
 
   it('parses NAMESPACE/NAME references', () => {
