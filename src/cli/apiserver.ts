@@ -7,7 +7,7 @@ import { type Command, EXIT_OK } from './command.js';
 const HELP = `Usage: ambit lab-apiserver [options]
 
 Serves the Kubernetes REST + watch API (namespaces, pods, services, endpoints, endpointslices,
-nodes, serviceaccounts, events; TokenReview) for the lab, over HTTPS (self-signed CA kept in the state file).
+nodes, serviceaccounts, configmaps, secrets, events; TokenReview) for the lab, over HTTPS (self-signed CA kept in the state file).
 
 Options:
   --listen HOST:PORT      address to listen on (default 127.0.0.1:6443; port 0 = any free port)

@@ -13,6 +13,7 @@ import { LocalCa } from '../identity/local-ca.js';
 import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './auth/authenticator.js';
 import { CertificateService } from './ca/service.js';
 import { issueServingCertificate } from './ca/serving-cert.js';
+import { KubeCaStore, type ObjectRef } from './kube-ca-store.js';
 import { ApiPodLookup, KubeSource } from './kube-source.js';
 import { AGGREGATED_DISCOVERY_SERVICE, CERTIFICATE_SERVICE } from './wire/services.js';
 import { DeltaXdsServer } from './xds/delta-server.js';
@@ -25,6 +26,13 @@ const MAX_MESSAGE_BYTES = 200 * 1024 * 1024;
 export interface ControlPlaneOptions {
   /** A kubeconfig path or a loaded KubeConfig. */
   kubeconfig: string | KubeConfig;
+  /**
+   * Keep the CA root in this Secret (istiod's istio-ca-secret): loaded into `caDir` when it exists,
+   * else made in `caDir` and stored, so every control plane pod serves the same root.
+   */
+  caSecret?: ObjectRef;
+  /** Publish the root certificate (`root-cert.pem`) in this ConfigMap (istiod's istio-ca-root-cert). */
+  rootCertConfigMap?: ObjectRef;
   /** `host:port`; default 127.0.0.1:15012. Port 0 picks a free one. */
   listen?: string;
   /** LocalCa directory (root key and certificate, created on first use). */
@@ -41,6 +49,8 @@ export interface ControlPlaneOptions {
   maxTtlSeconds?: number;
   /** Extra IPs for the serving certificate (the address ztunnels dial). */
   servingIps?: string[];
+  /** DNS names of the serving certificate; default istiod.istio-system.svc, istiod, localhost. */
+  servingDns?: string[];
 }
 
 export interface ControlPlane {
@@ -62,12 +72,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     clusterDomain: o.clusterDomain ?? 'cluster.local',
     trustDomain,
   };
-  const ca = await LocalCa.open(o.caDir, {
-    trustDomain,
-    ...(o.maxTtlSeconds ? { maxTtlSeconds: o.maxTtlSeconds } : {}),
-  });
   const { host, port } = parseAddress(o.listen ?? '127.0.0.1:15012');
+  const caOptions = { trustDomain, ...(o.maxTtlSeconds ? { maxTtlSeconds: o.maxTtlSeconds } : {}) };
+  const store = o.caSecret || o.rootCertConfigMap ? new KubeCaStore(kubeconfig) : undefined;
+  const restored = o.caSecret ? await store!.restoreCaSecret(o.caSecret, o.caDir) : false;
+  let ca = await LocalCa.open(o.caDir, caOptions);
+  // A root made here is stored; if another control plane stored its own first, that one is used.
+  if (o.caSecret && !restored && !(await store!.storeCaSecret(o.caSecret, o.caDir))) {
+    ca = await LocalCa.open(o.caDir, caOptions);
+  }
+  if (o.rootCertConfigMap) await store!.publishRoot(o.rootCertConfigMap, ca.rootPem);
   const serving = await issueServingCertificate(o.caDir, {
+    ...(o.servingDns?.length ? { dns: o.servingDns } : {}),
     ips: [host, ...(o.servingIps ?? [])].filter((ip) => isIpLiteral(ip) && ip !== '0.0.0.0' && ip !== '::'),
   });
 
