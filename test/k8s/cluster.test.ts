@@ -7,8 +7,20 @@
  * `npm run test:k8s` (root; takes the whole machine's single cluster, so never in parallel).
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { eventually } from '../helpers/wait.js';
@@ -19,6 +31,9 @@ const STATE = '/var/lib/ambit-k8s';
 const RUN = '/run/ambit-k8s';
 const NETNS = 'ambit-k8s-node';
 const BUSYBOX = 'ambit.local/busybox:1.35';
+const HELLO = 'ambit.local/k8s-test-hello:v1';
+const OCI_IMAGE = fileURLToPath(new URL('../../../scripts/lib/oci-image.mjs', import.meta.url));
+const NOTHING = { procs: [], netns: [], mounts: [], cgroups: [], files: [], hostRules: [], links: [] };
 const KUBERNETES_SVC = '10.96.0.1';
 const HOST_SYSCTLS = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops'];
 /** Directories outside our own the node's components write into. */
@@ -221,27 +236,33 @@ describe('scripts/k8s: a real single-node cluster', { concurrency: false }, () =
   let host: HostSnapshot;
   let downRan = false;
 
+  let helloImage = '';
+  let work = '';
+
   before(() => {
+    // An extra image given to `up --image`, written by the same OCI writer as the node's own images.
+    work = mkdtempSync(join(tmpdir(), 'ambit-k8s-test-'));
+    mkdirSync(join(work, 'rootfs', 'bin'), { recursive: true });
+    copyFileSync('/bin/busybox', join(work, 'rootfs', 'bin', 'busybox'));
+    chmodSync(join(work, 'rootfs', 'bin', 'busybox'), 0o755);
+    helloImage = join(work, 'hello.tar');
+    run(OCI_IMAGE, [
+      ...['--ref', HELLO, '--rootfs', join(work, 'rootfs'), '--out', helloImage],
+      ...['--entrypoint', '/bin/busybox', '--entrypoint', 'echo', '--cmd', 'hello from an imported image'],
+    ]);
     // A cold start: whatever an earlier run left is removed first.
     k8s('down');
-    assert.deepEqual(leftovers(), {
-      procs: [],
-      netns: [],
-      mounts: [],
-      cgroups: [],
-      files: [],
-      hostRules: [],
-      links: [],
-    });
+    assert.deepEqual(leftovers(), NOTHING);
     host = hostSnapshot();
   });
 
   after(() => {
     if (!downRan) tryRun(() => k8s('down'));
+    rmSync(work, { recursive: true, force: true });
   });
 
   test('up from a cold state brings the node Ready', async (t) => {
-    const [out, secs] = timed(() => k8s('up'));
+    const [out, secs] = timed(() => k8s('up', '--image', helloImage));
     t.diagnostic(`up (cold) to node Ready: ${secs.toFixed(1)} s`);
     assert.match(out, /node ambit-k8s-node Ready/);
     const nodes = kubectl('get', 'nodes', '--no-headers', '-o', 'wide');
@@ -332,6 +353,27 @@ describe('scripts/k8s: a real single-node cluster', { concurrency: false }, () =
     });
   });
 
+  test('images given to up --image and to scripts/k8s import run in pods', async () => {
+    const run1 = (name: string) => `
+apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  restartPolicy: Never
+  containers: [{name: hello, image: ${HELLO}, imagePullPolicy: Never}]
+`;
+    kubectlIn(run1('hello'), 'apply', '-f', '-');
+    await eventually('the hello pod Succeeded', () => pod('hello').status?.phase === 'Succeeded');
+    assert.equal(kubectl('-n', NS, 'logs', 'hello').trim(), 'hello from an imported image');
+    // importing again into the running node is idempotent
+    assert.match(k8s('import', helloImage), /imported/);
+    kubectlIn(run1('hello-again'), 'apply', '-f', '-');
+    await eventually(
+      'the second hello pod Succeeded',
+      () => pod('hello-again').status?.phase === 'Succeeded',
+    );
+  });
+
   test('a DaemonSet rolls out on the node', async (t) => {
     const secs = await timedAsync(async () => {
       kubectlIn(DAEMONSET, 'apply', '-f', '-');
@@ -404,15 +446,7 @@ describe('scripts/k8s: a real single-node cluster', { concurrency: false }, () =
     const [, secs] = timed(() => k8s('down'));
     downRan = true;
     t.diagnostic(`down: ${secs.toFixed(1)} s`);
-    assert.deepEqual(leftovers(), {
-      procs: [],
-      netns: [],
-      mounts: [],
-      cgroups: [],
-      files: [],
-      hostRules: [],
-      links: [],
-    });
+    assert.deepEqual(leftovers(), NOTHING);
     assert.deepEqual(hostSnapshot(), host);
     // idempotent
     k8s('down');
@@ -436,15 +470,32 @@ describe('scripts/k8s: a real single-node cluster', { concurrency: false }, () =
     assert.notEqual(status.status, 0);
     assert.match(status.stdout, /^kubelet\s+stopped$/m);
     k8s('down');
-    assert.deepEqual(leftovers(), {
-      procs: [],
-      netns: [],
-      mounts: [],
-      cgroups: [],
-      files: [],
-      hostRules: [],
-      links: [],
+    assert.deepEqual(leftovers(), NOTHING);
+    assert.deepEqual(hostSnapshot(), host);
+  });
+
+  test('down cleans up after an up killed halfway', async () => {
+    const up = spawn(K8S, ['up'], { detached: true, stdio: 'ignore' });
+    const exited = new Promise((resolve) => up.once('exit', resolve));
+    await eventually('up to start the apiserver', () => existsSync(`${RUN}/pids/kube-apiserver.pid`));
+    process.kill(-up.pid!, 'SIGKILL');
+    await exited;
+    k8s('down');
+    assert.deepEqual(leftovers(), NOTHING);
+    assert.deepEqual(hostSnapshot(), host);
+  });
+
+  test('a failed up reports the failing component and cleans up after itself', () => {
+    // an IPv6 node IP: the apiserver exits (its Service range is IPv4) with etcd and containerd up
+    const r = spawnSync(K8S, ['up'], {
+      encoding: 'utf8',
+      env: { ...process.env, AMBIT_K8S_NODE_IP: 'fd00::1' },
     });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /service IP family .* must match public address family/);
+    assert.match(r.stderr, /k8s: error: kube-apiserver exited while waiting for kube-apiserver \/readyz/);
+    assert.match(r.stderr, /up failed; cleaning up/);
+    assert.deepEqual(leftovers(), NOTHING);
     assert.deepEqual(hostSnapshot(), host);
   });
 });
