@@ -37,7 +37,7 @@ const NOTHING = { procs: [], netns: [], mounts: [], cgroups: [], files: [], host
 const KUBERNETES_SVC = '10.96.0.1';
 const HOST_SYSCTLS = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops'];
 /** Directories outside our own the node's components write into. */
-const SHARED_DIRS = ['/var/log/containers', '/var/lib/cni', '/run/containerd'];
+const SHARED_DIRS = ['/var/log/containers', '/var/lib/cni', '/run/containerd', '/var/lib/kubelet'];
 
 function run(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, {
@@ -77,6 +77,7 @@ async function timedAsync(f: () => Promise<void>): Promise<number> {
 interface HostSnapshot {
   iptables: string;
   ip6tables: string;
+  nftables: string;
   links: string;
   addrs: string;
   routes: string;
@@ -97,6 +98,7 @@ function hostSnapshot(): HostSnapshot {
   return {
     iptables: rules('iptables-save'),
     ip6tables: rules('ip6tables-save'),
+    nftables: run('nft', ['list', 'ruleset']).replace(/packets \d+ bytes \d+/g, ''),
     links: run('ip', ['-o', 'link', 'show'])
       .split('\n')
       .map((l) => l.split(':')[1]?.trim() ?? '')
@@ -110,6 +112,14 @@ function hostSnapshot(): HostSnapshot {
 }
 
 /** Everything of the node still on the machine, by kind; all lists empty means nothing is left. */
+/** Entries of directories that another containerd on the machine may use too. */
+function sharedEntries(): string[] {
+  return ['/var/lib/cni/results', '/run/containerd/s'].flatMap((d) =>
+    existsSync(d) ? readdirSync(d).map((f) => `${d}/${f}`) : [],
+  );
+}
+let sharedBefore = new Set<string>();
+
 function leftovers(): Record<string, string[]> {
   const procs: string[] = [];
   for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
@@ -133,10 +143,11 @@ function leftovers(): Record<string, string[]> {
     .map((h) => `/sys/fs/cgroup/${h}/ambit-k8s`)
     .filter((d) => existsSync(d));
   const files = [STATE, RUN].filter((f) => existsSync(f));
-  if (existsSync('/var/lib/cni/results'))
-    files.push(...readdirSync('/var/lib/cni/results').map((f) => `/var/lib/cni/results/${f}`));
-  if (existsSync('/run/containerd/s'))
-    files.push(...readdirSync('/run/containerd/s').map((f) => `/run/containerd/s/${f}`));
+  // shared with any other containerd on the machine: only entries that were not there before count
+  files.push(...sharedEntries().filter((f) => !sharedBefore.has(f)));
+  for (const f of ['kubelet.sock', 'kubelet_internal_checkpoint'])
+    if (existsSync(`/var/lib/kubelet/device-plugins/${f}`))
+      files.push(`/var/lib/kubelet/device-plugins/${f}`);
   if (existsSync('/var/log/containers'))
     files.push(
       ...readdirSync('/var/log/containers')
@@ -252,6 +263,7 @@ describe('scripts/k8s: a real single-node cluster', { concurrency: false }, () =
     ]);
     // A cold start: whatever an earlier run left is removed first.
     k8s('down');
+    sharedBefore = new Set(sharedEntries());
     assert.deepEqual(leftovers(), NOTHING);
     host = hostSnapshot();
   });
@@ -290,6 +302,7 @@ describe('scripts/k8s: a real single-node cluster', { concurrency: false }, () =
     const now = hostSnapshot();
     assert.equal(now.iptables, host.iptables);
     assert.equal(now.ip6tables, host.ip6tables);
+    assert.equal(now.nftables, host.nftables);
     assert.equal(now.links, host.links);
     assert.equal(now.addrs, host.addrs);
     assert.equal(now.routes, host.routes);
