@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the compiled test files with Node's built-in test runner. Unit tests (dist/test/**) and, as
-// root, the real-kernel tests (dist/test/e2e/**). The Kubernetes suite (dist/test/k8s/**: images,
-// clusters; slow) runs only with --k8s, and then alone. Afterwards sweeps any `ambit-t-*` network
+// root, the real-kernel tests (dist/test/e2e/**); with --k8s only the real-cluster tests
+// (dist/test/k8s/**, which bring up scripts/k8s), which are otherwise left out. Afterwards sweeps any `ambit-t-*` network
 // namespace a failed test left behind and fails the run if there were some.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
-const k8s = args.includes('--k8s');
+const k8sOnly = args.includes('--k8s');
 const filters = args.filter((a) => !a.startsWith('--'));
 
 function walk(dir) {
@@ -26,7 +26,9 @@ function walk(dir) {
 
 let files = walk(join(root, 'dist', 'test')).sort();
 const isRoot = process.getuid?.() === 0;
-files = files.filter((f) => f.includes('/k8s/') === k8s);
+// dist/test/k8s/** runs a real Kubernetes node (scripts/k8s): only with --k8s, never by default.
+const k8sDir = join(root, 'dist', 'test', 'k8s') + '/';
+files = k8sOnly ? files.filter((f) => f.startsWith(k8sDir)) : files.filter((f) => !f.startsWith(k8sDir));
 if (unitOnly) files = files.filter((f) => !f.includes('/e2e/'));
 else if (!isRoot) {
   console.error(
