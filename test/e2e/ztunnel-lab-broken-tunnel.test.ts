@@ -98,6 +98,8 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
   const dir = mkdtempSync(join(tmpdir(), 'ambit-ztb-'));
   const handles: NetnsHandle[] = [];
   const apps: Server[] = [];
+  /** Every connection the apps accepted, destroyed before the apps close. */
+  const accepted: Socket[] = [];
   /** How each connection the sink app accepted ended, in accept order. */
   const sinkEnds: Array<Promise<End>> = [];
   const sinkBytes: Array<() => number> = [];
@@ -128,11 +130,13 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
     handles.push(serverNetns);
     const sink = await listenInNetns(serverNetns, { port: SINK_PORT, server: { allowHalfOpen: true } });
     sink.on('connection', (s: Socket) => {
+      accepted.push(s);
       sinkEnds.push(observe(s));
       sinkBytes.push(() => s.bytesRead);
     });
     const echo = await listenInNetns(serverNetns, { port: ECHO_PORT, server: { allowHalfOpen: true } });
     echo.on('connection', (s: Socket) => {
+      accepted.push(s);
       s.on('error', () => {});
       s.pipe(s);
     });
@@ -145,6 +149,9 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
     // Never leave a stopped process behind, whatever failed.
     for (const n of mesh?.nodes.values() ?? []) if (n.child.exitCode === null) n.child.kill('SIGCONT');
     await mesh?.stop();
+    // A half-open app socket (EOF read, nothing to write) keeps no event-loop handle active, so close()
+    // would wait for it with nothing left to run: the hook then ends as "still pending".
+    for (const s of accepted) s.destroy();
     await Promise.all(apps.map((a) => new Promise((r) => a.close(r))));
     for (const h of handles) h.close();
     if (state) await labDown(lab);
