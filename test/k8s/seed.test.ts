@@ -260,6 +260,9 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       // the plugin's socket and kubeconfig inside the cluster's run dir, which `scripts/k8s down` removes
       ...['--set', `cni.cniAgentRunDir=${env.AMBIT_K8S_RUN}/ambit-cni`],
       ...['--set', `pilot.serviceClusterIP=${ISTIOD_CLUSTER_IP}`],
+      // /var/run/netns resolves to /run/netns, the shared mount `ip netns` made: containerd checks the
+      // HostToContainer mount's propagation on the path as given, and / is private on this machine.
+      ...['--set', 'cni.cniNetnsDir=/run/netns'],
     );
     assert.match(out, /STATUS: deployed/);
     const workloadsReady = () => {
@@ -413,6 +416,19 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       `http://${clusterIP}:8000/post`,
     ]);
     assert.equal(post.data, body);
+    // ztunnel knew the VIP (workload xDS): HBONE with mTLS to the endpoint, the Service named.
+    await until("ztunnel's outbound access line for the Service request", () =>
+      kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')
+        .split('\n')
+        .some(
+          (l) =>
+            l.includes('access: connection complete') &&
+            l.includes(`dst.service=httpbin.${NS}.svc.cluster.local`) &&
+            l.includes(`dst.addr=${httpbin.status.podIP}:${HBONE_PORT}`) &&
+            l.includes('direction=outbound') &&
+            l.includes('connection_security_policy=mutual_tls'),
+        ),
+    );
   });
 
   test("a capture on sleep's eth0 shows only TLS to and from 15008", async () => {
