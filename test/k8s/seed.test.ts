@@ -9,7 +9,7 @@
  *
  * Needs root and the machine's single cluster (never run two at once):
  *   npm run build && node scripts/run-tests.mjs --k8s k8s/seed
- * Images come from dist/images (scripts/build-image --all; built here when missing).
+ * Images: scripts/build-image --all, run by the test (dist/images).
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
@@ -224,7 +224,8 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       const m = /^(\w+)=(.*)$/.exec(line);
       if (m) env[m[1]!] = m[2]!;
     }
-    if (!IMAGES.every((f) => existsSync(f))) run(join(ROOT, 'scripts', 'build-image'), ['--all']);
+    // Always from this checkout (a stale image would test old code); a warm build takes seconds.
+    run(join(ROOT, 'scripts', 'build-image'), ['--all']);
     k8s('down');
     ztunnelSockDirExisted = existsSync(ZTUNNEL_SOCK_DIR);
     const t0 = process.hrtime.bigint();
@@ -325,7 +326,10 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     t.diagnostic(`pod applied in the labelled namespace to Ready: ${secondsSince(t0).toFixed(1)} s`);
     const p = appPod('sleep-new');
     assert.ok(enrolled(p), `sleep-new is annotated ${ANNOTATION}=enabled`);
-    // Enrolled at sandbox creation: its rules were in place before the container started.
+    // Enrolled at sandbox creation, by the plugin's event to the agent (not by the agent's informer).
+    const agentLog = kubectl('-n', SYSTEM_NS, 'logs', 'ds/ambit-cni-node', '-c', 'node-agent');
+    assert.match(agentLog, new RegExp(`CNI add event pod=${NS}/sleep-new netns=/var/run/netns/cni-`));
+    assert.ok(!agentLog.includes(`found netns of running pod uid=${p.metadata.uid}`));
     const netns = podNetnsName(p);
     const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
       `/var/run/netns/${netns}`,
@@ -479,5 +483,76 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
         lines.includes(`pod WorkloadUid("${appPod(app).metadata.uid}") received netns, starting proxy`),
         `${app}'s netns received`,
       );
+  });
+  test('graceful deletion of an enrolled pod: removed from the mesh, gone within its grace, replaced and enrolled', async (t) => {
+    const old = appPod('httpbin');
+    const uid = old.metadata.uid;
+    const t0 = process.hrtime.bigint();
+    // the real kubelet: SIGTERM, CNI DEL, then the API object goes (grace 5 s from the Deployment)
+    kubectl('-n', NS, 'delete', 'pod', old.metadata.name, '--wait=true', '--timeout=60s');
+    t.diagnostic(`enrolled httpbin deleted gracefully in ${secondsSince(t0).toFixed(1)} s`);
+    await until('the agent removed the deleted pod from the mesh', () =>
+      kubectl('-n', SYSTEM_NS, 'logs', 'ds/ambit-cni-node', '-c', 'node-agent')
+        .split('\n')
+        .some((l) => l.includes('pod removed from the mesh') && l.includes(`uid=${uid}`)),
+    );
+    await until("ztunnel stopped the deleted pod's proxy", () =>
+      kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')
+        .split('\n')
+        .some((l) => l.includes('pod delete request, draining proxy') && l.includes(`uid=${uid}`)),
+    );
+    // the Deployment's replacement is enrolled at creation (CNI) and serves through the mesh
+    await until('a new httpbin Ready and enrolled', () =>
+      podsOf(NS, 'app=httpbin').some((p) => p.metadata.uid !== uid && ready(p) && enrolled(p)),
+    );
+    const fresh = appPod('httpbin');
+    const get = await curlFromSleep([`http://${fresh.status.podIP}:${HTTPBIN_PORT}/get`]);
+    assert.equal(get.origin, appPod('sleep').status.podIP);
+  });
+
+  test('no ztunnel on the node: a new ambient pod waits in ContainerCreating with the CNI error, starts once ztunnel is back', async (t) => {
+    // Take ztunnel off the node the way an operator would: a nodeSelector no node matches.
+    kubectl(
+      ...['-n', SYSTEM_NS, 'patch', 'ds', 'ztunnel', '--type=merge'],
+      ...['-p', '{"spec":{"template":{"spec":{"nodeSelector":{"ambit.io/no-such-node":"true"}}}}}'],
+    );
+    const t0 = process.hrtime.bigint();
+    await until('no ztunnel pod left', () => podsOf(SYSTEM_NS, 'app=ztunnel').length === 0);
+    t.diagnostic(`ztunnel gone from the node: ${secondsSince(t0).toFixed(1)} s`);
+
+    kubectlIn(lateSleep('sleep-waits'), 'apply', '-f', '-');
+    let cniError = '';
+    await until('a FailedCreatePodSandBox event naming the CNI plugin', () => {
+      const events: Obj[] = getJson(
+        ...['-n', NS, 'get', 'events', '--field-selector', 'involvedObject.name=sleep-waits'],
+      ).items;
+      cniError = events.find((e) => e.reason === 'FailedCreatePodSandBox')?.message ?? '';
+      return cniError !== '';
+    });
+    t.diagnostic(`CNI error: ${cniError}`);
+    assert.match(cniError, /ambit-cni/);
+    const waiting = appPod('sleep-waits');
+    assert.equal(waiting.status.phase, 'Pending');
+    const state = waiting.status.containerStatuses?.[0]?.state?.waiting?.reason ?? 'ContainerCreating';
+    assert.equal(state, 'ContainerCreating');
+    assert.ok(!ready(waiting));
+
+    // ztunnel back: the kubelet's next sandbox attempt succeeds and the pod is enrolled.
+    const t1 = process.hrtime.bigint();
+    kubectl(
+      ...['-n', SYSTEM_NS, 'patch', 'ds', 'ztunnel', '--type=json'],
+      ...['-p', '[{"op":"remove","path":"/spec/template/spec/nodeSelector/ambit.io~1no-such-node"}]'],
+    );
+    await until('ztunnel Ready again', () => podsOf(SYSTEM_NS, 'app=ztunnel').some(ready));
+    t.diagnostic(`ztunnel back to Ready: ${secondsSince(t1).toFixed(1)} s`);
+    await until('sleep-waits Running and Ready', () => podsOf(NS, 'app=sleep-waits').some(ready), 300_000);
+    t.diagnostic(`ztunnel back to the waiting pod Ready: ${secondsSince(t1).toFixed(1)} s`);
+    const started = appPod('sleep-waits');
+    assert.ok(enrolled(started));
+    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
+      `/var/run/netns/${podNetnsName(started)}`,
+      [started.status.podIP],
+    );
+    assert.deepEqual({ missing: r.missing, unexpected: r.unexpected }, { missing: [], unexpected: [] });
   });
 });
