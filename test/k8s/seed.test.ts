@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -554,5 +554,87 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       [started.status.podIP],
     );
     assert.deepEqual({ missing: r.missing, unexpected: r.unexpected }, { missing: [], unexpected: [] });
+  });
+  test('a ztunnel rollout (new tag) while sleep sends a request every 10 ms: no request fails', async (t) => {
+    // The same image under a new tag, imported into the node: a real image change for the DaemonSet.
+    const tag = `${VERSION}-rollout`;
+    run(join(ROOT, 'scripts', 'build-image'), ['--tag', tag]);
+    const archive = join(ROOT, 'dist', 'images', `ambit-${tag}.oci.tar`);
+    k8s('import', archive);
+    rmSync(archive);
+    const old = ztunnelPod();
+    const sleep = appPod('sleep');
+    const clusterIP = kubectl('-n', NS, 'get', 'svc', 'httpbin', '-o', 'jsonpath={.spec.clusterIP}');
+    // One line per request: the HTTP code, or FAIL with curl's exit code. Runs until /tmp/stop exists.
+    const loop = [
+      'rm -f /tmp/stop /tmp/requests',
+      'while [ ! -e /tmp/stop ]; do',
+      `  c=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 http://${clusterIP}:8000/get 2>&1) || c="FAIL $? $c"`,
+      '  echo "$c"; echo "$c" >>/tmp/requests',
+      '  sleep 0.01',
+      'done',
+    ].join('\n');
+    let clientOut = '';
+    let clientErr = '';
+    const child = execFile(K8S, ['kubectl', '-n', NS, 'exec', sleep.metadata.name, '--', 'sh', '-c', loop], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
+    child.stdout?.on('data', (d: string) => {
+      clientOut += d;
+    });
+    child.stderr?.on('data', (d: string) => {
+      clientErr += d;
+    });
+    const client = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const sent = () =>
+      Number(
+        tryRun(() =>
+          kubectl('-n', NS, 'exec', sleep.metadata.name, '--', 'sh', '-c', 'wc -l </tmp/requests'),
+        )?.trim() ?? 0,
+      );
+    const stopClient = () => kubectl('-n', NS, 'exec', sleep.metadata.name, '--', 'sh', '-c', ': >/tmp/stop');
+    let out = '';
+    try {
+      // requests flowing through the old ztunnel first
+      await until('the client looping', () => sent() >= 20);
+      const t0 = process.hrtime.bigint();
+      kubectl('-n', SYSTEM_NS, 'set', 'image', 'ds/ztunnel', `istio-proxy=localhost/ambit/ambit:${tag}`);
+      await until(
+        'the new ztunnel Ready and the old one gone',
+        () => {
+          const pods = podsOf(SYSTEM_NS, 'app=ztunnel');
+          return (
+            pods.length === 1 &&
+            pods[0].metadata.uid !== old.metadata.uid &&
+            pods[0].spec.containers[0].image.endsWith(`:${tag}`) &&
+            ready(pods[0])
+          );
+        },
+        180_000,
+      );
+      t.diagnostic(`rollout to the old ztunnel gone: ${secondsSince(t0).toFixed(1)} s`);
+      // the new ztunnel owns the pods' listeners now
+      const zpid = containerPid(ztunnelPod());
+      const inSleep = parseSs(inNetns(podNetnsName(sleep), 'ss', ['-Hntlp']));
+      for (const port of [15001, 15006, 15008])
+        assert.ok(
+          inSleep.some((x) => x.localPort === port && x.owners.some((o) => o.pid === zpid)),
+          `sleep's *:${port} is the new ztunnel's (pid ${zpid})`,
+        );
+      // and a few more through the new one alone
+      const sentBefore = sent();
+      await until('requests through the new ztunnel alone', () => sent() >= sentBefore + 50);
+    } finally {
+      // the loop ends at its next turn; should the stop file not be written, end the exec itself
+      if (tryRun(stopClient) === undefined) child.kill();
+      const code = await client;
+      out = clientOut + (code === 0 ? '' : `\nFAIL client exited ${code}: ${clientErr}`);
+    }
+    const results = out.split('\n').filter(Boolean);
+    const failed = results.filter((r) => r !== '200');
+    t.diagnostic(`requests during the rollout: ${results.length}, failed: ${failed.length}`);
+    assert.ok(results.length > 100, `the client sent ${results.length} requests`);
+    assert.deepEqual(failed, [], 'no request failed during the rollout');
   });
 });
