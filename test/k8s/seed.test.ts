@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -126,6 +126,25 @@ function ztunnelPod(): Obj {
   const pods = podsOf(SYSTEM_NS, 'app=ztunnel').filter((p) => !p.metadata.deletionTimestamp);
   assert.equal(pods.length, 1, 'one ztunnel pod');
   return pods[0];
+}
+
+/** The chart values this cluster needs (scripts/k8s env): imported images, its CNI dirs, no DNS. */
+function clusterValues(): string[] {
+  return [
+    ...['--set', 'global.imagePullPolicy=Never'],
+    ...[
+      '--set',
+      `cni.cniConfDir=${env.AMBIT_K8S_CNI_CONF_DIR}`,
+      '--set',
+      `cni.cniBinDir=${env.AMBIT_K8S_CNI_BIN_DIR}`,
+    ],
+    // the plugin's socket and kubeconfig inside the cluster's run dir, which `scripts/k8s down` removes
+    ...['--set', `cni.cniAgentRunDir=${env.AMBIT_K8S_RUN}/ambit-cni`],
+    ...['--set', `pilot.serviceClusterIP=${ISTIOD_CLUSTER_IP}`],
+    // /var/run/netns resolves to /run/netns, the shared mount `ip netns` made: containerd checks the
+    // HostToContainer mount's propagation on the path as given, and / is private on this machine.
+    ...['--set', 'cni.cniNetnsDir=/run/netns'],
+  ];
 }
 
 const APPS = `
@@ -247,24 +266,28 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     }
   });
 
+  test('the chart (with these values) and deploy/ambit.yaml pass a server-side dry run', () => {
+    const rendered = helm('template', 'ambit', CHART, '-n', SYSTEM_NS, ...clusterValues());
+    // namespaced objects need their namespace to exist, even in a dry run
+    kubectl('create', 'namespace', SYSTEM_NS);
+    try {
+      for (const [what, manifest] of [
+        ['helm template', rendered],
+        ['deploy/ambit.yaml', readFileSync(join(ROOT, 'deploy', 'ambit.yaml'), 'utf8')],
+      ] as const) {
+        const out = kubectlIn(manifest, 'apply', '--server-side', '--dry-run=server', '-f', '-');
+        assert.match(out, /daemonset\.apps\/ztunnel serverside-applied \(server dry run\)/, what);
+        assert.match(out, /deployment\.apps\/istiod serverside-applied \(server dry run\)/, what);
+      }
+    } finally {
+      kubectl('delete', 'namespace', SYSTEM_NS, '--wait=true');
+    }
+    assert.equal(tryRun(() => kubectl('-n', SYSTEM_NS, 'get', 'ds,deploy', '-o', 'name')) ?? '', '');
+  });
+
   test('helm install: istiod, ambit-cni-node and ztunnel become Ready', async (t) => {
     const t0 = process.hrtime.bigint();
-    const out = helm(
-      ...['install', 'ambit', CHART, '-n', SYSTEM_NS, '--create-namespace'],
-      ...['--set', 'global.imagePullPolicy=Never'],
-      ...[
-        '--set',
-        `cni.cniConfDir=${env.AMBIT_K8S_CNI_CONF_DIR}`,
-        '--set',
-        `cni.cniBinDir=${env.AMBIT_K8S_CNI_BIN_DIR}`,
-      ],
-      // the plugin's socket and kubeconfig inside the cluster's run dir, which `scripts/k8s down` removes
-      ...['--set', `cni.cniAgentRunDir=${env.AMBIT_K8S_RUN}/ambit-cni`],
-      ...['--set', `pilot.serviceClusterIP=${ISTIOD_CLUSTER_IP}`],
-      // /var/run/netns resolves to /run/netns, the shared mount `ip netns` made: containerd checks the
-      // HostToContainer mount's propagation on the path as given, and / is private on this machine.
-      ...['--set', 'cni.cniNetnsDir=/run/netns'],
-    );
+    const out = helm('install', 'ambit', CHART, '-n', SYSTEM_NS, '--create-namespace', ...clusterValues());
     assert.match(out, /STATUS: deployed/);
     const workloadsReady = () => {
       const d = tryRun(() => kubectl('-n', SYSTEM_NS, 'get', 'deploy,ds', '-o', 'json'));
