@@ -42,7 +42,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const concurrency = process.env.AMBIT_TEST_CONCURRENCY ?? '4';
+// The k8s files share the machine's single cluster (each brings scripts/k8s up and down): one at a time.
+const concurrency = process.env.AMBIT_TEST_CONCURRENCY ?? (k8sOnly ? '1' : '4');
 // Every test namespace of this run is named ambit-t-<runId>..., so the sweep below never touches
 // another run's namespaces.
 const runId = randomBytes(2).toString('hex');

@@ -3,7 +3,7 @@
  * first use in a private directory (0700, files 0600) and reused afterwards. It signs workload CSRs that
  * carry exactly one URI SAN, a SPIFFE id of its trust domain equal to the requested identity.
  */
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AmbitError, errorCode } from '../errors.js';
 import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.js';
@@ -72,7 +72,11 @@ export class LocalCa implements CertificateAuthority {
       );
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chmod(dir, 0o700);
+    await chmod(dir, 0o700).catch(async (err: NodeJS.ErrnoException) => {
+      // A directory someone else owns cannot be narrowed: a Kubernetes emptyDir is root's, with the
+      // pod's fsGroup (the chart's istiod runs as 1337). The key and certificate are still 0600.
+      if (err.code !== 'EPERM' || (await stat(dir)).uid === process.getuid?.()) throw err;
+    });
     const keyPath = join(dir, ROOT_KEY_FILE);
     const certPath = join(dir, ROOT_CERT_FILE);
     const [keyPem, certPem] = await Promise.all([readOptional(keyPath), readOptional(certPath)]);

@@ -1,0 +1,663 @@
+/**
+ * The seed on real Kubernetes (issue 13, step 4): `helm install` of deploy/charts/ambit on the
+ * single-node cluster of scripts/k8s (real kubelet, containerd, CNI bridge chain, kube-proxy), then
+ * namespace `ambient-demo` with `sleep` and `httpbin`, labelled istio.io/dataplane-mode=ambient, and on
+ * the real pods: the annotation, httpbin's probes passing through the 169.254.7.127 path, ztunnel's
+ * listeners in the pod netns, the seed's in-pod ruleset (the doctor's expectation code), sleep→httpbin
+ * by pod IP and Service IP, a capture showing only TLS to/from 15008, ztunnel's `inpod` log lines.
+ * Then the failure paths: no ztunnel on the node, graceful pod deletion.
+ *
+ * Needs root and the machine's single cluster (never run two at once):
+ *   npm run build && node scripts/run-tests.mjs --k8s k8s/seed
+ * Images: scripts/build-image --all, run by the test (dist/images).
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { readPcap, streamsOf } from '../../src/demo/pcap.js';
+import { parseSs } from '../../src/doctor/ss.js';
+import { startCapture } from '../../src/lab/capture.js';
+import { PROBE_SNAT_V4 } from '../../src/redirect/constants.js';
+import { createRedirector } from '../../src/redirect/index.js';
+
+const execFileAsync = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const K8S = join(ROOT, 'scripts', 'k8s');
+const AMBIT = join(ROOT, 'bin', 'ambit');
+const CHART = join(ROOT, 'deploy', 'charts', 'ambit');
+const VERSION = '0.1.0';
+const IMAGES = ['ambit', 'sleep', 'httpbin'].map((n) =>
+  join(ROOT, 'dist', 'images', `${n}-${VERSION}.oci.tar`),
+);
+const SYSTEM_NS = 'istio-system';
+const NS = 'ambient-demo';
+const HBONE_PORT = 15008;
+const HTTPBIN_PORT = 8000;
+/** Inside the cluster's service CIDR (10.96.0.0/12), away from the kubernetes Service's 10.96.0.1. */
+const ISTIOD_CLUSTER_IP = '10.96.0.15';
+/** Host directories the chart's hostPath volumes create; removed afterwards when the test made them. */
+const ZTUNNEL_SOCK_DIR = '/var/run/ztunnel';
+/** Slow polling for kubectl-backed conditions: each check forks kubectl. */
+const POLL_MS = 250;
+const DEADLINE_MS = 120_000;
+
+// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects are read field by field.
+type Obj = any;
+
+const env: Record<string, string> = {};
+
+function run(cmd: string, args: string[], input?: string): string {
+  return execFileSync(cmd, args, {
+    encoding: 'utf8',
+    input: input ?? '',
+    stdio: ['pipe', 'pipe', 'pipe'],
+    maxBuffer: 64 << 20,
+  });
+}
+function tryRun(f: () => string): string | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+}
+const k8s = (...args: string[]) => run(K8S, args);
+const kubectl = (...args: string[]) => run(K8S, ['kubectl', ...args]);
+const kubectlIn = (input: string, ...args: string[]) => run(K8S, ['kubectl', ...args], input);
+const getJson = (...args: string[]): Obj => JSON.parse(kubectl(...args, '-o', 'json'));
+function helm(...args: string[]): string {
+  const bin = run(join(ROOT, 'scripts', 'helm'), ['--ambit-bin']).trim();
+  return run('nsenter', [
+    `--net=${env.AMBIT_K8S_NETNS_PATH}`,
+    '--',
+    bin,
+    '--kubeconfig',
+    env.AMBIT_K8S_KUBECONFIG!,
+    ...args,
+  ]);
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = DEADLINE_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+const secondsSince = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+function ready(p: Obj): boolean {
+  return p?.status?.conditions?.some((c: Obj) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+function podsOf(ns: string, selector: string): Obj[] {
+  return getJson('-n', ns, 'get', 'pods', '-l', selector).items;
+}
+/** The one pod of an app (not being deleted). */
+function appPod(app: string, ns = NS): Obj {
+  const pods = podsOf(ns, `app=${app}`).filter((p) => !p.metadata.deletionTimestamp);
+  assert.equal(pods.length, 1, `one ${app} pod in ${ns}`);
+  return pods[0];
+}
+
+/** The host pid of a pod's (first) container: containerd's task for its container id. */
+function containerPid(pod: Obj): number {
+  const id = String(pod.status.containerStatuses[0].containerID).replace(/^containerd:\/\//, '');
+  const tasks = run('ctr', ['--address', env.AMBIT_K8S_CONTAINERD_SOCK!, '-n', 'k8s.io', 'tasks', 'ls']);
+  const line = tasks.split('\n').find((l) => l.startsWith(`${id} `));
+  assert.ok(line, `containerd has a task for ${pod.metadata.name} (${id})`);
+  return Number(line.trim().split(/\s+/)[1]);
+}
+/** The pod's network namespace as `ip netns` names it (the runtime's cni-… bind mount). */
+function podNetnsName(pod: Obj): string {
+  const name = run('ip', ['netns', 'identify', String(containerPid(pod))]).trim();
+  assert.match(name, /^cni-/, `${pod.metadata.name}'s netns is one of the runtime's`);
+  return name;
+}
+const inNetns = (netns: string, cmd: string, args: string[]) =>
+  run('ip', ['netns', 'exec', netns, cmd, ...args]);
+
+function ztunnelPod(): Obj {
+  const pods = podsOf(SYSTEM_NS, 'app=ztunnel').filter((p) => !p.metadata.deletionTimestamp);
+  assert.equal(pods.length, 1, 'one ztunnel pod');
+  return pods[0];
+}
+
+/** The chart values this cluster needs (scripts/k8s env): imported images, its CNI dirs, no DNS. */
+function clusterValues(): string[] {
+  return [
+    ...['--set', 'global.imagePullPolicy=Never'],
+    ...[
+      '--set',
+      `cni.cniConfDir=${env.AMBIT_K8S_CNI_CONF_DIR}`,
+      '--set',
+      `cni.cniBinDir=${env.AMBIT_K8S_CNI_BIN_DIR}`,
+    ],
+    // the plugin's socket and kubeconfig inside the cluster's run dir, which `scripts/k8s down` removes
+    ...['--set', `cni.cniAgentRunDir=${env.AMBIT_K8S_RUN}/ambit-cni`],
+    ...['--set', `pilot.serviceClusterIP=${ISTIOD_CLUSTER_IP}`],
+    // /var/run/netns resolves to /run/netns, the shared mount `ip netns` made: containerd checks the
+    // HostToContainer mount's propagation on the path as given, and / is private on this machine.
+    ...['--set', 'cni.cniNetnsDir=/run/netns'],
+  ];
+}
+
+const APPS = `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: httpbin, namespace: ${NS}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: ${NS}, labels: {app: httpbin}}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: http, port: 8000, targetPort: ${HTTPBIN_PORT}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin, namespace: ${NS}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: httpbin}}
+  template:
+    metadata: {labels: {app: httpbin}}
+    spec:
+      serviceAccountName: httpbin
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: httpbin
+        image: localhost/ambit/httpbin:${VERSION}
+        imagePullPolicy: Never
+        ports: [{containerPort: ${HTTPBIN_PORT}}]
+        # The kubelet probes from the node: once enrolled, they are SNATed to ${PROBE_SNAT_V4} on the node
+        # and the pod's rules let that source through untouched.
+        readinessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
+        livenessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: sleep, namespace: ${NS}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleep, namespace: ${NS}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: sleep}}
+  template:
+    metadata: {labels: {app: sleep}}
+    spec:
+      serviceAccountName: sleep
+      terminationGracePeriodSeconds: 0
+      containers:
+      - {name: sleep, image: 'localhost/ambit/sleep:${VERSION}', imagePullPolicy: Never}
+`;
+
+const lateSleep = (name: string) => `
+apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: ${NS}, labels: {app: ${name}}}
+spec:
+  serviceAccountName: sleep
+  terminationGracePeriodSeconds: 5
+  containers:
+  - {name: sleep, image: 'localhost/ambit/sleep:${VERSION}', imagePullPolicy: Never}
+`;
+
+const ANNOTATION = 'ambient.istio.io/redirection';
+const enrolled = (p: Obj) => p?.metadata?.annotations?.[ANNOTATION] === 'enabled';
+
+/** curl in the sleep pod (async: a running capture keeps draining meanwhile). */
+async function curlFromSleep(args: string[]): Promise<Obj> {
+  const sleep = appPod('sleep');
+  const { stdout } = await execFileAsync(
+    K8S,
+    ['kubectl', '-n', NS, 'exec', sleep.metadata.name, '--', 'curl', '-sS', '--max-time', '10', ...args],
+    { encoding: 'utf8' },
+  );
+  return JSON.parse(stdout);
+}
+
+/** Packets counted by the in-pod rule that accepts the kubelet's SNATed probes. */
+function probeAcceptPackets(netns: string): number {
+  const line = inNetns(netns, 'iptables-save', ['-c', '-t', 'mangle'])
+    .split('\n')
+    .find((l) => l.includes(`-A ISTIO_PRERT -s ${PROBE_SNAT_V4}/32`) && l.includes('-j ACCEPT'));
+  assert.ok(line, `the pod has the rule accepting ${PROBE_SNAT_V4}`);
+  return Number(/^\[(\d+):/.exec(line)?.[1] ?? 'NaN');
+}
+
+describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/ambit)', {
+  concurrency: false,
+}, () => {
+  let ztunnelSockDirExisted = true;
+
+  before(() => {
+    for (const line of k8s('env').split('\n')) {
+      const m = /^(\w+)=(.*)$/.exec(line);
+      if (m) env[m[1]!] = m[2]!;
+    }
+    // Always from this checkout (a stale image would test old code); a warm build takes seconds.
+    run(join(ROOT, 'scripts', 'build-image'), ['--all']);
+    k8s('down');
+    ztunnelSockDirExisted = existsSync(ZTUNNEL_SOCK_DIR);
+    const t0 = process.hrtime.bigint();
+    k8s('up', ...IMAGES.flatMap((f) => ['--image', f]));
+    console.log(`# scripts/k8s up with 3 images: ${secondsSince(t0).toFixed(1)} s`);
+  });
+
+  after(() => {
+    tryRun(() => helm('uninstall', 'ambit', '-n', SYSTEM_NS, '--wait', '--timeout', '60s'));
+    tryRun(() => k8s('down'));
+    // hostPath DirectoryOrCreate made it on the node (the host's mount namespace): ours to remove.
+    if (!ztunnelSockDirExisted && existsSync(ZTUNNEL_SOCK_DIR)) {
+      for (const f of readdirSync(ZTUNNEL_SOCK_DIR))
+        tryRun(() => run('rm', ['-f', join(ZTUNNEL_SOCK_DIR, f)]));
+      tryRun(() => {
+        rmdirSync(ZTUNNEL_SOCK_DIR);
+        return '';
+      });
+    }
+  });
+
+  test('the chart (with these values) and deploy/ambit.yaml pass a server-side dry run', () => {
+    const rendered = helm('template', 'ambit', CHART, '-n', SYSTEM_NS, ...clusterValues());
+    // namespaced objects need their namespace to exist, even in a dry run
+    kubectl('create', 'namespace', SYSTEM_NS);
+    try {
+      for (const [what, manifest] of [
+        ['helm template', rendered],
+        ['deploy/ambit.yaml', readFileSync(join(ROOT, 'deploy', 'ambit.yaml'), 'utf8')],
+      ] as const) {
+        const out = kubectlIn(manifest, 'apply', '--server-side', '--dry-run=server', '-f', '-');
+        assert.match(out, /daemonset\.apps\/ztunnel serverside-applied \(server dry run\)/, what);
+        assert.match(out, /deployment\.apps\/istiod serverside-applied \(server dry run\)/, what);
+      }
+    } finally {
+      kubectl('delete', 'namespace', SYSTEM_NS, '--wait=true');
+    }
+    assert.equal(tryRun(() => kubectl('-n', SYSTEM_NS, 'get', 'ds,deploy', '-o', 'name')) ?? '', '');
+  });
+
+  test('helm install: istiod, ambit-cni-node and ztunnel become Ready', async (t) => {
+    const t0 = process.hrtime.bigint();
+    const out = helm('install', 'ambit', CHART, '-n', SYSTEM_NS, '--create-namespace', ...clusterValues());
+    assert.match(out, /STATUS: deployed/);
+    const workloadsReady = () => {
+      const d = tryRun(() => kubectl('-n', SYSTEM_NS, 'get', 'deploy,ds', '-o', 'json'));
+      if (!d) return false;
+      const items: Obj[] = JSON.parse(d).items;
+      const byName = (n: string) => items.find((i) => i.metadata.name === n);
+      const istiod = byName('istiod');
+      const cni = byName('ambit-cni-node');
+      const zt = byName('ztunnel');
+      return (
+        istiod?.status?.readyReplicas === 1 &&
+        cni?.status?.numberReady === 1 &&
+        cni?.status?.desiredNumberScheduled === 1 &&
+        zt?.status?.numberReady === 1 &&
+        zt?.status?.desiredNumberScheduled === 1
+      );
+    };
+    try {
+      await until('istiod, ambit-cni-node and ztunnel Ready', workloadsReady);
+    } finally {
+      if (!workloadsReady()) console.log(tryRun(() => kubectl('-n', SYSTEM_NS, 'get', 'pods', '-o', 'wide')));
+    }
+    t.diagnostic(`helm install to all three workloads Ready: ${secondsSince(t0).toFixed(1)} s`);
+    // The installer chained the plugin into the node's conflist.
+    const conflist = readdirSync(env.AMBIT_K8S_CNI_CONF_DIR!).filter((f) => f.endsWith('.conflist'));
+    assert.ok(conflist.length > 0);
+    assert.match(
+      run('cat', [join(env.AMBIT_K8S_CNI_CONF_DIR!, conflist.sort()[0]!)]),
+      /"type":\s*"ambit-cni"/,
+    );
+  });
+
+  test('ambient-demo: existing pods are enrolled by the agent when the namespace is labelled', async (t) => {
+    kubectl('create', 'namespace', NS);
+    await until(
+      `${NS}/default service account`,
+      () => tryRun(() => kubectl('-n', NS, 'get', 'sa', 'default')) !== undefined,
+    );
+    kubectlIn(APPS, 'apply', '-f', '-');
+    await until('sleep and httpbin Ready (not yet in the mesh)', () =>
+      ['sleep', 'httpbin'].every((a) => podsOf(NS, `app=${a}`).some(ready)),
+    );
+    assert.ok(!enrolled(appPod('sleep')) && !enrolled(appPod('httpbin')));
+    const t0 = process.hrtime.bigint();
+    kubectl('label', 'namespace', NS, 'istio.io/dataplane-mode=ambient');
+    await until(
+      'sleep and httpbin annotated',
+      () => enrolled(appPod('sleep')) && enrolled(appPod('httpbin')),
+    );
+    t.diagnostic(
+      `namespace labelled to both running pods annotated ${ANNOTATION}=enabled: ${secondsSince(t0).toFixed(1)} s`,
+    );
+  });
+
+  test('a pod created in the labelled namespace is enrolled by the CNI plugin before it starts', async (t) => {
+    const t0 = process.hrtime.bigint();
+    kubectlIn(lateSleep('sleep-new'), 'apply', '-f', '-');
+    await until('sleep-new Ready', () => podsOf(NS, 'app=sleep-new').some(ready));
+    t.diagnostic(`pod applied in the labelled namespace to Ready: ${secondsSince(t0).toFixed(1)} s`);
+    const p = appPod('sleep-new');
+    assert.ok(enrolled(p), `sleep-new is annotated ${ANNOTATION}=enabled`);
+    // Enrolled at sandbox creation, by the plugin's event to the agent (not by the agent's informer).
+    const agentLog = kubectl('-n', SYSTEM_NS, 'logs', 'ds/ambit-cni-node', '-c', 'node-agent');
+    assert.match(agentLog, new RegExp(`CNI add event pod=${NS}/sleep-new netns=/var/run/netns/cni-`));
+    assert.ok(!agentLog.includes(`found netns of running pod uid=${p.metadata.uid}`));
+    const netns = podNetnsName(p);
+    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
+      `/var/run/netns/${netns}`,
+      [p.status.podIP],
+    );
+    assert.deepEqual({ missing: r.missing, unexpected: r.unexpected }, { missing: [], unexpected: [] });
+    kubectl('-n', NS, 'delete', 'pod', 'sleep-new', '--wait=true');
+  });
+
+  test("httpbin stays Ready: the kubelet's probes take the 169.254.7.127 path", async () => {
+    const pod = appPod('httpbin');
+    const netns = podNetnsName(pod);
+    const start = probeAcceptPackets(netns);
+    // readiness and liveness every second: a dozen packets is a few probes through the accept rule
+    await until(
+      'probe packets accepted from 169.254.7.127 in httpbin',
+      () => probeAcceptPackets(netns) >= start + 12,
+    );
+    const now = appPod('httpbin');
+    assert.ok(ready(now), 'httpbin is Ready');
+    assert.equal(now.status.containerStatuses[0].restartCount, 0, 'httpbin was never restarted by liveness');
+    assert.equal(now.metadata.uid, pod.metadata.uid);
+    // ...and the node SNATs them (the agent's host rule in the node's netns).
+    const nodeNat = run('ip', ['netns', 'exec', env.AMBIT_K8S_NETNS!, 'iptables-save', '-c', '-t', 'nat']);
+    assert.match(
+      nodeNat,
+      new RegExp(`^\\[[1-9]\\d*:\\d+\\] -A ISTIO_POSTRT .*-j SNAT --to-source ${PROBE_SNAT_V4}`, 'm'),
+    );
+  });
+
+  test('ss -ntlp in each pod: 15001, 15006 and 15008 belong to the ztunnel process', () => {
+    const zpid = containerPid(ztunnelPod());
+    for (const app of ['sleep', 'httpbin']) {
+      const netns = podNetnsName(appPod(app));
+      const sockets = parseSs(inNetns(netns, 'ss', ['-Hntlp']));
+      for (const port of [15001, 15006, 15008]) {
+        const s = sockets.find((x) => x.localPort === port && x.localHost === '*');
+        assert.ok(s, `${app}: a listener on *:${port}`);
+        assert.ok(
+          s.owners.some((o) => o.pid === zpid),
+          `${app}: *:${port} is owned by ztunnel (pid ${zpid}), not ${JSON.stringify(s.owners)}`,
+        );
+      }
+    }
+  });
+
+  test("iptables-save in each pod equals the seed's ruleset", async () => {
+    const redirector = createRedirector({ backend: 'iptables', inbound: 'tproxy' });
+    for (const app of ['sleep', 'httpbin']) {
+      const p = appPod(app);
+      const r = await redirector.verify(`/var/run/netns/${podNetnsName(p)}`, [p.status.podIP]);
+      assert.deepEqual(
+        { app, missing: r.missing, unexpected: r.unexpected },
+        { app, missing: [], unexpected: [] },
+      );
+    }
+  });
+
+  test('ambit doctor --pid passes every check for both pods', () => {
+    const zpid = containerPid(ztunnelPod());
+    for (const app of ['sleep', 'httpbin']) {
+      const p = appPod(app);
+      const r = spawnSync(
+        'nsenter',
+        [
+          `--net=${env.AMBIT_K8S_NETNS_PATH}`,
+          '--',
+          AMBIT,
+          ...['doctor', `${NS}/${p.metadata.name}`, '--pid', String(containerPid(p))],
+          ...['--node-netns', `/proc/${zpid}/ns/net`, '--uid', p.metadata.uid],
+          ...['--kubeconfig', env.AMBIT_K8S_KUBECONFIG!],
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(r.status, 0, `doctor ${app}:\n${r.stdout}${r.stderr}`);
+    }
+  });
+
+  test('curl sleep → httpbin works by pod IP and by Service ClusterIP', async () => {
+    const httpbin = appPod('httpbin');
+    const sleep = appPod('sleep');
+    const get = await curlFromSleep([`http://${httpbin.status.podIP}:${HTTPBIN_PORT}/get`]);
+    assert.equal(get.origin, sleep.status.podIP, 'httpbin saw sleep’s own address through the tunnel');
+    const clusterIP = kubectl('-n', NS, 'get', 'svc', 'httpbin', '-o', 'jsonpath={.spec.clusterIP}');
+    const body = 'hello httpbin, through its Service';
+    const post = await curlFromSleep([
+      ...['-H', 'content-type: text/plain', '--data-binary', body],
+      `http://${clusterIP}:8000/post`,
+    ]);
+    assert.equal(post.data, body);
+    // ztunnel knew the VIP (workload xDS): HBONE with mTLS to the endpoint, the Service named.
+    await until("ztunnel's outbound access line for the Service request", () =>
+      kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')
+        .split('\n')
+        .some(
+          (l) =>
+            l.includes('access: connection complete') &&
+            l.includes(`dst.service=httpbin.${NS}.svc.cluster.local`) &&
+            l.includes(`dst.addr=${httpbin.status.podIP}:${HBONE_PORT}`) &&
+            l.includes('direction=outbound') &&
+            l.includes('connection_security_policy=mutual_tls'),
+        ),
+    );
+  });
+
+  test("a capture on sleep's eth0 shows only TLS to and from 15008", async () => {
+    const httpbin = appPod('httpbin');
+    const netns = podNetnsName(appPod('sleep'));
+    const marker = `ambit-k8s-secret-${randomBytes(8).toString('hex')}`;
+    const capture = await startCapture(netns, 'eth0', 'tcp');
+    let echo: Obj;
+    let failure: unknown;
+    try {
+      echo = await curlFromSleep([
+        ...['-H', 'content-type: text/plain', '--data-binary', marker],
+        `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`,
+      ]);
+    } catch (err) {
+      failure = err;
+    }
+    const pcap = await capture.stop();
+    if (failure !== undefined) throw failure;
+    assert.equal(echo.data, marker);
+    const { segments } = readPcap(pcap);
+    assert.ok(segments.length > 0, 'the capture holds TCP packets');
+    const stray = segments.filter((s) => s.srcPort !== HBONE_PORT && s.dstPort !== HBONE_PORT);
+    assert.deepEqual(stray, [], `every TCP packet is to or from ${HBONE_PORT}`);
+    const streams = streamsOf(segments).filter((s) => s.bytes > 0);
+    assert.ok(streams.length >= 2, 'payload in both directions');
+    for (const s of streams) assert.ok(s.tls, `${s.from}:${s.fromPort} > ${s.to}:${s.toPort} is TLS records`);
+    assert.ok(streams.some((s) => s.toPort === HBONE_PORT && (s.tls?.application_data ?? 0) > 0));
+    assert.ok(!pcap.includes(marker), 'the marker is not in the capture in plain text');
+  });
+
+  test("kubectl logs ds/ztunnel | grep inpod shows the seed's lines", () => {
+    const lines = kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')
+      .split('\n')
+      .filter((l) => l.includes('inpod'))
+      .join('\n');
+    for (const expected of [
+      'inpod_enabled: true',
+      'inpod_uds: ',
+      'inpod_port_reuse: true',
+      'inpod_mark: 1337',
+      'ztunnel::inpod::workloadmanager: handling new stream',
+      'pod received snapshot sent',
+    ])
+      assert.ok(lines.includes(expected), `no '${expected}' in:\n${lines}`);
+    for (const app of ['sleep', 'httpbin'])
+      assert.ok(
+        lines.includes(`pod WorkloadUid("${appPod(app).metadata.uid}") received netns, starting proxy`),
+        `${app}'s netns received`,
+      );
+  });
+  test('graceful deletion of an enrolled pod: removed from the mesh, gone within its grace, replaced and enrolled', async (t) => {
+    const old = appPod('httpbin');
+    const uid = old.metadata.uid;
+    const t0 = process.hrtime.bigint();
+    // the real kubelet: SIGTERM, CNI DEL, then the API object goes (grace 5 s from the Deployment)
+    kubectl('-n', NS, 'delete', 'pod', old.metadata.name, '--wait=true', '--timeout=60s');
+    t.diagnostic(`enrolled httpbin deleted gracefully in ${secondsSince(t0).toFixed(1)} s`);
+    await until('the agent removed the deleted pod from the mesh', () =>
+      kubectl('-n', SYSTEM_NS, 'logs', 'ds/ambit-cni-node', '-c', 'node-agent')
+        .split('\n')
+        .some((l) => l.includes('pod removed from the mesh') && l.includes(`uid=${uid}`)),
+    );
+    await until("ztunnel stopped the deleted pod's proxy", () =>
+      kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')
+        .split('\n')
+        .some((l) => l.includes('pod delete request, draining proxy') && l.includes(`uid=${uid}`)),
+    );
+    // the Deployment's replacement is enrolled at creation (CNI) and serves through the mesh
+    await until('a new httpbin Ready and enrolled', () =>
+      podsOf(NS, 'app=httpbin').some((p) => p.metadata.uid !== uid && ready(p) && enrolled(p)),
+    );
+    const fresh = appPod('httpbin');
+    const get = await curlFromSleep([`http://${fresh.status.podIP}:${HTTPBIN_PORT}/get`]);
+    assert.equal(get.origin, appPod('sleep').status.podIP);
+  });
+
+  test('no ztunnel on the node: a new ambient pod waits in ContainerCreating with the CNI error, starts once ztunnel is back', async (t) => {
+    // Take ztunnel off the node the way an operator would: a nodeSelector no node matches.
+    kubectl(
+      ...['-n', SYSTEM_NS, 'patch', 'ds', 'ztunnel', '--type=merge'],
+      ...['-p', '{"spec":{"template":{"spec":{"nodeSelector":{"ambit.io/no-such-node":"true"}}}}}'],
+    );
+    const t0 = process.hrtime.bigint();
+    await until('no ztunnel pod left', () => podsOf(SYSTEM_NS, 'app=ztunnel').length === 0);
+    t.diagnostic(`ztunnel gone from the node: ${secondsSince(t0).toFixed(1)} s`);
+
+    kubectlIn(lateSleep('sleep-waits'), 'apply', '-f', '-');
+    let cniError = '';
+    await until('a FailedCreatePodSandBox event naming the CNI plugin', () => {
+      const events: Obj[] = getJson(
+        ...['-n', NS, 'get', 'events', '--field-selector', 'involvedObject.name=sleep-waits'],
+      ).items;
+      cniError = events.find((e) => e.reason === 'FailedCreatePodSandBox')?.message ?? '';
+      return cniError !== '';
+    });
+    t.diagnostic(`CNI error: ${cniError}`);
+    assert.match(cniError, /ambit-cni/);
+    const waiting = appPod('sleep-waits');
+    assert.equal(waiting.status.phase, 'Pending');
+    const state = waiting.status.containerStatuses?.[0]?.state?.waiting?.reason ?? 'ContainerCreating';
+    assert.equal(state, 'ContainerCreating');
+    assert.ok(!ready(waiting));
+
+    // ztunnel back: the kubelet's next sandbox attempt succeeds and the pod is enrolled.
+    const t1 = process.hrtime.bigint();
+    kubectl(
+      ...['-n', SYSTEM_NS, 'patch', 'ds', 'ztunnel', '--type=json'],
+      ...['-p', '[{"op":"remove","path":"/spec/template/spec/nodeSelector/ambit.io~1no-such-node"}]'],
+    );
+    await until('ztunnel Ready again', () => podsOf(SYSTEM_NS, 'app=ztunnel').some(ready));
+    t.diagnostic(`ztunnel back to Ready: ${secondsSince(t1).toFixed(1)} s`);
+    await until('sleep-waits Running and Ready', () => podsOf(NS, 'app=sleep-waits').some(ready), 300_000);
+    t.diagnostic(`ztunnel back to the waiting pod Ready: ${secondsSince(t1).toFixed(1)} s`);
+    const started = appPod('sleep-waits');
+    assert.ok(enrolled(started));
+    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
+      `/var/run/netns/${podNetnsName(started)}`,
+      [started.status.podIP],
+    );
+    assert.deepEqual({ missing: r.missing, unexpected: r.unexpected }, { missing: [], unexpected: [] });
+  });
+  test('a ztunnel rollout (new tag) while sleep sends a request every 10 ms: no request fails', async (t) => {
+    // The same image under a new tag, imported into the node: a real image change for the DaemonSet.
+    const tag = `${VERSION}-rollout`;
+    run(join(ROOT, 'scripts', 'build-image'), ['--tag', tag]);
+    const archive = join(ROOT, 'dist', 'images', `ambit-${tag}.oci.tar`);
+    k8s('import', archive);
+    rmSync(archive);
+    const old = ztunnelPod();
+    const sleep = appPod('sleep');
+    const clusterIP = kubectl('-n', NS, 'get', 'svc', 'httpbin', '-o', 'jsonpath={.spec.clusterIP}');
+    // One line per request: the HTTP code, or FAIL with curl's exit code. Runs until /tmp/stop exists.
+    const loop = [
+      'rm -f /tmp/stop /tmp/requests',
+      'while [ ! -e /tmp/stop ]; do',
+      `  c=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 http://${clusterIP}:8000/get 2>&1) || c="FAIL $? $c"`,
+      '  echo "$c"; echo "$c" >>/tmp/requests',
+      '  sleep 0.01',
+      'done',
+    ].join('\n');
+    let clientOut = '';
+    let clientErr = '';
+    const child = execFile(K8S, ['kubectl', '-n', NS, 'exec', sleep.metadata.name, '--', 'sh', '-c', loop], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
+    child.stdout?.on('data', (d: string) => {
+      clientOut += d;
+    });
+    child.stderr?.on('data', (d: string) => {
+      clientErr += d;
+    });
+    const client = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const sent = () =>
+      Number(
+        tryRun(() =>
+          kubectl('-n', NS, 'exec', sleep.metadata.name, '--', 'sh', '-c', 'wc -l </tmp/requests'),
+        )?.trim() ?? 0,
+      );
+    const stopClient = () => kubectl('-n', NS, 'exec', sleep.metadata.name, '--', 'sh', '-c', ': >/tmp/stop');
+    let out = '';
+    try {
+      // requests flowing through the old ztunnel first
+      await until('the client looping', () => sent() >= 20);
+      const t0 = process.hrtime.bigint();
+      kubectl('-n', SYSTEM_NS, 'set', 'image', 'ds/ztunnel', `istio-proxy=localhost/ambit/ambit:${tag}`);
+      await until(
+        'the new ztunnel Ready and the old one gone',
+        () => {
+          const pods = podsOf(SYSTEM_NS, 'app=ztunnel');
+          return (
+            pods.length === 1 &&
+            pods[0].metadata.uid !== old.metadata.uid &&
+            pods[0].spec.containers[0].image.endsWith(`:${tag}`) &&
+            ready(pods[0])
+          );
+        },
+        180_000,
+      );
+      t.diagnostic(`rollout to the old ztunnel gone: ${secondsSince(t0).toFixed(1)} s`);
+      // the new ztunnel owns the pods' listeners now
+      const zpid = containerPid(ztunnelPod());
+      const inSleep = parseSs(inNetns(podNetnsName(sleep), 'ss', ['-Hntlp']));
+      for (const port of [15001, 15006, 15008])
+        assert.ok(
+          inSleep.some((x) => x.localPort === port && x.owners.some((o) => o.pid === zpid)),
+          `sleep's *:${port} is the new ztunnel's (pid ${zpid})`,
+        );
+      // and a few more through the new one alone
+      const sentBefore = sent();
+      await until('requests through the new ztunnel alone', () => sent() >= sentBefore + 50);
+    } finally {
+      // the loop ends at its next turn; should the stop file not be written, end the exec itself
+      if (tryRun(stopClient) === undefined) child.kill();
+      const code = await client;
+      out = clientOut + (code === 0 ? '' : `\nFAIL client exited ${code}: ${clientErr}`);
+    }
+    const results = out.split('\n').filter(Boolean);
+    const failed = results.filter((r) => r !== '200');
+    t.diagnostic(`requests during the rollout: ${results.length}, failed: ${failed.length}`);
+    assert.ok(results.length > 100, `the client sent ${results.length} requests`);
+    assert.deepEqual(failed, [], 'no request failed during the rollout');
+  });
+});
