@@ -2,7 +2,10 @@
  * The node agent process (istio-cni node agent, §3.1 start-up order): health and metrics first,
  * the plugin event socket at once (events fail until ready), informers synced, the snapshot of
  * enrolled pods rebuilt, the queue started, then the ZDS socket for ztunnel, then ready.
- * Stopping never touches in-pod rules: ztunnel keeps proxying enrolled pods meanwhile.
+ * Stopping never touches in-pod rules: ztunnel keeps proxying enrolled pods meanwhile. Except on
+ * uninstall (`shutdown()`, the node agent's DaemonSet gone or being deleted, src/cni/safe-upgrade.ts):
+ * then this node's pods are taken out of the mesh first (rules, ztunnel, probe set, annotation), and
+ * the host probe rules and sets go too, so `helm uninstall` leaves pods running and unmeshed.
  */
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Counter, Registry } from 'prom-client';
@@ -10,6 +13,7 @@ import { type HttpServer, reply, serveHttp } from '../admin/http-server.js';
 import type { ListenAddress } from '../admin/listen-address.js';
 import { logger } from '../admin/log.js';
 import { serveMetrics } from '../admin/metrics-server.js';
+import { type ShutdownIntent, shutdownIntent } from '../cni/safe-upgrade.js';
 import { errorMessage } from '../errors.js';
 import { createRedirector, type HostProbes } from '../redirect/index.js';
 import type { NetnsHandle } from '../sys/index.js';
@@ -21,7 +25,7 @@ import { KubeWatcher, StatusAnnotator } from './kube.js';
 import { MeshDataplane, type ProxyLink } from './mesh-dataplane.js';
 import { NetnsFinder } from './netns-finder.js';
 import { PodCache } from './pod-cache.js';
-import { podIps } from './pods.js';
+import { isTerminal, podIps, podRef, redirectionState } from './pods.js';
 import { type AgentEvent, Reconciler } from './reconciler.js';
 import { buildSnapshot, snapshotPods, syncProbeSet } from './startup-sync.js';
 import { WorkQueue } from './work-queue.js';
@@ -44,6 +48,12 @@ export class Agent {
   healthAddress: ListenAddress | undefined;
   metricsAddress: ListenAddress | undefined;
   #closers: (() => Promise<void> | void)[] = [];
+  /** Set once started: what an uninstall needs. */
+  #parts:
+    | { watcher: KubeWatcher; queue: WorkQueue<AgentEvent>; dataplane: MeshDataplane; probes: HostProbes }
+    | undefined;
+  #kubeConfig: KubeConfig | undefined;
+  #uninstalling = false;
 
   private constructor(readonly config: AgentConfig) {}
 
@@ -113,6 +123,7 @@ export class Agent {
       delWorkload: async (uid) => this.#zds?.delWorkload(uid),
     };
     const kc = options.kubeConfig ?? loadKubeConfig(c.kubeconfig);
+    this.#kubeConfig = kc;
     const core = kc.makeApiClient(CoreV1Api);
     const dataplane = new MeshDataplane({
       cache: this.cache,
@@ -139,7 +150,13 @@ export class Agent {
 
     const events = await CniEventServer.listen({
       socketPath: c.eventSocket,
-      onAdd: cniAddHandler({ view: watcher, selection: c, dataplane, notReady: () => this.notReady() }),
+      onAdd: cniAddHandler({
+        view: watcher,
+        selection: c,
+        dataplane,
+        notReady: () => this.notReady(),
+        uninstalling: () => this.#uninstalling,
+      }),
       notReady: () => this.notReady(),
       onResponse: (status) => pluginRequests.inc({ response_code: String(status) }),
     });
@@ -157,6 +174,7 @@ export class Agent {
 
     this.#zds = ZdsServer.listen({ path: c.zdsSocket, pods: this.cache, registry: this.registry });
     this.#closers.push(() => this.#zds?.close());
+    this.#parts = { watcher, queue, dataplane, probes };
     this.#ready = true;
     log.info('node agent ready', {
       enrolled: enrolled.length,
@@ -164,6 +182,69 @@ export class Agent {
       zds: c.zdsSocket,
       health: `${health.address.host}:${health.address.port}`,
     });
+  }
+
+  /**
+   * SIGTERM. An upgrade (or reboot) leaves every pod as it is; an uninstall takes this node's pods out
+   * of the mesh first. Outside a DaemonSet (no POD_NAMESPACE) it is always an upgrade.
+   */
+  async shutdown(): Promise<ShutdownIntent> {
+    const c = this.config;
+    const intent: ShutdownIntent =
+      c.podNamespace && this.#kubeConfig
+        ? await shutdownIntent({
+            kubeConfig: this.#kubeConfig,
+            namespace: c.podNamespace,
+            disableSafeUpgrade: c.disableSafeUpgrade,
+          })
+        : { kind: 'upgrade', reason: 'not in a DaemonSet (POD_NAMESPACE unset)' };
+    if (intent.kind === 'uninstall') {
+      log.info('uninstalling: taking the pods of this node out of the mesh', { reason: intent.reason });
+      await this.uninstall();
+    } else {
+      log.info('shutting down; in-pod rules stay, ztunnel keeps proxying', { reason: intent.reason });
+    }
+    await this.stop();
+    return intent;
+  }
+
+  /**
+   * Takes every pod of this node out of the mesh (in-pod rules, ztunnel, probe set entries, the
+   * annotation) and removes the host probe rules and sets. New pods the plugin still asks about start
+   * unmeshed meanwhile. A pod that fails is logged and the rest go on: nothing here is retried.
+   */
+  async uninstall(): Promise<{ removed: number; failed: number }> {
+    this.#uninstalling = true;
+    const parts = this.#parts;
+    if (!parts) return { removed: 0, failed: 0 };
+    parts.queue.stop();
+    const pods = parts.watcher
+      .allPods()
+      .filter(
+        (p) => this.cache.get(p.metadata?.uid ?? '') !== undefined || redirectionState(p) !== undefined,
+      );
+    let removed = 0;
+    let failed = 0;
+    const next = pods.values();
+    const worker = async () => {
+      for (const pod of next) {
+        try {
+          await parts.dataplane.removePodFromMesh(pod, isTerminal(pod));
+          removed++;
+        } catch (err) {
+          failed++;
+          log.error('cannot take pod out of the mesh', { pod: podRef(pod), error: errorMessage(err) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, pods.length) }, worker));
+    try {
+      await parts.probes.uninstall();
+    } catch (err) {
+      log.error('cannot remove the host probe rules and sets', { error: errorMessage(err) });
+    }
+    log.info('node uninstalled', { removed, failed });
+    return { removed, failed };
   }
 
   /** Stops serving; in-pod rules, probe entries and annotations stay as they are. */
@@ -178,6 +259,7 @@ export class Agent {
     }
     this.cache.clear();
     this.#zds = undefined;
+    this.#parts = undefined;
   }
 }
 

@@ -4,6 +4,7 @@
  * the mesh with the event's netns and IPs (the pod's status has no IPs yet at sandbox time).
  */
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
+import { logger } from '../admin/log.js';
 import type { CniAddEvent } from '../cni/event.js';
 import { isAmbientPod } from '../cni/selector.js';
 import type { CniRequest } from './cni-event-server.js';
@@ -13,12 +14,16 @@ import type { MeshDataplane } from './mesh-dataplane.js';
 import { namespaceLabels } from './pods.js';
 import type { ClusterView } from './reconciler.js';
 
+const log = logger('ambit::agent::cni');
+
 export interface CniAddOptions {
   view: ClusterView;
   selection: AgentSelection;
   dataplane: Pick<MeshDataplane, 'addPodToMesh'>;
   /** undefined when ready, else why not. */
   notReady: () => string | undefined;
+  /** True while the agent takes the node out of the mesh (helm uninstall): new pods start unmeshed. */
+  uninstalling?: () => boolean;
   lookupAttempts?: number;
   lookupDelayMs?: number;
 }
@@ -27,6 +32,12 @@ export function cniAddHandler(o: CniAddOptions): (event: CniAddEvent, request?: 
   const attempts = o.lookupAttempts ?? 10;
   const delayMs = o.lookupDelayMs ?? 10;
   return async (event, request) => {
+    if (o.uninstalling?.()) {
+      log.info('ambit is being uninstalled from this node; pod starts without the mesh', {
+        pod: `${event.podNamespace}/${event.podName}`,
+      });
+      return;
+    }
     const why = o.notReady();
     if (why) throw new DataplaneError('AGENT_NOT_READY', `node agent not ready: ${why}`, { retryable: true });
     const ref = `${event.podNamespace}/${event.podName}`;

@@ -12,6 +12,7 @@ import {
   DEFAULT_EXCLUDE_NAMESPACES,
   EVENT_SOCKET_NAME,
 } from '../cni/names.js';
+import { AGENT_DAEMONSET_NAME } from '../cni/safe-upgrade.js';
 import {
   DEFAULT_ENABLEMENT_SELECTORS,
   type EnablementSelector,
@@ -44,6 +45,10 @@ export interface AgentConfig extends AgentSelection {
   metricsAddr: ListenAddress;
   /** Re-check (and repair) enrolled pods' rules when the agent starts. */
   reconcileOnStartup: boolean;
+  /** Namespace of this agent's DaemonSet; undefined outside one (then a shutdown is never an uninstall). */
+  podNamespace: string | undefined;
+  /** Every shutdown is an uninstall (AMBIENT_DISABLE_SAFE_UPGRADE). */
+  disableSafeUpgrade: boolean;
 }
 
 interface Option {
@@ -119,6 +124,17 @@ const OPTIONS: readonly Option[] = [
     env: 'AMBIENT_RECONCILE_POD_RULES_ON_STARTUP',
     default: 'true',
     help: "repair enrolled pods' rules at start-up (true/false)",
+  },
+  {
+    flag: 'pod-namespace',
+    env: 'POD_NAMESPACE',
+    help: `namespace of this agent's DaemonSet (${AGENT_DAEMONSET_NAME}); on SIGTERM, when it is gone or being deleted, the node is uninstalled`,
+  },
+  {
+    flag: 'disable-safe-upgrade',
+    env: 'AMBIENT_DISABLE_SAFE_UPGRADE',
+    default: 'false',
+    help: 'uninstall the node on every shutdown, DaemonSet or not (true/false)',
   },
 ];
 
@@ -203,6 +219,7 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   };
   const runDir = text('run-dir')!;
   const reconcile = value('reconcile-on-startup');
+  const safeUpgrade = value('disable-safe-upgrade');
   return {
     nodeName,
     kubeconfig: text('kubeconfig'),
@@ -222,5 +239,7 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     healthAddr: addr('health-addr'),
     metricsAddr: addr('metrics-addr'),
     reconcileOnStartup: parseBool(reconcile.text!, reconcile.source),
+    podNamespace: text('pod-namespace'),
+    disableSafeUpgrade: parseBool(safeUpgrade.text!, safeUpgrade.source),
   };
 }

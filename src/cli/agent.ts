@@ -34,8 +34,8 @@ const command: Command = {
       process.once('SIGTERM', () => resolve('SIGTERM'));
       process.once('SIGINT', () => resolve('SIGINT'));
     });
-    log.info('shutting down; in-pod rules stay, ztunnel keeps proxying', { signal });
-    await agent.stop();
+    log.info('signal received', { signal });
+    await agent.shutdown();
     return EXIT_OK;
   },
 };

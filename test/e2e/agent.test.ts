@@ -76,7 +76,7 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
     nets.push(ns);
     return ns;
   };
-  const config = () =>
+  const config = (...extra: string[]) =>
     parseAgentConfig(
       [
         '--node-name',
@@ -91,11 +91,12 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
         '127.0.0.1:0',
         '--metrics-addr',
         '127.0.0.1:0',
+        ...extra,
       ],
       {},
     );
-  const startAgent = async () => {
-    agent = await Agent.start(config(), { kubeConfig: kc, probeInstallAttempts: 1 });
+  const startAgent = async (...extra: string[]) => {
+    agent = await Agent.start(config(...extra), { kubeConfig: kc, probeInstallAttempts: 1 });
     return agent;
   };
   const startZtunnel = () => {
@@ -310,5 +311,40 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
     sockets.push(fresh);
     assert.deepEqual(await echoOnce(fresh, again), again);
     assert.equal(annotation(meshNs, 'web'), 'enabled');
+  });
+
+  it('an uninstall (its DaemonSet not found) takes the node out of the mesh: rules, ztunnel, probe set, annotation, host rules', async () => {
+    await agent!.stop();
+    // A process in the pod's netns (as a real pod has), so the restarted agent finds it through /proc.
+    pauses.push(new PauseProcess(pair.a.name, api.store.find(PODS, meshNs, 'web')!.metadata.uid as string));
+    // In a DaemonSet the agent knows its namespace; the lab API server has no DaemonSet there (404).
+    const a = await startAgent('--pod-namespace', 'istio-system');
+    assert.equal(await readyz(a), 200);
+    assert.equal(annotation(meshNs, 'web'), 'enabled');
+    assert.equal(listening(pair.a, 15001), true);
+    assert.match(node.exec('iptables-save', ['-t', 'nat']), /ISTIO/);
+
+    const intent = await a.shutdown();
+    agent = undefined;
+    assert.equal(intent.kind, 'uninstall');
+    assert.match(intent.reason, /daemonset istio-system\/ambit-cni-node not found/);
+    assert.equal(annotation(meshNs, 'web'), undefined, 'annotation removed');
+    assert.doesNotMatch(
+      run('ip', ['netns', 'exec', pair.a.name, 'iptables-save']),
+      /ISTIO_/,
+      'in-pod rules removed',
+    );
+    await eventually('ztunnel dropped the pod', async () => !listening(pair.a, 15001), CONDITION_DEADLINE_MS);
+    assert.throws(() => probeEntries(), 'the probe set is destroyed');
+    assert.doesNotMatch(node.exec('iptables-save', ['-t', 'nat']), /ISTIO/, 'host probe rules removed');
+
+    // The pod's traffic now goes straight to the peer: a new connection echoes without ztunnel.
+    const direct = await connected(connectInNetns(podA, { host: pair.addrB, port: 8000 }));
+    sockets.push(direct);
+    const payload = randomBytes(16 * 1024);
+    assert.deepEqual(await echoOnce(direct, payload), payload);
+    const port = direct.localPort;
+    direct.destroy();
+    assert.deepEqual(ztunnel!.matching(new RegExp(`:${port}\\b`)), [], 'ztunnel did not carry it');
   });
 });

@@ -1,15 +1,20 @@
 /**
  * `ambit cni-install`: puts ambit-cni into the node's CNI config and keeps it there.
- * Without --once/--uninstall it watches and re-applies until SIGINT/SIGTERM, then exits leaving the
- * plugin installed, so that new ambient pods stall (fail closed) while the agent is being replaced.
+ * Without --once/--uninstall it watches and re-applies until SIGINT/SIGTERM. Then, like istio-cni's
+ * installer, it reads the node agent's DaemonSet (src/cni/safe-upgrade.ts): still there, it exits
+ * leaving the plugin installed, so that new ambient pods stall (fail closed) while the agent is being
+ * replaced; gone or being deleted (helm uninstall), it removes the plugin, its kubeconfig and binary.
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
+import { logger } from '../../admin/log.js';
 import type { Command } from '../../cli/command.js';
 import { UsageError } from '../../cli/command.js';
 import { inClusterTarget, readKubeconfig, SERVICE_ACCOUNT_DIR } from '../kubeconfig.js';
 import { DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_RUN_DIR, DEFAULT_EXCLUDE_NAMESPACES } from '../names.js';
+import { AGENT_DAEMONSET_NAME, shutdownIntent } from '../safe-upgrade.js';
 import { parseEnablementSelectors } from '../selector.js';
 import { CniInstaller } from './installer.js';
 
@@ -31,10 +36,14 @@ Options:
   --pod-namespace NS        namespace of the node agent's pods (default ${DEFAULT_AGENT_NAMESPACE})
   --plugin-log-level LEVEL  plugin log level: error, warn, info, debug (default info)
   --detection-retry         retry pod lookups ~30 s and fail closed (enable_ambient_detection_retry)
+  --disable-safe-upgrade    on SIGTERM always remove the plugin, even when the node agent's
+                            DaemonSet (${AGENT_DAEMONSET_NAME}) still exists [env AMBIENT_DISABLE_SAFE_UPGRADE]
   --once                    install once and exit
   --uninstall               remove the plugin from the config, the kubeconfig and the binaries, and exit
   -h, --help                this help
 `;
+
+const log = logger('ambit::cni::install');
 
 const LEVELS = new Set(['error', 'warn', 'info', 'debug']);
 
@@ -53,6 +62,7 @@ const command: Command = {
         'pod-namespace': { type: 'string', default: DEFAULT_AGENT_NAMESPACE },
         'plugin-log-level': { type: 'string', default: 'info' },
         'detection-retry': { type: 'boolean', default: false },
+        'disable-safe-upgrade': { type: 'boolean', default: false },
         once: { type: 'boolean', default: false },
         uninstall: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -112,6 +122,32 @@ const command: Command = {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
+    const kubeConfig = new KubeConfig();
+    try {
+      if (kubeconfigFrom) kubeConfig.loadFromFile(kubeconfigFrom);
+      else if (process.env['KUBERNETES_SERVICE_HOST']) kubeConfig.loadFromCluster();
+      else throw new Error('not in a pod (KUBERNETES_SERVICE_HOST unset) and no --kubeconfig-from');
+    } catch (err) {
+      log.warn('cannot load a kubeconfig to tell upgrade from uninstall; leaving the plugin installed', {
+        error: (err as Error).message,
+      });
+      return 0;
+    }
+    const intent = await shutdownIntent({
+      kubeConfig,
+      namespace: values['pod-namespace'],
+      disableSafeUpgrade:
+        values['disable-safe-upgrade'] ||
+        /^(true|1|yes)$/i.test(process.env['AMBIENT_DISABLE_SAFE_UPGRADE'] ?? ''),
+    });
+    if (intent.kind === 'upgrade') {
+      log.info('leaving the plugin installed: new ambient pods wait for the next node agent', {
+        reason: intent.reason,
+      });
+      return 0;
+    }
+    log.info('uninstalling the plugin from this node', { reason: intent.reason });
+    installer.cleanup();
     return 0;
   },
 };
