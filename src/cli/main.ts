@@ -21,6 +21,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'install the ambit-cni chained plugin into the CNI config and keep it there',
     load: async () => (await import('../cni/install/command.js')).default,
   },
+  'cni-uninstall': {
+    summary: "take ambit out of every node before uninstalling (the chart's pre-delete hook)",
+    load: async () => (await import('./cni-uninstall.js')).default,
+  },
   'control-plane': {
     summary: 'Istio CA and delta xDS workload discovery server fed from the Kubernetes API',
     load: async () => (await import('./control-plane.js')).default,

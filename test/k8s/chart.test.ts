@@ -30,13 +30,15 @@ function run(cmd: string, args: string[]): { status: number | null; stdout: stri
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function template(namespace: string, set: string[] = []): Obj[] {
+/** The release's objects; `hooks`: only Helm's hook objects (the uninstall Job and its RBAC). */
+function template(namespace: string, set: string[] = [], hooks = false): Obj[] {
   const r = run(helm, [
     'template',
     'ambit',
     CHART,
     '--namespace',
     namespace,
+    ...(hooks ? ['--show-only', 'templates/cni/uninstall-hook.yaml'] : ['--no-hooks']),
     ...set.flatMap((s) => ['--set', s]),
   ]);
   assert.equal(r.status, 0, `helm template failed: ${r.stderr}`);
@@ -121,7 +123,9 @@ describe('Helm chart deploy/charts/ambit', () => {
       'DaemonSet/ambit-cni-node',
       'DaemonSet/ztunnel',
       'Deployment/istiod',
+      'Role/ambit-cni',
       'Role/istiod',
+      'RoleBinding/ambit-cni',
       'RoleBinding/istiod',
       'Service/istiod',
       'ServiceAccount/ambit-cni',
@@ -253,6 +257,20 @@ describe('Helm chart deploy/charts/ambit', () => {
     assert.equal(cfg.inbound, 'tproxy');
     assert.equal(cfg.reconcileOnStartup, true);
     assert.equal(cfg.selectors.length, 2);
+    // On SIGTERM both read their own DaemonSet (upgrade or uninstall): they know its namespace and may get it.
+    const podNamespace = agent.env.find((e: Obj) => e.name === 'POD_NAMESPACE');
+    assert.deepEqual(podNamespace.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
+    assert.equal(
+      parseAgentConfig([], { ...data, NODE_NAME: 'n1', POD_NAMESPACE: 'istio-system' }).podNamespace,
+      'istio-system',
+    );
+    assert.deepEqual(find(objs, 'Role', 'ambit-cni').rules, [
+      { apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['ambit-cni-node'], verbs: ['get'] },
+    ]);
+    assert.deepEqual(find(objs, 'RoleBinding', 'ambit-cni').subjects, [
+      { kind: 'ServiceAccount', name: 'ambit-cni', namespace: 'istio-system' },
+    ]);
+    assert.ok(pod.terminationGracePeriodSeconds >= 30, 'time to take the pods of a node out of the mesh');
 
     // The installer's flags are all ones `ambit cni-install` knows (its parser rejects others).
     assert.equal(installer.args[0], 'cni-install');
@@ -263,6 +281,61 @@ describe('Helm chart deploy/charts/ambit', () => {
     assert.ok(installer.args.includes(`--cni-bin-dir=${mountPath(installer, 'cni-bin-dir')}`));
     assert.ok(installer.args.includes('--pod-namespace=istio-system'));
     assert.match(r.stdout, new RegExp(PLUGIN_TYPE));
+  });
+
+  it('helm uninstall: a pre-delete hook deletes the node agents first, with the least RBAC', () => {
+    const hooks = template('istio-system', [], true);
+    assert.deepEqual(hooks.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+      'Job/ambit-cni-uninstall',
+      'Role/ambit-cni-uninstall',
+      'RoleBinding/ambit-cni-uninstall',
+      'ServiceAccount/ambit-cni-uninstall',
+    ]);
+    for (const o of hooks) {
+      assert.equal(o.metadata.annotations['helm.sh/hook'], 'pre-delete');
+      assert.equal(
+        o.metadata.annotations['helm.sh/hook-delete-policy'],
+        'before-hook-creation,hook-succeeded',
+      );
+    }
+    const weight = (kind: string) =>
+      Number(find(hooks, kind, 'ambit-cni-uninstall').metadata.annotations['helm.sh/hook-weight']);
+    assert.ok(
+      weight('ServiceAccount') < weight('Job') && weight('Role') < weight('Job'),
+      'RBAC before the Job',
+    );
+    assert.deepEqual(find(hooks, 'Role', 'ambit-cni-uninstall').rules, [
+      {
+        apiGroups: ['apps'],
+        resources: ['daemonsets'],
+        resourceNames: ['ambit-cni-node'],
+        verbs: ['get', 'delete'],
+      },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+    ]);
+    const job = find(hooks, 'Job', 'ambit-cni-uninstall');
+    const c = job.spec.template.spec.containers[0];
+    assert.equal(job.spec.template.spec.serviceAccountName, 'ambit-cni-uninstall');
+    assert.equal(job.spec.template.metadata.labels['istio.io/dataplane-mode'], 'none');
+    assert.deepEqual(c.args, ['cni-uninstall', '--namespace=istio-system', '--timeout=120']);
+    const r = run(AMBIT, [...c.args, '--help']);
+    assert.equal(r.status, 0, `ambit ${c.args.join(' ')}: ${r.stderr}`);
+    assert.equal(c.securityContext.runAsNonRoot, true);
+    // Switched off: no hook, and the manifest without hooks never has one.
+    assert.equal(
+      template('istio-system', ['cni.uninstall.unmeshPods=false'], false).length,
+      template('istio-system').length,
+    );
+    const off = run(helm, [
+      'template',
+      'ambit',
+      CHART,
+      '-n',
+      'istio-system',
+      '--set',
+      'cni.uninstall.unmeshPods=false',
+    ]);
+    assert.doesNotMatch(off.stdout, /ambit-cni-uninstall/);
   });
 
   it('control plane: in-cluster, CA root in istio-ca-secret, the least RBAC', () => {
