@@ -588,13 +588,14 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     const old = ztunnelPod();
     const sleep = appPod('sleep');
     const clusterIP = kubectl('-n', NS, 'get', 'svc', 'httpbin', '-o', 'jsonpath={.spec.clusterIP}');
-    // One line per request: the HTTP code, or FAIL with curl's exit code. Runs until /tmp/stop exists.
+    // One request every 10 ms (curl --rate 100/s), each on a new connection (Connection: close), so
+    // every request is a fresh capture by the in-pod rules and a fresh accept by ztunnel's listeners.
+    // One line per request: its HTTP code (000 when it failed, followed by curl's error). Batches
+    // of 100 URLs until /tmp/stop exists.
     const loop = [
       'rm -f /tmp/stop /tmp/requests',
       'while [ ! -e /tmp/stop ]; do',
-      `  c=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 http://${clusterIP}:8000/get 2>&1) || c="FAIL $? $c"`,
-      '  echo "$c"; echo "$c" >>/tmp/requests',
-      '  sleep 0.01',
+      `  curl -sS --rate 100/s --max-time 5 -H 'Connection: close' -o /dev/null -w '%{http_code}\\n' 'http://${clusterIP}:8000/get?n=[1-100]' 2>&1 | tee -a /tmp/requests`,
       'done',
     ].join('\n');
     let clientOut = '';
@@ -610,6 +611,7 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       clientErr += d;
     });
     const client = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const clientStarted = process.hrtime.bigint();
     const sent = () =>
       Number(
         tryRun(() =>
@@ -656,8 +658,100 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     }
     const results = out.split('\n').filter(Boolean);
     const failed = results.filter((r) => r !== '200');
-    t.diagnostic(`requests during the rollout: ${results.length}, failed: ${failed.length}`);
+    const seconds = secondsSince(clientStarted);
+    t.diagnostic(
+      `requests during the rollout: ${results.length} in ${seconds.toFixed(1)} s (${(results.length / seconds).toFixed(0)}/s, one every ${((seconds * 1000) / results.length).toFixed(1)} ms on average), failed: ${failed.length}`,
+    );
     assert.ok(results.length > 100, `the client sent ${results.length} requests`);
     assert.deepEqual(failed, [], 'no request failed during the rollout');
+  });
+
+  test('helm uninstall: the pods keep running, unmeshed (no plugin, rules, annotation, ztunnel), and reachable', async (t) => {
+    const before = ['sleep', 'httpbin'].map((a) => appPod(a));
+    for (const p of before) assert.ok(enrolled(p), `${p.metadata.name} is enrolled before`);
+    const t0 = process.hrtime.bigint();
+    const out = helm('uninstall', 'ambit', '-n', SYSTEM_NS, '--wait', '--timeout', '180s');
+    assert.match(out, /release "ambit" uninstalled/);
+    t.diagnostic(
+      `helm uninstall (pre-delete hook un-meshing the node, then the release): ${secondsSince(t0).toFixed(1)} s`,
+    );
+    await until(
+      'no ambit pod left in istio-system',
+      () => podsOf(SYSTEM_NS, 'app.kubernetes.io/part-of=ambit').length === 0,
+    );
+
+    for (const p of before) {
+      const now = getJson('-n', NS, 'get', 'pod', p.metadata.name);
+      // the same pods, never restarted
+      assert.equal(now.metadata.uid, p.metadata.uid);
+      assert.ok(ready(now), `${p.metadata.name} still Ready`);
+      assert.equal(now.status.containerStatuses[0].restartCount, 0, `${p.metadata.name} not restarted`);
+      assert.equal(
+        now.metadata.annotations?.[ANNOTATION],
+        undefined,
+        `${p.metadata.name}: annotation removed`,
+      );
+      const netns = podNetnsName(now);
+      assert.doesNotMatch(
+        inNetns(netns, 'iptables-save', []),
+        /ISTIO_/,
+        `${p.metadata.name}: in-pod rules removed`,
+      );
+      const listeners = parseSs(inNetns(netns, 'ss', ['-Hntl'])).map((x) => x.localPort);
+      for (const port of [15001, 15006, 15008])
+        assert.ok(!listeners.includes(port), `${p.metadata.name}: no *:${port}`);
+    }
+    // The node: the plugin is out of the conflist, its binary and kubeconfig gone; the host probe rules gone.
+    const confDir = env.AMBIT_K8S_CNI_CONF_DIR!;
+    for (const f of readdirSync(confDir))
+      assert.doesNotMatch(
+        readFileSync(join(confDir, f), 'utf8'),
+        /ambit-cni/,
+        `${f} no longer chains ambit-cni`,
+      );
+    assert.ok(!existsSync(join(env.AMBIT_K8S_CNI_BIN_DIR!, 'ambit-cni')), 'the plugin binary is removed');
+    assert.ok(
+      !existsSync(join(env.AMBIT_K8S_RUN!, 'ambit-cni', 'ambit-cni-kubeconfig')),
+      'its kubeconfig is removed',
+    );
+    const nodeRules = run('ip', ['netns', 'exec', env.AMBIT_K8S_NETNS!, 'iptables-save']);
+    assert.doesNotMatch(nodeRules, /ISTIO/, 'the host probe rules are removed');
+    // The agent said why it uninstalled: its DaemonSet was being deleted (the hook), not an upgrade.
+    // (Its pod is gone; containerd keeps no log of it, so the hook's success stands for it.)
+
+    // sleep → httpbin straight, in plain text: a capture on sleep's eth0 sees the request on port 8000.
+    const httpbin = appPod('httpbin');
+    const netns = podNetnsName(appPod('sleep'));
+    const marker = `ambit-k8s-plain-${randomBytes(8).toString('hex')}`;
+    const capture = await startCapture(netns, 'eth0', 'tcp');
+    let echo: Obj;
+    let failure: unknown;
+    try {
+      echo = await curlFromSleep([
+        ...['-H', 'content-type: text/plain', '--data-binary', marker],
+        `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`,
+      ]);
+    } catch (err) {
+      failure = err;
+    }
+    const pcap = await capture.stop();
+    if (failure !== undefined) throw failure;
+    assert.equal(echo.data, marker);
+    assert.equal(echo.origin, appPod('sleep').status.podIP);
+    const { segments } = readPcap(pcap);
+    assert.ok(
+      segments.some((s) => s.dstPort === HTTPBIN_PORT),
+      'the request went to httpbin:8000 directly',
+    );
+    assert.ok(!segments.some((s) => s.dstPort === HBONE_PORT || s.srcPort === HBONE_PORT), 'no HBONE');
+    assert.ok(pcap.includes(marker), 'unmeshed: the marker crosses the wire in plain text');
+    const clusterIP = kubectl('-n', NS, 'get', 'svc', 'httpbin', '-o', 'jsonpath={.spec.clusterIP}');
+    const get = await curlFromSleep([`http://${clusterIP}:8000/get`]);
+    assert.equal(get.origin, appPod('sleep').status.podIP, 'by Service IP too');
+
+    // A new pod in the still-labelled namespace starts without the mesh (no plugin to stop it).
+    kubectlIn(lateSleep('sleep-after'), 'apply', '-f', '-');
+    await until('sleep-after Ready without the mesh', () => podsOf(NS, 'app=sleep-after').some(ready));
+    assert.ok(!enrolled(appPod('sleep-after')));
   });
 });
