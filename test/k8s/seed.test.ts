@@ -586,6 +586,17 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     k8s('import', archive);
     rmSync(archive);
     const old = ztunnelPod();
+    // The old ztunnel's log, kept after its pod is gone: on a failure its WARN/ERROR lines explain it.
+    let oldLog = '';
+    const follow = execFile(
+      K8S,
+      ['kubectl', '-n', SYSTEM_NS, 'logs', '-f', '--tail=-1', old.metadata.name],
+      { encoding: 'utf8', maxBuffer: 64 << 20 },
+      () => {},
+    );
+    follow.stdout?.on('data', (d: string) => {
+      oldLog += d;
+    });
     const sleep = appPod('sleep');
     const clusterIP = kubectl('-n', NS, 'get', 'svc', 'httpbin', '-o', 'jsonpath={.spec.clusterIP}');
     // One request every 10 ms (curl --rate 100/s), each on a new connection (Connection: close), so
@@ -663,6 +674,17 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       `requests during the rollout: ${results.length} in ${seconds.toFixed(1)} s (${(results.length / seconds).toFixed(0)}/s, one every ${((seconds * 1000) / results.length).toFixed(1)} ms on average), failed: ${failed.length}`,
     );
     assert.ok(results.length > 100, `the client sent ${results.length} requests`);
+    follow.kill();
+    if (failed.length > 0) {
+      const newLog = tryRun(() => kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')) ?? '';
+      const explain = (log: string) =>
+        log
+          .split('\n')
+          .filter((l) => /WARN|ERROR|drain|shutting|handover|migrate/i.test(l))
+          .slice(-40)
+          .join('\n');
+      console.log(`# old ztunnel:\n${explain(oldLog)}\n# new ztunnel:\n${explain(newLog)}`);
+    }
     assert.deepEqual(failed, [], 'no request failed during the rollout');
   });
 
