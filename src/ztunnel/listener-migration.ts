@@ -21,6 +21,15 @@ const run = promisify(execFile);
 
 const SYSCTL = 'net.ipv4.tcp_migrate_req=1';
 
+/** Run by node in a new mount namespace: /proc/sys read-write there, then the sysctl in the pod's netns. */
+const PRIVATE_PROC_SYS_WRITE = `
+import { execFileSync } from 'node:child_process';
+const [enter, sysctl] = process.argv.slice(1);
+execFileSync('mount', ['--bind', '/proc/sys', '/proc/sys']);
+execFileSync('mount', ['-o', 'remount,bind,rw', '/proc/sys']);
+execFileSync('nsenter', [enter, 'sysctl', '-qw', sysctl]);
+`;
+
 /** Sets tcp_migrate_req in `netns`; best effort: false (and a warning) when it cannot be set. */
 export async function enableListenerMigration(netns: NetnsHandle): Promise<boolean> {
   const enter = `--net=${netns.procPath}`;
@@ -32,18 +41,22 @@ export async function enableListenerMigration(netns: NetnsHandle): Promise<boole
     first = failure(err);
   }
   try {
-    // unshare's default propagation for --mount is private: the remount stays in this namespace.
+    // unshare's default propagation for --mount is private: the remount stays in that namespace.
+    // Node runs the steps: the image has no shell.
     await run(
       'unshare',
       [
         '--mount',
-        'sh',
-        '-c',
-        'mount --bind /proc/sys /proc/sys && mount -o remount,bind,rw /proc/sys && exec nsenter "$0" sysctl -qw "$1"',
+        '--',
+        process.execPath,
+        '--input-type=module',
+        '-e',
+        PRIVATE_PROC_SYS_WRITE,
+        '--',
         enter,
         SYSCTL,
       ],
-      { timeout: 5000 },
+      { timeout: 10_000 },
     );
     log.debug('tcp_migrate_req set through a private read-write /proc/sys', { netns: netns.description });
     return true;

@@ -677,6 +677,7 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     follow.kill();
     if (failed.length > 0) {
       const newLog = tryRun(() => kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')) ?? '';
+      console.log(`# failed requests:\n${failed.slice(0, 20).join('\n')}`);
       const explain = (log: string) =>
         log
           .split('\n')
@@ -686,6 +687,13 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       console.log(`# old ztunnel:\n${explain(oldLog)}\n# new ztunnel:\n${explain(newLog)}`);
     }
     assert.deepEqual(failed, [], 'no request failed during the rollout');
+    // Both ztunnels set tcp_migrate_req in each pod (unprivileged: through a private /proc/sys).
+    const newLog = tryRun(() => kubectl('-n', SYSTEM_NS, 'logs', 'ds/ztunnel')) ?? '';
+    for (const [which, log] of [
+      ['old', oldLog],
+      ['new', newLog],
+    ] as const)
+      assert.doesNotMatch(log, /cannot enable tcp_migrate_req/, `the ${which} ztunnel set tcp_migrate_req`);
   });
 
   test('helm uninstall: the pods keep running, unmeshed (no plugin, rules, annotation, ztunnel), and reachable', async (t) => {
