@@ -10,14 +10,14 @@ import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import type { CertificateAuthority } from '../../identity/ca.js';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId, spiffeParts } from '../../identity/spiffe.js';
+import type { IstioCertificateRequest, IstioCertificateResponse } from '../../xds/messages.js';
+import { structString } from '../../xds/messages.js';
 import {
   authenticateCall,
   type Caller,
   CallRefusal,
   type TokenAuthenticator,
 } from '../auth/authenticator.js';
-import type { IstioCertificateRequest, IstioCertificateResponse } from '../wire/messages.js';
-import { structString } from '../wire/messages.js';
 
 const log = logger('ambit::controlplane::ca');
 export const IMPERSONATED_IDENTITY = 'ImpersonatedIdentity';
