@@ -5,7 +5,6 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { type ListenAddress, parseListenAddress } from '../admin/listen-address.js';
 import {
   DEFAULT_AGENT_NAMESPACE,
   DEFAULT_AGENT_RUN_DIR,
@@ -19,6 +18,7 @@ import {
 } from '../cni/selector.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import { type BackendName, type InboundMode, parseBackend, parseInbound } from '../redirect/index.js';
+import { type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
 import { DEFAULT_ZDS_PATH } from '../zds/index.js';
 
 /** Which pods belong to the mesh: shared by the informer logic and the CNI event handler. */

@@ -7,9 +7,9 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { logger } from '../admin/log.js';
 import { unmapIp } from '../cni/event.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import { NetnsHandle } from '../sys/index.js';
 import { podFromCgroupFile } from './cgroup.js';
 

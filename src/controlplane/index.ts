@@ -5,11 +5,11 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { KubeConfig } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import { LocalCa } from '../identity/local-ca.js';
+import { logger } from '../runtime/log.js';
 import { AGGREGATED_DISCOVERY_SERVICE, CERTIFICATE_SERVICE } from '../xds/services.js';
 import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './auth/authenticator.js';
 import { CertificateService } from './ca/service.js';

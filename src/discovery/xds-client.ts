@@ -9,8 +9,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { Client, type ClientDuplexStream, status } from '@grpc/grpc-js';
-import { logger } from '../admin/log.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import {
   type ControlPlaneChannelConfig,
   channelCredentials,

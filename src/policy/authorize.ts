@@ -3,9 +3,9 @@
  * then no enforced ALLOW policy = allow, else one ALLOW must match. Dry-run matches are only logged.
  */
 import { BlockList, isIP } from 'node:net';
-import { logger } from '../admin/log.js';
 import type { Authorization, Cidr, Match, ServiceAccountMatch, StringMatch } from '../discovery/types.js';
 import { namespaceOf, type SpiffeId, serviceAccountOf } from '../identity/spiffe.js';
+import { logger } from '../runtime/log.js';
 
 const log = logger('ztunnel::rbac');
 const SPIFFE_PREFIX = 'spiffe://';

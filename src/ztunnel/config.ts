@@ -4,9 +4,9 @@
  * Errors name the flag or variable the bad value came from.
  */
 import { parseArgs } from 'node:util';
-import { formatListenAddress, type ListenAddress, parseListenAddress } from '../admin/listen-address.js';
-import { LEVELS, type Level, parseLevel } from '../admin/log.js';
 import { AmbitError } from '../errors.js';
+import { formatListenAddress, type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
+import { LEVELS, type Level, parseLevel } from '../runtime/log.js';
 import { DEFAULT_INPOD_UDS, DEFAULT_PACKET_MARK } from './inpod/config.js';
 
 export interface LogDirective {

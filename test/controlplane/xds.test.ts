@@ -15,9 +15,9 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { setLogSink } from '../../src/admin/log.js';
 import { WorkloadStore } from '../../src/discovery/store.js';
 import { XdsClient } from '../../src/discovery/xds-client.js';
+import { setLogSink } from '../../src/runtime/log.js';
 import {
   ADDRESS_TYPE_URL,
   AUTHORIZATION_TYPE_URL,

@@ -9,8 +9,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ServerDuplexStream, status } from '@grpc/grpc-js';
-import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../../xds/messages.js';
 import {
   authenticateCall,

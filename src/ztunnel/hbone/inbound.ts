@@ -5,7 +5,6 @@
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { logger } from '../../admin/log.js';
 import type { WorkloadStore } from '../../discovery/store.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
@@ -22,6 +21,7 @@ import type { SpiffeId } from '../../identity/spiffe.js';
 import { applicablePolicies } from '../../policy/applicable.js';
 import { authorize } from '../../policy/authorize.js';
 import type { ConnectionTracker } from '../../policy/tracker.js';
+import { logger } from '../../runtime/log.js';
 import { unmapIPv4 } from '../../sys/index.js';
 import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
 import { type ConnectionInfo, hostPort } from '../connection-info.js';

@@ -2,8 +2,9 @@
  * In-pod mode settings from the environment (names and defaults as upstream ztunnel), and the
  * start-up lines users grep for (`kubectl logs ds/ztunnel | grep inpod`).
  */
-import { logger } from '../../admin/log.js';
+
 import { AmbitError } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 
 export const DEFAULT_INPOD_UDS = '/var/run/ztunnel/ztunnel.sock';
 export const DEFAULT_PACKET_MARK = 1337;

@@ -4,8 +4,8 @@
  * Implements the in-pod state manager's InPodProxy/InPodProxyFactory.
  */
 import type { Server, Socket } from 'node:net';
-import { logger } from '../../admin/log.js';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { listenInNetns, type NetnsHandle, resetSocket } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import type { InPodProxy, InPodProxyFactory, StopMode } from '../inpod/proxy.js';
