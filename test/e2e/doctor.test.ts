@@ -18,10 +18,10 @@ import { type CheckId, type DoctorReport, labTarget, runDoctor } from '../../src
 import { type ApiServer, startApiServer } from '../../src/lab/apiserver/index.js';
 import { findResource } from '../../src/lab/apiserver/resources.js';
 import { createPod, type LabPod, labDown, labUp } from '../../src/lab/index.js';
-import { LabMesh } from '../../src/lab/mesh.js';
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { ConfigDump } from '../../src/ztunnel/admin/config-dump.js';
+import { LabMesh } from '../helpers/lab-mesh.js';
 import { run, uniqueSubnet } from '../helpers/netns.js';
 
 const MAIN = new URL('../../src/cli/main.js', import.meta.url).href;
