@@ -5,21 +5,16 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import {
-  DEFAULT_AGENT_NAMESPACE,
-  DEFAULT_AGENT_RUN_DIR,
-  DEFAULT_EXCLUDE_NAMESPACES,
-  EVENT_SOCKET_NAME,
-} from '../cni/names.js';
+import { DEFAULT_AGENT_NAMESPACE, DEFAULT_EXCLUDE_NAMESPACES } from '../cni/names.js';
 import {
   DEFAULT_ENABLEMENT_SELECTORS,
   type EnablementSelector,
   parseEnablementSelectors,
 } from '../cni/selector.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { DEFAULT_AGENT_RUN_DIR, EVENT_SOCKET_NAME, ZDS_SOCKET_PATH } from '../node/contract.js';
 import { type BackendName, type InboundMode, parseBackend, parseInbound } from '../redirect/index.js';
 import { type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
-import { DEFAULT_ZDS_PATH } from '../zds/index.js';
 
 /** Which pods belong to the mesh: shared by the informer logic and the CNI event handler. */
 export interface AgentSelection {
@@ -69,7 +64,7 @@ const OPTIONS: readonly Option[] = [
   {
     flag: 'zds-socket',
     env: 'ZTUNNEL_UDS_ADDRESS',
-    default: DEFAULT_ZDS_PATH,
+    default: ZDS_SOCKET_PATH,
     help: 'ZDS socket ztunnel connects to',
   },
   {

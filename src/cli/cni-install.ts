@@ -8,8 +8,9 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { CniInstaller } from '../cni/install/installer.js';
 import { inClusterTarget, readKubeconfig, SERVICE_ACCOUNT_DIR } from '../cni/kubeconfig.js';
-import { DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_RUN_DIR, DEFAULT_EXCLUDE_NAMESPACES } from '../cni/names.js';
+import { DEFAULT_AGENT_NAMESPACE, DEFAULT_EXCLUDE_NAMESPACES } from '../cni/names.js';
 import { parseEnablementSelectors } from '../cni/selector.js';
+import { DEFAULT_AGENT_RUN_DIR } from '../node/contract.js';
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
 

@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Gauge, Registry } from 'prom-client';
 import { errorMessage } from '../errors.js';
+import { ZDS_SOCKET_PATH } from '../node/contract.js';
 import { logger } from '../runtime/log.js';
 import { NetnsHandle, SeqpacketServer, type SeqpacketSocket } from '../sys/index.js';
 import { AgentConnection } from './agent-connection.js';
@@ -18,7 +19,6 @@ import { ZDS_MAX_MESSAGE } from './packet.js';
 
 const log = logger('ambit::zds::server');
 
-export const DEFAULT_ZDS_PATH = '/var/run/ztunnel/ztunnel.sock';
 const CONNECTED_GAUGE = 'ztunnel_connected';
 
 /** A pod's netns as the agent knows it: an open handle (kept by its owner) or a path opened per send. */
@@ -95,7 +95,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
 
   /** Listens at `path` (default /var/run/ztunnel/ztunnel.sock), replacing a stale socket file. */
   static listen(options: ZdsServerOptions): ZdsServer {
-    const path = options.path ?? DEFAULT_ZDS_PATH;
+    const path = options.path ?? ZDS_SOCKET_PATH;
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     const listener = SeqpacketServer.listen(path, {
       mode: options.mode ?? 0o600,

@@ -5,9 +5,9 @@
  */
 import { parseArgs } from 'node:util';
 import { AmbitError } from '../errors.js';
+import { PROXY_MARK, ZDS_SOCKET_PATH } from '../node/contract.js';
 import { formatListenAddress, type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
 import { LEVELS, type Level, parseLevel } from '../runtime/log.js';
-import { DEFAULT_INPOD_UDS, DEFAULT_PACKET_MARK } from './inpod/config.js';
 
 export interface LogDirective {
   /** Undefined for the default level. */
@@ -72,7 +72,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'inpod-uds',
     env: 'INPOD_UDS',
-    default: DEFAULT_INPOD_UDS,
+    default: ZDS_SOCKET_PATH,
     help: "the node agent's ZDS socket",
   },
   {
@@ -84,7 +84,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'packet-mark',
     env: 'PACKET_MARK',
-    default: String(DEFAULT_PACKET_MARK),
+    default: String(PROXY_MARK),
     help: 'SO_MARK on every socket the proxy makes (decimal or 0x hex)',
   },
   {

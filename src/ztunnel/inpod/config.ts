@@ -4,10 +4,8 @@
  */
 
 import { AmbitError } from '../../errors.js';
+import { PROXY_MARK, ZDS_SOCKET_PATH } from '../../node/contract.js';
 import { logger } from '../../runtime/log.js';
-
-export const DEFAULT_INPOD_UDS = '/var/run/ztunnel/ztunnel.sock';
-export const DEFAULT_PACKET_MARK = 1337;
 
 export interface InPodConfig {
   /** In-pod ("shared") proxy mode: PROXY_MODE unset or `shared`. */
@@ -33,13 +31,13 @@ export function inPodConfigFromEnv(env: NodeJS.ProcessEnv = process.env): InPodC
     throw new AmbitError('ERR_CONFIG', `PROXY_MODE=${mode}: expected shared or dedicated`);
   }
   const markText = env['PACKET_MARK']?.trim();
-  const mark = markText ? Number(markText) : DEFAULT_PACKET_MARK;
+  const mark = markText ? Number(markText) : PROXY_MARK;
   if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) {
     throw new AmbitError('ERR_CONFIG', `PACKET_MARK=${markText}: expected an integer from 0 to 4294967295`);
   }
   return {
     enabled: mode === 'shared',
-    uds: env['INPOD_UDS']?.trim() || DEFAULT_INPOD_UDS,
+    uds: env['INPOD_UDS']?.trim() || ZDS_SOCKET_PATH,
     portReuse:
       env['INPOD_PORT_REUSE'] === undefined ? true : parseBool('INPOD_PORT_REUSE', env['INPOD_PORT_REUSE']),
     mark,
