@@ -6,6 +6,7 @@
 import { AmbitError } from '../../errors.js';
 import { PROXY_MARK, ZDS_SOCKET_PATH } from '../../node/contract.js';
 import { logger } from '../../runtime/log.js';
+import { parseBool } from '../../runtime/options.js';
 
 export interface InPodConfig {
   /** In-pod ("shared") proxy mode: PROXY_MODE unset or `shared`. */
@@ -18,11 +19,10 @@ export interface InPodConfig {
   mark: number;
 }
 
-function parseBool(name: string, value: string): boolean {
-  const v = value.trim().toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new AmbitError('ERR_CONFIG', `${name}=${value}: expected true or false`);
+function bool(name: string, value: string): boolean {
+  const b = parseBool(value.trim());
+  if (b === undefined) throw new AmbitError('ERR_CONFIG', `${name}=${value}: expected true or false`);
+  return b;
 }
 
 export function inPodConfigFromEnv(env: NodeJS.ProcessEnv = process.env): InPodConfig {
@@ -39,7 +39,7 @@ export function inPodConfigFromEnv(env: NodeJS.ProcessEnv = process.env): InPodC
     enabled: mode === 'shared',
     uds: env['INPOD_UDS']?.trim() || ZDS_SOCKET_PATH,
     portReuse:
-      env['INPOD_PORT_REUSE'] === undefined ? true : parseBool('INPOD_PORT_REUSE', env['INPOD_PORT_REUSE']),
+      env['INPOD_PORT_REUSE'] === undefined ? true : bool('INPOD_PORT_REUSE', env['INPOD_PORT_REUSE']),
     mark,
   };
 }
