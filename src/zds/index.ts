@@ -9,7 +9,6 @@ export {
   ZDS_MAX_MESSAGE,
 } from './packet.js';
 export {
-  type NetnsRef,
   type SnapshotPod,
   type ZdsPodSource,
   ZdsServer,

@@ -11,7 +11,7 @@ import { Gauge, Registry } from 'prom-client';
 import { errorMessage } from '../errors.js';
 import { ZDS_SOCKET_PATH } from '../node/contract.js';
 import { logger } from '../runtime/log.js';
-import { NetnsHandle, SeqpacketServer, type SeqpacketSocket } from '../sys/index.js';
+import { NetnsHandle, type NetnsRef, SeqpacketServer, type SeqpacketSocket } from '../sys/index.js';
 import { AgentConnection } from './agent-connection.js';
 import { ZdsError } from './errors.js';
 import { type WorkloadInfo, type WorkloadUid, ZDS_VERSION_V1 } from './messages.js';
@@ -20,9 +20,6 @@ import { ZDS_MAX_MESSAGE } from './packet.js';
 const log = logger('ambit::zds::server');
 
 const CONNECTED_GAUGE = 'ztunnel_connected';
-
-/** A pod's netns as the agent knows it: an open handle (kept by its owner) or a path opened per send. */
-export type NetnsRef = NetnsHandle | string;
 
 export interface SnapshotPod {
   uid: WorkloadUid;
