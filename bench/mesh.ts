@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadLab } from '../src/lab/index.js';
-import { LabMesh } from '../src/lab/mesh.js';
 import type { LabPod } from '../src/lab/state.js';
+import { LabMesh } from '../test/helpers/lab-mesh.js';
 
 export async function startMesh(lab: string, pods: LabPod[]): Promise<() => Promise<void>> {
   const dir = mkdtempSync(join(tmpdir(), 'ambit-bench-'));

@@ -12,6 +12,26 @@ export class AmbitError extends Error {
   }
 }
 
+/**
+ * A failure that says whether trying again later can help: the agent's queue retries it with backoff,
+ * or logs and drops it. Each module names its codes in a union (`RetryableError<ZdsErrorCode>`).
+ */
+export class RetryableError<Code extends string = string> extends AmbitError {
+  declare readonly code: Code;
+  readonly retryable: boolean;
+
+  constructor(code: Code, message: string, options: { retryable: boolean; cause?: unknown }) {
+    super(code, message, { cause: options.cause });
+    this.name = 'RetryableError';
+    this.retryable = options.retryable;
+  }
+}
+
+/** Errors without a retryable flag are retried: an unknown failure may well be transient. */
+export function isRetryable(err: unknown): boolean {
+  return !(err instanceof RetryableError) || err.retryable;
+}
+
 /** The `code` of anything thrown, when it has one (AmbitError, Node system errors). */
 export function errorCode(err: unknown): string | undefined {
   if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;

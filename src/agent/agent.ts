@@ -9,13 +9,13 @@
  */
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Counter, Registry } from 'prom-client';
-import { type HttpServer, reply, serveHttp } from '../admin/http-server.js';
-import type { ListenAddress } from '../admin/listen-address.js';
-import { logger } from '../admin/log.js';
-import { serveMetrics } from '../admin/metrics-server.js';
 import { type ShutdownIntent, shutdownIntent } from '../cni/safe-upgrade.js';
 import { errorMessage } from '../errors.js';
 import { createRedirector, type HostProbes } from '../redirect/index.js';
+import { type HttpServer, reply, serveHttp } from '../runtime/http-server.js';
+import type { ListenAddress } from '../runtime/listen-address.js';
+import { logger } from '../runtime/log.js';
+import { serveMetrics } from '../runtime/metrics-server.js';
 import type { NetnsHandle } from '../sys/index.js';
 import { ZdsError, ZdsServer } from '../zds/index.js';
 import { cniAddHandler } from './cni-add.js';

@@ -4,9 +4,9 @@
  * the mesh with the event's netns and IPs (the pod's status has no IPs yet at sandbox time).
  */
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import type { CniAddEvent } from '../cni/event.js';
 import { isAmbientPod } from '../cni/selector.js';
+import { logger } from '../runtime/log.js';
 import type { CniRequest } from './cni-event-server.js';
 import type { AgentSelection } from './config.js';
 import { DataplaneError } from './errors.js';

@@ -7,9 +7,9 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import { dirname } from 'node:path';
-import { logger } from '../admin/log.js';
 import { CMDADD_PATH, type CniAddEvent, parseCniEvent, STATUS_PATH } from '../cni/event.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 
 /** Where an event came from: aborted once the plugin has gone, and when it arrived (hrtime). */
 export interface CniRequest {

@@ -3,15 +3,8 @@
  * else defaults as the chart sets them. Every bad value is an AGENT_CONFIG error naming its source.
  */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { type ListenAddress, parseListenAddress } from '../admin/listen-address.js';
-import {
-  DEFAULT_AGENT_NAMESPACE,
-  DEFAULT_AGENT_RUN_DIR,
-  DEFAULT_EXCLUDE_NAMESPACES,
-  EVENT_SOCKET_NAME,
-} from '../cni/names.js';
+import { DEFAULT_AGENT_NAMESPACE, DEFAULT_EXCLUDE_NAMESPACES } from '../cni/names.js';
 import { AGENT_DAEMONSET_NAME } from '../cni/safe-upgrade.js';
 import {
   DEFAULT_ENABLEMENT_SELECTORS,
@@ -19,8 +12,16 @@ import {
   parseEnablementSelectors,
 } from '../cni/selector.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { DEFAULT_AGENT_RUN_DIR, EVENT_SOCKET_NAME, ZDS_SOCKET_PATH } from '../node/contract.js';
 import { type BackendName, type InboundMode, parseBackend, parseInbound } from '../redirect/index.js';
-import { DEFAULT_ZDS_PATH } from '../zds/index.js';
+import { type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
+import {
+  type OptionSpec,
+  type OptionValue,
+  optionError,
+  parseBool,
+  readOptions,
+} from '../runtime/options.js';
 
 /** Which pods belong to the mesh: shared by the informer logic and the CNI event handler. */
 export interface AgentSelection {
@@ -51,14 +52,7 @@ export interface AgentConfig extends AgentSelection {
   disableSafeUpgrade: boolean;
 }
 
-interface Option {
-  flag: string;
-  env?: string;
-  default?: string;
-  help: string;
-}
-
-const OPTIONS: readonly Option[] = [
+const OPTIONS: readonly OptionSpec[] = [
   { flag: 'node-name', env: 'NODE_NAME', help: 'this node; only its pods are watched (required)' },
   {
     flag: 'kubeconfig',
@@ -74,7 +68,7 @@ const OPTIONS: readonly Option[] = [
   {
     flag: 'zds-socket',
     env: 'ZTUNNEL_UDS_ADDRESS',
-    default: DEFAULT_ZDS_PATH,
+    default: ZDS_SOCKET_PATH,
     help: 'ZDS socket ztunnel connects to',
   },
   {
@@ -160,39 +154,25 @@ export function agentHelp(): string {
 const fail = (why: string): never => {
   throw new AmbitError('AGENT_CONFIG', why);
 };
-
-function parseBool(text: string, source: string): boolean {
-  if (/^(true|1|yes)$/i.test(text)) return true;
-  if (/^(false|0|no)$/i.test(text)) return false;
-  return fail(`${source}=${text}: expected true or false`);
-}
+const bad = (value: OptionValue, why: string): never => {
+  throw optionError('AGENT_CONFIG', value, why);
+};
 
 export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  let values: Record<string, string | boolean | undefined>;
+  let option: (flag: string) => OptionValue | undefined;
   try {
-    values = parseArgs({
-      args: argv,
-      options: Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
-      strict: true,
-      allowPositionals: false,
-    }).values;
+    option = readOptions(OPTIONS, argv, env);
   } catch (err) {
     return fail(errorMessage(err));
   }
-  const value = (flag: string): { text: string | undefined; source: string } => {
-    const o = OPTIONS.find((x) => x.flag === flag)!;
-    const fromFlag = values[flag];
-    if (typeof fromFlag === 'string') return { text: fromFlag, source: `--${flag}` };
-    const fromEnv = o.env ? env[o.env] : undefined;
-    if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: o.env! };
-    return { text: o.default, source: `--${flag}` };
-  };
-  const text = (flag: string) => value(flag).text;
+  // The options read with `must` all have a default.
+  const must = (flag: string): OptionValue => option(flag)!;
+  const text = (flag: string) => option(flag)?.text;
 
   const nodeName = text('node-name') ?? fail('the node name is required: pass --node-name or set NODE_NAME');
   let selectors: readonly EnablementSelector[] = DEFAULT_ENABLEMENT_SELECTORS;
-  const sel = value('enablement-selectors');
-  if (sel.text !== undefined) {
+  const sel = option('enablement-selectors');
+  if (sel !== undefined) {
     let decoded: unknown;
     try {
       decoded = parseYaml(sel.text);
@@ -202,24 +182,24 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     selectors = parseEnablementSelectors(decoded, sel.source);
   }
   const addr = (flag: string) => {
-    const v = value(flag);
+    const v = must(flag);
     try {
-      return parseListenAddress(v.text!, v.source);
+      return parseListenAddress(v.text, v.source);
     } catch (err) {
       return fail(errorMessage(err));
     }
   };
   const withSource = <T>(flag: string, parse: (t: string) => T): T => {
-    const v = value(flag);
+    const v = must(flag);
     try {
-      return parse(v.text!);
+      return parse(v.text);
     } catch (err) {
       return fail(`${v.source}: ${errorMessage(err)}`);
     }
   };
   const runDir = text('run-dir')!;
-  const reconcile = value('reconcile-on-startup');
-  const safeUpgrade = value('disable-safe-upgrade');
+  const reconcile = must('reconcile-on-startup');
+  const safeUpgrade = must('disable-safe-upgrade');
   return {
     nodeName,
     kubeconfig: text('kubeconfig'),
@@ -238,8 +218,8 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     procRoot: text('proc-root')!,
     healthAddr: addr('health-addr'),
     metricsAddr: addr('metrics-addr'),
-    reconcileOnStartup: parseBool(reconcile.text!, reconcile.source),
+    reconcileOnStartup: parseBool(reconcile.text) ?? bad(reconcile, 'expected true or false'),
     podNamespace: text('pod-namespace'),
-    disableSafeUpgrade: parseBool(safeUpgrade.text!, safeUpgrade.source),
+    disableSafeUpgrade: parseBool(safeUpgrade.text) ?? bad(safeUpgrade, 'expected true or false'),
   };
 }

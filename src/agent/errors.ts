@@ -1,5 +1,5 @@
 /** Dataplane failures, marked retryable (the queue tries again with backoff) or not (logged and dropped). */
-import { AmbitError } from '../errors.js';
+import { RetryableError } from '../errors.js';
 
 export type DataplaneErrorCode =
   /** No netns path was given and neither the cache nor the /proc scan knows the pod's netns. */
@@ -26,17 +26,6 @@ export type DataplaneErrorCode =
   | 'AGENT_POD_NOT_FOUND'
   | 'AGENT_POD_NOT_AMBIENT';
 
-export class DataplaneError extends AmbitError {
-  readonly retryable: boolean;
-
-  constructor(code: DataplaneErrorCode, message: string, options: { retryable: boolean; cause?: unknown }) {
-    super(code, message, { cause: options.cause });
-    this.name = 'DataplaneError';
-    this.retryable = options.retryable;
-  }
-}
-
-/** Errors without a retryable flag are retried: an unknown failure may well be transient. */
-export function isRetryable(err: unknown): boolean {
-  return !(err instanceof DataplaneError) || err.retryable;
-}
+/** ambit's one retryable error class, with the dataplane's codes. */
+export const DataplaneError = RetryableError<DataplaneErrorCode>;
+export type DataplaneError = RetryableError<DataplaneErrorCode>;

@@ -15,8 +15,8 @@ import {
   type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import type { Annotator } from './mesh-dataplane.js';
 import { podRef, REDIRECTION_ANNOTATION, type RedirectionState } from './pods.js';
 import type { AgentEvent, ClusterView } from './reconciler.js';

@@ -22,8 +22,8 @@
  * the live one (AGENT_CALLER_GONE / AGENT_NETNS_STALE, both not retried).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import { errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import { NetnsHandle } from '../sys/index.js';
 import { type WorkloadInfo, type WorkloadUid, workloadUid } from '../zds/index.js';
 import { DataplaneError } from './errors.js';

@@ -7,9 +7,9 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { logger } from '../admin/log.js';
-import { unmapIp } from '../cni/event.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { unmapIPv4 } from '../net/ip.js';
+import { logger } from '../runtime/log.js';
 import { NetnsHandle } from '../sys/index.js';
 import { podFromCgroupFile } from './cgroup.js';
 
@@ -42,7 +42,7 @@ export const addressesInNetns: AddressLister = (netns) =>
       try {
         const links = JSON.parse(stdout) as { addr_info?: { local?: string }[] }[];
         resolve(
-          links.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (a.local ? [unmapIp(a.local)] : []))),
+          links.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (a.local ? [unmapIPv4(a.local)] : []))),
         );
       } catch (e) {
         reject(new AmbitError('AGENT_NETNS_ADDRESSES', `ip -j addr printed no JSON: ${errorMessage(e)}`));
@@ -135,7 +135,7 @@ export class NetnsFinder {
   async #owns(handle: NetnsHandle, pod: WantedPod): Promise<boolean> {
     try {
       const addrs = await this.#addresses(handle);
-      return pod.ips.some((ip) => addrs.includes(unmapIp(ip)));
+      return pod.ips.some((ip) => addrs.includes(unmapIPv4(ip)));
     } catch (err) {
       log.warn('cannot confirm pod netns', { uid: pod.uid, error: errorMessage(err) });
       return false;

@@ -3,8 +3,8 @@
  * ZDS workload info. One place, so the informer logic and the dataplane agree on every field.
  */
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { unmapIp } from '../cni/event.js';
 import { isAmbientPod, type Labels } from '../cni/selector.js';
+import { unmapIPv4 } from '../net/ip.js';
 import type { WorkloadInfo } from '../zds/index.js';
 import type { AgentSelection } from './config.js';
 
@@ -23,7 +23,7 @@ export function podRef(pod: V1Pod): string {
 export function podIps(pod: V1Pod): string[] {
   const list = pod.status?.podIPs?.map((p) => p.ip).filter((ip): ip is string => !!ip) ?? [];
   const ips = list.length > 0 ? list : pod.status?.podIP ? [pod.status.podIP] : [];
-  return [...new Set(ips.map(unmapIp))];
+  return [...new Set(ips.map(unmapIPv4))];
 }
 
 export function redirectionState(pod: V1Pod): RedirectionState | undefined {

@@ -4,11 +4,10 @@
  */
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { Counter } from 'prom-client';
-import { logger } from '../admin/log.js';
 import { matchesNamespace } from '../cni/selector.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, isRetryable } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import type { AgentSelection } from './config.js';
-import { isRetryable } from './errors.js';
 import type { MeshDataplane } from './mesh-dataplane.js';
 import {
   isTerminal,

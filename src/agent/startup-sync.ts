@@ -5,8 +5,8 @@
  * rules optionally repaired. Pods whose netns is not found stay cached without one (ZDS Keep).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import { errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import type { NetnsHandle } from '../sys/index.js';
 import type { NetnsFinder } from './netns-finder.js';
 import type { PodCache } from './pod-cache.js';

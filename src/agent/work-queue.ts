@@ -4,8 +4,9 @@
  * after a per-item exponential backoff (5 ms doubling to 5 s, forever), also held to a 10/s,
  * burst-100 token bucket so a flood of failures cannot spin.
  */
-import { logger } from '../admin/log.js';
+
 import { errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 
 const log = logger('ambit::agent::queue');
 

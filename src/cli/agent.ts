@@ -1,9 +1,9 @@
 /** `ambit agent`: the node agent process (configuration in src/agent/config.ts). */
 
-import { logger } from '../admin/log.js';
 import { Agent } from '../agent/agent.js';
 import { type AgentConfig, agentHelp, parseAgentConfig } from '../agent/config.js';
 import { errorCode, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import { type Command, EXIT_OK, EXIT_USAGE, exitOnStartupFailure } from './command.js';
 
 const log = logger('ambit::agent');

@@ -1,10 +1,10 @@
 /** `ambit doctor <ns>/<pod>`: the seed's redirection checks for one pod, PASS/FAIL with the next step. */
 import { parseArgs } from 'node:util';
-import { parseListenAddress } from '../admin/listen-address.js';
 import { formatReport, labTarget, nodeTarget, runDoctor } from '../doctor/index.js';
 import { AmbitError } from '../errors.js';
 import { chooseLab, listLabs, parsePodRef } from '../lab/index.js';
 import { parseBackend, parseInbound } from '../redirect/index.js';
+import { parseListenAddress } from '../runtime/listen-address.js';
 import { type Command, EXIT_FAILURE, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage: ambit doctor <namespace>/<pod> [options]

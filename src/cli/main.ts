@@ -19,7 +19,7 @@ const COMMANDS: Record<string, Entry> = {
   },
   'cni-install': {
     summary: 'install the ambit-cni chained plugin into the CNI config and keep it there',
-    load: async () => (await import('../cni/install/command.js')).default,
+    load: async () => (await import('./cni-install.js')).default,
   },
   'cni-uninstall': {
     summary: "take ambit out of every node before uninstalling (the chart's pre-delete hook)",

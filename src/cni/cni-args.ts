@@ -3,6 +3,7 @@
  * the plugin does not know is an error unless the runtime added `IgnoreUnknown=1` (containerd does).
  */
 import { AmbitError } from '../errors.js';
+import { parseBool } from '../runtime/options.js';
 
 export interface K8sArgs {
   K8S_POD_NAME: string;
@@ -20,10 +21,9 @@ const KNOWN = new Set<string>([
 ]);
 
 /** Go's UnmarshallableBool: 1/true/0/false, any case. */
-function parseBool(key: string, value: string): boolean {
-  const v = value.toLowerCase();
-  if (v === '1' || v === 'true') return true;
-  if (v === '0' || v === 'false') return false;
+function unmarshalBool(key: string, value: string): boolean {
+  const b = parseBool(value);
+  if (b !== undefined) return b;
   throw new AmbitError(
     'CNI_ARGS_INVALID',
     `CNI_ARGS: ${key} must be a boolean (1/true/0/false), got '${value}'`,
@@ -44,7 +44,7 @@ export function parseCniArgs(text: string | undefined): K8sArgs {
       throw new AmbitError('CNI_ARGS_INVALID', `CNI_ARGS: invalid pair '${pair}' (want KEY=VALUE)`);
     return [kv[0]!, kv[1]!] as const;
   });
-  const ignoreUnknown = pairs.some(([k, v]) => k === 'IgnoreUnknown' && parseBool(k, v));
+  const ignoreUnknown = pairs.some(([k, v]) => k === 'IgnoreUnknown' && unmarshalBool(k, v));
   for (const [key, value] of pairs) {
     if (key === 'IgnoreUnknown') continue;
     if (KNOWN.has(key)) args[key as keyof K8sArgs] = value;

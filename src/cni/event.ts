@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { AmbitError } from '../errors.js';
+import { unmapIPv4 } from '../net/ip.js';
 
 export interface WireIpConfig {
   Interface: number | null;
@@ -29,12 +30,6 @@ export interface CniAddEvent {
 export const CMDADD_PATH = '/cmdadd';
 export const STATUS_PATH = '/status';
 
-/** `::ffff:10.0.0.2` -> `10.0.0.2`; anything else unchanged. */
-export function unmapIp(ip: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m ? m[1]! : ip;
-}
-
 function maskBytes(prefix: number, family: 4 | 6): Buffer {
   const bytes = Buffer.alloc(family === 4 ? 4 : 16);
   for (let i = 0; i < prefix; i++) bytes[i >> 3]! |= 0x80 >> (i & 7);
@@ -48,7 +43,7 @@ export function wireIps(ips: unknown): WireIpConfig[] {
   return ips.map((entry, i) => {
     const e = (entry ?? {}) as Record<string, unknown>;
     const m = typeof e['address'] === 'string' ? /^(.+)\/(\d{1,3})$/.exec(e['address']) : null;
-    const ip = m ? unmapIp(m[1]!) : '';
+    const ip = m ? unmapIPv4(m[1]!) : '';
     const family = isIP(ip);
     const prefix = m ? Number(m[2]) : -1;
     if (family === 0 || prefix > (family === 4 ? 32 : 128)) {
@@ -83,7 +78,7 @@ export function parseCniEvent(value: unknown): CniAddEvent {
     podNamespace: v['PodNamespace'] as string,
     ips: ips.map((entry, i) => {
       const addr = (entry as { Address?: { IP?: unknown } } | null)?.Address?.IP;
-      const ip = typeof addr === 'string' ? unmapIp(addr) : '';
+      const ip = typeof addr === 'string' ? unmapIPv4(addr) : '';
       if (isIP(ip) === 0) fail(`IPs[${i}].Address.IP is not an IP address: ${JSON.stringify(addr)}`);
       return ip;
     }),

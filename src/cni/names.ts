@@ -1,10 +1,9 @@
 /**
  * The names ambit's chained plugin is known by: the conflist `type`, the executable, and the files
  * it shares with the node agent in the agent's run dir (all configurable through the plugin config).
+ * The run dir and the event socket are the node contract's (src/node/contract.ts).
  */
 export const PLUGIN_TYPE = 'ambit-cni';
-export const DEFAULT_AGENT_RUN_DIR = '/var/run/ambit';
-export const EVENT_SOCKET_NAME = 'pluginevent.sock';
 export const PLUGIN_KUBECONFIG_NAME = 'ambit-cni-kubeconfig';
 /** Pods of the node agent's DaemonSet; the plugin lets them through without asking anyone. */
 export const AGENT_POD_NAME_PREFIX = 'ambit-cni-node-';

@@ -5,17 +5,17 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { KubeConfig } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import { LocalCa } from '../identity/local-ca.js';
+import { logger } from '../runtime/log.js';
+import { AGGREGATED_DISCOVERY_SERVICE, CERTIFICATE_SERVICE } from '../xds/services.js';
 import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './auth/authenticator.js';
 import { CertificateService } from './ca/service.js';
 import { issueServingCertificate } from './ca/serving-cert.js';
 import { KubeCaStore, type ObjectRef } from './kube-ca-store.js';
 import { ApiPodLookup, KubeSource } from './kube-source.js';
-import { AGGREGATED_DISCOVERY_SERVICE, CERTIFICATE_SERVICE } from './wire/services.js';
 import { DeltaXdsServer } from './xds/delta-server.js';
 import { ResourceCache } from './xds/resource-cache.js';
 

@@ -11,9 +11,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiException, CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import { AmbitError, errorMessage } from '../errors.js';
 import { ROOT_CERT_FILE, ROOT_KEY_FILE } from '../identity/local-ca.js';
+import { logger } from '../runtime/log.js';
 
 const log = logger('ambit::controlplane::ca');
 

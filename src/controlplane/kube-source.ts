@@ -13,9 +13,9 @@ import {
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
-import { logger } from '../admin/log.js';
 import type { Authorization } from '../discovery/types.js';
 import { errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import type { PodInfo, PodLookup } from './ca/service.js';
 import { type ClusterIdentity, serviceOf, workloadOf } from './xds/cluster-model.js';
 import type { ResourceCache } from './xds/resource-cache.js';

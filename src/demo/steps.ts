@@ -7,18 +7,18 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { parseListenAddress } from '../admin/listen-address.js';
 import { formatReport, labTarget, runDoctor } from '../doctor/index.js';
 import { errorMessage } from '../errors.js';
 import { startCapture } from '../lab/capture.js';
 import { execIn } from '../lab/system.js';
+import { INBOUND_HBONE_PORT } from '../node/contract.js';
 import { parseBackend, parseInbound } from '../redirect/index.js';
+import { parseListenAddress } from '../runtime/listen-address.js';
 import { type DemoCluster, ztunnelPid } from './cluster.js';
 import { readPcap, streamsOf } from './pcap.js';
 import { expect, type Walkthrough } from './walkthrough.js';
 
 const execFileAsync = promisify(execFile);
-const HBONE_PORT = 15008;
 const HTTPBIN_PORT = 8000;
 const ACCESS_LOG_TIMEOUT_MS = 30_000;
 const SERVICE_ACCOUNT = (ns: string) => `spiffe://cluster.local/ns/${ns}/sa/default`;
@@ -177,10 +177,10 @@ export async function encrypted(c: DemoCluster, w: Walkthrough): Promise<LogMark
 
   const { segments } = readPcap(pcap);
   expect(segments.length > 0, 'the capture holds no TCP packet at all');
-  const stray = segments.filter((s) => s.srcPort !== HBONE_PORT && s.dstPort !== HBONE_PORT);
+  const stray = segments.filter((s) => s.srcPort !== INBOUND_HBONE_PORT && s.dstPort !== INBOUND_HBONE_PORT);
   expect(
     stray.length === 0,
-    `${stray.length} TCP packets not to or from port ${HBONE_PORT}, e.g. ${stray[0]?.src}:${stray[0]?.srcPort} > ${stray[0]?.dst}:${stray[0]?.dstPort}`,
+    `${stray.length} TCP packets not to or from port ${INBOUND_HBONE_PORT}, e.g. ${stray[0]?.src}:${stray[0]?.srcPort} > ${stray[0]?.dst}:${stray[0]?.dstPort}`,
   );
   const streams = streamsOf(segments).filter((s) => s.bytes > 0);
   expect(streams.length >= 2, 'the capture holds no payload in both directions');
@@ -195,14 +195,16 @@ export async function encrypted(c: DemoCluster, w: Walkthrough): Promise<LogMark
     expect(s.tls, `the bytes ${s.from}:${s.fromPort} > ${s.to}:${s.toPort} are not a chain of TLS records`);
   }
   expect(
-    streams.some((s) => s.toPort === HBONE_PORT && (s.tls?.['application_data'] ?? 0) > 0),
-    `no TLS application data towards port ${HBONE_PORT}`,
+    streams.some((s) => s.toPort === INBOUND_HBONE_PORT && (s.tls?.['application_data'] ?? 0) > 0),
+    `no TLS application data towards port ${INBOUND_HBONE_PORT}`,
   );
   for (const text of [marker, 'POST /post', 'hello httpbin']) {
     expect(!pcap.includes(text), `the capture contains '${text}' in plain text`);
     w.line(`'${text}' in the capture: no`);
   }
-  w.line(`Every TCP packet on the wire is HBONE to port ${HBONE_PORT}, mutual TLS: the app never knew.`);
+  w.line(
+    `Every TCP packet on the wire is HBONE to port ${INBOUND_HBONE_PORT}, mutual TLS: the app never knew.`,
+  );
   return marks;
 }
 

@@ -4,8 +4,8 @@
  */
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { logger } from '../admin/log.js';
 import { errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import { parseLocalConfig } from './local-config.js';
 import type { WorkloadStore } from './store.js';
 

@@ -3,7 +3,7 @@
  * Sources (the local YAML file today, xDS later) replace or patch it; readers subscribe to 'change'.
  */
 import { EventEmitter } from 'node:events';
-import { isIPv4 } from 'node:net';
+import { unmapIPv4 } from '../net/ip.js';
 import {
   type Authorization,
   type DiscoverySnapshot,
@@ -25,12 +25,8 @@ export interface LocalWorkloadKey {
   serviceAccount: string;
 }
 
-function canonicalIp(ip: string): string {
-  return ip.startsWith('::ffff:') && isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
-
 function addrKey(network: string, ip: string): string {
-  return `${network}/${canonicalIp(ip)}`;
+  return `${network}/${unmapIPv4(ip)}`;
 }
 
 /** Upserts and removals by key: workload uid, service `namespace/hostname`, policy `namespace/name`. */

@@ -9,15 +9,15 @@
  */
 import { EventEmitter } from 'node:events';
 import { Client, type ClientDuplexStream, status } from '@grpc/grpc-js';
-import { logger } from '../admin/log.js';
+import { AmbitError, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import {
   type ControlPlaneChannelConfig,
   channelCredentials,
   channelOptions,
   grpcTarget,
-} from '../controlplane/wire/channel.js';
-import { decode } from '../controlplane/wire/codec.js';
-import { fromPbAuthorization, fromPbService, fromPbWorkload } from '../controlplane/wire/convert.js';
+} from '../xds/channel.js';
+import { decode } from '../xds/codec.js';
 import {
   ADDRESS_TYPE_URL,
   AddressSchema,
@@ -28,10 +28,10 @@ import {
   type PbAddress,
   type PbAuthorization,
   stringStruct,
-} from '../controlplane/wire/messages.js';
-import { AGGREGATED_DISCOVERY_SERVICE } from '../controlplane/wire/services.js';
-import { AmbitError, errorMessage } from '../errors.js';
+} from '../xds/messages.js';
+import { AGGREGATED_DISCOVERY_SERVICE } from '../xds/services.js';
 import type { StoreDelta, WorkloadStore } from './store.js';
+import { fromPbAuthorization, fromPbService, fromPbWorkload } from './xds-convert.js';
 
 const log = logger('ztunnel::xds::client');
 const TYPES = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL] as const;

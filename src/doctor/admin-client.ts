@@ -2,10 +2,11 @@
  * Reads ztunnel's admin server from where it listens: localhost inside the node's netns. The HTTP
  * connection is made inside that netns (connectInNetns), so this works from the host's namespace.
  */
-import type { ConfigDump } from '../admin/config-dump.js';
-import { formatListenAddress, type ListenAddress } from '../admin/listen-address.js';
+
 import { AmbitError, errorCode, errorMessage } from '../errors.js';
+import { formatListenAddress, type ListenAddress } from '../runtime/listen-address.js';
 import { connected, connectInNetns, NetnsHandle } from '../sys/index.js';
+import type { ConfigDump } from '../ztunnel/admin/config-dump.js';
 import { listeningSockets } from './ss.js';
 
 const TIMEOUT_MS = 5_000;

@@ -1,7 +1,7 @@
 /** What the checks share, gathered once: the config dump and ztunnel's pid (or why they are missing). */
 import { statSync } from 'node:fs';
-import type { ConfigDump } from '../admin/config-dump.js';
 import { errorMessage } from '../errors.js';
+import type { ConfigDump } from '../ztunnel/admin/config-dump.js';
 import { fetchConfigDump, ztunnelPid } from './admin-client.js';
 import type { DoctorTarget } from './types.js';
 

@@ -4,12 +4,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ListenAddress } from '../admin/listen-address.js';
 import { AmbitError } from '../errors.js';
 import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
 import { stateDir } from '../lab/names.js';
 import type { BackendName, InboundMode } from '../redirect/index.js';
+import type { ListenAddress } from '../runtime/listen-address.js';
 import type { DoctorTarget } from './types.js';
 
 interface Common {

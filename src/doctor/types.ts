@@ -1,6 +1,7 @@
 /** What `ambit doctor` checks, against what, and what it reports. */
-import type { ListenAddress } from '../admin/listen-address.js';
+
 import type { BackendName, InboundMode } from '../redirect/index.js';
+import type { ListenAddress } from '../runtime/listen-address.js';
 
 export type CheckId = 'ztunnel' | 'listeners' | 'rules' | 'annotation' | 'probe';
 

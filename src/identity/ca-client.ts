@@ -7,15 +7,15 @@
  * grpc's own reconnect back-off (which fails calls at once for up to 120 s) must not stack on it.
  */
 import { Client, type ServiceError, status } from '@grpc/grpc-js';
+import { AmbitError } from '../errors.js';
 import {
   type ControlPlaneChannelConfig,
   channelCredentials,
   channelOptions,
   grpcTarget,
-} from '../controlplane/wire/channel.js';
-import { type IstioCertificateResponse, stringStruct } from '../controlplane/wire/messages.js';
-import { CERTIFICATE_SERVICE } from '../controlplane/wire/services.js';
-import { AmbitError } from '../errors.js';
+} from '../xds/channel.js';
+import { type IstioCertificateResponse, stringStruct } from '../xds/messages.js';
+import { CERTIFICATE_SERVICE } from '../xds/services.js';
 import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.js';
 
 export const DEFAULT_CA_ADDRESS = 'https://localhost:15012';

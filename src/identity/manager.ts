@@ -7,8 +7,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
-import { logger } from '../admin/log.js';
 import { AmbitError, errorCode, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import type { CertificateAuthority } from './ca.js';
 import { type CertificateSummary, WorkloadCertificate } from './certificate.js';
 import { createWorkloadCsr } from './csr.js';

@@ -7,8 +7,8 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { logger } from '../admin/log.js';
 import { AmbitError, errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
 import { type CniResult, CniRuntime, type CniSandbox, DEFAULT_CNI_PATH } from './cni-runtime/index.js';
 import { nodeConflist } from './conflist.js';

@@ -3,9 +3,10 @@
  * then no enforced ALLOW policy = allow, else one ALLOW must match. Dry-run matches are only logged.
  */
 import { BlockList, isIP } from 'node:net';
-import { logger } from '../admin/log.js';
 import type { Authorization, Cidr, Match, ServiceAccountMatch, StringMatch } from '../discovery/types.js';
 import { namespaceOf, type SpiffeId, serviceAccountOf } from '../identity/spiffe.js';
+import { unmapIPv4 } from '../net/ip.js';
+import { logger } from '../runtime/log.js';
 
 const log = logger('ztunnel::rbac');
 const SPIFFE_PREFIX = 'spiffe://';
@@ -36,13 +37,9 @@ function principalMatches(m: StringMatch, principal: string): boolean {
   return stringMatches(m, principal);
 }
 
-function unmapped(ip: string): string {
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
-}
-
 function cidrMatches(c: Cidr, ip: string): boolean {
   const family = isIP(c.address) === 6 ? 'ipv6' : 'ipv4';
-  const addr = unmapped(ip);
+  const addr = unmapIPv4(ip);
   if ((isIP(addr) === 6 ? 'ipv6' : 'ipv4') !== family) return false;
   const list = new BlockList();
   list.addSubnet(c.address, c.length, family);

@@ -6,10 +6,7 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { AmbitError } from '../errors.js';
-import type { NetnsHandle } from '../sys/netns.js';
-
-/** A netns named by path (`/var/run/netns/x`, `/proc/PID/ns/net`), by an open fd, or a handle. */
-export type NetnsRef = string | number | NetnsHandle;
+import type { NetnsRef } from '../sys/netns.js';
 
 export interface ExecResult {
   code: number;
@@ -25,8 +22,7 @@ export interface Place {
 }
 
 export function netnsPath(ref: NetnsRef): string {
-  const path =
-    typeof ref === 'string' ? ref : `/proc/${process.pid}/fd/${typeof ref === 'number' ? ref : ref.fd}`;
+  const path = typeof ref === 'string' ? ref : `/proc/${process.pid}/fd/${ref.fd}`;
   try {
     statSync(path);
   } catch {

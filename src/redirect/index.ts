@@ -8,11 +8,12 @@
  *   await r.remove(netns);          // back to the pre-apply state; rules not ours stay
  *   const probes = await r.hostProbes(); await probes.install(); await probes.addPodIp(uid, ip);
  *
- * `netns` is a path, an fd or a NetnsHandle; commands run under nsenter, never in this process.
+ * `netns` is a path or a NetnsHandle; commands run under nsenter, never in this process.
  */
 import { AmbitError } from '../errors.js';
+import type { NetnsRef } from '../sys/netns.js';
 import type { Family, InboundMode } from './constants.js';
-import { type NetnsRef, netnsPath, type Place, requireTools } from './exec.js';
+import { netnsPath, type Place, requireTools } from './exec.js';
 import { type HostProbes, hostProbes } from './host-probe.js';
 import { iptablesBackend, type RuleBackend } from './iptables-backend.js';
 import { podRuleset } from './model.js';
@@ -21,7 +22,6 @@ import { ensureRoutes, missingRoutes, podFamilies, removeRoutes } from './routes
 import { detectXtables, type Xtables } from './xtables.js';
 
 export type { Family, InboundMode } from './constants.js';
-export type { NetnsRef } from './exec.js';
 export type { HostProbes } from './host-probe.js';
 
 export type BackendName = 'iptables' | 'nftables';

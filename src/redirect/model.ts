@@ -2,6 +2,17 @@
  * The redirection rules as data: which packets each chain matches and what it does with them.
  * Backends (iptables, nftables) render the same model, so both capture exactly the same traffic.
  */
+
+import {
+  INBOUND_HBONE_PORT,
+  INBOUND_PLAINTEXT_PORT,
+  OUTBOUND_PORT,
+  PROXY_MARK,
+  PROXY_MASK,
+  RESTORE_MASK,
+  TPROXY_MARK,
+  TPROXY_MASK,
+} from '../node/contract.js';
 import {
   CHAIN_OUTPUT,
   CHAIN_POSTRT,
@@ -9,16 +20,8 @@ import {
   type Family,
   type InboundMode,
   loopbackHost,
-  PORT_INBOUND_HBONE,
-  PORT_INBOUND_PLAINTEXT,
-  PORT_OUTBOUND,
-  PROXY_MARK,
-  PROXY_MASK,
   probeSetName,
   probeSnatAddress,
-  RESTORE_MASK,
-  TPROXY_MARK,
-  TPROXY_MASK,
 } from './constants.js';
 
 export type Table = 'mangle' | 'nat';
@@ -139,7 +142,7 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
       destination: notLoopback,
       protocol: 'tcp',
       matches: [notProxy],
-      target: { kind: 'redirect', port: PORT_OUTBOUND },
+      target: { kind: 'redirect', port: OUTBOUND_PORT },
     },
   ];
 
@@ -167,8 +170,8 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
         table: 'mangle',
         chain: CHAIN_PRERT,
         protocol: 'tcp',
-        matches: [{ kind: 'tcp', dport: PORT_INBOUND_HBONE }, notProxy],
-        target: tproxyTo(PORT_INBOUND_HBONE),
+        matches: [{ kind: 'tcp', dport: INBOUND_HBONE_PORT }, notProxy],
+        target: tproxyTo(INBOUND_HBONE_PORT),
       },
       {
         table: 'mangle',
@@ -183,7 +186,7 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
         destination: notLoopback,
         protocol: 'tcp',
         matches: [notProxy],
-        target: tproxyTo(PORT_INBOUND_PLAINTEXT),
+        target: tproxyTo(INBOUND_PLAINTEXT_PORT),
       },
       ...natOutput,
     ];
@@ -206,8 +209,8 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
       chain: CHAIN_PRERT,
       destination: notLoopback,
       protocol: 'tcp',
-      matches: [{ kind: 'tcp', dport: PORT_INBOUND_HBONE, negateDport: true }, notProxy],
-      target: { kind: 'redirect', port: PORT_INBOUND_PLAINTEXT },
+      matches: [{ kind: 'tcp', dport: INBOUND_HBONE_PORT, negateDport: true }, notProxy],
+      target: { kind: 'redirect', port: INBOUND_PLAINTEXT_PORT },
     },
     ...natOutput,
   ];

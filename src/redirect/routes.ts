@@ -3,7 +3,8 @@
  * with a spoofed source) are delivered locally, back to the proxy, instead of leaving the pod.
  */
 import { isIPv6 } from 'node:net';
-import { type Family, hex, ROUTE_TABLE, RULE_PRIORITY, TPROXY_MARK, TPROXY_MASK } from './constants.js';
+import { TPROXY_MARK, TPROXY_MASK } from '../node/contract.js';
+import { type Family, hex, ROUTE_TABLE, RULE_PRIORITY } from './constants.js';
 import { exec, execOk, type Place } from './exec.js';
 
 const FWMARK = `${hex(TPROXY_MARK)}/${hex(TPROXY_MASK)}`;

@@ -1,9 +1,12 @@
+// The proxy's socket code reads peer addresses through sys; their one home is net/ip.ts.
+export { unmapIPv4 } from '../net/ip.js';
 export { FdBudget, type FdBudgetOptions, openFileLimit } from './fd-budget.js';
 export {
   INIT_NETNS_INODE,
   identityKey,
   NetnsHandle,
   type NetnsIdentity,
+  type NetnsRef,
   netnsIdentityAt,
 } from './netns.js';
 export {
@@ -25,5 +28,4 @@ export {
   setSocketOptions,
   socketFd,
   socketMark,
-  unmapIPv4,
 } from './socket.js';

@@ -31,6 +31,12 @@ export function netnsIdentityAt(path: string): NetnsIdentity | undefined {
   }
 }
 
+/**
+ * A pod's netns as its users name it: a path (`/var/run/netns/x`, `/proc/PID/ns/net`), opened when
+ * needed, or an open handle kept by its owner.
+ */
+export type NetnsRef = NetnsHandle | string;
+
 export class NetnsHandle {
   #fd: number;
   readonly identity: NetnsIdentity;

@@ -4,6 +4,7 @@
  */
 import { isIP, isIPv4, Server, type ServerOpts, Socket } from 'node:net';
 import { AmbitError } from '../errors.js';
+import { unmapIPv4 } from '../net/ip.js';
 import { type NativeAddress, type NativeSocketOptions, native } from './native.js';
 import type { NetnsHandle } from './netns.js';
 
@@ -181,10 +182,6 @@ export function socketFd(socket: Socket | Server): number {
   return fd;
 }
 
-function unmap(address: string): string {
-  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
-}
-
 /**
  * The destination the client dialled before REDIRECT rewrote it (conntrack's SO_ORIGINAL_DST),
  * for IPv4 (also on a dual-stack socket) and IPv6.
@@ -192,7 +189,7 @@ function unmap(address: string): string {
 export function originalDst(socket: Socket): NativeAddress {
   const local = socket.localAddress;
   if (!local) throw new AmbitError('ENOTCONN', 'originalDst: socket is not connected');
-  const v4 = isIPv4(unmap(local));
+  const v4 = isIPv4(unmapIPv4(local));
   return native().originalDst(socketFd(socket), v4 ? 4 : 6);
 }
 
@@ -224,5 +221,3 @@ export function resetSocket(socket: Socket): void {
     socket.destroy();
   }
 }
-
-export { unmap as unmapIPv4 };

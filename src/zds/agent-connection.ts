@@ -3,7 +3,7 @@
  * sends strictly one request, waits for its ack, then sends the next. Anything the proxy sends that
  * is not the awaited ack (or the first-datagram hello) is a protocol error and drops the connection.
  */
-import { logger } from '../admin/log.js';
+import { logger } from '../runtime/log.js';
 import type { SeqpacketSocket } from '../sys/index.js';
 import { ZdsError } from './errors.js';
 import { describeRequest, encodeRequest, type WorkloadRequest, type ZdsHello } from './messages.js';

@@ -1,5 +1,5 @@
 /** ZDS failures the agent reports to its callers; `retryable` says whether trying again later can help. */
-import { AmbitError } from '../errors.js';
+import { RetryableError } from '../errors.js';
 
 export type ZdsErrorCode =
   /** No node proxy is connected to the agent's socket. */
@@ -13,12 +13,6 @@ export type ZdsErrorCode =
   /** The pod's network namespace could not be opened for sending. */
   | 'ZDS_NETNS';
 
-export class ZdsError extends AmbitError {
-  readonly retryable: boolean;
-
-  constructor(code: ZdsErrorCode, message: string, options: { retryable: boolean; cause?: unknown }) {
-    super(code, message, { cause: options.cause });
-    this.name = 'ZdsError';
-    this.retryable = options.retryable;
-  }
-}
+/** ambit's one retryable error class, with ZDS's codes. */
+export const ZdsError = RetryableError<ZdsErrorCode>;
+export type ZdsError = RetryableError<ZdsErrorCode>;

@@ -9,8 +9,6 @@ export {
   ZDS_MAX_MESSAGE,
 } from './packet.js';
 export {
-  DEFAULT_ZDS_PATH,
-  type NetnsRef,
   type SnapshotPod,
   type ZdsPodSource,
   ZdsServer,

@@ -8,9 +8,10 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Gauge, Registry } from 'prom-client';
-import { logger } from '../admin/log.js';
 import { errorMessage } from '../errors.js';
-import { NetnsHandle, SeqpacketServer, type SeqpacketSocket } from '../sys/index.js';
+import { ZDS_SOCKET_PATH } from '../node/contract.js';
+import { logger } from '../runtime/log.js';
+import { NetnsHandle, type NetnsRef, SeqpacketServer, type SeqpacketSocket } from '../sys/index.js';
 import { AgentConnection } from './agent-connection.js';
 import { ZdsError } from './errors.js';
 import { type WorkloadInfo, type WorkloadUid, ZDS_VERSION_V1 } from './messages.js';
@@ -18,11 +19,7 @@ import { ZDS_MAX_MESSAGE } from './packet.js';
 
 const log = logger('ambit::zds::server');
 
-export const DEFAULT_ZDS_PATH = '/var/run/ztunnel/ztunnel.sock';
 const CONNECTED_GAUGE = 'ztunnel_connected';
-
-/** A pod's netns as the agent knows it: an open handle (kept by its owner) or a path opened per send. */
-export type NetnsRef = NetnsHandle | string;
 
 export interface SnapshotPod {
   uid: WorkloadUid;
@@ -95,7 +92,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
 
   /** Listens at `path` (default /var/run/ztunnel/ztunnel.sock), replacing a stale socket file. */
   static listen(options: ZdsServerOptions): ZdsServer {
-    const path = options.path ?? DEFAULT_ZDS_PATH;
+    const path = options.path ?? ZDS_SOCKET_PATH;
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     const listener = SeqpacketServer.listen(path, {
       mode: options.mode ?? 0o600,

@@ -3,11 +3,18 @@
  * each with a command-line flag of the same name in kebab case; a flag wins over its variable.
  * Errors name the flag or variable the bad value came from.
  */
-import { parseArgs } from 'node:util';
-import { formatListenAddress, type ListenAddress, parseListenAddress } from '../admin/listen-address.js';
-import { LEVELS, type Level, parseLevel } from '../admin/log.js';
-import { AmbitError } from '../errors.js';
-import { DEFAULT_INPOD_UDS, DEFAULT_PACKET_MARK } from './inpod/config.js';
+import { PROXY_MARK, ZDS_SOCKET_PATH } from '../node/contract.js';
+import { formatListenAddress, type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
+import { LEVELS, type Level, parseLevel } from '../runtime/log.js';
+import {
+  type OptionSpec,
+  type OptionValue,
+  optionError,
+  parseBool,
+  parseDurationMs,
+  parseMark,
+  readOptions,
+} from '../runtime/options.js';
 
 export interface LogDirective {
   /** Undefined for the default level. */
@@ -54,14 +61,6 @@ export interface ZtunnelConfig {
   hboneKeepalive: { intervalMs: number; timeoutMs: number };
 }
 
-interface OptionSpec {
-  flag: string;
-  env?: string;
-  /** Shown in --help; undefined = unset. */
-  default?: string;
-  help: string;
-}
-
 export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'proxy-mode',
@@ -72,7 +71,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'inpod-uds',
     env: 'INPOD_UDS',
-    default: DEFAULT_INPOD_UDS,
+    default: ZDS_SOCKET_PATH,
     help: "the node agent's ZDS socket",
   },
   {
@@ -84,7 +83,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     flag: 'packet-mark',
     env: 'PACKET_MARK',
-    default: String(DEFAULT_PACKET_MARK),
+    default: String(PROXY_MARK),
     help: 'SO_MARK on every socket the proxy makes (decimal or 0x hex)',
   },
   {
@@ -197,39 +196,26 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'readiness-addr', default: '[::]:15021', help: 'readiness: /healthz/ready' },
 ];
 
-interface Raw {
-  text: string;
-  /** `--flag` or `ENV_VAR`, for error messages. */
-  source: string;
-  explicit: boolean;
-}
+type Raw = OptionValue;
 
 function bad(raw: Raw, why: string): never {
-  throw new AmbitError('ERR_CONFIG', `${raw.source}=${raw.text}: ${why}`);
+  throw optionError('ERR_CONFIG', raw, why);
 }
 
-function parseBool(raw: Raw): boolean {
-  const v = raw.text.trim().toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  return bad(raw, 'expected true or false');
+function bool(raw: Raw): boolean {
+  return parseBool(raw.text.trim()) ?? bad(raw, 'expected true or false');
 }
 
-function parseMark(raw: Raw): number {
-  const v = raw.text.trim();
-  const n = /^0x[0-9a-f]+$/i.test(v) ? Number.parseInt(v, 16) : /^\d+$/.test(v) ? Number(v) : Number.NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 0xffffffff)
-    return bad(raw, 'expected a mark from 1 to 4294967295 (decimal or 0x hex)');
-  return n;
+function mark(raw: Raw): number {
+  return parseMark(raw.text) ?? bad(raw, 'expected a mark from 1 to 4294967295 (decimal or 0x hex)');
 }
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** Durations as ztunnel writes them: `500ms`, `5s`, `1.5m`, `1h`. */
 export function parseDuration(text: string, source: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
-  if (!m) return bad({ text, source, explicit: true }, 'expected a duration such as 500ms, 5s or 1m');
-  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+  return (
+    parseDurationMs(text) ??
+    bad({ text, source, explicit: true }, 'expected a duration such as 500ms, 5s or 1m')
+  );
 }
 
 function positiveDuration(raw: Raw): number {
@@ -264,22 +250,7 @@ function drainDeadline(deadline: Raw, grace: Raw | undefined): number {
 
 /** Parses the command line (flags win) over the environment; throws AmbitError ERR_CONFIG or a parseArgs error. */
 export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ZtunnelConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: 'string' as const }])),
-    strict: true,
-    allowPositionals: false,
-  });
-  const raw = (flag: string): Raw | undefined => {
-    const spec = OPTIONS.find((o) => o.flag === flag)!;
-    const fromFlag = values[flag];
-    if (typeof fromFlag === 'string') return { text: fromFlag, source: `--${flag}`, explicit: true };
-    const fromEnv = spec.env ? env[spec.env] : undefined;
-    if (fromEnv !== undefined && fromEnv.trim() !== '')
-      return { text: fromEnv, source: spec.env!, explicit: true };
-    if (spec.default === undefined) return undefined;
-    return { text: spec.default, source: spec.env ?? `--${flag}`, explicit: false };
-  };
+  const raw = readOptions(OPTIONS, argv, env);
   const must = (flag: string) => raw(flag)!;
 
   const mode = must('proxy-mode');
@@ -303,11 +274,11 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
 
   return {
     inpodUds: uds.text.trim(),
-    inpodPortReuse: parseBool(must('inpod-port-reuse')),
-    packetMark: parseMark(must('packet-mark')),
+    inpodPortReuse: bool(must('inpod-port-reuse')),
+    packetMark: mark(must('packet-mark')),
     localXdsPath: raw('local-xds-path')?.text.trim(),
     nodeName: raw('node-name')?.text.trim(),
-    socks5: parseBool(must('unstable-enable-socks5')),
+    socks5: bool(must('unstable-enable-socks5')),
     drainDeadlineMs: drainDeadline(
       must('connection-termination-deadline'),
       raw('termination-grace-period-seconds'),

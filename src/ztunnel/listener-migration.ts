@@ -10,8 +10,8 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { logger } from '../admin/log.js';
 import { errorMessage } from '../errors.js';
+import { logger } from '../runtime/log.js';
 import type { NetnsHandle } from '../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../zds/messages.js';
 import type { InPodProxy, InPodProxyFactory } from './inpod/index.js';

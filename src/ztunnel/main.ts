@@ -6,11 +6,6 @@
 
 import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { serveAdmin } from '../admin/admin-server.js';
-import type { HttpServer } from '../admin/http-server.js';
-import { logger, setLogLevel } from '../admin/log.js';
-import { serveMetrics } from '../admin/metrics-server.js';
-import { Readiness, serveReadiness } from '../admin/readiness.js';
 import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { XdsClient } from '../discovery/xds-client.js';
@@ -19,7 +14,12 @@ import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
 import { LocalCa } from '../identity/local-ca.js';
 import { ConnectionTracker } from '../policy/tracker.js';
+import type { HttpServer } from '../runtime/http-server.js';
+import { logger, setLogLevel } from '../runtime/log.js';
+import { serveMetrics } from '../runtime/metrics-server.js';
 import { FdBudget } from '../sys/index.js';
+import { serveAdmin } from './admin/admin-server.js';
+import { Readiness, serveReadiness } from './admin/readiness.js';
 import type { ZtunnelConfig } from './config.js';
 import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
 import {

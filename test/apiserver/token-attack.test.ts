@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { stringStruct } from '../../src/controlplane/wire/messages.js';
-import { CERTIFICATE_SERVICE } from '../../src/controlplane/wire/services.js';
 import { createWorkloadCsr } from '../../src/identity/csr.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
+import { stringStruct } from '../../src/xds/messages.js';
+import { CERTIFICATE_SERVICE } from '../../src/xds/services.js';
 import { Harness } from '../controlplane/helpers.js';
 
 const VICTIM = parseSpiffeId('spiffe://cluster.local/ns/bank/sa/payments');

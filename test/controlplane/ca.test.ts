@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { stringStruct } from '../../src/controlplane/wire/messages.js';
-import { CERTIFICATE_SERVICE } from '../../src/controlplane/wire/services.js';
 import { IstioCaClient } from '../../src/identity/ca-client.js';
 import { createWorkloadCsr } from '../../src/identity/csr.js';
 import { CertificateManager } from '../../src/identity/manager.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { uriSans, x509 } from '../../src/identity/x509.js';
+import { stringStruct } from '../../src/xds/messages.js';
+import { CERTIFICATE_SERVICE } from '../../src/xds/services.js';
 import { Harness } from './helpers.js';
 
 const ZTUNNEL = 'spiffe://cluster.local/ns/istio-system/sa/ztunnel';

@@ -15,16 +15,16 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { setLogSink } from '../../src/admin/log.js';
+import { WorkloadStore } from '../../src/discovery/store.js';
+import { XdsClient } from '../../src/discovery/xds-client.js';
+import { setLogSink } from '../../src/runtime/log.js';
 import {
   ADDRESS_TYPE_URL,
   AUTHORIZATION_TYPE_URL,
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
-} from '../../src/controlplane/wire/messages.js';
-import { AGGREGATED_DISCOVERY_SERVICE } from '../../src/controlplane/wire/services.js';
-import { WorkloadStore } from '../../src/discovery/store.js';
-import { XdsClient } from '../../src/discovery/xds-client.js';
+} from '../../src/xds/messages.js';
+import { AGGREGATED_DISCOVERY_SERVICE } from '../../src/xds/services.js';
 import { eventually, Harness } from './helpers.js';
 
 const POLICIES = `policies:

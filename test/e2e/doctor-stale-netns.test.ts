@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { ConfigDump } from '../../src/admin/config-dump.js';
 import { checkListeners } from '../../src/doctor/checks/listeners.js';
 import { checkZtunnel } from '../../src/doctor/checks/ztunnel.js';
 import type { DoctorContext } from '../../src/doctor/context.js';
 import type { DoctorTarget } from '../../src/doctor/types.js';
 import { listenInNetns, NetnsHandle } from '../../src/sys/index.js';
+import type { ConfigDump } from '../../src/ztunnel/admin/config-dump.js';
 import { TestNetns } from '../helpers/netns.js';
 
 const UID = 'uid-doctor-stale';

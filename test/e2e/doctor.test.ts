@@ -13,15 +13,15 @@ import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { ConfigDump } from '../../src/admin/config-dump.js';
 import { adminGet } from '../../src/doctor/admin-client.js';
 import { type CheckId, type DoctorReport, labTarget, runDoctor } from '../../src/doctor/index.js';
 import { type ApiServer, startApiServer } from '../../src/lab/apiserver/index.js';
 import { findResource } from '../../src/lab/apiserver/resources.js';
 import { createPod, type LabPod, labDown, labUp } from '../../src/lab/index.js';
-import { LabMesh } from '../../src/lab/mesh.js';
 import { createRedirector } from '../../src/redirect/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
+import type { ConfigDump } from '../../src/ztunnel/admin/config-dump.js';
+import { LabMesh } from '../helpers/lab-mesh.js';
 import { run, uniqueSubnet } from '../helpers/netns.js';
 
 const MAIN = new URL('../../src/cli/main.js', import.meta.url).href;

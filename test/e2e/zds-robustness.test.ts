@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setLogLevel } from '../../src/admin/log.js';
+import { setLogLevel } from '../../src/runtime/log.js';
 import { connectSeqpacket, listenInNetns, NetnsHandle, seqpacketPair } from '../../src/sys/index.js';
 import {
   ack,

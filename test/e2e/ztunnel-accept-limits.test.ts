@@ -17,9 +17,9 @@ import { CertificateManager } from '../../src/identity/manager.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { httpStatusIn } from '../../src/lab/http-in-netns.js';
 import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.js';
-import { LabMesh } from '../../src/lab/mesh.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { readAll, sha256 } from '../helpers/bytes.js';
+import { LabMesh } from '../helpers/lab-mesh.js';
 import { run, uniqueLabCidrs } from '../helpers/netns.js';
 import { eventually } from '../ztunnel/fixtures/ztunnel-cli.js';
 

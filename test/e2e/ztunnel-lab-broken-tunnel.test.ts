@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Capture, startCapture } from '../../src/lab/capture.js';
 import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.js';
-import { LabMesh, type LabMeshNode } from '../../src/lab/mesh.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { parsePcap } from '../hbone/pcap.js';
 import { readAll, sha256, waitFor } from '../helpers/bytes.js';
+import { LabMesh, type LabMeshNode } from '../helpers/lab-mesh.js';
 import { uniqueLabCidrs } from '../helpers/netns.js';
 
 const SINK_PORT = 8000;

@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startCapture } from '../../src/lab/capture.js';
 import { type LabPod, type LabState, labDown, labUp } from '../../src/lab/index.js';
-import { LabMesh } from '../../src/lab/mesh.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import { parsePcap, reassemble, tlsRecordTypes } from '../hbone/pcap.js';
 import { readAll, sha256, waitFor } from '../helpers/bytes.js';
+import { LabMesh } from '../helpers/lab-mesh.js';
 import { uniqueLabCidrs } from '../helpers/netns.js';
 
 const SIZE = 10 * 1024 * 1024;

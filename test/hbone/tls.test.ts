@@ -4,7 +4,6 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { setLogSink } from '../../src/admin/log.js';
 import { AmbitError } from '../../src/errors.js';
 import {
   connectHbone,
@@ -17,6 +16,7 @@ import type { CertificateAuthority } from '../../src/identity/ca.js';
 import { LocalCa } from '../../src/identity/local-ca.js';
 import { CertificateManager } from '../../src/identity/manager.js';
 import { parseSpiffeId, type SpiffeId } from '../../src/identity/spiffe.js';
+import { setLogSink } from '../../src/runtime/log.js';
 import { tempDir } from '../identity/helpers.js';
 
 const SERVER = parseSpiffeId('spiffe://cluster.local/ns/srv/sa/server');

@@ -3,13 +3,13 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
 import { inspect } from 'node:util';
-import { setLogSink } from '../../src/admin/log.js';
 import type { CertificateAuthority } from '../../src/identity/ca.js';
 import type { WorkloadCertificate } from '../../src/identity/certificate.js';
 import { createWorkloadCsr } from '../../src/identity/csr.js';
 import { LocalCa } from '../../src/identity/local-ca.js';
 import { CertificateManager } from '../../src/identity/manager.js';
 import { parseSpiffeId, type SpiffeId } from '../../src/identity/spiffe.js';
+import { setLogSink } from '../../src/runtime/log.js';
 import { SwitchableCa, tempDir } from './helpers.js';
 
 const a = parseSpiffeId('spiffe://cluster.local/ns/ns1/sa/a');

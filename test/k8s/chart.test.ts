@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseAgentConfig } from '../../src/agent/config.js';
-import { AGENT_POD_NAME_PREFIX, DEFAULT_AGENT_RUN_DIR, PLUGIN_TYPE } from '../../src/cni/names.js';
+import { AGENT_POD_NAME_PREFIX, PLUGIN_TYPE } from '../../src/cni/names.js';
+import { DEFAULT_AGENT_RUN_DIR } from '../../src/node/contract.js';
 import { parseZtunnelConfig } from '../../src/ztunnel/config.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');

@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import { readPcap, streamsOf } from '../../src/demo/pcap.js';
 import { parseSs } from '../../src/doctor/ss.js';
 import { startCapture } from '../../src/lab/capture.js';
-import { PROBE_SNAT_V4 } from '../../src/redirect/constants.js';
+import { PROBE_SNAT_V4 } from '../../src/node/contract.js';
 import { createRedirector } from '../../src/redirect/index.js';
 
 const execFileAsync = promisify(execFile);

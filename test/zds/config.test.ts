@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setLogSink } from '../../src/admin/log.js';
+import { setLogSink } from '../../src/runtime/log.js';
 import { inPodConfigFromEnv, logInPodConfig } from '../../src/ztunnel/inpod/config.js';
 
 describe('in-pod configuration', () => {

@@ -16,8 +16,8 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { logger } from '../../admin/log.js';
 import { AmbitError, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { type KubeTarget, renderPluginKubeconfig } from '../kubeconfig.js';
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../names.js';
 import { canonicalJson } from './canonical-json.js';

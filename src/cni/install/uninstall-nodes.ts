@@ -10,8 +10,8 @@
  * meanwhile, so pods lose no traffic: Helm removes it after the hook.
  */
 import { ApiException, AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { logger } from '../../admin/log.js';
 import { AmbitError, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { AGENT_DAEMONSET_NAME } from '../safe-upgrade.js';
 
 const log = logger('ambit::cni::uninstall');

@@ -4,14 +4,10 @@
  */
 import { join } from 'node:path';
 import { errorCode, errorMessage } from '../../errors.js';
+import { EVENT_SOCKET_NAME } from '../../node/contract.js';
 import { wireIps } from '../event.js';
 import { readKubeconfig } from '../kubeconfig.js';
-import {
-  AGENT_POD_NAME_PREFIX,
-  EVENT_SOCKET_NAME,
-  PLUGIN_KUBECONFIG_NAME,
-  SUPPORTED_VERSIONS,
-} from '../names.js';
+import { AGENT_POD_NAME_PREFIX, PLUGIN_KUBECONFIG_NAME, SUPPORTED_VERSIONS } from '../names.js';
 import { agentNotReady, postCmdAdd } from './agent-client.js';
 import { detectAmbient, type PodSource, type RetryPolicy, retryPolicy } from './ambient.js';
 import type { PluginConfig } from './config.js';

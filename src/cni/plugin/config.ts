@@ -3,12 +3,8 @@
  * plus istio-cni's own keys, kept under Istio's names so a conflist written for one works for the other.
  */
 import { errorMessage } from '../../errors.js';
-import {
-  DEFAULT_AGENT_NAMESPACE,
-  DEFAULT_AGENT_RUN_DIR,
-  DEFAULT_EXCLUDE_NAMESPACES,
-  SUPPORTED_VERSIONS,
-} from '../names.js';
+import { DEFAULT_AGENT_RUN_DIR } from '../../node/contract.js';
+import { DEFAULT_AGENT_NAMESPACE, DEFAULT_EXCLUDE_NAMESPACES, SUPPORTED_VERSIONS } from '../names.js';
 import {
   DEFAULT_ENABLEMENT_SELECTORS,
   type EnablementSelector,

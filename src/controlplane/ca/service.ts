@@ -6,18 +6,18 @@
  * can throw out of the handler.
  */
 import { type Metadata, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
-import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import type { CertificateAuthority } from '../../identity/ca.js';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId, spiffeParts } from '../../identity/spiffe.js';
+import { logger } from '../../runtime/log.js';
+import type { IstioCertificateRequest, IstioCertificateResponse } from '../../xds/messages.js';
+import { structString } from '../../xds/messages.js';
 import {
   authenticateCall,
   type Caller,
   CallRefusal,
   type TokenAuthenticator,
 } from '../auth/authenticator.js';
-import type { IstioCertificateRequest, IstioCertificateResponse } from '../wire/messages.js';
-import { structString } from '../wire/messages.js';
 
 const log = logger('ambit::controlplane::ca');
 export const IMPERSONATED_IDENTITY = 'ImpersonatedIdentity';

@@ -9,15 +9,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ServerDuplexStream, status } from '@grpc/grpc-js';
-import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../../xds/messages.js';
 import {
   authenticateCall,
   type Caller,
   CallRefusal,
   type TokenAuthenticator,
 } from '../auth/authenticator.js';
-import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../wire/messages.js';
 import { isTypeUrl, type ResourceCache, TYPE_URLS, type TypeUrl } from './resource-cache.js';
 
 const log = logger('ambit::controlplane::xds');

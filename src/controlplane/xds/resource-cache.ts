@@ -7,14 +7,14 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Authorization, Service, Workload } from '../../discovery/types.js';
 import { policyKey, serviceKey } from '../../discovery/types.js';
-import { encode } from '../wire/codec.js';
-import { toPbAuthorization, toPbService, toPbWorkload } from '../wire/convert.js';
+import { toPbAuthorization, toPbService, toPbWorkload } from '../../discovery/xds-convert.js';
+import { encode } from '../../xds/codec.js';
 import {
   ADDRESS_TYPE_URL,
   AddressSchema,
   AUTHORIZATION_TYPE_URL,
   AuthorizationSchema,
-} from '../wire/messages.js';
+} from '../../xds/messages.js';
 
 export interface CachedResource {
   version: string;

@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { errorCode, errorMessage } from '../../errors.js';
+import { OUTBOUND_PORT } from '../../node/contract.js';
 import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
 import type { DoctorContext } from '../context.js';
 import { execIn } from '../netns-exec.js';
@@ -15,7 +16,6 @@ import type { CheckResult } from '../types.js';
 
 const title = 'a probe connection from the pod is captured by ztunnel on 15001';
 const CONNECT_TIMEOUT_MS = 3_000;
-export const OUTBOUND_PORT = 15001;
 
 function withTimeout(socket: Socket): Promise<Socket> {
   let timer: NodeJS.Timeout | undefined;

@@ -6,8 +6,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
-import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import type { ApiAuthorizer, Attributes } from './authorizer.js';
 import type { KObject } from './objects.js';
 import { openApiGroupVersion, openApiRoot } from './openapi.js';

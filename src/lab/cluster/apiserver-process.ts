@@ -6,8 +6,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { logger } from '../../admin/log.js';
 import { errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { nodeUser, startApiServer, writeKubeconfig } from '../apiserver/index.js';
 import { loadLab } from '../lab.js';
 import { ClusterLayout, NODE_APISERVER_PORT } from './layout.js';

@@ -8,11 +8,11 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
-import { logger } from '../../admin/log.js';
 import { readKubeconfig, renderPluginKubeconfig } from '../../cni/kubeconfig.js';
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../../cni/names.js';
 import { AmbitError } from '../../errors.js';
 import { LocalCa } from '../../identity/local-ca.js';
+import { logger } from '../../runtime/log.js';
 import {
   CNI_SERVICE_ACCOUNT,
   ISTIOD_SERVICE_ACCOUNT,

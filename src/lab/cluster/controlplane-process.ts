@@ -5,9 +5,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { logger } from '../../admin/log.js';
 import { startControlPlane } from '../../controlplane/index.js';
 import { errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { loadLab } from '../lab.js';
 import { serviceAccountConfig } from './kube.js';
 import { ClusterLayout, CONTROL_PLANE_PORT, TRUST_DOMAIN } from './layout.js';

@@ -3,7 +3,7 @@
  * JSON echoing what it received (headers, body, the client address it saw), like httpbin.org.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { logger } from '../../admin/log.js';
+import { logger } from '../../runtime/log.js';
 
 const log = logger('httpbin');
 export const HTTPBIN_PORT = 8000;

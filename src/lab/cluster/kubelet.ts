@@ -19,8 +19,8 @@ import {
   type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
-import { logger } from '../../admin/log.js';
 import { errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { findNode, loadLab } from '../lab.js';
 import { formatPodRef } from '../names.js';
 import type { LabNode } from '../state.js';

@@ -32,7 +32,6 @@ export const NODE_APISERVER_PORT = 6443;
 /** Istio's CA + xDS port, reached the same way at 127.0.0.1 inside each node's netns. */
 export const CONTROL_PLANE_PORT = 15012;
 export const AGENT_HEALTH_PORT = 8000;
-export const ZTUNNEL_READY_PORT = 15021;
 export const TRUST_DOMAIN = 'cluster.local';
 export const SYSTEM_NAMESPACE = 'istio-system';
 

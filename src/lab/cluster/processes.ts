@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../../errors.js';
+import { READINESS_PORT } from '../../node/contract.js';
 import { NetnsHandle } from '../../sys/index.js';
 import { httpStatusIn } from '../http-in-netns.js';
 import { findNode } from '../lab.js';
@@ -19,7 +20,6 @@ import {
   processName,
   SYSTEM_NAMESPACE,
   TRUST_DOMAIN,
-  ZTUNNEL_READY_PORT,
 } from './layout.js';
 import { logTail, runningPid, startDetached } from './supervisor.js';
 
@@ -80,7 +80,7 @@ async function healthy(layout: ClusterLayout, state: LabState, id: ProcessId): P
   try {
     return id.component === 'agent'
       ? (await httpStatusIn(netns, AGENT_HEALTH_PORT, '/readyz')) === 200
-      : (await httpStatusIn(netns, ZTUNNEL_READY_PORT, '/healthz/ready')) === 200;
+      : (await httpStatusIn(netns, READINESS_PORT, '/healthz/ready')) === 200;
   } finally {
     netns.close();
   }

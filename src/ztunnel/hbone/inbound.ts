@@ -5,7 +5,6 @@
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { logger } from '../../admin/log.js';
 import type { WorkloadStore } from '../../discovery/store.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
@@ -19,13 +18,14 @@ import {
   type HboneTlsContexts,
 } from '../../hbone/tls.js';
 import type { SpiffeId } from '../../identity/spiffe.js';
+import { ILLEGAL_PORTS, INBOUND_HBONE_PORT } from '../../node/contract.js';
 import { applicablePolicies } from '../../policy/applicable.js';
 import { authorize } from '../../policy/authorize.js';
 import type { ConnectionTracker } from '../../policy/tracker.js';
+import { logger } from '../../runtime/log.js';
 import { unmapIPv4 } from '../../sys/index.js';
 import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
 import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import { ILLEGAL_PORTS, INBOUND_HBONE_PORT } from '../ports.js';
 import type { PodContext } from '../proxy/context.js';
 import { connectUpstream } from '../proxy/upstream.js';
 import { podIdentity } from './identity.js';

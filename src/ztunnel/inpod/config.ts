@@ -2,11 +2,11 @@
  * In-pod mode settings from the environment (names and defaults as upstream ztunnel), and the
  * start-up lines users grep for (`kubectl logs ds/ztunnel | grep inpod`).
  */
-import { logger } from '../../admin/log.js';
-import { AmbitError } from '../../errors.js';
 
-export const DEFAULT_INPOD_UDS = '/var/run/ztunnel/ztunnel.sock';
-export const DEFAULT_PACKET_MARK = 1337;
+import { AmbitError } from '../../errors.js';
+import { PROXY_MARK, ZDS_SOCKET_PATH } from '../../node/contract.js';
+import { logger } from '../../runtime/log.js';
+import { parseBool } from '../../runtime/options.js';
 
 export interface InPodConfig {
   /** In-pod ("shared") proxy mode: PROXY_MODE unset or `shared`. */
@@ -19,11 +19,10 @@ export interface InPodConfig {
   mark: number;
 }
 
-function parseBool(name: string, value: string): boolean {
-  const v = value.trim().toLowerCase();
-  if (v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new AmbitError('ERR_CONFIG', `${name}=${value}: expected true or false`);
+function bool(name: string, value: string): boolean {
+  const b = parseBool(value.trim());
+  if (b === undefined) throw new AmbitError('ERR_CONFIG', `${name}=${value}: expected true or false`);
+  return b;
 }
 
 export function inPodConfigFromEnv(env: NodeJS.ProcessEnv = process.env): InPodConfig {
@@ -32,15 +31,15 @@ export function inPodConfigFromEnv(env: NodeJS.ProcessEnv = process.env): InPodC
     throw new AmbitError('ERR_CONFIG', `PROXY_MODE=${mode}: expected shared or dedicated`);
   }
   const markText = env['PACKET_MARK']?.trim();
-  const mark = markText ? Number(markText) : DEFAULT_PACKET_MARK;
+  const mark = markText ? Number(markText) : PROXY_MARK;
   if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) {
     throw new AmbitError('ERR_CONFIG', `PACKET_MARK=${markText}: expected an integer from 0 to 4294967295`);
   }
   return {
     enabled: mode === 'shared',
-    uds: env['INPOD_UDS']?.trim() || DEFAULT_INPOD_UDS,
+    uds: env['INPOD_UDS']?.trim() || ZDS_SOCKET_PATH,
     portReuse:
-      env['INPOD_PORT_REUSE'] === undefined ? true : parseBool('INPOD_PORT_REUSE', env['INPOD_PORT_REUSE']),
+      env['INPOD_PORT_REUSE'] === undefined ? true : bool('INPOD_PORT_REUSE', env['INPOD_PORT_REUSE']),
     mark,
   };
 }

@@ -5,13 +5,7 @@ import type { InPodProxyFactory } from './proxy.js';
 import { InPodStateManager } from './statemanager.js';
 import { WorkloadProxyManager } from './workloadmanager.js';
 
-export {
-  DEFAULT_INPOD_UDS,
-  DEFAULT_PACKET_MARK,
-  type InPodConfig,
-  inPodConfigFromEnv,
-  logInPodConfig,
-} from './config.js';
+export { type InPodConfig, inPodConfigFromEnv, logInPodConfig } from './config.js';
 export type { InPodProxy, InPodProxyFactory, StopMode } from './proxy.js';
 export {
   InPodStateManager,

@@ -5,8 +5,8 @@
  * the connection began. Callers serialise calls; nothing here runs two requests at once.
  */
 import { EventEmitter } from 'node:events';
-import { logger } from '../../admin/log.js';
 import { AmbitError, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { INIT_NETNS_INODE, NetnsHandle, netnsIdentityAt } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import { closeFds, type RequestPacket } from '../../zds/packet.js';

@@ -5,8 +5,8 @@
  * reconnects us with a fresh snapshot) instead of exiting the process.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { logger } from '../../admin/log.js';
 import { errorCode, errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
 import { connectSeqpacket, type SeqpacketSocket } from '../../sys/index.js';
 import { ack, encodeHello, encodeResponse, nack, ZDS_VERSION_V1 } from '../../zds/messages.js';
 import { closeFds, readRequestPacket, ZDS_MAX_MESSAGE } from '../../zds/packet.js';

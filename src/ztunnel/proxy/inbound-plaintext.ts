@@ -4,10 +4,10 @@
  * (SO_ORIGINAL_DST). The app is dialled from the pod netns with the client's address as source.
  */
 import type { Socket } from 'node:net';
+import { ILLEGAL_PORTS } from '../../node/contract.js';
 import { unmapIPv4 } from '../../sys/index.js';
 import { logConnectionFailed } from '../access-log.js';
 import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import { ILLEGAL_PORTS } from '../ports.js';
 import type { PodContext } from './context.js';
 import { destinationOf } from './outbound.js';
 import { proxyToUpstream } from './upstream.js';

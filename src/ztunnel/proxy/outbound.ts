@@ -4,10 +4,10 @@
  */
 import { isIP, type Socket } from 'node:net';
 import { errorMessage } from '../../errors.js';
+import { ILLEGAL_PORTS } from '../../node/contract.js';
 import { originalDst, unmapIPv4 } from '../../sys/index.js';
 import { logConnectionFailed } from '../access-log.js';
 import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import { ILLEGAL_PORTS } from '../ports.js';
 import type { PodContext } from './context.js';
 import { selectRoute, spiffeIdOf } from './route.js';
 import { proxyToUpstream } from './upstream.js';

@@ -4,12 +4,17 @@
  * Implements the in-pod state manager's InPodProxy/InPodProxyFactory.
  */
 import type { Server, Socket } from 'node:net';
-import { logger } from '../../admin/log.js';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import {
+  INBOUND_HBONE_PORT,
+  INBOUND_PLAINTEXT_PORT,
+  OUTBOUND_PORT,
+  SOCKS5_PORT,
+} from '../../node/contract.js';
+import { logger } from '../../runtime/log.js';
 import { listenInNetns, type NetnsHandle, resetSocket } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import type { InPodProxy, InPodProxyFactory, StopMode } from '../inpod/proxy.js';
-import { INBOUND_HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT, SOCKS5_PORT } from '../ports.js';
 import type { PodContext, ProxyDeps } from './context.js';
 import { handleInboundPlaintext } from './inbound-plaintext.js';
 import { handleOutbound } from './outbound.js';

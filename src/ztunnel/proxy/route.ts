@@ -5,7 +5,7 @@
  */
 import type { Endpoint, WorkloadStore } from '../../discovery/store.js';
 import type { Service, Workload } from '../../discovery/types.js';
-import { INBOUND_HBONE_PORT } from '../ports.js';
+import { INBOUND_HBONE_PORT } from '../../node/contract.js';
 
 export type OutboundRoute =
   | { kind: 'passthrough'; host: string; port: number }

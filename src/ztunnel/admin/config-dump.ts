@@ -3,12 +3,12 @@
  * of the local workload file, certificates as public summaries only, per-pod proxy state and the
  * running configuration. Built fresh per request from the live objects; nothing here holds state.
  */
-import type { WorkloadStore } from '../discovery/store.js';
-import type { Authorization, PortMap, Service, Workload } from '../discovery/types.js';
-import type { CertificateManager } from '../identity/manager.js';
-import { splitPemBundle, x509 } from '../identity/x509.js';
-import type { WorkloadInfo } from '../zds/messages.js';
-import { formatListenAddress, type ListenAddress } from './listen-address.js';
+import type { WorkloadStore } from '../../discovery/store.js';
+import type { Authorization, PortMap, Service, Workload } from '../../discovery/types.js';
+import type { CertificateManager } from '../../identity/manager.js';
+import { splitPemBundle, x509 } from '../../identity/x509.js';
+import { formatListenAddress, type ListenAddress } from '../../runtime/listen-address.js';
+import type { WorkloadInfo } from '../../zds/messages.js';
 
 export type ProxyState = 'Up' | 'Pending';
 

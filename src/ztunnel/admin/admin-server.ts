@@ -4,11 +4,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
-import { AmbitError } from '../errors.js';
+import { AmbitError } from '../../errors.js';
+import { type Handler, type HttpServer, reply, serveHttp } from '../../runtime/http-server.js';
+import { formatListenAddress, type ListenAddress } from '../../runtime/listen-address.js';
+import { LEVELS, type Level, logLevels, parseLevel, setLogLevel } from '../../runtime/log.js';
 import { buildConfigDump, type ConfigDump, type ConfigDumpSources } from './config-dump.js';
-import { type Handler, type HttpServer, reply, serveHttp } from './http-server.js';
-import { formatListenAddress, type ListenAddress } from './listen-address.js';
-import { LEVELS, type Level, logLevels, parseLevel, setLogLevel } from './log.js';
 
 export interface LogDirective {
   /** Undefined for the default level. */

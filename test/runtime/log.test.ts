@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { formatLine, logger, setLogLevel, setLogSink } from '../../src/admin/log.js';
+import { formatLine, logger, setLogLevel, setLogSink } from '../../src/runtime/log.js';
 
 afterEach(() => {
   setLogSink(process.stdout);

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { type ChannelCredentials, type ChannelOptions, credentials, Metadata } from '@grpc/grpc-js';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { AmbitError, errorMessage } from '../errors.js';
 
 export interface ControlPlaneChannelConfig {
   /** `https://host:port` or `host:port` (CA_ADDRESS / XDS_ADDRESS). */

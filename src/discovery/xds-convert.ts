@@ -4,18 +4,7 @@
  * throws ERR_XDS_RESOURCE on values ztunnel would reject (bad IPs, unknown enums, LEGACY_ISTIO_MTLS).
  */
 import { isIP } from 'node:net';
-import type {
-  Authorization,
-  Cidr,
-  GatewayAddress,
-  Match,
-  NetworkAddress,
-  PortMap,
-  Service,
-  StringMatch,
-  Workload,
-} from '../../discovery/types.js';
-import { AmbitError } from '../../errors.js';
+import { AmbitError } from '../errors.js';
 import {
   ACTIONS,
   type PbAuthorization,
@@ -31,7 +20,18 @@ import {
   TUNNEL_HBONE,
   TUNNEL_NONE,
   WORKLOAD_TYPES,
-} from './messages.js';
+} from '../xds/messages.js';
+import type {
+  Authorization,
+  Cidr,
+  GatewayAddress,
+  Match,
+  NetworkAddress,
+  PortMap,
+  Service,
+  StringMatch,
+  Workload,
+} from './types.js';
 
 export const XDS_RESOURCE_INVALID = 'ERR_XDS_RESOURCE';
 

@@ -9,15 +9,15 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { serveAdmin } from '../../src/admin/admin-server.js';
-import type { ConfigDump } from '../../src/admin/config-dump.js';
-import type { HttpServer } from '../../src/admin/http-server.js';
-import { logger, logLevels, setLogLevel } from '../../src/admin/log.js';
-import { parseLocalConfig } from '../../src/discovery/local-config.js';
-import { WorkloadStore } from '../../src/discovery/store.js';
-import { LocalCa } from '../../src/identity/local-ca.js';
-import { CertificateManager } from '../../src/identity/manager.js';
-import { parseSpiffeId } from '../../src/identity/spiffe.js';
+import { parseLocalConfig } from '../../../src/discovery/local-config.js';
+import { WorkloadStore } from '../../../src/discovery/store.js';
+import { LocalCa } from '../../../src/identity/local-ca.js';
+import { CertificateManager } from '../../../src/identity/manager.js';
+import { parseSpiffeId } from '../../../src/identity/spiffe.js';
+import type { HttpServer } from '../../../src/runtime/http-server.js';
+import { logger, logLevels, setLogLevel } from '../../../src/runtime/log.js';
+import { serveAdmin } from '../../../src/ztunnel/admin/admin-server.js';
+import type { ConfigDump } from '../../../src/ztunnel/admin/config-dump.js';
 
 const IDENTITY = parseSpiffeId('spiffe://cluster.local/ns/ambient-demo/sa/sleep');
 

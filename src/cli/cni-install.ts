@@ -9,14 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
-import { logger } from '../../admin/log.js';
-import type { Command } from '../../cli/command.js';
-import { UsageError } from '../../cli/command.js';
-import { inClusterTarget, readKubeconfig, SERVICE_ACCOUNT_DIR } from '../kubeconfig.js';
-import { DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_RUN_DIR, DEFAULT_EXCLUDE_NAMESPACES } from '../names.js';
-import { AGENT_DAEMONSET_NAME, shutdownIntent } from '../safe-upgrade.js';
-import { parseEnablementSelectors } from '../selector.js';
-import { CniInstaller } from './installer.js';
+import { CniInstaller } from '../cni/install/installer.js';
+import { inClusterTarget, readKubeconfig, SERVICE_ACCOUNT_DIR } from '../cni/kubeconfig.js';
+import { DEFAULT_AGENT_NAMESPACE, DEFAULT_EXCLUDE_NAMESPACES } from '../cni/names.js';
+import { AGENT_DAEMONSET_NAME, shutdownIntent } from '../cni/safe-upgrade.js';
+import { parseEnablementSelectors } from '../cni/selector.js';
+import { DEFAULT_AGENT_RUN_DIR } from '../node/contract.js';
+import { logger } from '../runtime/log.js';
+import type { Command } from './command.js';
+import { UsageError } from './command.js';
 
 const HELP = `Usage: ambit cni-install [options]
 
@@ -91,7 +92,7 @@ const command: Command = {
     const installer = new CniInstaller({
       confDir: values['cni-conf-dir'],
       binDirs: values['cni-bin-dir']?.length ? values['cni-bin-dir'] : ['/opt/cni/bin'],
-      pluginBinary: values['plugin-binary'] ?? fileURLToPath(new URL('../../../ambit-cni', import.meta.url)),
+      pluginBinary: values['plugin-binary'] ?? fileURLToPath(new URL('../../ambit-cni', import.meta.url)),
       kubeTarget: () => (kubeconfigFrom ? readKubeconfig(kubeconfigFrom) : inClusterTarget()),
       watchFiles: [kubeconfigFrom ?? `${SERVICE_ACCOUNT_DIR}/token`],
       agentRunDir: values['run-dir'],

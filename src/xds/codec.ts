@@ -5,7 +5,7 @@
  * written, unknown fields are skipped, repeated numbers are packed (both forms are read).
  */
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { AmbitError } from '../../errors.js';
+import { AmbitError } from '../errors.js';
 
 export type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'uint32' | 'int64' | 'double';
 

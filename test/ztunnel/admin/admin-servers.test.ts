@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Counter, Registry } from 'prom-client';
-import type { HttpServer } from '../../src/admin/http-server.js';
-import { setLogSink } from '../../src/admin/log.js';
-import { serveMetrics } from '../../src/admin/metrics-server.js';
-import { Readiness, serveReadiness } from '../../src/admin/readiness.js';
+import type { HttpServer } from '../../../src/runtime/http-server.js';
+import { setLogSink } from '../../../src/runtime/log.js';
+import { serveMetrics } from '../../../src/runtime/metrics-server.js';
+import { Readiness, serveReadiness } from '../../../src/ztunnel/admin/readiness.js';
 
 async function get(
   server: HttpServer,

@@ -3,9 +3,9 @@
  * process is ready when none is left. `GET /healthz/ready` answers 200 `ready`, or 503 with the
  * sorted pending task names.
  */
-import { type HttpServer, reply, serveHttp } from './http-server.js';
-import type { ListenAddress } from './listen-address.js';
-import { logger } from './log.js';
+import { type HttpServer, reply, serveHttp } from '../../runtime/http-server.js';
+import type { ListenAddress } from '../../runtime/listen-address.js';
+import { logger } from '../../runtime/log.js';
 
 const log = logger('ztunnel::readiness');
 

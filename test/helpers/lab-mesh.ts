@@ -2,22 +2,23 @@
  * A mesh over a lab without the node agent: one `ambit ztunnel` process per node (inside the node's
  * netns), a ZDS server per node played by this process, a shared local CA for HBONE certificates and
  * a local workload file describing the enrolled pods. Enrolling a pod = the seed's rules in its netns
- * + a ZDS Add, which is what the node agent does. Used by the benchmark and the HBONE lab tests.
+ * + a ZDS Add, which is what the node agent does. Used by the benchmark and the HBONE lab tests only,
+ * so it lives beside the tests rather than in the product.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { AmbitError } from '../errors.js';
-import { LocalCa } from '../identity/local-ca.js';
-import { createRedirector } from '../redirect/index.js';
-import { NetnsHandle } from '../sys/index.js';
-import { workloadUid, ZdsServer } from '../zds/index.js';
-import { httpStatusIn } from './http-in-netns.js';
-import type { LabNode, LabPod, LabState } from './state.js';
+import { AmbitError } from '../../src/errors.js';
+import { LocalCa } from '../../src/identity/local-ca.js';
+import { httpStatusIn } from '../../src/lab/http-in-netns.js';
+import type { LabNode, LabPod, LabState } from '../../src/lab/state.js';
+import { createRedirector } from '../../src/redirect/index.js';
+import { NetnsHandle } from '../../src/sys/index.js';
+import { workloadUid, ZdsServer } from '../../src/zds/index.js';
 
-const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const ENTRY = `const { main } = await import(${JSON.stringify(`file://${CLI_MAIN}`)}); process.exitCode = await main(process.argv.slice(1));`;
 const READY_TIMEOUT_MS = 20_000;
 
