@@ -3,6 +3,8 @@
  * ambient-demo namespace, labels it for ambient, then walks through the seed's observing and
  * debugging checks, asserting each one. Non-interactive; removes the lab afterwards unless --keep.
  */
+
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   addPods,
@@ -13,9 +15,12 @@ import {
   removeLeftover,
   waitEnrolled,
 } from '../demo/cluster.js';
+import { CHECKOUT, script } from '../demo/k8s-cluster.js';
+import { kubernetesTeardown, kubernetesWalkthrough } from '../demo/kubernetes.js';
 import { checkDemoPrerequisites } from '../demo/prerequisites.js';
 import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from '../demo/steps.js';
 import { Walkthrough } from '../demo/walkthrough.js';
+import { AmbitError } from '../errors.js';
 import { clusterDown } from '../lab/cluster/index.js';
 import { checkLabName } from '../lab/names.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
@@ -23,6 +28,7 @@ import { type Command, EXIT_OK, UsageError } from './command.js';
 const DEFAULT_NAME = 'demo';
 
 const HELP = `Usage: ambit demo [--keep] [--name NAME]
+       ambit demo --kubernetes [--keep]
 
 The seed ("ztunnel traffic redirection"), step by step on a local lab cluster:
   - removes a lab NAME left by an earlier run, brings up a two-node lab cluster (API server,
@@ -34,9 +40,16 @@ The seed ("ztunnel traffic redirection"), step by step on a local lab cluster:
     TLS to 15008, both ztunnels' access log lines with the peer identities, and ambit doctor.
 Exits non-zero naming the step whose check did not hold. Needs root.
 
+With --kubernetes, the same walkthrough on a real single-node Kubernetes cluster of this checkout
+(scripts/k8s: kube-apiserver, kubelet, containerd, kube-proxy; the first run builds Kubernetes
+from the Go module proxy, ~8 min on 2 cores): builds the images, helm-installs deploy/charts/ambit,
+deploys sleep and httpbin, labels the namespace, and checks the same things with kubectl; then
+helm uninstall and scripts/k8s down. One such cluster per machine.
+
 Options:
-  --keep         leave the lab running afterwards, to explore it (otherwise it is removed,
-                 also on failure)
+  --kubernetes   on a real Kubernetes cluster instead of the embedded lab
+  --keep         leave the lab (or cluster) running afterwards, to explore it (otherwise it is
+                 removed, also on failure)
   --name NAME    lab name (default ${DEFAULT_NAME})
   -h, --help
 `;
@@ -148,6 +161,7 @@ const demo: Command = {
       allowPositionals: true,
       options: {
         keep: { type: 'boolean', default: false },
+        kubernetes: { type: 'boolean', default: false },
         name: { type: 'string', default: DEFAULT_NAME },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -157,6 +171,7 @@ const demo: Command = {
       return EXIT_OK;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+    if (values.kubernetes) return kubernetesDemo(values.keep);
     const lab = checkLabName(values.name);
     checkDemoPrerequisites();
     const w = new Walkthrough((text) => process.stdout.write(text));
@@ -181,5 +196,40 @@ const demo: Command = {
     return EXIT_OK;
   },
 };
+
+async function kubernetesDemo(keep: boolean): Promise<number> {
+  if (process.getuid?.() !== 0) throw new AmbitError('DEMO_NOT_ROOT', 'ambit demo --kubernetes needs root');
+  if (!existsSync(script('k8s'))) {
+    throw new AmbitError(
+      'DEMO_NO_CHECKOUT',
+      `ambit demo --kubernetes runs the scripts of an ambit checkout, and ${CHECKOUT} is not one (no scripts/k8s)`,
+    );
+  }
+  const w = new Walkthrough((text) => process.stdout.write(text));
+  try {
+    await kubernetesWalkthrough(w);
+    w.heading('What to try next');
+    w.output(
+      [
+        'scripts/k8s kubectl get pods -A -o wide',
+        `scripts/k8s kubectl -n ${DEMO_NAMESPACE} get pod -l app=sleep -o yaml   # the annotation`,
+        'scripts/k8s kubectl -n istio-system logs ds/ztunnel | grep inpod',
+        `scripts/k8s kubectl -n ${DEMO_NAMESPACE} exec deploy/sleep -- curl -sS http://$(scripts/k8s kubectl -n ${DEMO_NAMESPACE} get svc httpbin -o jsonpath='{.spec.clusterIP}'):8000/get`,
+        'scripts/k8s down                                    # removes the cluster',
+      ].join('\n'),
+    );
+  } finally {
+    if (keep) {
+      w.heading('The cluster keeps running');
+      w.line('Explore: scripts/k8s kubectl get pods -A');
+      w.line('Remove:  scripts/k8s down');
+    } else {
+      w.heading('Removing the cluster');
+      await kubernetesTeardown(w);
+    }
+  }
+  w.line('\nDemo finished: every step held.');
+  return EXIT_OK;
+}
 
 export default demo;
