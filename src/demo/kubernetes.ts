@@ -114,7 +114,12 @@ export async function kubernetesWalkthrough(w: Walkthrough): Promise<K8sCluster>
     async () => {
       w.command('scripts/build-image --all');
       const out = sh(script('build-image'), ['--all']);
-      w.output(out.trim().split('\n').slice(-3).join('\n'));
+      w.output(
+        out
+          .split('\n')
+          .filter((l) => l.startsWith('localhost/'))
+          .join('\n'),
+      );
       for (const f of IMAGES) expect(existsSync(f), `${f} was built`);
     },
   );
