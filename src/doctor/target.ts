@@ -105,7 +105,7 @@ export function nodeTarget(o: NodeTargetOptions): DoctorTarget {
     hints: {
       inPod: `nsenter --net=${podNetns}`,
       ztunnelLogs: 'kubectl logs ds/ztunnel -n istio-system | grep inpod',
-      agentLogs: `kubectl logs ds/istio-cni-node -n istio-system | grep ${ref}`,
+      agentLogs: `kubectl logs ds/ambit-cni-node -n istio-system -c node-agent | grep ${ref}`,
       netnsArg: podNetns,
     },
   };
