@@ -32,7 +32,8 @@ const IMAGES = ['ambit', 'sleep', 'httpbin'].map((n) =>
   join(CHECKOUT, 'dist', 'images', `${n}-${VERSION}.oci.tar`),
 );
 
-const APPS = `
+/** sleep and httpbin (liveness and readiness probes every second) in the demo namespace. */
+export const DEMO_APPS = `
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: httpbin, namespace: ${DEMO_NAMESPACE}}
@@ -60,8 +61,10 @@ spec:
         image: localhost/ambit/httpbin:${VERSION}
         imagePullPolicy: Never
         ports: [{containerPort: ${HTTPBIN_PORT}}]
-        readinessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 2}
-        livenessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 2}
+        # The kubelet probes from the node: once enrolled, they are SNATed to ${PROBE_SNAT_V4} on the node
+        # and the pod's rules let that source through untouched.
+        readinessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
+        livenessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -83,7 +86,7 @@ spec:
 `;
 
 /** The one running pod of an app in the demo namespace. */
-function appPod(k: K8sCluster, app: string): KubeObject {
+export function appPod(k: K8sCluster, app: string): KubeObject {
   const pods = k.pods(DEMO_NAMESPACE, `app=${app}`).filter((p) => !p.metadata.deletionTimestamp);
   expect(pods.length === 1, `one ${app} pod in ${DEMO_NAMESPACE} (found ${pods.length})`);
   return pods[0];
@@ -97,12 +100,33 @@ function ztunnelPod(k: K8sCluster): KubeObject {
   return pods[0];
 }
 
-async function curlFromSleep(k: K8sCluster, args: string[]): Promise<KubeObject> {
+/** curl in the sleep pod; its JSON answer. */
+export async function curlFromSleep(k: K8sCluster, args: string[]): Promise<KubeObject> {
   const sleep = appPod(k, 'sleep');
   const out = await k.kubectlAsync(
     ...['-n', DEMO_NAMESPACE, 'exec', sleep.metadata.name, '--', 'curl', '-sS', '--max-time', '10', ...args],
   );
   return JSON.parse(out);
+}
+
+/**
+ * POSTs `body` from sleep to `url` while capturing TCP on sleep's eth0 (the capture keeps draining
+ * while curl runs); httpbin's echo and the capture, or the request's error once the capture stopped.
+ */
+export async function postCaptured(
+  k: K8sCluster,
+  sleepNetns: string,
+  url: string,
+  body: string,
+): Promise<{ echo: KubeObject; pcap: Buffer }> {
+  const capture = await startCapture(sleepNetns, 'eth0', 'tcp');
+  const answer = await curlFromSleep(k, ['-H', 'content-type: text/plain', '--data-binary', body, url]).then(
+    (echo) => ({ echo, error: undefined }),
+    (error: unknown) => ({ echo: undefined, error }),
+  );
+  const pcap = await capture.stop();
+  if (answer.error !== undefined) throw answer.error;
+  return { echo: answer.echo, pcap };
 }
 
 /** Runs the walkthrough; the cluster stays up (the caller removes it unless --keep). */
@@ -171,7 +195,7 @@ export async function kubernetesWalkthrough(w: Walkthrough): Promise<K8sCluster>
       await waitFor(`${DEMO_NAMESPACE}/default service account`, () =>
         k.kubectl('-n', DEMO_NAMESPACE, 'get', 'sa', 'default').includes('default'),
       );
-      k.kubectlIn(APPS, 'apply', '-f', '-');
+      k.kubectlIn(DEMO_APPS, 'apply', '-f', '-');
       await waitFor('sleep and httpbin Ready', () =>
         ['sleep', 'httpbin'].every((a) => k.pods(DEMO_NAMESPACE, `app=${a}`).some(isReady)),
       );
@@ -280,18 +304,12 @@ export async function kubernetesWalkthrough(w: Walkthrough): Promise<K8sCluster>
       const httpbin = appPod(k, 'httpbin');
       const marker = `ambit-demo-${randomBytes(8).toString('hex')}`;
       w.command(`ip netns exec ${sleepNetns} tcpdump -i eth0 -w - tcp   # during the request`);
-      const capture = await startCapture(sleepNetns, 'eth0', 'tcp');
-      const request = curlFromSleep(k, [
-        ...['-H', 'content-type: text/plain', '--data-binary', marker],
+      const { echo, pcap } = await postCaptured(
+        k,
+        sleepNetns,
         `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`,
-      ]).then(
-        (body) => ({ body, error: undefined }),
-        (error: unknown) => ({ body: undefined, error }),
+        marker,
       );
-      const answer = await request;
-      const pcap = await capture.stop();
-      if (answer.error !== undefined) throw answer.error;
-      const echo: KubeObject = answer.body;
       expect(echo.data === marker, 'httpbin echoed the body');
       const { segments } = readPcap(pcap);
       const stray = segments.filter((s) => s.srcPort !== HBONE_PORT && s.dstPort !== HBONE_PORT);

@@ -19,9 +19,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { K8sCluster } from '../../src/demo/k8s-cluster.js';
+import { DEMO_APPS, postCaptured } from '../../src/demo/kubernetes.js';
 import { readPcap, streamsOf } from '../../src/demo/pcap.js';
 import { parseSs } from '../../src/doctor/ss.js';
-import { startCapture } from '../../src/lab/capture.js';
 import { PROBE_SNAT_V4 } from '../../src/node/contract.js';
 import { createRedirector } from '../../src/redirect/index.js';
 
@@ -38,8 +39,6 @@ const SYSTEM_NS = 'istio-system';
 const NS = 'ambient-demo';
 const HBONE_PORT = 15008;
 const HTTPBIN_PORT = 8000;
-/** Inside the cluster's service CIDR (10.96.0.0/12), away from the kubernetes Service's 10.96.0.1. */
-const ISTIOD_CLUSTER_IP = '10.96.0.15';
 /** Host directories the chart's hostPath volumes create; removed afterwards when the test made them. */
 const ZTUNNEL_SOCK_DIR = '/var/run/ztunnel';
 /** Slow polling for kubectl-backed conditions: each check forks kubectl. */
@@ -105,17 +104,12 @@ function appPod(app: string, ns = NS): Obj {
   return pods[0];
 }
 
+let cluster: K8sCluster;
 /** The host pid of a pod's (first) container: containerd's task for its container id. */
-function containerPid(pod: Obj): number {
-  const id = String(pod.status.containerStatuses[0].containerID).replace(/^containerd:\/\//, '');
-  const tasks = run('ctr', ['--address', env.AMBIT_K8S_CONTAINERD_SOCK!, '-n', 'k8s.io', 'tasks', 'ls']);
-  const line = tasks.split('\n').find((l) => l.startsWith(`${id} `));
-  assert.ok(line, `containerd has a task for ${pod.metadata.name} (${id})`);
-  return Number(line.trim().split(/\s+/)[1]);
-}
+const containerPid = (pod: Obj): number => cluster.containerPid(pod);
 /** The pod's network namespace as `ip netns` names it (the runtime's cni-… bind mount). */
 function podNetnsName(pod: Obj): string {
-  const name = run('ip', ['netns', 'identify', String(containerPid(pod))]).trim();
+  const name = cluster.podNetns(pod);
   assert.match(name, /^cni-/, `${pod.metadata.name}'s netns is one of the runtime's`);
   return name;
 }
@@ -129,75 +123,7 @@ function ztunnelPod(): Obj {
 }
 
 /** The chart values this cluster needs (scripts/k8s env): imported images, its CNI dirs, no DNS. */
-function clusterValues(): string[] {
-  return [
-    ...['--set', 'global.imagePullPolicy=Never'],
-    ...[
-      '--set',
-      `cni.cniConfDir=${env.AMBIT_K8S_CNI_CONF_DIR}`,
-      '--set',
-      `cni.cniBinDir=${env.AMBIT_K8S_CNI_BIN_DIR}`,
-    ],
-    // the plugin's socket and kubeconfig inside the cluster's run dir, which `scripts/k8s down` removes
-    ...['--set', `cni.cniAgentRunDir=${env.AMBIT_K8S_RUN}/ambit-cni`],
-    ...['--set', `pilot.serviceClusterIP=${ISTIOD_CLUSTER_IP}`],
-    // /var/run/netns resolves to /run/netns, the shared mount `ip netns` made: containerd checks the
-    // HostToContainer mount's propagation on the path as given, and / is private on this machine.
-    ...['--set', 'cni.cniNetnsDir=/run/netns'],
-  ];
-}
-
-const APPS = `
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: httpbin, namespace: ${NS}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin, namespace: ${NS}, labels: {app: httpbin}}
-spec:
-  selector: {app: httpbin}
-  ports: [{name: http, port: 8000, targetPort: ${HTTPBIN_PORT}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpbin, namespace: ${NS}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: httpbin}}
-  template:
-    metadata: {labels: {app: httpbin}}
-    spec:
-      serviceAccountName: httpbin
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: httpbin
-        image: localhost/ambit/httpbin:${VERSION}
-        imagePullPolicy: Never
-        ports: [{containerPort: ${HTTPBIN_PORT}}]
-        # The kubelet probes from the node: once enrolled, they are SNATed to ${PROBE_SNAT_V4} on the node
-        # and the pod's rules let that source through untouched.
-        readinessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
-        livenessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: sleep, namespace: ${NS}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleep, namespace: ${NS}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: sleep}}
-  template:
-    metadata: {labels: {app: sleep}}
-    spec:
-      serviceAccountName: sleep
-      terminationGracePeriodSeconds: 0
-      containers:
-      - {name: sleep, image: 'localhost/ambit/sleep:${VERSION}', imagePullPolicy: Never}
-`;
+const clusterValues = (): string[] => cluster.chartValues();
 
 const lateSleep = (name: string) => `
 apiVersion: v1
@@ -249,6 +175,7 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     ztunnelSockDirExisted = existsSync(ZTUNNEL_SOCK_DIR);
     const t0 = process.hrtime.bigint();
     k8s('up', ...IMAGES.flatMap((f) => ['--image', f]));
+    cluster = new K8sCluster();
     console.log(`# scripts/k8s up with 3 images: ${secondsSince(t0).toFixed(1)} s`);
   });
 
@@ -326,7 +253,7 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
       `${NS}/default service account`,
       () => tryRun(() => kubectl('-n', NS, 'get', 'sa', 'default')) !== undefined,
     );
-    kubectlIn(APPS, 'apply', '-f', '-');
+    kubectlIn(DEMO_APPS, 'apply', '-f', '-');
     await until('sleep and httpbin Ready (not yet in the mesh)', () =>
       ['sleep', 'httpbin'].every((a) => podsOf(NS, `app=${a}`).some(ready)),
     );
@@ -462,19 +389,8 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     const httpbin = appPod('httpbin');
     const netns = podNetnsName(appPod('sleep'));
     const marker = `ambit-k8s-secret-${randomBytes(8).toString('hex')}`;
-    const capture = await startCapture(netns, 'eth0', 'tcp');
-    let echo: Obj;
-    let failure: unknown;
-    try {
-      echo = await curlFromSleep([
-        ...['-H', 'content-type: text/plain', '--data-binary', marker],
-        `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`,
-      ]);
-    } catch (err) {
-      failure = err;
-    }
-    const pcap = await capture.stop();
-    if (failure !== undefined) throw failure;
+    const url = `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`;
+    const { echo, pcap } = await postCaptured(cluster, netns, url, marker);
     assert.equal(echo.data, marker);
     const { segments } = readPcap(pcap);
     assert.ok(segments.length > 0, 'the capture holds TCP packets');
@@ -753,19 +669,8 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     const httpbin = appPod('httpbin');
     const netns = podNetnsName(appPod('sleep'));
     const marker = `ambit-k8s-plain-${randomBytes(8).toString('hex')}`;
-    const capture = await startCapture(netns, 'eth0', 'tcp');
-    let echo: Obj;
-    let failure: unknown;
-    try {
-      echo = await curlFromSleep([
-        ...['-H', 'content-type: text/plain', '--data-binary', marker],
-        `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`,
-      ]);
-    } catch (err) {
-      failure = err;
-    }
-    const pcap = await capture.stop();
-    if (failure !== undefined) throw failure;
+    const url = `http://${httpbin.status.podIP}:${HTTPBIN_PORT}/post`;
+    const { echo, pcap } = await postCaptured(cluster, netns, url, marker);
     assert.equal(echo.data, marker);
     assert.equal(echo.origin, appPod('sleep').status.podIP);
     const { segments } = readPcap(pcap);
