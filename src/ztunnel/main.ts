@@ -21,7 +21,6 @@ import { FdBudget } from '../sys/index.js';
 import { serveAdmin } from './admin/admin-server.js';
 import { Readiness, serveReadiness } from './admin/readiness.js';
 import type { ZtunnelConfig } from './config.js';
-import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
 import {
   type InPodConfig,
   type InPodProxyFactory,
@@ -29,9 +28,10 @@ import {
   type WorkloadStateEntry,
 } from './inpod/index.js';
 import { MigratingProxyFactory } from './listener-migration.js';
-import { TrafficMetrics } from './metrics.js';
 import type { ProxyDeps } from './proxy/context.js';
+import { TrafficMetrics } from './proxy/metrics.js';
 import { PodProxyFactory } from './proxy/pod-proxy.js';
+import { createHboneHooks, plaintextInboundPolicy } from './proxy-factory.js';
 import { verifySyscalls } from './startup.js';
 import { registerWorkloadManagerMetrics } from './workload-manager-metrics.js';
 

@@ -14,10 +14,10 @@ import { createRedirector } from '../../src/redirect/index.js';
 import { setLogSink } from '../../src/runtime/log.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { WorkloadUid } from '../../src/zds/messages.js';
-import { plaintextInboundPolicy } from '../../src/ztunnel/hbone/index.js';
-import { TrafficMetrics } from '../../src/ztunnel/metrics.js';
 import type { ProxyDeps } from '../../src/ztunnel/proxy/context.js';
+import { TrafficMetrics } from '../../src/ztunnel/proxy/metrics.js';
 import { PodProxyFactory } from '../../src/ztunnel/proxy/pod-proxy.js';
+import { plaintextInboundPolicy } from '../../src/ztunnel/proxy-factory.js';
 import { readAll, sha256, waitFor } from '../helpers/bytes.js';
 import { openFdCount, run, VethPair } from '../helpers/netns.js';
 

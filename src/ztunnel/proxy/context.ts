@@ -4,8 +4,8 @@ import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
 import type { FdBudget, NetnsHandle } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
-import type { ConnectionInfo } from '../connection-info.js';
-import type { TrafficMetrics } from '../metrics.js';
+import type { ConnectionInfo } from './connection-info.js';
+import type { TrafficMetrics } from './metrics.js';
 import type { OutboundRoute } from './route.js';
 
 /** The HBONE half of the data path (issue "HBONE"): plugs into the same listeners. */

@@ -6,8 +6,8 @@
 import type { Socket } from 'node:net';
 import { ILLEGAL_PORTS } from '../../node/contract.js';
 import { unmapIPv4 } from '../../sys/index.js';
-import { logConnectionFailed } from '../access-log.js';
-import { type ConnectionInfo, hostPort } from '../connection-info.js';
+import { logConnectionFailed } from './access-log.js';
+import { type ConnectionInfo, hostPort } from './connection-info.js';
 import type { PodContext } from './context.js';
 import { destinationOf } from './outbound.js';
 import { proxyToUpstream } from './upstream.js';

@@ -5,8 +5,8 @@
 import { lookup } from 'node:dns/promises';
 import type { Socket } from 'node:net';
 import { AmbitError } from '../../errors.js';
-import { logConnectionFailed } from '../access-log.js';
-import { hostPort } from '../connection-info.js';
+import { logConnectionFailed } from './access-log.js';
+import { hostPort } from './connection-info.js';
 import type { PodContext } from './context.js';
 import { proxyOutbound } from './outbound.js';
 

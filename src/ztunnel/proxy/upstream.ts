@@ -6,9 +6,9 @@
 import type { Socket } from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
 import { connectInNetns } from '../../sys/index.js';
-import { logConnectionComplete, logConnectionOpened } from '../access-log.js';
-import type { ConnectionInfo } from '../connection-info.js';
 import { copyBidirectional } from '../copy.js';
+import { logConnectionComplete, logConnectionOpened } from './access-log.js';
+import type { ConnectionInfo } from './connection-info.js';
 import type { PodContext } from './context.js';
 
 export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;

@@ -13,12 +13,12 @@ import type { KeepaliveOptions } from '../../hbone/settings.js';
 import type { HboneTlsContexts } from '../../hbone/tls.js';
 import { isSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
 import { unmapIPv4 } from '../../sys/index.js';
-import { logConnectionComplete, logConnectionOpened } from '../access-log.js';
-import type { ConnectionInfo } from '../connection-info.js';
-import type { PodContext } from '../proxy/context.js';
-import type { OutboundRoute } from '../proxy/route.js';
-import { responseFlagFor } from './flags.js';
-import { podIdentity } from './identity.js';
+import { logConnectionComplete, logConnectionOpened } from './access-log.js';
+import type { ConnectionInfo } from './connection-info.js';
+import type { PodContext } from './context.js';
+import { podIdentity } from './pod-identity.js';
+import { responseFlagFor } from './response-flag.js';
+import type { OutboundRoute } from './route.js';
 
 type HboneRoute = Extract<OutboundRoute, { kind: 'hbone' }>;
 

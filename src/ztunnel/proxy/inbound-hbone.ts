@@ -24,11 +24,11 @@ import { authorize } from '../../policy/authorize.js';
 import type { ConnectionTracker } from '../../policy/tracker.js';
 import { logger } from '../../runtime/log.js';
 import { unmapIPv4 } from '../../sys/index.js';
-import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
-import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import type { PodContext } from '../proxy/context.js';
-import { connectUpstream } from '../proxy/upstream.js';
-import { podIdentity } from './identity.js';
+import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from './access-log.js';
+import { type ConnectionInfo, hostPort } from './connection-info.js';
+import type { PodContext } from './context.js';
+import { podIdentity } from './pod-identity.js';
+import { connectUpstream } from './upstream.js';
 
 const log = logger('ztunnel::proxy::inbound');
 

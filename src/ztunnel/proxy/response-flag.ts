@@ -1,7 +1,7 @@
 /** Maps why an HBONE tunnel could not be opened to Istio's response flag. */
 import { errorCode } from '../../errors.js';
 import { HboneStatusError } from '../../hbone/client.js';
-import type { ResponseFlag } from '../connection-info.js';
+import type { ResponseFlag } from './connection-info.js';
 
 const BY_CODE: Record<string, ResponseFlag> = {
   ERR_IDENTITY_MISMATCH: 'IDENTITY_ERROR',

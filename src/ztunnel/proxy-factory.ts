@@ -3,20 +3,20 @@
  * context per identity, the client pool, the :15008 servers and L4 policy. The ztunnel process puts
  * `hooks` and `inboundPolicy` into ProxyDeps.
  */
-import type { WorkloadStore } from '../../discovery/store.js';
-import { HbonePool } from '../../hbone/pool.js';
-import type { KeepaliveOptions } from '../../hbone/settings.js';
-import { HboneTlsContexts } from '../../hbone/tls.js';
-import type { CertificateAuthority } from '../../identity/ca.js';
-import { CertificateManager } from '../../identity/manager.js';
-import { applicablePolicies } from '../../policy/applicable.js';
-import { authorize } from '../../policy/authorize.js';
-import { ConnectionTracker } from '../../policy/tracker.js';
-import { logConnectionFailed } from '../access-log.js';
-import type { HboneHooks, InboundPolicy } from '../proxy/context.js';
-import { DEFAULT_TRUST_DOMAIN } from './identity.js';
-import { HboneInbound } from './inbound.js';
-import { handleHboneOutbound } from './outbound.js';
+import type { WorkloadStore } from '../discovery/store.js';
+import { HbonePool } from '../hbone/pool.js';
+import type { KeepaliveOptions } from '../hbone/settings.js';
+import { HboneTlsContexts } from '../hbone/tls.js';
+import type { CertificateAuthority } from '../identity/ca.js';
+import { CertificateManager } from '../identity/manager.js';
+import { applicablePolicies } from '../policy/applicable.js';
+import { authorize } from '../policy/authorize.js';
+import { ConnectionTracker } from '../policy/tracker.js';
+import { logConnectionFailed } from './proxy/access-log.js';
+import type { HboneHooks, InboundPolicy } from './proxy/context.js';
+import { HboneInbound } from './proxy/inbound-hbone.js';
+import { handleHboneOutbound } from './proxy/outbound-hbone.js';
+import { DEFAULT_TRUST_DOMAIN } from './proxy/pod-identity.js';
 
 export interface HboneOptions {
   ca: CertificateAuthority;
