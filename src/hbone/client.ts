@@ -1,12 +1,12 @@
 /**
- * One HBONE client connection: a TCP socket made in the source pod's netns (marked, so the pod's rules let
- * it out), mutual TLS as the source identity, and an HTTP/2 session that carries CONNECT streams.
+ * One HBONE client connection: a TCP socket from the caller's connect function (a pod proxy makes it in the
+ * source pod's netns, marked), mutual TLS as the source identity, and an HTTP/2 session that carries
+ * CONNECT streams.
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
-import { connectInNetns, type NetnsHandle } from '../sys/index.js';
 import { formatAuthority } from './headers.js';
 import {
   CLIENT_MAX_STREAMS,
@@ -18,9 +18,8 @@ import {
 import { connectHbone, type HboneTlsContexts } from './tls.js';
 
 export interface DialOptions {
-  /** The netns to dial from (the source pod's); null = this process's. */
-  netns: NetnsHandle | null;
-  mark?: number;
+  /** Starts the TCP connection to `host:port` (a pod proxy's: in the pod netns, marked, tracked). */
+  connect: () => Socket;
   host: string;
   port: number;
   source: SpiffeId;
@@ -28,8 +27,6 @@ export interface DialOptions {
   connectTimeoutMs: number;
   /** PING interval and timeout of the connection (default: ztunnel's 10 s / 20 s). */
   keepalive?: KeepaliveOptions;
-  /** Gets the TCP socket as soon as it exists (a pod proxy tracks it, to cut it when the pod stops). */
-  track?: (socket: Socket) => void;
 }
 
 /** A CONNECT answered with a status other than 200. */
@@ -129,9 +126,8 @@ export class HboneConnection {
 
 /** Dials the peer's HBONE listener and completes TCP, TLS and the HTTP/2 preface. */
 export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Promise<HboneConnection> {
-  const tcp = connectInNetns(o.netns, { host: o.host, port: o.port, mark: o.mark });
+  const tcp = o.connect();
   tcp.setNoDelay(true);
-  o.track?.(tcp);
   const timer = setTimeout(() => {
     tcp.destroy(new AmbitError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
   }, o.connectTimeoutMs);

@@ -380,8 +380,7 @@ ${policies ? `policies:\n${policies}` : ''}`;
   test('a peer with another identity than expected, a foreign CA, or no client certificate is rejected', async () => {
     await assert.rejects(
       dialHbone(rawContexts, {
-        netns: a,
-        mark: MARK,
+        connect: () => connectInNetns(a, { host: pair.addrB, port: 15008, mark: MARK }),
         host: pair.addrB,
         port: 15008,
         source: RAW,

@@ -2,10 +2,11 @@
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
-import type { FdBudget, NetnsHandle } from '../../sys/index.js';
+import type { FdBudget } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
 import type { ConnectionInfo } from './connection-info.js';
 import type { TrafficMetrics } from './metrics.js';
+import type { PodSockets } from './pod-sockets.js';
 import type { OutboundRoute } from './route.js';
 
 /** The HBONE half of the data path (issue "HBONE"): plugs into the same listeners. */
@@ -56,12 +57,11 @@ export interface ProxyDeps {
 export interface PodContext {
   readonly uid: string;
   readonly info: WorkloadInfo;
-  readonly netns: NetnsHandle;
+  /** Every socket the pod's proxy makes or accepts: in the pod netns, marked, drained when it stops. */
+  readonly sockets: PodSockets;
   readonly deps: ProxyDeps;
   /** Whether the listeners got IP_TRANSPARENT, so upstream connections may spoof the client's address. */
   readonly transparent: boolean;
   /** The workload this pod is, when the store knows it (matched by name, namespace, service account). */
   localWorkload(): Workload | undefined;
-  /** Registers a socket to be cut when the pod's proxy stops; it unregisters itself on close. */
-  track(socket: Socket): void;
 }

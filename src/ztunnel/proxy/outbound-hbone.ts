@@ -59,15 +59,13 @@ export function handleHboneOutbound(
   info.securityPolicy = 'mutual_tls';
   logConnectionOpened(info);
   const dial: DialOptions = {
-    netns: pod.netns,
-    mark: pod.deps.mark,
+    connect: () => pod.sockets.connect({ host: route.host, port: route.port }),
     host: route.host,
     port: route.port,
     source,
     expected,
     connectTimeoutMs: pod.deps.connectTimeoutMs,
     keepalive: deps.keepalive,
-    track: (socket) => pod.track(socket),
   };
   const headers = connectHeaders({
     targetIp: route.targetHost,

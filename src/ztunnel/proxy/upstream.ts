@@ -1,17 +1,14 @@
 /**
- * Proxying one accepted connection to a plain TCP upstream from inside the pod netns (marked, so
- * the pod's rules let it out), with telemetry at both ends. Shared by outbound, inbound plaintext
- * and SOCKS5.
+ * Proxying one accepted connection to a plain TCP upstream from the pod (its sockets: in the pod netns,
+ * marked, so the pod's rules let it out), with telemetry at both ends. Shared by outbound, inbound
+ * plaintext and SOCKS5.
  */
 import type { Socket } from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
-import { connectInNetns } from '../../sys/index.js';
 import { copyBidirectional } from '../copy.js';
 import { logConnectionComplete, logConnectionOpened } from './access-log.js';
 import type { ConnectionInfo } from './connection-info.js';
 import type { PodContext } from './context.js';
-
-export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;
 
 export interface UpstreamTarget {
   host: string;
@@ -35,21 +32,11 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     }
     let socket: Socket;
     try {
-      socket = connectInNetns(pod.netns, {
-        host: target.host,
-        port: target.port,
-        mark: pod.deps.mark,
-        allowHalfOpen: true,
-        highWaterMark: SOCKET_HIGH_WATER_MARK,
-        ...(target.spoofSource
-          ? { localAddress: target.spoofSource, transparent: true, freebind: true }
-          : {}),
-      });
+      socket = pod.sockets.connect(target, { spoofSource: target.spoofSource, proxied: true });
     } catch (err) {
       reject(err);
       return;
     }
-    pod.track(socket);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new AmbitError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
