@@ -9,8 +9,8 @@ import type { TrafficMetrics } from './metrics.js';
 import type { PodSockets } from './pod-sockets.js';
 import type { OutboundRoute } from './route.js';
 
-/** The HBONE half of the data path (issue "HBONE"): plugs into the same listeners. */
-export interface HboneHooks {
+/** The HBONE half of the data path, behind the same listeners (inert when there is no CA). */
+export interface HboneHandlers {
   /** Carries an accepted outbound connection to its HBONE peer; owns `downstream` from then on. */
   outbound(
     pod: PodContext,
@@ -21,7 +21,7 @@ export interface HboneHooks {
   /** Serves a connection accepted on the pod's :15008. */
   inbound(pod: PodContext, socket: Socket): void;
   /** The pod's proxy stopped: release what was kept for it (its TLS acceptor, HTTP/2 server). */
-  podStopped?(pod: PodContext): void;
+  podStopped(pod: PodContext): void;
 }
 
 /**
@@ -38,18 +38,14 @@ export type InboundPolicy = (
 export interface ProxyDeps {
   store: WorkloadStore;
   metrics: TrafficMetrics;
-  /** SO_MARK of every socket the proxy makes (PACKET_MARK, 1337). */
-  mark: number;
-  /** SO_REUSEPORT on the pod listeners (INPOD_PORT_REUSE), for hand-over between two proxies. */
-  portReuse: boolean;
   /** Upstream connect timeout (10 s upstream). */
   connectTimeoutMs: number;
   /** How long 'drain' lets connections finish before cutting them (5 s upstream). */
   drainDeadlineMs: number;
   /** The SOCKS5 listener on 127.0.0.1:15080. */
   socks5: boolean;
-  inboundPolicy?: InboundPolicy;
-  hbone?: HboneHooks;
+  inboundPolicy: InboundPolicy;
+  hbone: HboneHandlers;
   /** When set, new connections are refused while open files run short of the process limit. */
   fds?: FdBudget;
 }

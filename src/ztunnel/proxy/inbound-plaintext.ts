@@ -32,7 +32,7 @@ export function handleInboundPlaintext(pod: PodContext, downstream: Socket): voi
     return;
   }
   // Plaintext carries no identity: policies are evaluated as for an unauthenticated peer.
-  const denied = pod.deps.inboundPolicy?.(pod, info, dst, downstream);
+  const denied = pod.deps.inboundPolicy(pod, info, dst, downstream);
   if (denied) {
     info.responseFlags = 'DENY';
     logConnectionFailed(info, `connection closed due to policy rejection: ${denied}`);

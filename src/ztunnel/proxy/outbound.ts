@@ -76,11 +76,6 @@ export function proxyOutbound(
       info.dstAddr = hostPort(route.host, route.port);
       info.dstHboneAddr = hostPort(route.targetHost, route.targetPort);
       info.dstIdentity = spiffeIdOf(route.workload);
-      if (!pod.deps.hbone) {
-        logConnectionFailed(info, 'HBONE is not available in this proxy');
-        downstream.resetAndDestroy();
-        return;
-      }
       try {
         pod.deps.hbone.outbound(pod, downstream, route, info);
       } catch (err) {

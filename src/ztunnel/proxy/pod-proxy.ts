@@ -1,7 +1,7 @@
 /**
  * One pod's proxy: the listener set inside the pod's network namespace (bound in ztunnel's order
  * 15008, 15006, 15001, then 15080 on the pod's loopback) and every connection it carries.
- * Implements the in-pod state manager's InPodProxy/InPodProxyFactory.
+ * Implements the in-pod state manager's InPodProxy; the ProxyFactory starts one per enrolled pod.
  */
 import type { Server, Socket } from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
@@ -12,13 +12,12 @@ import {
   SOCKS5_PORT,
 } from '../../node/contract.js';
 import { logger } from '../../runtime/log.js';
-import type { NetnsHandle } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
-import type { InPodProxy, InPodProxyFactory, StopMode } from '../inpod/proxy.js';
+import type { InPodProxy, StopMode } from '../inpod/proxy.js';
 import type { PodContext, ProxyDeps } from './context.js';
 import { handleInboundPlaintext } from './inbound-plaintext.js';
 import { handleOutbound } from './outbound.js';
-import { InPodSockets, type PodSockets } from './pod-sockets.js';
+import type { PodSockets } from './pod-sockets.js';
 import { handleSocks5 } from './socks5.js';
 
 const log = logger('ztunnel::proxy');
@@ -83,10 +82,7 @@ export class PodProxy implements InPodProxy, PodContext {
         host: '::',
         component: 'inbound',
         transparent: true,
-        handle: (pod, s) => {
-          if (pod.deps.hbone) pod.deps.hbone.inbound(pod, s);
-          else s.destroy();
-        },
+        handle: (pod, s) => pod.deps.hbone.inbound(pod, s),
       },
       {
         port: INBOUND_PLAINTEXT_PORT,
@@ -163,29 +159,8 @@ export class PodProxy implements InPodProxy, PodContext {
   async #stop(mode: StopMode): Promise<void> {
     // Stop accepting first: nothing new may arrive while connections are cut or drained.
     const closing = this.#listeners.splice(0).map(closeServer);
-    this.deps.hbone?.podStopped?.(this);
+    this.deps.hbone.podStopped(this);
     await this.sockets.closeAll(mode, this.deps.drainDeadlineMs);
     await Promise.all(closing);
-  }
-}
-
-export class PodProxyFactory implements InPodProxyFactory {
-  readonly #proxies = new Map<WorkloadUid, PodProxy>();
-
-  constructor(readonly deps: ProxyDeps) {}
-
-  async start(uid: WorkloadUid, info: WorkloadInfo, netns: NetnsHandle): Promise<InPodProxy> {
-    const sockets = new InPodSockets(netns, { mark: this.deps.mark, portReuse: this.deps.portReuse });
-    const proxy: PodProxy = new PodProxy(uid, info, sockets, this.deps, () => {
-      if (this.#proxies.get(uid) === proxy) this.#proxies.delete(uid);
-    });
-    await proxy.start();
-    this.#proxies.set(uid, proxy);
-    return proxy;
-  }
-
-  /** The running proxies (admin views, tests). */
-  get proxies(): ReadonlyMap<WorkloadUid, PodProxy> {
-    return this.#proxies;
   }
 }
