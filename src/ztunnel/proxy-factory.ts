@@ -14,7 +14,6 @@ import { ConnectionTracker } from '../policy/tracker.js';
 import type { FdBudget, NetnsHandle } from '../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../zds/messages.js';
 import type { InPodProxy, InPodProxyFactory } from './inpod/proxy.js';
-import { logConnectionFailed } from './proxy/access-log.js';
 import type { HboneHandlers, ProxyDeps } from './proxy/context.js';
 import { HboneInbound } from './proxy/inbound-hbone.js';
 import { plaintextInboundPolicy } from './proxy/inbound-policy.js';
@@ -62,8 +61,8 @@ export interface Hbone {
 
 /** Without a certificate authority: 15008 is still bound (the rules expect it) but serves nothing. */
 const HBONE_DISABLED: HboneHandlers = {
-  outbound: (_pod, downstream, _route, info) => {
-    logConnectionFailed(info, 'HBONE is not available in this proxy');
+  outbound: (_pod, downstream, _route, record) => {
+    record.reject('HBONE is not available in this proxy');
     downstream.resetAndDestroy();
   },
   inbound: (_pod, socket) => socket.destroy(),
@@ -98,8 +97,8 @@ export class ProxyFactory implements InPodProxyFactory {
         handshake: { handshakeTimeoutMs: options.handshakeTimeoutMs },
       });
       handlers = {
-        outbound: (pod, downstream, route, info) =>
-          handleHboneOutbound({ contexts, pool, trustDomain, keepalive }, pod, downstream, route, info),
+        outbound: (pod, downstream, route, record) =>
+          handleHboneOutbound({ contexts, pool, trustDomain, keepalive }, pod, downstream, route, record),
         inbound: (pod, socket) => inbound.accept(pod, socket),
         podStopped: (pod) => inbound.release(pod),
       };

@@ -4,7 +4,7 @@ import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
 import type { FdBudget } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
-import type { ConnectionInfo } from './connection-info.js';
+import type { ConnectionRecord } from './connection-record.js';
 import type { TrafficMetrics } from './metrics.js';
 import type { PodSockets } from './pod-sockets.js';
 import type { OutboundRoute } from './route.js';
@@ -16,7 +16,7 @@ export interface HboneHandlers {
     pod: PodContext,
     downstream: Socket,
     route: Extract<OutboundRoute, { kind: 'hbone' }>,
-    info: ConnectionInfo,
+    record: ConnectionRecord,
   ): void;
   /** Serves a connection accepted on the pod's :15008. */
   inbound(pod: PodContext, socket: Socket): void;
@@ -26,11 +26,11 @@ export interface HboneHandlers {
 
 /**
  * Decides whether an inbound connection may reach the app; returns a deny reason or undefined. An
- * allowed connection stays tracked until `downstream` closes, so a later policy change can cut it.
+ * allowed connection stays tracked until its record ends, so a later policy change can cut it.
  */
 export type InboundPolicy = (
   pod: PodContext,
-  info: ConnectionInfo,
+  record: ConnectionRecord,
   dst: { address: string; port: number },
   downstream: Socket,
 ) => string | undefined;

@@ -15,20 +15,19 @@ function ipOf(addr: string): string {
 }
 
 export function plaintextInboundPolicy(store: WorkloadStore, tracker: ConnectionTracker): InboundPolicy {
-  return (pod, info, dst, downstream) => {
+  return (pod, record, dst, downstream) => {
     const policies = () => applicablePolicies(store, pod.localWorkload(), pod.info.namespace);
-    const attributes = { srcIp: ipOf(info.srcAddr), dstIp: dst.address, dstPort: dst.port };
+    const attributes = { srcIp: ipOf(record.info.srcAddr), dstIp: dst.address, dstPort: dst.port };
     const verdict = authorize(policies(), attributes);
     if (!verdict.allowed) return verdict.reason;
-    const untrack = tracker.track({
+    record.trackPolicy(tracker, {
       attributes,
       policies,
       close: (reason) => {
-        logConnectionFailed(info, reason);
+        logConnectionFailed(record.info, reason);
         downstream.resetAndDestroy();
       },
     });
-    downstream.once('close', untrack);
     return undefined;
   };
 }

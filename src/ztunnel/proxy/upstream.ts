@@ -6,8 +6,7 @@
 import type { Socket } from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
 import { copyBidirectional } from '../copy.js';
-import { logConnectionComplete, logConnectionOpened } from './access-log.js';
-import type { ConnectionInfo } from './connection-info.js';
+import type { ConnectionRecord } from './connection-record.js';
 import type { PodContext } from './context.js';
 
 export interface UpstreamTarget {
@@ -75,26 +74,20 @@ export async function proxyToUpstream(
   pod: PodContext,
   downstream: Socket,
   target: UpstreamTarget,
-  info: ConnectionInfo,
+  record: ConnectionRecord,
 ): Promise<void> {
-  const labels = pod.deps.metrics.connectionOpened(info);
-  logConnectionOpened(info);
+  record.count();
+  record.opened();
   let upstream: Socket;
   try {
     upstream = await connectUpstream(pod, target);
   } catch (err) {
-    info.responseFlags = 'CONNECT';
+    record.info.responseFlags = 'CONNECT';
     downstream.resetAndDestroy();
-    pod.deps.metrics.connectionClosed(labels, 0, 0);
-    logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
+    record.close(undefined, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
     return;
   }
   upstream.setNoDelay(true);
   const result = await copyBidirectional(downstream, upstream);
-  pod.deps.metrics.connectionClosed(labels, result.downstreamToUpstream, result.upstreamToDownstream);
-  const [sent, recv] =
-    info.direction === 'outbound'
-      ? [result.downstreamToUpstream, result.upstreamToDownstream]
-      : [result.upstreamToDownstream, result.downstreamToUpstream];
-  logConnectionComplete(info, sent, recv, result.error ? errorMessage(result.error) : undefined);
+  record.close(result, result.error ? errorMessage(result.error) : undefined);
 }
