@@ -5,8 +5,8 @@
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
+import { HboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
 import {
   CLIENT_MAX_STREAMS,
@@ -30,7 +30,7 @@ export interface DialOptions {
 }
 
 /** A CONNECT answered with a status other than 200. */
-export class HboneStatusError extends AmbitError {
+export class HboneStatusError extends HboneError {
   constructor(
     readonly status: number,
     authority: string,
@@ -91,14 +91,14 @@ export class HboneConnection {
       } catch (err) {
         this.#release();
         reject(
-          new AmbitError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`),
+          new HboneError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`),
         );
         return;
       }
       stream.once('close', () => this.#release());
       const onError = (err: Error) => {
         stream.off('response', onResponse);
-        reject(new AmbitError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
+        reject(new HboneError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
       };
       const onClose = () => onError(new Error(`stream closed before a response (code ${stream.rstCode})`));
       const onResponse = (h: http2.IncomingHttpHeaders) => {
@@ -129,7 +129,7 @@ export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Pro
   const tcp = o.connect();
   tcp.setNoDelay(true);
   const timer = setTimeout(() => {
-    tcp.destroy(new AmbitError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
+    tcp.destroy(new HboneError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
   }, o.connectTimeoutMs);
   let tlsConn: Awaited<ReturnType<typeof connectHbone>>;
   try {
@@ -146,7 +146,7 @@ export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Pro
   await new Promise<void>((resolve, reject) => {
     const fail = (err?: Error) =>
       reject(
-        new AmbitError(
+        new HboneError(
           'ERR_H2_HANDSHAKE',
           `HTTP/2 handshake with ${o.host} failed: ${err?.message ?? 'closed'}`,
         ),

@@ -4,10 +4,11 @@
  * plaintext and SOCKS5.
  */
 import type { Socket } from 'node:net';
-import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import { errorCode, errorMessage } from '../../errors.js';
 import { copyBidirectional } from '../copy.js';
 import type { ConnectionRecord } from './connection-record.js';
 import type { PodContext } from './context.js';
+import { ProxyError } from './errors.js';
 
 export interface UpstreamTarget {
   host: string;
@@ -22,11 +23,11 @@ export interface UpstreamTarget {
 export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
     if (target.signal?.aborted) {
-      reject(new AmbitError('ABORT_ERR', 'connection no longer wanted'));
+      reject(new ProxyError('ABORT_ERR', 'connection no longer wanted'));
       return;
     }
     if (pod.deps.fds && !pod.deps.fds.tryTake()) {
-      reject(new AmbitError('EMFILE', 'open files near the process limit: new upstream connections refused'));
+      reject(new ProxyError('EMFILE', 'open files near the process limit: new upstream connections refused'));
       return;
     }
     let socket: Socket;
@@ -38,7 +39,7 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new AmbitError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
+      reject(new ProxyError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
     }, pod.deps.connectTimeoutMs);
     const onError = (err: Error) => {
       clearTimeout(timer);
@@ -49,8 +50,8 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     const onClose = () => {
       clearTimeout(timer);
       target.signal?.removeEventListener('abort', onAbort);
-      if (target.signal?.aborted) reject(new AmbitError('ABORT_ERR', 'connection no longer wanted'));
-      else reject(new AmbitError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
+      if (target.signal?.aborted) reject(new ProxyError('ABORT_ERR', 'connection no longer wanted'));
+      else reject(new ProxyError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
     };
     const onAbort = () => socket.destroy(); // 'close' then rejects
     target.signal?.addEventListener('abort', onAbort, { once: true });
