@@ -5,8 +5,9 @@
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
-import { HboneError } from './errors.js';
+import { type HboneErrorCode, hboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
 import {
   CLIENT_MAX_STREAMS,
@@ -30,12 +31,17 @@ export interface DialOptions {
 }
 
 /** A CONNECT answered with a status other than 200. */
-export class HboneStatusError extends HboneError {
+export class HboneStatusError extends AmbitError {
+  declare readonly code: 'ERR_HBONE_STATUS';
+
   constructor(
     readonly status: number,
     authority: string,
   ) {
-    super('ERR_HBONE_STATUS', `HBONE CONNECT to ${authority} was answered with status ${status}`);
+    super(
+      'ERR_HBONE_STATUS' satisfies HboneErrorCode,
+      `HBONE CONNECT to ${authority} was answered with status ${status}`,
+    );
   }
 }
 
@@ -90,15 +96,13 @@ export class HboneConnection {
         stream = this.session.request(headers, { endStream: false });
       } catch (err) {
         this.#release();
-        reject(
-          new HboneError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`),
-        );
+        reject(hboneError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`));
         return;
       }
       stream.once('close', () => this.#release());
       const onError = (err: Error) => {
         stream.off('response', onResponse);
-        reject(new HboneError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
+        reject(hboneError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
       };
       const onClose = () => onError(new Error(`stream closed before a response (code ${stream.rstCode})`));
       const onResponse = (h: http2.IncomingHttpHeaders) => {
@@ -129,7 +133,7 @@ export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Pro
   const tcp = o.connect();
   tcp.setNoDelay(true);
   const timer = setTimeout(() => {
-    tcp.destroy(new HboneError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
+    tcp.destroy(hboneError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
   }, o.connectTimeoutMs);
   let tlsConn: Awaited<ReturnType<typeof connectHbone>>;
   try {
@@ -146,10 +150,7 @@ export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Pro
   await new Promise<void>((resolve, reject) => {
     const fail = (err?: Error) =>
       reject(
-        new HboneError(
-          'ERR_H2_HANDSHAKE',
-          `HTTP/2 handshake with ${o.host} failed: ${err?.message ?? 'closed'}`,
-        ),
+        hboneError('ERR_H2_HANDSHAKE', `HTTP/2 handshake with ${o.host} failed: ${err?.message ?? 'closed'}`),
       );
     session.once('connect', () => {
       session.off('close', fail);

@@ -3,7 +3,7 @@
  * proxy's response flags, tests) is checked by the compiler. Errors of the socket underneath keep their
  * errno name (ECONNREFUSED, ...) and stay plain AmbitErrors.
  */
-import { AmbitError } from '../errors.js';
+import { type CodedError, codedError } from '../errors.js';
 
 export type HboneErrorCode =
   // TLS: identities and the handshake.
@@ -31,10 +31,5 @@ export type HboneErrorCode =
   /** The TCP connect to a peer's :15008 took longer than the connect timeout. */
   | 'ETIMEDOUT';
 
-export class HboneError extends AmbitError {
-  declare readonly code: HboneErrorCode;
-
-  constructor(code: HboneErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export type HboneError = CodedError<HboneErrorCode>;
+export const hboneError = codedError<HboneErrorCode>;

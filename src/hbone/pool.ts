@@ -7,7 +7,7 @@
 
 import type { SpiffeId } from '../identity/spiffe.js';
 import type { HboneConnection } from './client.js';
-import { HboneError } from './errors.js';
+import { hboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
@@ -55,7 +55,7 @@ export class HbonePool {
   async checkout(key: PoolKey, dial: Dialer): Promise<HboneConnection> {
     const k = keyString(key);
     for (let round = 0; round < MAX_CHECKOUT_ROUNDS; round++) {
-      if (this.#closed) throw new HboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
+      if (this.#closed) throw hboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
       const entry = this.#entry(k);
       for (const conn of entry.connections) {
         if (conn.tryReserve()) {
@@ -75,7 +75,7 @@ export class HbonePool {
         entry.dialing = undefined;
       }
     }
-    throw new HboneError(
+    throw hboneError(
       'ERR_POOL_EXHAUSTED',
       `no HBONE connection to ${formatAuthority(key.host, key.port)} had room`,
     );
@@ -86,7 +86,7 @@ export class HbonePool {
     const conn = await dial();
     if (this.#closed) {
       conn.close();
-      throw new HboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
+      throw hboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
     }
     entry.connections.add(conn);
     const evict = () => this.#evict(k, conn);

@@ -2,7 +2,7 @@
  * The codes the pod proxy raises on purpose (the access log shows them after `connection failed:`), one
  * union so that matching on them is checked by the compiler. A failed start keeps its cause's code.
  */
-import { AmbitError } from '../../errors.js';
+import { type CodedError, codedError } from '../../errors.js';
 
 export type ProxyErrorCode =
   /** The connection is no longer wanted (the HBONE stream it was for is gone). */
@@ -16,10 +16,5 @@ export type ProxyErrorCode =
   | 'ERR_PROXY_START'
   | 'ERR_SOCKS5';
 
-export class ProxyError extends AmbitError {
-  declare readonly code: ProxyErrorCode;
-
-  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export type ProxyError = CodedError<ProxyErrorCode>;
+export const proxyError = codedError<ProxyErrorCode>;

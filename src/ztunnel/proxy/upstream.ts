@@ -8,7 +8,7 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { copyBidirectional } from '../copy.js';
 import type { ConnectionRecord } from './connection-record.js';
 import type { PodContext } from './context.js';
-import { ProxyError } from './errors.js';
+import { proxyError } from './errors.js';
 
 export interface UpstreamTarget {
   host: string;
@@ -23,11 +23,11 @@ export interface UpstreamTarget {
 export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
     if (target.signal?.aborted) {
-      reject(new ProxyError('ABORT_ERR', 'connection no longer wanted'));
+      reject(proxyError('ABORT_ERR', 'connection no longer wanted'));
       return;
     }
     if (pod.deps.fds && !pod.deps.fds.tryTake()) {
-      reject(new ProxyError('EMFILE', 'open files near the process limit: new upstream connections refused'));
+      reject(proxyError('EMFILE', 'open files near the process limit: new upstream connections refused'));
       return;
     }
     let socket: Socket;
@@ -39,7 +39,7 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new ProxyError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
+      reject(proxyError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
     }, pod.deps.connectTimeoutMs);
     const onError = (err: Error) => {
       clearTimeout(timer);
@@ -50,8 +50,8 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     const onClose = () => {
       clearTimeout(timer);
       target.signal?.removeEventListener('abort', onAbort);
-      if (target.signal?.aborted) reject(new ProxyError('ABORT_ERR', 'connection no longer wanted'));
-      else reject(new ProxyError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
+      if (target.signal?.aborted) reject(proxyError('ABORT_ERR', 'connection no longer wanted'));
+      else reject(proxyError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
     };
     const onAbort = () => socket.destroy(); // 'close' then rejects
     target.signal?.addEventListener('abort', onAbort, { once: true });
