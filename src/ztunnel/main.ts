@@ -26,11 +26,11 @@ import {
   startInPod,
   type WorkloadStateEntry,
 } from './inpod/index.js';
-import { MigratingProxyFactory } from './listener-migration.js';
+import { MigratingProxyFactory } from './inpod/listener-migration.js';
+import { registerWorkloadManagerMetrics } from './inpod/metrics.js';
 import { TrafficMetrics } from './proxy/metrics.js';
 import { ProxyFactory } from './proxy-factory.js';
 import { verifySyscalls } from './startup.js';
-import { registerWorkloadManagerMetrics } from './workload-manager-metrics.js';
 
 const log = logger('ztunnel::app');
 
