@@ -5,16 +5,12 @@
 import { type CodedError, codedError } from '../../errors.js';
 
 export type ProxyErrorCode =
-  /** The connection is no longer wanted (the HBONE stream it was for is gone). */
-  | 'ABORT_ERR'
-  /** Open files are near the process limit: no new upstream connection. */
-  | 'EMFILE'
-  /** The upstream did not answer within the connect timeout. */
-  | 'ETIMEDOUT'
-  /** The pod's proxy stopped while the upstream connection was being made. */
-  | 'ERR_PROXY_STOPPED'
-  | 'ERR_PROXY_START'
-  | 'ERR_SOCKS5';
+  | 'ABORT_ERR' // the connection is no longer wanted (the HBONE stream it was for is gone)
+  | 'EMFILE' // open files near the process limit: no new upstream connection
+  | 'ETIMEDOUT' // the upstream did not answer within the connect timeout
+  | 'ERR_PROXY_STOPPED' // the pod's proxy stopped while the upstream connection was being made
+  | 'ERR_PROXY_START' // a listener could not be bound, when the cause has no code of its own
+  | 'ERR_SOCKS5'; // a SOCKS5 handshake the proxy cannot serve
 
 export type ProxyError = CodedError<ProxyErrorCode>;
 export const proxyError = codedError<ProxyErrorCode>;
