@@ -33,13 +33,20 @@ describe('ConnectionRecord', () => {
   });
   afterEach(() => setLogSink(process.stdout));
 
-  it('outbound: bytes_sent is client->server; received counts downstream->upstream', async () => {
+  const flagsOf = async (name: string) => (await metric(registry, name)).map((c) => c.labels.response_flags);
+
+  /** A connection of `direction` that moved 11 bytes client->server and 22 back. */
+  function closeOne(direction: 'inbound' | 'outbound'): void {
     const record = new ConnectionRecord(metrics, {
-      direction: 'outbound',
+      direction,
       srcAddr: '10.0.0.1:4000',
       dstAddr: '10.0.0.2:80',
     });
     record.close({ downstreamToUpstream: 11, upstreamToDownstream: 22 });
+  }
+
+  it('outbound: bytes_sent is client->server; received counts downstream->upstream', async () => {
+    closeOne('outbound');
     const complete = lines.filter((l) => l.includes('connection complete'));
     assert.equal(complete.length, 1);
     assert.match(complete[0]!, /bytes_sent=11 bytes_recv=22/);
@@ -50,12 +57,7 @@ describe('ConnectionRecord', () => {
   });
 
   it('inbound: bytes_sent is server->client; the metrics keep downstream->upstream as received', async () => {
-    const record = new ConnectionRecord(metrics, {
-      direction: 'inbound',
-      srcAddr: '10.0.0.1:4000',
-      dstAddr: '10.0.0.2:80',
-    });
-    record.close({ downstreamToUpstream: 11, upstreamToDownstream: 22 });
+    closeOne('inbound');
     assert.match(lines.find((l) => l.includes('connection complete'))!, /bytes_sent=22 bytes_recv=11/);
     assert.equal((await metric(registry, 'istio_tcp_received_bytes_total'))[0]?.value, 11);
     const opened = await metric(registry, 'istio_tcp_connections_opened_total');
@@ -67,11 +69,7 @@ describe('ConnectionRecord', () => {
     record.count();
     record.info.responseFlags = 'CONNECT';
     record.close(undefined, 'connection failed: ECONNREFUSED');
-    const closed = await metric(registry, 'istio_tcp_connections_closed_total');
-    assert.deepEqual(
-      closed.map((c) => c.labels.response_flags),
-      ['-'],
-    );
+    assert.deepEqual(await flagsOf('istio_tcp_connections_closed_total'), ['-']);
     assert.match(
       lines.find((l) => l.includes('connection complete'))!,
       /ERROR.*response_flags=CONNECT.*error=/,
@@ -82,11 +80,7 @@ describe('ConnectionRecord', () => {
     const record = new ConnectionRecord(metrics, { direction: 'outbound', srcAddr: 'a:1', dstAddr: 'b:2' });
     record.info.responseFlags = 'TLS_FAILURE';
     record.close(undefined, 'tls');
-    const opened = await metric(registry, 'istio_tcp_connections_opened_total');
-    assert.deepEqual(
-      opened.map((c) => c.labels.response_flags),
-      ['TLS_FAILURE'],
-    );
+    assert.deepEqual(await flagsOf('istio_tcp_connections_opened_total'), ['TLS_FAILURE']);
   });
 
   it('ends once: a reject is a WARN without metrics, and a later close is ignored', async () => {
