@@ -1,4 +1,4 @@
-/** What every listener of one pod's proxy shares: the pod, its netns, the node-wide dependencies. */
+/** What every listener of one pod's proxy shares: the pod, its sockets, the node-wide dependencies. */
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
