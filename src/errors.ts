@@ -12,6 +12,18 @@ export class AmbitError extends Error {
   }
 }
 
+/** An AmbitError whose code is one of a module's declared codes (`type XErrorCode = 'ERR_A' | ...`). */
+export type CodedError<C extends string> = AmbitError & { readonly code: C };
+
+/** Raises with a code the compiler checks: `export const xError = codedError<XErrorCode>;` per module. */
+export function codedError<C extends string>(
+  code: C,
+  message: string,
+  options?: { cause?: unknown },
+): CodedError<C> {
+  return new AmbitError(code, message, options) as CodedError<C>;
+}
+
 /**
  * A failure that says whether trying again later can help: the agent's queue retries it with backoff,
  * or logs and drops it. Each module names its codes in a union (`RetryableError<ZdsErrorCode>`).

@@ -1,12 +1,13 @@
 /**
- * One HBONE client connection: a TCP socket made in the source pod's netns (marked, so the pod's rules let
- * it out), mutual TLS as the source identity, and an HTTP/2 session that carries CONNECT streams.
+ * One HBONE client connection: a TCP socket from the caller's connect function (a pod proxy makes it in the
+ * source pod's netns, marked), mutual TLS as the source identity, and an HTTP/2 session that carries
+ * CONNECT streams.
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
-import { connectInNetns, type NetnsHandle } from '../sys/index.js';
+import { type HboneErrorCode, hboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
 import {
   CLIENT_MAX_STREAMS,
@@ -18,9 +19,8 @@ import {
 import { connectHbone, type HboneTlsContexts } from './tls.js';
 
 export interface DialOptions {
-  /** The netns to dial from (the source pod's); null = this process's. */
-  netns: NetnsHandle | null;
-  mark?: number;
+  /** Starts the TCP connection to `host:port` (a pod proxy's: in the pod netns, marked, tracked). */
+  connect: () => Socket;
   host: string;
   port: number;
   source: SpiffeId;
@@ -28,17 +28,20 @@ export interface DialOptions {
   connectTimeoutMs: number;
   /** PING interval and timeout of the connection (default: ztunnel's 10 s / 20 s). */
   keepalive?: KeepaliveOptions;
-  /** Gets the TCP socket as soon as it exists (a pod proxy tracks it, to cut it when the pod stops). */
-  track?: (socket: Socket) => void;
 }
 
 /** A CONNECT answered with a status other than 200. */
 export class HboneStatusError extends AmbitError {
+  declare readonly code: 'ERR_HBONE_STATUS';
+
   constructor(
     readonly status: number,
     authority: string,
   ) {
-    super('ERR_HBONE_STATUS', `HBONE CONNECT to ${authority} was answered with status ${status}`);
+    super(
+      'ERR_HBONE_STATUS' satisfies HboneErrorCode,
+      `HBONE CONNECT to ${authority} was answered with status ${status}`,
+    );
   }
 }
 
@@ -93,15 +96,13 @@ export class HboneConnection {
         stream = this.session.request(headers, { endStream: false });
       } catch (err) {
         this.#release();
-        reject(
-          new AmbitError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`),
-        );
+        reject(hboneError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`));
         return;
       }
       stream.once('close', () => this.#release());
       const onError = (err: Error) => {
         stream.off('response', onResponse);
-        reject(new AmbitError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
+        reject(hboneError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
       };
       const onClose = () => onError(new Error(`stream closed before a response (code ${stream.rstCode})`));
       const onResponse = (h: http2.IncomingHttpHeaders) => {
@@ -129,11 +130,10 @@ export class HboneConnection {
 
 /** Dials the peer's HBONE listener and completes TCP, TLS and the HTTP/2 preface. */
 export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Promise<HboneConnection> {
-  const tcp = connectInNetns(o.netns, { host: o.host, port: o.port, mark: o.mark });
+  const tcp = o.connect();
   tcp.setNoDelay(true);
-  o.track?.(tcp);
   const timer = setTimeout(() => {
-    tcp.destroy(new AmbitError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
+    tcp.destroy(hboneError('ETIMEDOUT', `HBONE connect to ${formatAuthority(o.host, o.port)} timed out`));
   }, o.connectTimeoutMs);
   let tlsConn: Awaited<ReturnType<typeof connectHbone>>;
   try {
@@ -150,10 +150,7 @@ export async function dialHbone(contexts: HboneTlsContexts, o: DialOptions): Pro
   await new Promise<void>((resolve, reject) => {
     const fail = (err?: Error) =>
       reject(
-        new AmbitError(
-          'ERR_H2_HANDSHAKE',
-          `HTTP/2 handshake with ${o.host} failed: ${err?.message ?? 'closed'}`,
-        ),
+        hboneError('ERR_H2_HANDSHAKE', `HTTP/2 handshake with ${o.host} failed: ${err?.message ?? 'closed'}`),
       );
     session.once('connect', () => {
       session.off('close', fail);

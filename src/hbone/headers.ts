@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { AmbitError } from '../errors.js';
+import { hboneError } from './errors.js';
 
 export interface BaggageSource {
   clusterId?: string;
@@ -32,7 +32,7 @@ export interface Authority {
 /** Parses an `ip:port` :authority; anything else (hostname form included) is ERR_HBONE_AUTHORITY. */
 export function parseAuthority(value: string | undefined): Authority {
   const bad = (why: string) =>
-    new AmbitError('ERR_HBONE_AUTHORITY', `invalid :authority ${JSON.stringify(value ?? '')}: ${why}`);
+    hboneError('ERR_HBONE_AUTHORITY', `invalid :authority ${JSON.stringify(value ?? '')}: ${why}`);
   if (!value) throw bad('missing');
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(value);
   if (!m) throw bad('expected <ip>:<port>');

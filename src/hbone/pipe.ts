@@ -8,8 +8,8 @@
  */
 import http2, { type Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { AmbitError } from '../errors.js';
 import { resetSocket } from '../sys/index.js';
+import { hboneError } from './errors.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = http2.constants;
 // The app going away abruptly is a normal end of a proxied connection, as in ztunnel's copy loop.
@@ -43,7 +43,7 @@ export function resetStream(stream: Http2Stream, reason: string): void {
   if (stream.destroyed) return;
   // The stream emits the error it is destroyed with; it is ours, and must not go unhandled.
   stream.on('error', () => {});
-  stream.destroy(new AmbitError('ERR_HBONE_STREAM_RESET', reason));
+  stream.destroy(hboneError('ERR_HBONE_STREAM_RESET', reason));
 }
 
 export interface PipeResult {

@@ -4,9 +4,10 @@
  * caller dials per key while the others wait for that dial; unused connections are released after an
  * idle timeout; closed or GOAWAY'd connections leave the pool.
  */
-import { AmbitError } from '../errors.js';
+
 import type { SpiffeId } from '../identity/spiffe.js';
 import type { HboneConnection } from './client.js';
+import { hboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
@@ -54,7 +55,7 @@ export class HbonePool {
   async checkout(key: PoolKey, dial: Dialer): Promise<HboneConnection> {
     const k = keyString(key);
     for (let round = 0; round < MAX_CHECKOUT_ROUNDS; round++) {
-      if (this.#closed) throw new AmbitError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
+      if (this.#closed) throw hboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
       const entry = this.#entry(k);
       for (const conn of entry.connections) {
         if (conn.tryReserve()) {
@@ -74,7 +75,7 @@ export class HbonePool {
         entry.dialing = undefined;
       }
     }
-    throw new AmbitError(
+    throw hboneError(
       'ERR_POOL_EXHAUSTED',
       `no HBONE connection to ${formatAuthority(key.host, key.port)} had room`,
     );
@@ -85,7 +86,7 @@ export class HbonePool {
     const conn = await dial();
     if (this.#closed) {
       conn.close();
-      throw new AmbitError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
+      throw hboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
     }
     entry.connections.add(conn);
     const evict = () => this.#evict(k, conn);

@@ -10,9 +10,9 @@ import http2, {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type tls from 'node:tls';
-import { AmbitError } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
 import { unmapIPv4 } from '../sys/index.js';
+import { hboneError } from './errors.js';
 import {
   CONNECTION_WINDOW,
   type KeepaliveOptions,
@@ -142,7 +142,7 @@ export class HboneH2Server {
 
   close(): void {
     // With an error, so open streams are reset on both ends; a plain destroy resets them with NO_ERROR.
-    const closed = new AmbitError('ERR_HBONE_SERVER_CLOSED', 'the HBONE server closed');
+    const closed = hboneError('ERR_HBONE_SERVER_CLOSED', 'the HBONE server closed');
     for (const s of this.#sessions.keys()) s.destroy(closed);
     this.#sessions.clear();
     this.#server.close();

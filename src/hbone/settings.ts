@@ -4,7 +4,7 @@
  * so ambit uses 1 MiB / 4 MiB, which measured as fast.
  */
 import type { Http2Session, Settings } from 'node:http2';
-import { AmbitError } from '../errors.js';
+import { hboneError } from './errors.js';
 
 export const STREAM_WINDOW = 1024 * 1024;
 export const CONNECTION_WINDOW = 4 * 1024 * 1024;
@@ -59,10 +59,7 @@ export function startKeepalive(
   const giveUp = () => {
     if (!session.destroyed)
       session.destroy(
-        new AmbitError(
-          'ERR_HBONE_KEEPALIVE',
-          `HBONE keepalive timeout: no PING answer within ${timeoutMs}ms`,
-        ),
+        hboneError('ERR_HBONE_KEEPALIVE', `HBONE keepalive timeout: no PING answer within ${timeoutMs}ms`),
       );
   };
   const timer = setInterval(() => {

@@ -12,6 +12,7 @@ import type { WorkloadCertificate } from '../identity/certificate.js';
 import type { CertificateManager } from '../identity/manager.js';
 import { isSpiffeId, type SpiffeId, type TrustDomain, trustDomainOf } from '../identity/spiffe.js';
 import { splitPemBundle, uriSans, x509 } from '../identity/x509.js';
+import { hboneError } from './errors.js';
 
 export const HBONE_ALPN = 'h2';
 export const HBONE_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
@@ -100,7 +101,7 @@ export class HboneTlsContexts extends EventEmitter<HboneTlsEvents> {
   /** Options for `tls.connect` / an HTTP/2 `createConnection`: mTLS as `source`, server must be in `expected`. */
   async clientOptions(source: SpiffeId, expected: readonly SpiffeId[]): Promise<tls.ConnectionOptions> {
     if (expected.length === 0) {
-      throw new AmbitError(
+      throw hboneError(
         'ERR_NO_EXPECTED_IDENTITY',
         'an HBONE client needs at least one expected server identity',
       );
@@ -141,7 +142,7 @@ function serverTlsOptions(certificate: WorkloadCertificate): tls.TlsOptions {
 function checkServerSpiffe(cert: tls.PeerCertificate, expected: readonly SpiffeId[]): Error | undefined {
   const presented = cert.raw ? uriSans(new x509.X509Certificate(cert.raw).extensions) : [];
   if (presented.some((uri) => expected.includes(uri as SpiffeId))) return undefined;
-  return new AmbitError(
+  return hboneError(
     'ERR_IDENTITY_MISMATCH',
     `HBONE server presented ${presented.join(', ') || 'no URI SAN'}, expected ${expected.join(' or ')}`,
   );
@@ -164,17 +165,17 @@ function peerCertificateDer(socket: tls.TLSSocket): Buffer | undefined {
 /** The peer's identity on a handshaken socket whose chain verified; throws a coded error otherwise. */
 export function peerIdentity(socket: tls.TLSSocket): SpiffeId {
   if (!peerCertificateDer(socket)) {
-    throw new AmbitError('ERR_NO_PEER_CERTIFICATE', 'the HBONE peer presented no certificate');
+    throw hboneError('ERR_NO_PEER_CERTIFICATE', 'the HBONE peer presented no certificate');
   }
   if (!socket.authorized) {
-    throw new AmbitError(
+    throw hboneError(
       'ERR_PEER_UNTRUSTED',
       `the HBONE peer's certificate does not chain to the trust bundle (${authorizationCode(socket)})`,
     );
   }
   const ids = peerSpiffeIds(socket);
   if (ids.length === 0) {
-    throw new AmbitError('ERR_NO_PEER_IDENTITY', "the HBONE peer's certificate has no SPIFFE URI SAN");
+    throw hboneError('ERR_NO_PEER_IDENTITY', "the HBONE peer's certificate has no SPIFFE URI SAN");
   }
   return ids[0]!;
 }
@@ -185,13 +186,13 @@ function verifiedClientIdentity(socket: tls.TLSSocket, trustDomain: TrustDomain)
   const ids = peerSpiffeIds(socket);
   const inDomain = ids.find((id) => trustDomainOf(id) === trustDomain);
   if (!inDomain) {
-    throw new AmbitError(
+    throw hboneError(
       'ERR_TRUST_DOMAIN',
       `HBONE client identity ${ids.join(', ')} is not in trust domain ${JSON.stringify(trustDomain)}`,
     );
   }
   if (socket.alpnProtocol !== HBONE_ALPN) {
-    throw new AmbitError(
+    throw hboneError(
       'ERR_ALPN',
       `HBONE client negotiated ALPN ${String(socket.alpnProtocol)}, not ${HBONE_ALPN}`,
     );
@@ -259,7 +260,7 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
       }
       this.emit(
         'rejected',
-        new AmbitError('ERR_TLS_HANDSHAKE', `HBONE TLS handshake failed: ${err.message}`),
+        hboneError('ERR_TLS_HANDSHAKE', `HBONE TLS handshake failed: ${err.message}`),
         socket,
       );
       socket.destroy();
@@ -293,7 +294,7 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
       () =>
         this.#cut(
           raw,
-          new AmbitError('ERR_TLS_HANDSHAKE_TIMEOUT', 'HBONE TLS handshake failed: TLS handshake timeout'),
+          hboneError('ERR_TLS_HANDSHAKE_TIMEOUT', 'HBONE TLS handshake failed: TLS handshake timeout'),
         ),
       this.#limits.handshakeTimeoutMs,
     );
@@ -304,7 +305,7 @@ export class HboneServerTls extends EventEmitter<HboneServerTlsEvents> {
       const oldest = this.#pending.keys().next().value as net.Socket;
       this.#cut(
         oldest,
-        new AmbitError(
+        hboneError(
           'ERR_TLS_HANDSHAKE_LIMIT',
           `HBONE TLS handshake failed: more than ${this.#limits.maxPendingHandshakes} handshakes in progress, the oldest is cut`,
         ),
@@ -392,9 +393,7 @@ export async function connectHbone(
     const onSecure = (): void => {
       socket.off('error', fail);
       if (socket.alpnProtocol !== HBONE_ALPN) {
-        fail(
-          new AmbitError('ERR_ALPN', `HBONE server negotiated ALPN ${String(socket.alpnProtocol)}, not h2`),
-        );
+        fail(hboneError('ERR_ALPN', `HBONE server negotiated ALPN ${String(socket.alpnProtocol)}, not h2`));
         return;
       }
       const presented = peerSpiffeIds(socket);
@@ -409,7 +408,7 @@ function classifyClientError(err: Error, socket: tls.TLSSocket): AmbitError {
   if (err instanceof AmbitError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code !== undefined && code === authorizationCode(socket)) {
-    return new AmbitError(
+    return hboneError(
       'ERR_PEER_UNTRUSTED',
       `HBONE server certificate does not chain to the trust bundle (${code}): ${err.message}`,
       { cause: err },

@@ -1,3 +1,4 @@
+export { connectToAgent, ZdsClientConnection, type ZdsClientHandlers } from './client.js';
 export { ZdsError, type ZdsErrorCode } from './errors.js';
 export * from './messages.js';
 export {

@@ -13,7 +13,6 @@ import { AmbitError, errorMessage } from '../errors.js';
 import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
 import { LocalCa } from '../identity/local-ca.js';
-import { ConnectionTracker } from '../policy/tracker.js';
 import type { HttpServer } from '../runtime/http-server.js';
 import { logger, setLogLevel } from '../runtime/log.js';
 import { serveMetrics } from '../runtime/metrics-server.js';
@@ -21,19 +20,17 @@ import { FdBudget } from '../sys/index.js';
 import { serveAdmin } from './admin/admin-server.js';
 import { Readiness, serveReadiness } from './admin/readiness.js';
 import type { ZtunnelConfig } from './config.js';
-import { createHboneHooks, plaintextInboundPolicy } from './hbone/index.js';
 import {
   type InPodConfig,
   type InPodProxyFactory,
   startInPod,
   type WorkloadStateEntry,
 } from './inpod/index.js';
-import { MigratingProxyFactory } from './listener-migration.js';
-import { TrafficMetrics } from './metrics.js';
-import type { ProxyDeps } from './proxy/context.js';
-import { PodProxyFactory } from './proxy/pod-proxy.js';
+import { MigratingProxyFactory } from './inpod/listener-migration.js';
+import { registerWorkloadManagerMetrics } from './inpod/metrics.js';
+import { TrafficMetrics } from './proxy/metrics.js';
+import { ProxyFactory } from './proxy-factory.js';
 import { verifySyscalls } from './startup.js';
-import { registerWorkloadManagerMetrics } from './workload-manager-metrics.js';
 
 const log = logger('ztunnel::app');
 
@@ -118,10 +115,9 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   let ca: CertificateAuthority | undefined;
   let source: LocalFileSource | undefined;
   let xds: XdsClient | undefined;
-  let hbone: ReturnType<typeof createHboneHooks> | undefined;
+  let proxies: ProxyFactory | undefined;
   const store = new WorkloadStore({ node: config.nodeName });
   const servers: HttpServer[] = [];
-  let tracker: ConnectionTracker | undefined;
   let manager: ReturnType<typeof startInPod>;
   try {
     // Opened first: a bad CA directory or root file must fail start-up before anything is listening.
@@ -159,19 +155,25 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     } else readiness.release(STATE_TASK);
 
     // HBONE needs workload certificates; without a CA the mesh paths are plaintext only.
-    hbone = ca
-      ? createHboneHooks({
-          ca,
-          store,
-          trustDomain: config.trustDomain,
-          certTtlSeconds: config.secretTtlSeconds,
-          handshakeTimeoutMs: config.hboneHandshakeTimeoutMs,
-          keepalive: config.hboneKeepalive,
-        })
-      : undefined;
-    const hooks = hbone;
-    if (hooks) opened.add(() => hooks.close());
-    else log.warn('no certificate authority configured (--ca-address or --local-ca-dir): HBONE is disabled');
+    proxies = new ProxyFactory({
+      store,
+      metrics: new TrafficMetrics(registry),
+      mark: config.packetMark,
+      portReuse: config.inpodPortReuse,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      drainDeadlineMs: config.drainDeadlineMs,
+      socks5: config.socks5,
+      fds: new FdBudget(),
+      ca,
+      trustDomain: config.trustDomain,
+      certTtlSeconds: config.secretTtlSeconds,
+      handshakeTimeoutMs: config.hboneHandshakeTimeoutMs,
+      keepalive: config.hboneKeepalive,
+    });
+    const pods = proxies;
+    opened.add(() => pods.close());
+    if (!pods.hbone)
+      log.warn('no certificate authority configured (--ca-address or --local-ca-dir): HBONE is disabled');
 
     // Every listener is bound before the control plane is dialled: a taken port ends start-up here.
     for (const serve of [
@@ -179,7 +181,12 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
       () => serveMetrics(config.metricsAddr, registry),
       () =>
         serveAdmin(config.adminAddr, {
-          dump: { store, workloadState: () => workloadState(), certificates: hooks?.certificates, config },
+          dump: {
+            store,
+            workloadState: () => workloadState(),
+            certificates: pods.hbone?.certificates,
+            config,
+          },
           startupLogLevels: config.log,
           quit: () => requestShutdown('POST /quitquitquit'),
         }),
@@ -190,23 +197,6 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     }
     xds?.start();
 
-    // Without HBONE, plaintext policies still apply (and a policy change still cuts what it denies).
-    tracker = hbone ? undefined : new ConnectionTracker(store);
-    const plaintext = tracker;
-    if (plaintext) opened.add(() => plaintext.close());
-    const deps: ProxyDeps = {
-      store,
-      metrics: new TrafficMetrics(registry),
-      mark: config.packetMark,
-      portReuse: config.inpodPortReuse,
-      connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      drainDeadlineMs: config.drainDeadlineMs,
-      socks5: config.socks5,
-      hbone: hbone?.hooks,
-      fds: new FdBudget(),
-      inboundPolicy: plaintext ? plaintextInboundPolicy(store, plaintext) : hbone?.inboundPolicy,
-    };
-    const pods = new PodProxyFactory(deps);
     const factory: InPodProxyFactory = config.inpodPortReuse ? new MigratingProxyFactory(pods) : pods;
     const inPod: InPodConfig = {
       enabled: true,
@@ -257,9 +247,8 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   }
   source?.close();
   xds?.close();
-  hbone?.close();
+  proxies?.close();
   if (ca instanceof IstioCaClient) ca.close();
-  tracker?.close();
   await Promise.all(servers.map((s) => s.close()));
   clearTimeout(guard);
   process.off('SIGINT', onSigint);

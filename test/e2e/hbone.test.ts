@@ -22,10 +22,8 @@ import { createRedirector } from '../../src/redirect/index.js';
 import { setLogSink } from '../../src/runtime/log.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { WorkloadUid } from '../../src/zds/messages.js';
-import { createHboneHooks, type Hbone } from '../../src/ztunnel/hbone/index.js';
-import { TrafficMetrics } from '../../src/ztunnel/metrics.js';
-import type { ProxyDeps } from '../../src/ztunnel/proxy/context.js';
-import { PodProxyFactory } from '../../src/ztunnel/proxy/pod-proxy.js';
+import { TrafficMetrics } from '../../src/ztunnel/proxy/metrics.js';
+import { type Hbone, ProxyFactory } from '../../src/ztunnel/proxy-factory.js';
 import { parsePcap, reassemble, tlsRecordTypes } from '../hbone/pcap.js';
 import { readAll, sha256, waitFor } from '../helpers/bytes.js';
 import { VethPair } from '../helpers/netns.js';
@@ -50,7 +48,7 @@ describe('HBONE between two pods', () => {
   let pair: VethPair;
   let a: NetnsHandle;
   let b: NetnsHandle;
-  let factory: PodProxyFactory;
+  let factory: ProxyFactory;
   let registry: Registry;
   let hbone: Hbone;
   let store: WorkloadStore;
@@ -114,9 +112,8 @@ ${policies ? `policies:\n${policies}` : ''}`;
     store = new WorkloadStore();
     setPolicies();
     // Short TTL: certificates rotate every 3 s during the whole suite.
-    hbone = createHboneHooks({ ca, store, certTtlSeconds: 6 });
     registry = new Registry();
-    const deps: ProxyDeps = {
+    factory = new ProxyFactory({
       store,
       metrics: new TrafficMetrics(registry),
       mark: MARK,
@@ -124,10 +121,10 @@ ${policies ? `policies:\n${policies}` : ''}`;
       connectTimeoutMs: 5_000,
       drainDeadlineMs: 1000,
       socks5: false,
-      hbone: hbone.hooks,
-      inboundPolicy: hbone.inboundPolicy,
-    };
-    factory = new PodProxyFactory(deps);
+      ca,
+      certTtlSeconds: 6,
+    });
+    hbone = factory.hbone!;
     await factory.start(
       'pod-a' as WorkloadUid,
       { name: 'a', namespace: 'default', serviceAccount: 'sa-a' },
@@ -156,7 +153,7 @@ ${policies ? `policies:\n${policies}` : ''}`;
   after(async () => {
     setLogSink(process.stdout);
     await Promise.all([...(factory?.proxies.values() ?? [])].map((p) => p.stop('immediate')));
-    hbone?.close();
+    factory?.close();
     rawContexts?.close();
     rawCerts?.close();
     await new Promise((r) => (app ? app.close(r) : r(undefined)));
@@ -380,8 +377,7 @@ ${policies ? `policies:\n${policies}` : ''}`;
   test('a peer with another identity than expected, a foreign CA, or no client certificate is rejected', async () => {
     await assert.rejects(
       dialHbone(rawContexts, {
-        netns: a,
-        mark: MARK,
+        connect: () => connectInNetns(a, { host: pair.addrB, port: 15008, mark: MARK }),
         host: pair.addrB,
         port: 15008,
         source: RAW,

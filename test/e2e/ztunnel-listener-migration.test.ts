@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { nsRun, TestNetns } from '../helpers/netns.js';
 
-const MODULE = fileURLToPath(new URL('../../src/ztunnel/listener-migration.js', import.meta.url));
+const MODULE = fileURLToPath(new URL('../../src/ztunnel/inpod/listener-migration.js', import.meta.url));
 const NETNS = fileURLToPath(new URL('../../src/sys/index.js', import.meta.url));
 
 /** Runs `script` (ESM, argv[1] = netns path) in a mount namespace with /proc/sys read-only. */

@@ -9,15 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { parseLocalConfig } from '../../src/discovery/local-config.js';
 import { WorkloadStore } from '../../src/discovery/store.js';
-import { ConnectionTracker } from '../../src/policy/tracker.js';
 import { createRedirector } from '../../src/redirect/index.js';
 import { setLogSink } from '../../src/runtime/log.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../src/sys/index.js';
 import type { WorkloadUid } from '../../src/zds/messages.js';
-import { plaintextInboundPolicy } from '../../src/ztunnel/hbone/index.js';
-import { TrafficMetrics } from '../../src/ztunnel/metrics.js';
-import type { ProxyDeps } from '../../src/ztunnel/proxy/context.js';
-import { PodProxyFactory } from '../../src/ztunnel/proxy/pod-proxy.js';
+import { TrafficMetrics } from '../../src/ztunnel/proxy/metrics.js';
+import { ProxyFactory } from '../../src/ztunnel/proxy-factory.js';
 import { readAll, sha256, waitFor } from '../helpers/bytes.js';
 import { openFdCount, run, VethPair } from '../helpers/netns.js';
 
@@ -37,7 +34,7 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
   let pair: VethPair;
   let a: NetnsHandle;
   let b: NetnsHandle;
-  let factory: PodProxyFactory;
+  let factory: ProxyFactory;
   let registry: Registry;
   let store: WorkloadStore;
   let app: Server;
@@ -56,17 +53,15 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     await redirector.apply(b, [pair.addrB]);
     registry = new Registry();
     store = new WorkloadStore();
-    const deps: ProxyDeps = {
+    factory = new ProxyFactory({
       store,
-      inboundPolicy: plaintextInboundPolicy(store, new ConnectionTracker(store)),
       metrics: new TrafficMetrics(registry),
       mark: 0x539,
       portReuse: true,
       connectTimeoutMs: 10_000,
       drainDeadlineMs: 1000,
       socks5: true,
-    };
-    factory = new PodProxyFactory(deps);
+    });
     const info = (name: string) => ({ name, namespace: 'default', serviceAccount: 'default' });
     await factory.start('pod-a' as WorkloadUid, info('a'), a);
     await factory.start('pod-b' as WorkloadUid, info('b'), b);
@@ -287,7 +282,7 @@ describe('ztunnel per-pod proxy with the REDIRECT inbound rules', () => {
   let pair: VethPair;
   let a: NetnsHandle;
   let b: NetnsHandle;
-  let factory: PodProxyFactory;
+  let factory: ProxyFactory;
   let app: Server;
   const seen: string[] = [];
 
@@ -298,7 +293,7 @@ describe('ztunnel per-pod proxy with the REDIRECT inbound rules', () => {
     const redirector = createRedirector({ backend: 'iptables', inbound: 'redirect' });
     await redirector.apply(a, [pair.addrA]);
     await redirector.apply(b, [pair.addrB]);
-    factory = new PodProxyFactory({
+    factory = new ProxyFactory({
       store: new WorkloadStore(),
       metrics: new TrafficMetrics(new Registry()),
       mark: 0x539,

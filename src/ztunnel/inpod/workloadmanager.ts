@@ -1,15 +1,17 @@
 /**
- * The node proxy's end of ZDS: connects to the agent's socket (backoff 10 ms doubling to 15 s),
- * announces itself, then feeds each request to the state manager and answers it, one at a time.
+ * The node proxy's ZDS sessions: connects to the agent's socket (backoff 10 ms doubling to 15 s), runs
+ * each connection (zds/client: hello, requests, responses) and feeds each request to the state manager,
+ * answering it once processed, one at a time.
  * Deliberate deviation from upstream: a protocol error NACKs and drops the connection (the agent
  * reconnects us with a fresh snapshot) instead of exiting the process.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCode, errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
-import { connectSeqpacket, type SeqpacketSocket } from '../../sys/index.js';
-import { ack, encodeHello, encodeResponse, nack, ZDS_VERSION_V1 } from '../../zds/messages.js';
-import { closeFds, readRequestPacket, ZDS_MAX_MESSAGE } from '../../zds/packet.js';
+import type { SeqpacketSocket } from '../../sys/index.js';
+import { connectToAgent, ZdsClientConnection } from '../../zds/client.js';
+import { ack, type Decoded, nack, type WorkloadResponse } from '../../zds/messages.js';
+import { closeFds, type RequestPacket } from '../../zds/packet.js';
 import { ReconnectBackoff } from './backoff.js';
 import { type InPodStateManager, ZDS_NETNS_REFUSED, ZDS_PROTOCOL, ZDS_PROXY_START } from './statemanager.js';
 
@@ -80,7 +82,7 @@ export class WorkloadProxyManager {
     while (!signal.aborted) {
       let socket: SeqpacketSocket;
       try {
-        socket = connectSeqpacket(this.#options.uds, { maxMessageSize: ZDS_MAX_MESSAGE });
+        socket = connectToAgent(this.#options.uds);
       } catch (err) {
         log.warn(
           `failed to connect to the Istio CNI node agent over ${JSON.stringify(this.#options.uds)}, is the node agent healthy? details: ${errorMessage(err)}`,
@@ -116,29 +118,32 @@ export class WorkloadProxyManager {
     };
     this.state.on('readiness', onReadiness);
 
+    let end: (end: SessionEnd) => void = () => {};
+    const ended = new Promise<SessionEnd>((resolve) => {
+      end = resolve;
+    });
     const drop = (reason: string) => {
       dropReason ??= reason;
       log.warn('dropping node agent connection', { reason });
-      socket.close();
+      conn.close();
     };
-    const reply = async (response: ReturnType<typeof ack>): Promise<boolean> => {
+    const reply = async (response: WorkloadResponse): Promise<boolean> => {
       try {
-        await socket.send(encodeResponse(response));
+        await conn.respond(response);
         return true;
       } catch (err) {
         drop(`failed to send ack: ${errorMessage(err)}`);
         return false;
       }
     };
-    const handle = async (data: Buffer, fds: number[]): Promise<void> => {
-      const packet = readRequestPacket(data, fds);
+    const handle = async (packet: Decoded<RequestPacket>): Promise<void> => {
       if (!packet.ok) {
-        if (socket.closed) return;
+        if (conn.closed) return;
         await reply(nack(`failure to read message : ${packet.error.message}`));
         drop(packet.error.message);
         return;
       }
-      if (socket.closed) {
+      if (conn.closed) {
         // Queued behind the request that dropped the connection: not for us any more.
         if ('netnsFd' in packet.value) closeFds([packet.value.netnsFd]);
         return;
@@ -163,38 +168,35 @@ export class WorkloadProxyManager {
       }
     };
 
-    return new Promise<SessionEnd>((resolve) => {
-      socket.on('message', (data, fds) => {
-        this.#enqueue(() => handle(data, fds));
-      });
-      socket.on('truncated', () => {
+    const conn = new ZdsClientConnection(socket, {
+      request: (packet) => this.#enqueue(() => handle(packet)),
+      truncated: () =>
         this.#enqueue(async () => {
-          if (socket.closed) return;
+          if (conn.closed) return;
           await reply(nack('failure to read message : received truncated message'));
           drop('received truncated message');
-        });
-      });
-      socket.on('error', (err) => {
+        }),
+      error: (err) => {
         dropReason ??= errorMessage(err);
-      });
-      socket.once('close', () => {
+      },
+      close: () =>
         this.#enqueue(async () => {
           this.state.off('readiness', onReadiness);
           this.#resetRetries();
           this.state.resetConnection();
           if (dropReason === undefined) {
             log.info('process stream ended with eof');
-            resolve({ kind: 'eof', reachedReady });
-          } else resolve({ kind: 'dropped', reason: dropReason, reachedReady });
-        });
-      });
-      socket.send(encodeHello({ version: ZDS_VERSION_V1 })).catch((err: Error) => {
-        dropReason ??= `announce failed: ${err.message}`;
-        socket.close();
-        this.state.off('readiness', onReadiness);
-        resolve({ kind: 'announceError', error: err.message });
-      });
+            end({ kind: 'eof', reachedReady });
+          } else end({ kind: 'dropped', reason: dropReason, reachedReady });
+        }),
     });
+    conn.hello().catch((err: Error) => {
+      dropReason ??= `announce failed: ${err.message}`;
+      conn.close();
+      this.state.off('readiness', onReadiness);
+      end({ kind: 'announceError', error: err.message });
+    });
+    return ended;
   }
 
   #enqueue(task: () => Promise<void>): void {

@@ -6,8 +6,8 @@ import { isIP, type Socket } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { ILLEGAL_PORTS } from '../../node/contract.js';
 import { originalDst, unmapIPv4 } from '../../sys/index.js';
-import { logConnectionFailed } from '../access-log.js';
-import { type ConnectionInfo, hostPort } from '../connection-info.js';
+import { hostPort } from './connection-info.js';
+import { ConnectionRecord } from './connection-record.js';
 import type { PodContext } from './context.js';
 import { selectRoute, spiffeIdOf } from './route.js';
 import { proxyToUpstream } from './upstream.js';
@@ -38,37 +38,32 @@ export function proxyOutbound(
   downstream: Socket,
   dst: { address: string; port: number },
 ): void {
-  const srcAddr = hostPort(unmapIPv4(downstream.remoteAddress ?? ''), downstream.remotePort ?? 0);
-  const dstAddr = hostPort(dst.address, dst.port);
+  const record = new ConnectionRecord(pod.deps.metrics, {
+    direction: 'outbound',
+    srcAddr: hostPort(unmapIPv4(downstream.remoteAddress ?? ''), downstream.remotePort ?? 0),
+    dstAddr: hostPort(dst.address, dst.port),
+  });
   if (isLoopback(dst.address) && ILLEGAL_PORTS.has(dst.port)) {
-    logConnectionFailed({ srcAddr, dstAddr, direction: 'outbound' }, 'attempted recursive call to ourselves');
+    record.reject('attempted recursive call to ourselves');
     downstream.resetAndDestroy();
     return;
   }
   const route = selectRoute(pod.deps.store, dst);
-  const local = pod.localWorkload();
-  const info: ConnectionInfo = {
-    direction: 'outbound',
-    srcAddr,
-    srcWorkload: local,
-    dstAddr,
-    securityPolicy: 'unknown',
-    responseFlags: '-',
-    startedAt: Date.now(),
-  };
+  const info = record.info;
+  info.srcWorkload = pod.localWorkload();
   switch (route.kind) {
     case 'reject':
-      logConnectionFailed(info, route.reason);
+      record.reject(route.reason);
       downstream.resetAndDestroy();
       return;
     case 'passthrough':
-      void proxyToUpstream(pod, downstream, { host: route.host, port: route.port }, info);
+      void proxyToUpstream(pod, downstream, { host: route.host, port: route.port }, record);
       return;
     case 'direct':
       info.dstWorkload = route.workload;
       info.dstService = route.service;
       info.dstAddr = hostPort(route.host, route.port);
-      void proxyToUpstream(pod, downstream, { host: route.host, port: route.port }, info);
+      void proxyToUpstream(pod, downstream, { host: route.host, port: route.port }, record);
       return;
     case 'hbone': {
       info.dstWorkload = route.workload;
@@ -76,15 +71,10 @@ export function proxyOutbound(
       info.dstAddr = hostPort(route.host, route.port);
       info.dstHboneAddr = hostPort(route.targetHost, route.targetPort);
       info.dstIdentity = spiffeIdOf(route.workload);
-      if (!pod.deps.hbone) {
-        logConnectionFailed(info, 'HBONE is not available in this proxy');
-        downstream.resetAndDestroy();
-        return;
-      }
       try {
-        pod.deps.hbone.outbound(pod, downstream, route, info);
+        pod.deps.hbone.outbound(pod, downstream, route, record);
       } catch (err) {
-        logConnectionFailed(info, errorMessage(err));
+        record.reject(errorMessage(err));
         downstream.resetAndDestroy();
       }
     }

@@ -1,7 +1,7 @@
 /**
  * One pod's proxy: the listener set inside the pod's network namespace (bound in ztunnel's order
  * 15008, 15006, 15001, then 15080 on the pod's loopback) and every connection it carries.
- * Implements the in-pod state manager's InPodProxy/InPodProxyFactory.
+ * Implements the in-pod state manager's InPodProxy; the ProxyFactory starts one per enrolled pod.
  */
 import type { Server, Socket } from 'node:net';
 import { AmbitError, errorCode, errorMessage } from '../../errors.js';
@@ -12,14 +12,13 @@ import {
   SOCKS5_PORT,
 } from '../../node/contract.js';
 import { logger } from '../../runtime/log.js';
-import { listenInNetns, type NetnsHandle, resetSocket } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
-import type { InPodProxy, InPodProxyFactory, StopMode } from '../inpod/proxy.js';
+import type { InPodProxy, StopMode } from '../inpod/proxy.js';
 import type { PodContext, ProxyDeps } from './context.js';
 import { handleInboundPlaintext } from './inbound-plaintext.js';
 import { handleOutbound } from './outbound.js';
+import type { PodSockets } from './pod-sockets.js';
 import { handleSocks5 } from './socks5.js';
-import { SOCKET_HIGH_WATER_MARK } from './upstream.js';
 
 const log = logger('ztunnel::proxy');
 /** At most one "refusing" warning per this interval, however many connections are refused. */
@@ -39,18 +38,6 @@ function refuse(socket: Socket, component: string, deps: ProxyDeps): void {
   });
 }
 
-/**
- * The listen backlog of every pod listener. Istio's ztunnel listens with 128 and accepts on a multi-threaded
- * runtime in microseconds. This proxy accepts on one JavaScript thread that also carries every connection's
- * bytes, so a burst overflowed 128: 1,000 app connections at once from one pod, 698-723 got through; the
- * kernel fell back to SYN cookies, dropped the handshakes' last ACKs and answered the clients' data with
- * RST. On 15008 a flood of idle connections overflowed it the same way, so that new HBONE connections from
- * real peers were dropped by the kernel before the proxy could choose whom to cut. 4096 is Linux's default
- * net.core.somaxconn; the kernel caps it at the pod's own somaxconn, so the proxy queues as many
- * connections as the pod's app itself could.
- */
-const LISTEN_BACKLOG = 4096;
-
 interface ListenerSpec {
   port: number;
   host: string;
@@ -65,14 +52,13 @@ function closeServer(server: Server): Promise<void> {
 
 export class PodProxy implements InPodProxy, PodContext {
   readonly #listeners: Server[] = [];
-  readonly #connections = new Set<Socket>();
   #stopped: Promise<void> | undefined;
   transparent = true;
 
   constructor(
     readonly uid: WorkloadUid,
     readonly info: WorkloadInfo,
-    readonly netns: NetnsHandle,
+    readonly sockets: PodSockets,
     readonly deps: ProxyDeps,
     private readonly onStopped: () => void = () => {},
   ) {}
@@ -85,13 +71,8 @@ export class PodProxy implements InPodProxy, PodContext {
     });
   }
 
-  track(socket: Socket): void {
-    this.#connections.add(socket);
-    socket.once('close', () => this.#connections.delete(socket));
-  }
-
   get connectionCount(): number {
-    return this.#connections.size;
+    return this.sockets.openCount;
   }
 
   #specs(): ListenerSpec[] {
@@ -101,10 +82,7 @@ export class PodProxy implements InPodProxy, PodContext {
         host: '::',
         component: 'inbound',
         transparent: true,
-        handle: (pod, s) => {
-          if (pod.deps.hbone) pod.deps.hbone.inbound(pod, s);
-          else s.destroy();
-        },
+        handle: (pod, s) => pod.deps.hbone.inbound(pod, s),
       },
       {
         port: INBOUND_PLAINTEXT_PORT,
@@ -137,21 +115,13 @@ export class PodProxy implements InPodProxy, PodContext {
   async start(): Promise<void> {
     try {
       for (const spec of this.#specs()) {
-        const server = await listenInNetns(this.netns, {
-          port: spec.port,
-          host: spec.host,
-          mark: this.deps.mark,
-          reusePort: this.deps.portReuse,
-          transparent: spec.transparent,
-          backlog: LISTEN_BACKLOG,
-          server: { allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as never,
-        });
+        const server = await this.sockets.listen(spec);
         server.on('connection', (socket: Socket) => {
           if (this.deps.fds && !this.deps.fds.tryTake()) {
             refuse(socket, spec.component, this.deps);
             return;
           }
-          this.track(socket);
+          this.sockets.track(socket);
           try {
             spec.handle(this, socket);
           } catch (err) {
@@ -189,43 +159,8 @@ export class PodProxy implements InPodProxy, PodContext {
   async #stop(mode: StopMode): Promise<void> {
     // Stop accepting first: nothing new may arrive while connections are cut or drained.
     const closing = this.#listeners.splice(0).map(closeServer);
-    this.deps.hbone?.podStopped?.(this);
-    if (mode === 'drain' && this.#connections.size > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.deps.drainDeadlineMs);
-        timer.unref();
-        const check = () => {
-          if (this.#connections.size === 0) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        for (const s of this.#connections) s.once('close', () => setImmediate(check));
-      });
-    }
-    // Cut with a reset: a FIN would tell each app its connection ended complete.
-    for (const socket of this.#connections) resetSocket(socket);
-    this.#connections.clear();
+    this.deps.hbone.podStopped(this);
+    await this.sockets.closeAll(mode, this.deps.drainDeadlineMs);
     await Promise.all(closing);
-  }
-}
-
-export class PodProxyFactory implements InPodProxyFactory {
-  readonly #proxies = new Map<WorkloadUid, PodProxy>();
-
-  constructor(readonly deps: ProxyDeps) {}
-
-  async start(uid: WorkloadUid, info: WorkloadInfo, netns: NetnsHandle): Promise<InPodProxy> {
-    const proxy: PodProxy = new PodProxy(uid, info, netns, this.deps, () => {
-      if (this.#proxies.get(uid) === proxy) this.#proxies.delete(uid);
-    });
-    await proxy.start();
-    this.#proxies.set(uid, proxy);
-    return proxy;
-  }
-
-  /** The running proxies (admin views, tests). */
-  get proxies(): ReadonlyMap<WorkloadUid, PodProxy> {
-    return this.#proxies;
   }
 }

@@ -4,10 +4,10 @@
  */
 import { lookup } from 'node:dns/promises';
 import type { Socket } from 'node:net';
-import { AmbitError } from '../../errors.js';
-import { logConnectionFailed } from '../access-log.js';
-import { hostPort } from '../connection-info.js';
+import { logConnectionFailed } from './access-log.js';
+import { hostPort } from './connection-info.js';
 import type { PodContext } from './context.js';
+import { proxyError } from './errors.js';
 import { proxyOutbound } from './outbound.js';
 
 const VERSION = 5;
@@ -40,7 +40,7 @@ function readExactly(socket: Socket, n: number): Promise<Buffer> {
     };
     const onEnd = () => {
       cleanup();
-      reject(new AmbitError('ERR_SOCKS5', 'client closed during the SOCKS5 handshake'));
+      reject(proxyError('ERR_SOCKS5', 'client closed during the SOCKS5 handshake'));
     };
     const onError = (err: Error) => {
       cleanup();
@@ -72,16 +72,16 @@ function ipv6(b: Buffer): string {
 
 async function handshake(socket: Socket): Promise<{ address: string; port: number } | undefined> {
   const [version, methodCount] = await readExactly(socket, 2);
-  if (version !== VERSION) throw new AmbitError('ERR_SOCKS5', `unsupported SOCKS version ${version}`);
+  if (version !== VERSION) throw proxyError('ERR_SOCKS5', `unsupported SOCKS version ${version}`);
   const methods = await readExactly(socket, methodCount ?? 0);
   if (!methods.includes(NO_AUTH)) {
     socket.end(Buffer.from([VERSION, NO_ACCEPTABLE_METHOD]));
-    throw new AmbitError('ERR_SOCKS5', 'client offers no unauthenticated method');
+    throw proxyError('ERR_SOCKS5', 'client offers no unauthenticated method');
   }
   socket.write(Buffer.from([VERSION, NO_AUTH]));
 
   const [v, cmd, , atyp] = await readExactly(socket, 4);
-  if (v !== VERSION) throw new AmbitError('ERR_SOCKS5', `unsupported SOCKS version ${v}`);
+  if (v !== VERSION) throw proxyError('ERR_SOCKS5', `unsupported SOCKS version ${v}`);
   let address: string;
   if (atyp === ATYP_IPV4) address = [...(await readExactly(socket, 4))].join('.');
   else if (atyp === ATYP_IPV6) address = ipv6(await readExactly(socket, 16));
@@ -93,18 +93,18 @@ async function handshake(socket: Socket): Promise<{ address: string; port: numbe
     } catch {
       reply(socket, REPLY.hostUnreachable);
       socket.end();
-      throw new AmbitError('ERR_SOCKS5', `cannot resolve ${name}`);
+      throw proxyError('ERR_SOCKS5', `cannot resolve ${name}`);
     }
   } else {
     reply(socket, REPLY.addressTypeNotSupported);
     socket.end();
-    throw new AmbitError('ERR_SOCKS5', `unsupported address type ${atyp}`);
+    throw proxyError('ERR_SOCKS5', `unsupported address type ${atyp}`);
   }
   const port = (await readExactly(socket, 2)).readUInt16BE(0);
   if (cmd !== CMD_CONNECT) {
     reply(socket, REPLY.commandNotSupported);
     socket.end();
-    throw new AmbitError('ERR_SOCKS5', `unsupported command ${cmd}`);
+    throw proxyError('ERR_SOCKS5', `unsupported command ${cmd}`);
   }
   return { address, port };
 }

@@ -1,17 +1,14 @@
 /**
- * Proxying one accepted connection to a plain TCP upstream from inside the pod netns (marked, so
- * the pod's rules let it out), with telemetry at both ends. Shared by outbound, inbound plaintext
- * and SOCKS5.
+ * Proxying one accepted connection to a plain TCP upstream from the pod (its sockets: in the pod netns,
+ * marked, so the pod's rules let it out), with telemetry at both ends. Shared by outbound, inbound
+ * plaintext and SOCKS5.
  */
 import type { Socket } from 'node:net';
-import { AmbitError, errorCode, errorMessage } from '../../errors.js';
-import { connectInNetns } from '../../sys/index.js';
-import { logConnectionComplete, logConnectionOpened } from '../access-log.js';
-import type { ConnectionInfo } from '../connection-info.js';
+import { errorCode, errorMessage } from '../../errors.js';
 import { copyBidirectional } from '../copy.js';
+import type { ConnectionRecord } from './connection-record.js';
 import type { PodContext } from './context.js';
-
-export const SOCKET_HIGH_WATER_MARK = 1024 * 1024;
+import { proxyError } from './errors.js';
 
 export interface UpstreamTarget {
   host: string;
@@ -26,33 +23,23 @@ export interface UpstreamTarget {
 export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
     if (target.signal?.aborted) {
-      reject(new AmbitError('ABORT_ERR', 'connection no longer wanted'));
+      reject(proxyError('ABORT_ERR', 'connection no longer wanted'));
       return;
     }
     if (pod.deps.fds && !pod.deps.fds.tryTake()) {
-      reject(new AmbitError('EMFILE', 'open files near the process limit: new upstream connections refused'));
+      reject(proxyError('EMFILE', 'open files near the process limit: new upstream connections refused'));
       return;
     }
     let socket: Socket;
     try {
-      socket = connectInNetns(pod.netns, {
-        host: target.host,
-        port: target.port,
-        mark: pod.deps.mark,
-        allowHalfOpen: true,
-        highWaterMark: SOCKET_HIGH_WATER_MARK,
-        ...(target.spoofSource
-          ? { localAddress: target.spoofSource, transparent: true, freebind: true }
-          : {}),
-      });
+      socket = pod.sockets.connect(target, { spoofSource: target.spoofSource, proxied: true });
     } catch (err) {
       reject(err);
       return;
     }
-    pod.track(socket);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new AmbitError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
+      reject(proxyError('ETIMEDOUT', `connection to ${target.host}:${target.port} timed out`));
     }, pod.deps.connectTimeoutMs);
     const onError = (err: Error) => {
       clearTimeout(timer);
@@ -63,8 +50,8 @@ export function connectUpstream(pod: PodContext, target: UpstreamTarget): Promis
     const onClose = () => {
       clearTimeout(timer);
       target.signal?.removeEventListener('abort', onAbort);
-      if (target.signal?.aborted) reject(new AmbitError('ABORT_ERR', 'connection no longer wanted'));
-      else reject(new AmbitError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
+      if (target.signal?.aborted) reject(proxyError('ABORT_ERR', 'connection no longer wanted'));
+      else reject(proxyError('ERR_PROXY_STOPPED', 'proxy stopped while connecting upstream'));
     };
     const onAbort = () => socket.destroy(); // 'close' then rejects
     target.signal?.addEventListener('abort', onAbort, { once: true });
@@ -88,26 +75,20 @@ export async function proxyToUpstream(
   pod: PodContext,
   downstream: Socket,
   target: UpstreamTarget,
-  info: ConnectionInfo,
+  record: ConnectionRecord,
 ): Promise<void> {
-  const labels = pod.deps.metrics.connectionOpened(info);
-  logConnectionOpened(info);
+  record.count();
+  record.opened();
   let upstream: Socket;
   try {
     upstream = await connectUpstream(pod, target);
   } catch (err) {
-    info.responseFlags = 'CONNECT';
+    record.info.responseFlags = 'CONNECT';
     downstream.resetAndDestroy();
-    pod.deps.metrics.connectionClosed(labels, 0, 0);
-    logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
+    record.close(undefined, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
     return;
   }
   upstream.setNoDelay(true);
   const result = await copyBidirectional(downstream, upstream);
-  pod.deps.metrics.connectionClosed(labels, result.downstreamToUpstream, result.upstreamToDownstream);
-  const [sent, recv] =
-    info.direction === 'outbound'
-      ? [result.downstreamToUpstream, result.upstreamToDownstream]
-      : [result.upstreamToDownstream, result.downstreamToUpstream];
-  logConnectionComplete(info, sent, recv, result.error ? errorMessage(result.error) : undefined);
+  record.close(result, result.error ? errorMessage(result.error) : undefined);
 }

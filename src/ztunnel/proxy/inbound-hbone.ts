@@ -1,5 +1,5 @@
 /**
- * HboneHooks.inbound: the pod's :15008 (reference ztunnel.md §3.5). TLS with the pod's certificate, HTTP/2
+ * HboneHandlers.inbound: the pod's :15008 (reference ztunnel.md §3.5). TLS with the pod's certificate, HTTP/2
  * with up to 200 streams, and per CONNECT stream: 400 for a bad method or :authority, 503 for an illegal
  * port or an unreachable app, 401 when policy denies, else 200 and a pipe to the app dialled from the pod.
  */
@@ -24,11 +24,12 @@ import { authorize } from '../../policy/authorize.js';
 import type { ConnectionTracker } from '../../policy/tracker.js';
 import { logger } from '../../runtime/log.js';
 import { unmapIPv4 } from '../../sys/index.js';
-import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from '../access-log.js';
-import { type ConnectionInfo, hostPort } from '../connection-info.js';
-import type { PodContext } from '../proxy/context.js';
-import { connectUpstream } from '../proxy/upstream.js';
-import { podIdentity } from './identity.js';
+import { logConnectionFailed } from './access-log.js';
+import { hostPort } from './connection-info.js';
+import { ConnectionRecord } from './connection-record.js';
+import type { PodContext } from './context.js';
+import { podIdentity } from './pod-identity.js';
+import { connectUpstream } from './upstream.js';
 
 const log = logger('ztunnel::proxy::inbound');
 
@@ -134,23 +135,22 @@ export class HboneInbound {
     headers: IncomingHttpHeaders,
     conn: HboneConnectionInfo,
   ): void {
-    const info: ConnectionInfo = {
+    const record = new ConnectionRecord(pod.deps.metrics, {
       direction: 'inbound',
       srcAddr: hostPort(conn.remoteIp, conn.remotePort),
-      srcWorkload: this.#deps.store.workloadByIp(conn.remoteIp),
-      srcIdentity: conn.peer,
       dstAddr: hostPort(conn.localIp, 0),
-      dstHboneAddr: headers[':authority'],
-      dstWorkload: pod.localWorkload(),
-      dstIdentity: podIdentity(pod, this.#deps.trustDomain),
-      securityPolicy: 'mutual_tls',
-      responseFlags: '-',
-      startedAt: Date.now(),
-    };
+    });
+    const info = record.info;
+    info.srcWorkload = this.#deps.store.workloadByIp(conn.remoteIp);
+    info.srcIdentity = conn.peer;
+    info.dstHboneAddr = headers[':authority'];
+    info.dstWorkload = pod.localWorkload();
+    info.dstIdentity = podIdentity(pod, this.#deps.trustDomain);
+    info.securityPolicy = 'mutual_tls';
     const refuse = (status: number, error: string) => {
       if (!stream.destroyed && !stream.headersSent)
         stream.respond({ ':status': status }, { endStream: true });
-      logConnectionFailed(info, error);
+      record.reject(error);
     };
     if (headers[':method'] !== 'CONNECT') {
       refuse(400, `expected CONNECT, got ${String(headers[':method'])}`);
@@ -185,13 +185,13 @@ export class HboneInbound {
       refuse(401, `connection closed due to policy rejection: ${verdict.reason}`);
       return;
     }
-    void this.#proxy(pod, stream, info, target, conn, attributes, policies);
+    void this.#proxy(pod, stream, record, target, conn, attributes, policies);
   }
 
   async #proxy(
     pod: PodContext,
     stream: ServerHttp2Stream,
-    info: ConnectionInfo,
+    record: ConnectionRecord,
     target: { ip: string; port: number },
     conn: HboneConnectionInfo,
     attributes: Parameters<typeof authorize>[1],
@@ -201,13 +201,13 @@ export class HboneInbound {
     // dialled for a stream the client already reset (rapid reset), and give up a dial whose stream goes.
     await new Promise((resolve) => setImmediate(resolve));
     if (streamGone(stream)) {
-      log.debug('stream reset before the upstream connection', { 'src.addr': info.srcAddr });
+      log.debug('stream reset before the upstream connection', { 'src.addr': record.info.srcAddr });
       return;
     }
     const gone = new AbortController();
     const onGone = () => gone.abort();
     stream.once('close', onGone);
-    logConnectionOpened(info);
+    record.opened();
     // Spoofing needs a transparent listener and is pointless when the client is this pod.
     const spoofSource = pod.transparent && conn.remoteIp !== target.ip ? conn.remoteIp : undefined;
     let upstream: Socket;
@@ -220,10 +220,9 @@ export class HboneInbound {
       });
     } catch (err) {
       stream.off('close', onGone);
-      info.responseFlags = 'CONNECT';
-      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
+      record.info.responseFlags = 'CONNECT';
       if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
-      logConnectionComplete(info, 0, 0, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
+      record.close(undefined, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
       return;
     }
     stream.off('close', onGone);
@@ -232,28 +231,28 @@ export class HboneInbound {
       // The client reset the stream, or the tunnel broke, while the app was being dialled: the app must not
       // see a clean, empty connection.
       upstream.resetAndDestroy();
-      info.responseFlags = 'CONNECT';
-      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
-      logConnectionComplete(info, 0, 0, 'HBONE stream ended before the upstream connection was established');
+      record.info.responseFlags = 'CONNECT';
+      record.close(undefined, 'HBONE stream ended before the upstream connection was established');
       return;
     }
-    const labels = pod.deps.metrics.connectionOpened(info);
+    record.count();
     stream.respond({ ':status': 200 });
     let closedBy: string | undefined;
-    const untrack = this.#deps.tracker.track({
+    record.trackPolicy(this.#deps.tracker, {
       attributes,
       policies,
       close: (reason) => {
         closedBy = reason;
-        log.info('closing connection', { 'src.addr': info.srcAddr, reason });
+        log.info('closing connection', { 'src.addr': record.info.srcAddr, reason });
         resetStream(stream, reason);
         upstream.resetAndDestroy();
       },
     });
     const result = await pipeSocketStream(upstream, stream);
-    untrack();
-    pod.deps.metrics.connectionClosed(labels, result.streamToSocket, result.socketToStream);
-    logConnectionComplete(info, result.socketToStream, result.streamToSocket, closedBy ?? result.error);
+    record.close(
+      { downstreamToUpstream: result.streamToSocket, upstreamToDownstream: result.socketToStream },
+      closedBy ?? result.error,
+    );
   }
 
   /** Drops the pod's TLS acceptors and HTTP/2 servers (its proxy stopped). */

@@ -1,5 +1,5 @@
 /**
- * HboneHooks.outbound: a captured connection whose route is HBONE goes through the pod's pool to
+ * HboneHandlers.outbound: a captured connection whose route is HBONE goes through the pod's pool to
  * `<peer ip>:15008` as a CONNECT stream; 200 opens the pipe, anything else resets the downstream.
  */
 import type { ClientHttp2Stream } from 'node:http2';
@@ -13,12 +13,11 @@ import type { KeepaliveOptions } from '../../hbone/settings.js';
 import type { HboneTlsContexts } from '../../hbone/tls.js';
 import { isSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
 import { unmapIPv4 } from '../../sys/index.js';
-import { logConnectionComplete, logConnectionOpened } from '../access-log.js';
-import type { ConnectionInfo } from '../connection-info.js';
-import type { PodContext } from '../proxy/context.js';
-import type { OutboundRoute } from '../proxy/route.js';
-import { responseFlagFor } from './flags.js';
-import { podIdentity } from './identity.js';
+import type { ConnectionRecord } from './connection-record.js';
+import type { PodContext } from './context.js';
+import { podIdentity } from './pod-identity.js';
+import { responseFlagFor } from './response-flag.js';
+import type { OutboundRoute } from './route.js';
 
 type HboneRoute = Extract<OutboundRoute, { kind: 'hbone' }>;
 
@@ -49,25 +48,24 @@ export function handleHboneOutbound(
   pod: PodContext,
   downstream: Socket,
   route: HboneRoute,
-  info: ConnectionInfo,
+  record: ConnectionRecord,
 ): void {
   // Until the pipe owns it, a reset from the app must not become an unhandled 'error'.
   downstream.on('error', () => {});
   const source = podIdentity(pod, deps.trustDomain);
   const expected = route.expectedIdentities.filter(isSpiffeId) as SpiffeId[];
+  const info = record.info;
   info.srcIdentity = source;
   info.securityPolicy = 'mutual_tls';
-  logConnectionOpened(info);
+  record.opened();
   const dial: DialOptions = {
-    netns: pod.netns,
-    mark: pod.deps.mark,
+    connect: () => pod.sockets.connect({ host: route.host, port: route.port }),
     host: route.host,
     port: route.port,
     source,
     expected,
     connectTimeoutMs: pod.deps.connectTimeoutMs,
     keepalive: deps.keepalive,
-    track: (socket) => pod.track(socket),
   };
   const headers = connectHeaders({
     targetIp: route.targetHost,
@@ -88,22 +86,22 @@ export function handleHboneOutbound(
       stream = await conn.connect(headers);
     } catch (err) {
       info.responseFlags = responseFlagFor(err);
-      // Labels are taken once the outcome is known, so the flag shows in the metrics too.
-      pod.deps.metrics.connectionClosed(pod.deps.metrics.connectionOpened(info), 0, 0);
       downstream.resetAndDestroy();
-      logConnectionComplete(info, 0, 0, errorMessage(err));
+      record.close(undefined, errorMessage(err));
       return;
     }
-    const labels = pod.deps.metrics.connectionOpened(info);
+    // Labels are taken once the outcome is known, so the peer's identity shows in the metrics too.
+    record.count();
     if (downstream.destroyed) {
       // The client gave up while the tunnel was opening: nothing to pipe.
       resetStream(stream, 'downstream closed before the tunnel opened');
-      pod.deps.metrics.connectionClosed(labels, 0, 0);
-      logConnectionComplete(info, 0, 0, 'downstream closed before the tunnel opened');
+      record.close(undefined, 'downstream closed before the tunnel opened');
       return;
     }
     const result = await pipeSocketStream(downstream, stream);
-    pod.deps.metrics.connectionClosed(labels, result.socketToStream, result.streamToSocket);
-    logConnectionComplete(info, result.socketToStream, result.streamToSocket, result.error);
+    record.close(
+      { downstreamToUpstream: result.socketToStream, upstreamToDownstream: result.streamToSocket },
+      result.error,
+    );
   })();
 }

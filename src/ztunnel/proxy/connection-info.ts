@@ -1,5 +1,5 @@
 /** What the proxy knows about one proxied connection: the subject of the access log and the metrics. */
-import type { Service, Workload } from '../discovery/types.js';
+import type { Service, Workload } from '../../discovery/types.js';
 
 export type Direction = 'inbound' | 'outbound';
 

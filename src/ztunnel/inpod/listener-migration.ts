@@ -10,11 +10,11 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { errorMessage } from '../errors.js';
-import { logger } from '../runtime/log.js';
-import type { NetnsHandle } from '../sys/index.js';
-import type { WorkloadInfo, WorkloadUid } from '../zds/messages.js';
-import type { InPodProxy, InPodProxyFactory } from './inpod/index.js';
+import { errorMessage } from '../../errors.js';
+import { logger } from '../../runtime/log.js';
+import type { NetnsHandle } from '../../sys/index.js';
+import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
+import type { InPodProxy, InPodProxyFactory } from './proxy.js';
 
 const log = logger('ztunnel::inpod::handover');
 const run = promisify(execFile);

@@ -3,7 +3,7 @@
  * `connection complete` at the end (ERROR with `error=` on failure), WARN `connection failed` for
  * connections rejected before they had enough context.
  */
-import { type Fields, logger } from '../runtime/log.js';
+import { type Fields, logger } from '../../runtime/log.js';
 import type { ConnectionInfo } from './connection-info.js';
 
 const log = logger('access');

@@ -3,7 +3,7 @@
  * scraped: gauges of running and pending pod proxies, counters of proxies started and stopped.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { InPodStateManager } from './inpod/index.js';
+import type { InPodStateManager } from './statemanager.js';
 
 export function registerWorkloadManagerMetrics(registry: Registry, state: InPodStateManager): void {
   new Gauge({

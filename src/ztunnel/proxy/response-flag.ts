@@ -1,9 +1,10 @@
 /** Maps why an HBONE tunnel could not be opened to Istio's response flag. */
 import { errorCode } from '../../errors.js';
 import { HboneStatusError } from '../../hbone/client.js';
-import type { ResponseFlag } from '../connection-info.js';
+import type { HboneErrorCode } from '../../hbone/errors.js';
+import type { ResponseFlag } from './connection-info.js';
 
-const BY_CODE: Record<string, ResponseFlag> = {
+const BY_CODE: Partial<Record<HboneErrorCode, ResponseFlag>> = {
   ERR_IDENTITY_MISMATCH: 'IDENTITY_ERROR',
   ERR_PEER_UNTRUSTED: 'TLS_FAILURE',
   ERR_TLS_HANDSHAKE: 'TLS_FAILURE',
@@ -14,5 +15,5 @@ const BY_CODE: Record<string, ResponseFlag> = {
 
 export function responseFlagFor(err: unknown): ResponseFlag {
   if (err instanceof HboneStatusError) return err.status === 401 ? 'DENY' : 'CONNECT';
-  return BY_CODE[errorCode(err) ?? ''] ?? 'CONNECT';
+  return BY_CODE[errorCode(err) as HboneErrorCode] ?? 'CONNECT';
 }

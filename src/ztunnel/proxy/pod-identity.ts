@@ -1,6 +1,6 @@
 /** The identity a pod proxy speaks as: its workload's from the store, else from the ZDS workload info. */
 import { formatSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
-import type { PodContext } from '../proxy/context.js';
+import type { PodContext } from './context.js';
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 

@@ -3,6 +3,7 @@
  * Bytes follow Istio's convention: downstream->upstream counts as `received`, the reverse as `sent`.
  */
 import { Counter, type Registry } from 'prom-client';
+import type { Workload } from '../../discovery/types.js';
 import type { ConnectionInfo } from './connection-info.js';
 
 const LABELS = [
@@ -35,31 +36,41 @@ type Labels = Record<(typeof LABELS)[number], string>;
 
 const UNKNOWN = 'unknown';
 
+type Side = 'source' | 'destination';
+type WorkloadLabel = 'workload' | 'canonical_service' | 'canonical_revision' | 'workload_namespace';
+type PeerLabel = WorkloadLabel | 'principal' | 'app' | 'version' | 'cluster';
+
+/** The labels Istio gives each end of a connection: its workload, and the identity it proved. */
+function peerLabels<S extends Side>(
+  side: S,
+  w: Workload | undefined,
+  principal: string | undefined,
+): Record<`${S}_${PeerLabel}`, string> {
+  const values: Record<PeerLabel, string> = {
+    workload: w?.workloadName || UNKNOWN,
+    canonical_service: w?.canonicalName || UNKNOWN,
+    canonical_revision: w?.canonicalRevision || UNKNOWN,
+    workload_namespace: w?.namespace || UNKNOWN,
+    principal: principal || UNKNOWN,
+    app: w?.canonicalName || UNKNOWN,
+    version: w?.canonicalRevision || UNKNOWN,
+    cluster: w?.clusterId || UNKNOWN,
+  };
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [`${side}_${k}`, v])) as Record<
+    `${S}_${PeerLabel}`,
+    string
+  >;
+}
+
 function labelsOf(c: ConnectionInfo): Labels {
-  const src = c.srcWorkload;
-  const dst = c.dstWorkload;
   const svc = c.dstService;
   return {
     reporter: c.direction === 'outbound' ? 'source' : 'destination',
-    source_workload: src?.workloadName || UNKNOWN,
-    source_canonical_service: src?.canonicalName || UNKNOWN,
-    source_canonical_revision: src?.canonicalRevision || UNKNOWN,
-    source_workload_namespace: src?.namespace || UNKNOWN,
-    source_principal: c.srcIdentity || UNKNOWN,
-    source_app: src?.canonicalName || UNKNOWN,
-    source_version: src?.canonicalRevision || UNKNOWN,
-    source_cluster: src?.clusterId || UNKNOWN,
+    ...peerLabels('source', c.srcWorkload, c.srcIdentity),
     destination_service: svc?.hostname || UNKNOWN,
     destination_service_namespace: svc?.namespace || UNKNOWN,
     destination_service_name: svc?.name || UNKNOWN,
-    destination_workload: dst?.workloadName || UNKNOWN,
-    destination_canonical_service: dst?.canonicalName || UNKNOWN,
-    destination_canonical_revision: dst?.canonicalRevision || UNKNOWN,
-    destination_workload_namespace: dst?.namespace || UNKNOWN,
-    destination_principal: c.dstIdentity || UNKNOWN,
-    destination_app: dst?.canonicalName || UNKNOWN,
-    destination_version: dst?.canonicalRevision || UNKNOWN,
-    destination_cluster: dst?.clusterId || UNKNOWN,
+    ...peerLabels('destination', c.dstWorkload, c.dstIdentity),
     request_protocol: 'tcp',
     response_flags: c.responseFlags,
     connection_security_policy: c.securityPolicy,
