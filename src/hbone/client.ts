@@ -100,9 +100,18 @@ export class HboneConnection {
         return;
       }
       stream.once('close', () => this.#release());
+      // REFUSED_STREAM (also what a GOAWAY gives the streams past its last id): the server did
+      // nothing with the stream, so the caller may open it again on another connection.
+      const refused = () =>
+        stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
+          ? hboneError('ERR_HBONE_REFUSED', 'HBONE CONNECT refused by the server before it was processed')
+          : undefined;
       const onError = (err: Error) => {
         stream.off('response', onResponse);
-        reject(hboneError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }));
+        stream.off('close', onClose);
+        reject(
+          refused() ?? hboneError('ERR_HBONE_STREAM', `HBONE CONNECT failed: ${err.message}`, { cause: err }),
+        );
       };
       const onClose = () => onError(new Error(`stream closed before a response (code ${stream.rstCode})`));
       const onResponse = (h: http2.IncomingHttpHeaders) => {

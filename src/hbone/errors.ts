@@ -20,6 +20,7 @@ export type HboneErrorCode =
   | 'ERR_HBONE_AUTHORITY' // CONNECT: a bad :authority
   | 'ERR_HBONE_STATUS' // CONNECT: answered with a status other than 200
   | 'ERR_HBONE_STREAM'
+  | 'ERR_HBONE_REFUSED' // the server refused the stream unprocessed (REFUSED_STREAM, or beyond its GOAWAY): safe to retry
   | 'ERR_HBONE_STREAM_RESET'
   | 'ERR_HBONE_KEEPALIVE' // no PING answer within the keepalive timeout
   | 'ERR_HBONE_SERVER_CLOSED'

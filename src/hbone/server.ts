@@ -140,6 +140,21 @@ export class HboneH2Server {
     return this.#sessions.size;
   }
 
+  /**
+   * Graceful: GOAWAY (NO_ERROR, last stream processed) on every session, so clients open no new
+   * stream here and take new ones elsewhere; streams in flight run to their end, then each session
+   * closes. Whatever is still open when the caller's drain deadline passes is cut by `close()` or by
+   * resetting the sockets.
+   */
+  drain(): void {
+    for (const s of this.#sessions.keys()) {
+      if (s.closed || s.destroyed) continue;
+      s.goaway(http2.constants.NGHTTP2_NO_ERROR);
+      s.close();
+    }
+    this.#server.close();
+  }
+
   close(): void {
     // With an error, so open streams are reset on both ends; a plain destroy resets them with NO_ERROR.
     const closed = hboneError('ERR_HBONE_SERVER_CLOSED', 'the HBONE server closed');

@@ -100,7 +100,7 @@ export class ProxyFactory implements InPodProxyFactory {
         outbound: (pod, downstream, route, record) =>
           handleHboneOutbound({ contexts, pool, trustDomain, keepalive }, pod, downstream, route, record),
         inbound: (pod, socket) => inbound.accept(pod, socket),
-        podStopped: (pod) => inbound.release(pod),
+        podStopped: (pod, mode) => inbound.release(pod, mode),
       };
       this.hbone = { certificates, contexts, pool };
       this.#closers.push(

@@ -1,9 +1,11 @@
 /** What every listener of one pod's proxy shares: the pod, its sockets, the node-wide dependencies. */
+
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
 import type { FdBudget } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
+import type { StopMode } from '../inpod/proxy.js';
 import type { ConnectionRecord } from './connection-record.js';
 import type { TrafficMetrics } from './metrics.js';
 import type { PodSockets } from './pod-sockets.js';
@@ -20,8 +22,11 @@ export interface HboneHandlers {
   ): void;
   /** Serves a connection accepted on the pod's :15008. */
   inbound(pod: PodContext, socket: Socket): void;
-  /** The pod's proxy stopped: release what was kept for it (its TLS acceptor, HTTP/2 server). */
-  podStopped(pod: PodContext): void;
+  /**
+   * The pod's proxy stopped: release what was kept for it (its TLS acceptor, HTTP/2 server). `drain`:
+   * HBONE clients are told to go away and their streams in flight finish; `immediate`: cut now.
+   */
+  podStopped(pod: PodContext, mode: StopMode): void;
 }
 
 /**

@@ -3,6 +3,7 @@
  * with up to 200 streams, and per CONNECT stream: 400 for a bad method or :authority, 503 for an illegal
  * port or an unreachable app, 401 when policy denies, else 200 and a pipe to the app dialled from the pod.
  */
+
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
@@ -24,6 +25,7 @@ import { authorize } from '../../policy/authorize.js';
 import type { ConnectionTracker } from '../../policy/tracker.js';
 import { logger } from '../../runtime/log.js';
 import { unmapIPv4 } from '../../sys/index.js';
+import type { StopMode } from '../inpod/proxy.js';
 import { logConnectionFailed } from './access-log.js';
 import { hostPort } from './connection-info.js';
 import { ConnectionRecord } from './connection-record.js';
@@ -255,15 +257,20 @@ export class HboneInbound {
     );
   }
 
-  /** Drops the pod's TLS acceptors and HTTP/2 servers (its proxy stopped). */
-  release(pod: PodContext): void {
+  /**
+   * Drops the pod's TLS acceptors and HTTP/2 servers (its proxy stopped). On a drain the HTTP/2
+   * sessions get a GOAWAY and their streams in flight finish (the pod's drain deadline bounds them);
+   * otherwise they are cut at once.
+   */
+  release(pod: PodContext, mode: StopMode = 'immediate'): void {
     for (const [key, l] of this.#listeners) {
       if (!key.startsWith(`${pod.uid}|`)) continue;
       this.#listeners.delete(key);
       void l.then(
         ({ tls, h2 }) => {
           tls.close();
-          h2.close();
+          if (mode === 'drain') h2.drain();
+          else h2.close();
         },
         () => {},
       );

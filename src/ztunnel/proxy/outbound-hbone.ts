@@ -4,7 +4,7 @@
  */
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { errorMessage } from '../../errors.js';
+import { errorCode, errorMessage } from '../../errors.js';
 import { type DialOptions, dialHbone } from '../../hbone/client.js';
 import { type BaggageSource, connectHeaders } from '../../hbone/headers.js';
 import { pipeSocketStream, resetStream } from '../../hbone/pipe.js';
@@ -18,6 +18,9 @@ import type { PodContext } from './context.js';
 import { podIdentity } from './pod-identity.js';
 import { responseFlagFor } from './response-flag.js';
 import type { OutboundRoute } from './route.js';
+
+/** Attempts at opening a tunnel stream when the peer refuses it unprocessed (REFUSED_STREAM). */
+const REFUSED_STREAM_ATTEMPTS = 3;
 
 type HboneRoute = Extract<OutboundRoute, { kind: 'hbone' }>;
 
@@ -75,15 +78,26 @@ export function handleHboneOutbound(
     serviceHostname: route.service?.hostname,
     baggage: baggageOf(pod),
   });
-  void (async () => {
-    let stream: ClientHttp2Stream;
-    try {
+  // A stream the peer refused unprocessed (its ztunnel draining sent GOAWAY as we opened it) is opened
+  // once more: the pool no longer hands out that connection, so it goes to a new one.
+  const openStream = async (): Promise<ClientHttp2Stream> => {
+    for (let attempt = 1; ; attempt++) {
       const conn = await deps.pool.checkout(
         { scope: pod.uid, source, expected, host: route.host, port: route.port },
         () => dialHbone(deps.contexts, dial),
       );
       info.dstIdentity = conn.peer;
-      stream = await conn.connect(headers);
+      try {
+        return await conn.connect(headers);
+      } catch (err) {
+        if (attempt >= REFUSED_STREAM_ATTEMPTS || errorCode(err) !== 'ERR_HBONE_REFUSED') throw err;
+      }
+    }
+  };
+  void (async () => {
+    let stream: ClientHttp2Stream;
+    try {
+      stream = await openStream();
     } catch (err) {
       info.responseFlags = responseFlagFor(err);
       downstream.resetAndDestroy();

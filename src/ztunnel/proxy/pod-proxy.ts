@@ -159,7 +159,7 @@ export class PodProxy implements InPodProxy, PodContext {
   async #stop(mode: StopMode): Promise<void> {
     // Stop accepting first: nothing new may arrive while connections are cut or drained.
     const closing = this.#listeners.splice(0).map(closeServer);
-    this.deps.hbone.podStopped(this);
+    this.deps.hbone.podStopped(this, mode);
     await this.sockets.closeAll(mode, this.deps.drainDeadlineMs);
     await Promise.all(closing);
   }

@@ -1,0 +1,114 @@
+/**
+ * A draining HBONE server (its ztunnel is being replaced) over real loopback TCP and real HTTP/2: the
+ * client is told to go away (GOAWAY NO_ERROR) and opens nothing new there, while a CONNECT stream in
+ * flight keeps carrying bytes both ways and ends cleanly. A stream the server refuses unprocessed
+ * reaches the client as ERR_HBONE_REFUSED, which the proxy opens again on another connection.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import net, { type AddressInfo, type Server } from 'node:net';
+import { afterEach, describe, test } from 'node:test';
+import type { TLSSocket } from 'node:tls';
+import { HboneConnection } from '../../src/hbone/client.js';
+import { HboneH2Server } from '../../src/hbone/server.js';
+import type { SpiffeId } from '../../src/identity/spiffe.js';
+
+const PEER = 'spiffe://cluster.local/ns/a/sa/b' as SpiffeId;
+const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanup.splice(0)) c();
+});
+
+/** An HBONE server whose CONNECT streams echo; `refuse` makes it refuse every stream unprocessed. */
+async function startServer(refuse = false): Promise<{ hbone: HboneH2Server; port: number }> {
+  const hbone = new HboneH2Server((stream) => {
+    if (refuse) {
+      stream.close(NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    stream.pipe(stream);
+  });
+  const tcp: Server = net.createServer((socket) => hbone.serve(socket as unknown as TLSSocket, PEER));
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+  cleanup.push(() => {
+    hbone.close();
+    tcp.close();
+  });
+  return { hbone, port: (tcp.address() as AddressInfo).port };
+}
+
+function connect(port: number): ClientHttp2Session {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  cleanup.push(() => session.destroy());
+  return session;
+}
+
+const CONNECT = { ':method': 'CONNECT', ':authority': '10.0.0.1:8080' };
+
+async function echo(stream: ClientHttp2Stream, text: string): Promise<string> {
+  stream.write(text);
+  let got = '';
+  while (got.length < text.length) {
+    const [chunk] = await once(stream, 'data');
+    got += chunk.toString();
+  }
+  return got;
+}
+
+describe('HBONE server drain', () => {
+  test('GOAWAY NO_ERROR; the stream in flight carries on and ends cleanly; no new stream; the session closes', async () => {
+    const { hbone, port } = await startServer();
+    const session = connect(port);
+    const stream = session.request(CONNECT, { endStream: false });
+    const [headers] = await once(stream, 'response');
+    assert.equal(headers[':status'], 200);
+    assert.equal(await echo(stream, 'before'), 'before');
+
+    const goaway = once(session, 'goaway');
+    hbone.drain();
+    const [code] = await goaway;
+    assert.equal(code, NGHTTP2_NO_ERROR, 'a graceful GOAWAY');
+
+    // The stream opened before the GOAWAY still works both ways...
+    assert.equal(await echo(stream, 'during the drain'), 'during the drain');
+    // ...and no new stream can start on this session.
+    assert.throws(() => session.request(CONNECT, { endStream: false }), /ERR_HTTP2_GOAWAY_SESSION|closed/i);
+
+    // A clean end: END_STREAM both ways, no reset.
+    stream.end();
+    const rest: string[] = [];
+    stream.on('data', (c) => rest.push(c.toString()));
+    await once(stream, 'end');
+    await once(stream, 'close');
+    assert.equal(stream.rstCode, NGHTTP2_NO_ERROR, 'closed without a reset');
+    await once(session, 'close');
+    assert.equal(hbone.sessionCount, 0);
+  });
+
+  test('close() (an immediate stop) still cuts the stream in flight', async () => {
+    const { hbone, port } = await startServer();
+    const session = connect(port);
+    const stream = session.request(CONNECT, { endStream: false });
+    await once(stream, 'response');
+    assert.equal(await echo(stream, 'x'), 'x');
+    stream.on('error', () => {});
+    const closed = new Promise((r) => stream.once('close', r));
+    hbone.close();
+    await closed;
+    assert.notEqual(stream.rstCode, NGHTTP2_NO_ERROR, 'reset, not ended');
+  });
+
+  test('a stream refused unprocessed is ERR_HBONE_REFUSED (retryable), not a failed CONNECT', async () => {
+    const { port } = await startServer(true);
+    const session = connect(port);
+    await once(session, 'connect');
+    const conn = new HboneConnection(session, PEER);
+    assert.ok(conn.tryReserve());
+    await assert.rejects(conn.connect(CONNECT), { code: 'ERR_HBONE_REFUSED' });
+  });
+});
