@@ -3,8 +3,9 @@
 import { Agent } from '../agent/agent.js';
 import { type AgentConfig, agentHelp, parseAgentConfig } from '../agent/config.js';
 import { errorCode, errorMessage } from '../errors.js';
+import { runUntilShutdown } from '../runtime/lifecycle.js';
 import { logger } from '../runtime/log.js';
-import { type Command, EXIT_OK, EXIT_USAGE, exitOnStartupFailure } from './command.js';
+import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
 
 const log = logger('ambit::agent');
 
@@ -23,20 +24,21 @@ const command: Command = {
       process.stderr.write(`ambit agent: ${errorMessage(err)} [${code}]\n`);
       return EXIT_USAGE;
     }
-    let agent: Agent;
-    try {
-      agent = await Agent.start(config);
-    } catch (err) {
-      log.error('node agent failed to start', { error: errorMessage(err), code: errorCode(err) });
-      return exitOnStartupFailure('agent', err);
-    }
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
+    return runUntilShutdown('agent', async () => {
+      let agent: Agent;
+      try {
+        agent = await Agent.start(config);
+      } catch (err) {
+        log.error('node agent failed to start', { error: errorMessage(err), code: errorCode(err) });
+        throw err;
+      }
+      return {
+        shutdown: async (signal) => {
+          log.info('signal received', { signal });
+          await agent.shutdown();
+        },
+      };
     });
-    log.info('signal received', { signal });
-    await agent.shutdown();
-    return EXIT_OK;
   },
 };
 

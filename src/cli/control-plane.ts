@@ -1,10 +1,10 @@
 /** `ambit control-plane`: the Istio CA and delta xDS server (istiod's role for ambient), until SIGINT/SIGTERM. */
-import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { type ControlPlane, startControlPlane } from '../controlplane/index.js';
 import { type ObjectRef, parseObjectRef } from '../controlplane/kube-ca-store.js';
-import { type Command, EXIT_OK, exitOnStartupFailure, UsageError } from './command.js';
+import { runUntilShutdown } from '../runtime/lifecycle.js';
+import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage: ambit control-plane --ca-dir DIR [options]
 
@@ -75,14 +75,13 @@ const command: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    let cp: ControlPlane;
-    try {
-      cp = await startControlPlane({
+    return runUntilShutdown('control-plane', async () => {
+      const cp: ControlPlane = await startControlPlane({
         kubeconfig: values.kubeconfig ?? defaultKubeconfig(),
         ...(caSecret ? { caSecret } : {}),
         ...(rootCertConfigMap ? { rootCertConfigMap } : {}),
         ...(values['serving-dns'] ? { servingDns: values['serving-dns'] } : {}),
-        caDir: values['ca-dir'],
+        caDir: values['ca-dir']!,
         listen: values.listen,
         ...(values.policies ? { policiesFile: values.policies } : {}),
         ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
@@ -91,13 +90,9 @@ const command: Command = {
         ...(values['node-proxy'] ? { nodeProxies: values['node-proxy'] } : {}),
         ...(values['serving-ip'] ? { servingIps: values['serving-ip'] } : {}),
       });
-    } catch (err) {
-      return exitOnStartupFailure('control-plane', err);
-    }
-    process.stdout.write(`${cp.address}\n`);
-    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-    await cp.close();
-    return EXIT_OK;
+      process.stdout.write(`${cp.address}\n`);
+      return { shutdown: () => cp.close() };
+    });
   },
 };
 

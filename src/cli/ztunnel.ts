@@ -1,8 +1,9 @@
 /** `ambit ztunnel`: the node proxy process (configuration in src/ztunnel/config.ts). */
 import { errorCode, errorMessage } from '../errors.js';
+import { runUntilShutdown } from '../runtime/lifecycle.js';
 import { parseZtunnelConfig, type ZtunnelConfig, ztunnelHelp } from '../ztunnel/config.js';
-import { runZtunnel } from '../ztunnel/main.js';
-import { type Command, EXIT_OK, EXIT_USAGE, exitOnStartupFailure } from './command.js';
+import { appLog, startZtunnel } from '../ztunnel/main.js';
+import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
 
 const command: Command = {
   async run(argv) {
@@ -18,12 +19,7 @@ const command: Command = {
       process.stderr.write(`ambit ztunnel: ${errorMessage(err)} [ERR_CONFIG]\n`);
       return EXIT_USAGE;
     }
-    try {
-      // Rejects only when start-up fails; a drain's errors are logged and end in an exit code.
-      return await runZtunnel(config);
-    } catch (err) {
-      return exitOnStartupFailure('ztunnel', err);
-    }
+    return runUntilShutdown('ztunnel', (requestShutdown) => startZtunnel(config, requestShutdown), { log: appLog });
   },
 };
 

@@ -14,6 +14,7 @@ import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
 import { LocalCa } from '../identity/local-ca.js';
 import type { HttpServer } from '../runtime/http-server.js';
+import type { RequestShutdown, Running } from '../runtime/lifecycle.js';
 import { logger, setLogLevel } from '../runtime/log.js';
 import { serveMetrics } from '../runtime/metrics-server.js';
 import { FdBudget } from '../sys/index.js';
@@ -33,13 +34,13 @@ import { ProxyFactory } from './proxy-factory.js';
 import { verifySyscalls } from './startup.js';
 
 const log = logger('ztunnel::app');
+/** The process's lifecycle log (runtime/lifecycle.ts) is Istio's ztunnel::app too. */
+export const appLog = log;
 
 const STATE_TASK = 'state manager';
 const PROXY_TASK = 'workload proxy manager';
 /** Upstream's connect timeout for every upstream TCP connection. */
 const CONNECT_TIMEOUT_MS = 10_000;
-/** Exit code when a second SIGINT cuts the drain short (128 + SIGINT). */
-export const EXIT_INTERRUPTED = 130;
 
 /** CA_ROOT_CA / XDS_ROOT_CA: a PEM file, inline PEM, or SYSTEM (undefined = the system roots). */
 function roots(value: string | undefined, source: string): string | undefined {
@@ -93,11 +94,15 @@ class StartupResources {
 }
 
 /**
- * Runs until SIGTERM, SIGINT or POST /quitquitquit has drained every pod; resolves to the exit code.
- * Rejects when start-up fails (a port taken, a bad CA directory, ...), after closing whatever it had
- * opened: a process that cannot serve must end rather than linger half-started.
+ * Starts ztunnel (runtime/lifecycle.ts runs it until SIGTERM, SIGINT or POST /quitquitquit, then its
+ * `shutdown` drains every pod). Rejects when start-up fails (a port taken, a bad CA directory, ...),
+ * after closing whatever it had opened: a process that cannot serve must end rather than linger
+ * half-started.
  */
-export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
+export async function startZtunnel(
+  config: ZtunnelConfig,
+  requestShutdown: RequestShutdown,
+): Promise<Running> {
   applyLogDirectives(config);
   log.info('shared proxy mode - in-pod mode enabled');
   verifySyscalls(config.packetMark);
@@ -109,7 +114,6 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
   collectDefaultMetrics({ register: registry });
 
   const opened = new StartupResources();
-  let requestShutdown: (reason: string) => void = () => {};
   // The admin server starts before ZDS; pods appear in its dump once the manager runs.
   let workloadState: () => Record<string, WorkloadStateEntry> = () => ({});
   let ca: CertificateAuthority | undefined;
@@ -218,41 +222,28 @@ export async function runZtunnel(config: ZtunnelConfig): Promise<number> {
     else readiness.register(PROXY_TASK);
   });
 
-  let draining = false;
-  const onSigint = () => {
-    if (!draining) return requestShutdown('SIGINT');
-    log.warn('received second signal, exiting immediately');
-    process.exit(EXIT_INTERRUPTED);
+  const inPodManager = manager;
+  return {
+    shutdown: async (reason: string) => {
+      log.info('shutting down: draining pod proxies', { reason, deadline: `${config.drainDeadlineMs}ms` });
+      // A guard, in case something other than connections keeps the drain from finishing.
+      const guard = setTimeout(() => {
+        log.error('drain did not finish after the deadline, exiting');
+        process.exit(1);
+      }, config.drainDeadlineMs + 10_000);
+      guard.unref();
+      try {
+        await inPodManager.stop();
+      } catch (err) {
+        log.error('drain failed', { error: errorMessage(err) });
+      }
+      source?.close();
+      xds?.close();
+      proxies?.close();
+      if (ca instanceof IstioCaClient) ca.close();
+      await Promise.all(servers.map((s) => s.close()));
+      clearTimeout(guard);
+      log.info('shutdown complete');
+    },
   };
-  const onSigterm = () => requestShutdown('SIGTERM');
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigterm);
-  const reason = await new Promise<string>((resolve) => {
-    requestShutdown = resolve;
-  });
-  draining = true;
-  requestShutdown = () => {};
-
-  log.info('shutting down: draining pod proxies', { reason, deadline: `${config.drainDeadlineMs}ms` });
-  // A guard, in case something other than connections keeps the drain from finishing.
-  const guard = setTimeout(() => {
-    log.error('drain did not finish after the deadline, exiting');
-    process.exit(1);
-  }, config.drainDeadlineMs + 10_000);
-  guard.unref();
-  try {
-    await manager.stop();
-  } catch (err) {
-    log.error('drain failed', { error: errorMessage(err) });
-  }
-  source?.close();
-  xds?.close();
-  proxies?.close();
-  if (ca instanceof IstioCaClient) ca.close();
-  await Promise.all(servers.map((s) => s.close()));
-  clearTimeout(guard);
-  process.off('SIGINT', onSigint);
-  process.off('SIGTERM', onSigterm);
-  log.info('shutdown complete');
-  return 0;
 }
