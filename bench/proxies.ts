@@ -8,7 +8,13 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { type NodeProxy, startComponent, stopComponent } from '../src/lab/cluster/index.js';
+import {
+  ClusterLayout,
+  logTail,
+  type NodeProxy,
+  startComponent,
+  stopComponent,
+} from '../src/lab/cluster/index.js';
 import { httpGetIn } from '../src/lab/http-in-netns.js';
 import type { LabNode } from '../src/lab/index.js';
 import { NetnsHandle } from '../src/sys/index.js';
@@ -65,10 +71,11 @@ async function proxyPage(node: LabNode, port: number, path: string): Promise<str
   }
 }
 
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+/** Polls `check`; on timeout the error names what was awaited and ends with `context()` (a log tail). */
+async function until(what: string, check: () => Promise<boolean>, context = () => ''): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${context()}`);
     await sleep(100);
   }
 }
@@ -103,6 +110,12 @@ export class NodeProxies {
     /** ztunnel's RUST_LOG for both proxies, the same for both so neither pays for more logging. */
     readonly logLevel = 'warn',
   ) {}
+
+  /** The last lines of a node's ztunnel log (both proxies write to the lab's ztunnel-<node>.log). */
+  #logOf(node: string): () => string {
+    const file = new ClusterLayout(this.lab).logFile({ component: 'ztunnel', node });
+    return () => `; last lines of ${file}:\n${logTail(file)}`;
+  }
 
   /** Replaces every node's ztunnel with a fresh `proxy` process (on the same ZDS socket, CA, xDS, token). */
   async use(proxy: ProxyName): Promise<void> {
@@ -139,16 +152,20 @@ export class NodeProxies {
       );
     }
     for (const node of this.nodes) {
-      await until(`${this.current} ztunnel on ${node.name} knows the pods as HBONE workloads`, async () => {
-        const dump = await proxyPage(node, 15000, '/config_dump');
-        if (!dump) return false;
-        const workloads = (
-          JSON.parse(dump) as { workloads?: { workloadIps?: string[]; protocol?: string }[] }
-        ).workloads;
-        return pods.every((pod) =>
-          (workloads ?? []).some((w) => w.protocol === 'HBONE' && (w.workloadIps ?? []).includes(pod.ip)),
-        );
-      });
+      await until(
+        `${this.current} ztunnel on ${node.name} knows the pods as HBONE workloads`,
+        async () => {
+          const dump = await proxyPage(node, 15000, '/config_dump');
+          if (!dump) return false;
+          const workloads = (
+            JSON.parse(dump) as { workloads?: { workloadIps?: string[]; protocol?: string }[] }
+          ).workloads;
+          return pods.every((pod) =>
+            (workloads ?? []).some((w) => w.protocol === 'HBONE' && (w.workloadIps ?? []).includes(pod.ip)),
+          );
+        },
+        this.#logOf(node.name),
+      );
     }
   }
 
@@ -178,11 +195,5 @@ export class NodeProxies {
       }
     }
     return { all, mtls };
-  }
-
-  /** Stops the proxies this object started (the lab's own ztunnels are not restored). */
-  async stop(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => stopComponent(this.lab, { component: 'ztunnel', node: n.name })));
-    this.pids.clear();
   }
 }

@@ -138,6 +138,22 @@ async function main(): Promise<void> {
   const b = randomBytes(1)[0]! % 64;
   const servers: ChildProcess[] = [];
   const handles: NetnsHandle[] = [];
+  const cleanUp = async () => {
+    for (const c of servers) c.kill('SIGTERM');
+    for (const h of handles) h.close();
+    await clusterDown(lab).catch((err) =>
+      process.stderr.write(
+        `bench: cleaning up lab ${lab}: ${err instanceof Error ? err.message : String(err)}\n`,
+      ),
+    );
+  };
+  // Interrupted (Ctrl-C, a timeout's SIGTERM): take the lab down rather than leave it running.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`bench: ${signal}, taking lab ${lab} down\n`);
+      void cleanUp().finally(() => process.exit(130));
+    });
+  }
   try {
     await clusterUp({
       name: lab,
@@ -216,13 +232,7 @@ async function main(): Promise<void> {
       `${JSON.stringify({ options: { ...opts, proxies, ...(istioBinary ? { istioZtunnel: istioBinary } : {}) }, skipped, ...summary, samples, proxySamples })}\n`,
     );
   } finally {
-    for (const c of servers) c.kill('SIGTERM');
-    for (const h of handles) h.close();
-    await clusterDown(lab).catch((err) =>
-      process.stderr.write(
-        `bench: cleaning up lab ${lab}: ${err instanceof Error ? err.message : String(err)}\n`,
-      ),
-    );
+    await cleanUp();
   }
 }
 
