@@ -151,6 +151,9 @@ async function main(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       process.stderr.write(`bench: ${signal}, taking lab ${lab} down\n`);
+      // The measurement in flight fails as the lab goes; its errors no longer matter.
+      process.on('uncaughtException', () => {});
+      process.on('unhandledRejection', () => {});
       void cleanUp().finally(() => process.exit(130));
     });
   }
