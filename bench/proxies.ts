@@ -149,6 +149,7 @@ export class NodeProxies {
           const owners = await listenerOwners(pod, POD_PORTS);
           return POD_PORTS.every((p) => [...(owners.get(p) ?? [])].join() === pid);
         },
+        this.#logOf(pod.node),
       );
     }
     for (const node of this.nodes) {
