@@ -1,41 +1,51 @@
 /**
  * `npm run bench`: throughput, request/response latency and connection rate between lab pods, for
- * direct TCP and for the mesh path (the seed's rules + ztunnel on both ends), same node and cross
- * node. Prints a table and JSON with each figure and the mesh/direct ratio. Needs root.
+ * direct TCP and through the node proxies (the pods enrolled in ambient, HBONE between the nodes'
+ * ztunnels), same node and cross node, plus what the ztunnels cost: CPU per GiB moved and memory.
+ * With `--proxy ambit,istio`, ambit's and Istio's ztunnel serve the same lab cluster and pods in
+ * turn (alternating their order each round), so their figures are comparable and each ambit/Istio
+ * ratio is printed. Medians over the rounds. Needs root.
  *
  * Options: --bytes N (bulk size, default 1 GiB), --rr N (round trips, default 5000),
- *          --conns N (connections, default 500), --json-only.
+ *          --conns N (connections, default 500), --rounds N (default 3),
+ *          --proxy ambit[,istio] (default ambit), --istio-ztunnel PATH (else $ISTIO_ZTUNNEL, else
+ *          istio-ztunnel on PATH), --json-only.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createPod, labDown, labUp } from '../src/lab/index.js';
-import type { LabPod } from '../src/lab/state.js';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { adminClient, clusterDown, clusterPod, clusterUp, podAdd } from '../src/lab/cluster/index.js';
+import { loadLab } from '../src/lab/index.js';
 import { setLogLevel } from '../src/runtime/log.js';
 import { NetnsHandle } from '../src/sys/index.js';
-import { bulkThroughput, connectionRate, type Percentiles, requestResponse, type Target } from './load.js';
-import { startMesh } from './mesh.js';
+import { bulkThroughput, connectionRate, requestResponse, type Target } from './load.js';
+import { cpuSeconds, rssBytes } from './proc.js';
+import { type BenchPod, findIstioZtunnel, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
+import { PLACEMENTS, type Placement, type ProxySample, type Sample, summarize, tables } from './report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SERVER_PORT = 5000;
+const NAMESPACE = 'bench';
+const GiB = 1024 ** 3;
+/** How long a freshly started proxy serving the pods is left alone before its idle memory is read. */
+const SETTLE_MS = 1000;
 
-interface Row {
-  path: 'direct' | 'mesh';
-  placement: 'same-node' | 'cross-node';
-  bulkMBps: number;
-  rrUs: Percentiles;
-  connUs: Percentiles;
+interface Options {
+  bytes: number;
+  rr: number;
+  conns: number;
+  rounds: number;
 }
 
-function startServer(pod: LabPod): Promise<ChildProcess> {
+function startServer(pod: BenchPod): Promise<ChildProcess> {
   const child = spawn(
     'ip',
     ['netns', 'exec', pod.netns, process.execPath, join(here, 'echo-server.js'), String(SERVER_PORT)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   return new Promise((resolve, reject) => {
     child.once('error', reject);
@@ -44,105 +54,188 @@ function startServer(pod: LabPod): Promise<ChildProcess> {
   });
 }
 
-async function measure(target: Target, o: { bytes: number; rr: number; conns: number }) {
-  // Warm up paths, pools and JIT before measuring.
+/**
+ * One path and placement: warm-up (paths, pools, JIT), then bulk, request/response and new
+ * connections. `proxyPids` (both nodes' ztunnels) are charged the CPU they spend during the bulk.
+ */
+async function measure(target: Target, o: Options, proxyPids: number[] | undefined) {
   await requestResponse(target, 1024, 200);
   await connectionRate(target, 1024, 20);
+  const cpuBefore = proxyPids ? cpuSeconds(proxyPids) : 0;
   const bulkMBps = await bulkThroughput(target, o.bytes);
+  const cpuSpent = proxyPids ? cpuSeconds(proxyPids) - cpuBefore : undefined;
   const rrUs = await requestResponse(target, 1024, o.rr);
   const connUs = await connectionRate(target, 1024, o.conns);
-  return { bulkMBps, rrUs, connUs };
+  return {
+    bulkMBps,
+    rrUs,
+    connUs,
+    ...(cpuSpent === undefined ? {} : { cpuSecondsPerGiB: cpuSpent / (o.bytes / GiB) }),
+  };
 }
 
-function fmt(n: number, digits = 0): string {
-  return n.toFixed(digits);
+/** Puts the bench namespace in or out of ambient; the agent then enrolls or releases its pods. */
+async function setAmbient(lab: string, on: boolean): Promise<void> {
+  await adminClient(lab).patchNamespace(
+    { name: NAMESPACE, body: { metadata: { labels: { 'istio.io/dataplane-mode': on ? 'ambient' : null } } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      bytes: { type: 'string', default: String(GiB) },
+      rr: { type: 'string', default: '5000' },
+      conns: { type: 'string', default: '500' },
+      rounds: { type: 'string', default: '3' },
+      proxy: { type: 'string', default: 'ambit' },
+      'istio-ztunnel': { type: 'string' },
+      'json-only': { type: 'boolean', default: false },
+    },
+  });
+  const opts: Options = {
+    bytes: Number(values.bytes),
+    rr: Number(values.rr),
+    conns: Number(values.conns),
+    rounds: Number(values.rounds),
+  };
+  for (const [name, v] of Object.entries(opts)) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} wants a whole number ≥ 1`);
+  }
+  const proxies = values.proxy.split(',').map((p) => p.trim());
+  for (const p of proxies) {
+    if (!(PROXIES as readonly string[]).includes(p))
+      throw new Error(`--proxy: unknown proxy '${p}' (one or more of ${PROXIES.join(', ')})`);
+  }
+  return {
+    opts,
+    proxies: [...new Set(proxies)] as ProxyName[],
+    istioFlag: values['istio-ztunnel'],
+    jsonOnly: values['json-only'],
+  };
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      bytes: { type: 'string', default: String(1024 ** 3) },
-      rr: { type: 'string', default: '5000' },
-      conns: { type: 'string', default: '500' },
-      'json-only': { type: 'boolean', default: false },
-      paths: { type: 'string', default: 'direct,mesh' },
-    },
-  });
-  const opts = { bytes: Number(values.bytes), rr: Number(values.rr), conns: Number(values.conns) };
-  const paths = values.paths.split(',');
+  const { opts, proxies: wanted, istioFlag, jsonOnly } = parseOptions();
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces)');
   setLogLevel('warn');
 
+  let proxies = wanted;
+  let istioBinary: string | undefined;
+  const skipped: Record<string, string> = {};
+  if (wanted.includes('istio')) {
+    const found = findIstioZtunnel(istioFlag);
+    if ('binary' in found) istioBinary = found.binary;
+    else {
+      skipped['istio'] = found.missing;
+      proxies = wanted.filter((p) => p !== 'istio');
+      process.stderr.write(`bench: skipping Istio's ztunnel column: ${found.missing}\n`);
+    }
+  }
+
   const lab = `bench${randomBytes(2).toString('hex')}`;
   const b = randomBytes(1)[0]! % 64;
-  const children: ChildProcess[] = [];
+  const servers: ChildProcess[] = [];
   const handles: NetnsHandle[] = [];
-  let stopMesh: (() => Promise<void>) | undefined;
+  const cleanUp = async () => {
+    for (const c of servers) c.kill('SIGTERM');
+    for (const h of handles) h.close();
+    await clusterDown(lab).catch((err) =>
+      process.stderr.write(
+        `bench: cleaning up lab ${lab}: ${err instanceof Error ? err.message : String(err)}\n`,
+      ),
+    );
+  };
+  // Interrupted (Ctrl-C, a timeout's SIGTERM): take the lab down rather than leave it running.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`bench: ${signal}, taking lab ${lab} down\n`);
+      // The measurement in flight fails as the lab goes; its errors no longer matter.
+      process.on('uncaughtException', () => {});
+      process.on('unhandledRejection', () => {});
+      void cleanUp().finally(() => process.exit(130));
+    });
+  }
   try {
-    await labUp({
+    await clusterUp({
       name: lab,
       nodes: 2,
       nodeCidr: `10.${200 + (b % 50)}.0.0/24`,
       podCidr: `10.${128 + b}.0.0/16`,
     });
-    const client = await createPod(lab, 'n1', { namespace: 'bench', name: 'client' });
-    const local = await createPod(lab, 'n1', { namespace: 'bench', name: 'server-local' });
-    const remote = await createPod(lab, 'n2', { namespace: 'bench', name: 'server-remote' });
-    children.push(await startServer(local), await startServer(remote));
+    const pods: BenchPod[] = [];
+    for (const [name, node] of [
+      ['client', 'n1'],
+      ['server-local', 'n1'],
+      ['server-remote', 'n2'],
+    ] as const) {
+      await podAdd(lab, { namespace: NAMESPACE, name }, { node });
+      const sandbox = clusterPod(lab, { namespace: NAMESPACE, name });
+      if (!sandbox) throw new Error(`pod ${NAMESPACE}/${name} has no sandbox`);
+      pods.push({
+        name,
+        node: sandbox.node,
+        ip: sandbox.ip,
+        netns: sandbox.netns,
+        netnsPath: sandbox.netnsPath,
+      });
+    }
+    const [client, local, remote] = pods as [BenchPod, BenchPod, BenchPod];
+    servers.push(await startServer(local), await startServer(remote));
     const clientNetns = NetnsHandle.open(client.netnsPath);
     handles.push(clientNetns);
-    const targets = {
+    const targets: Record<Placement, Target> = {
       'same-node': { netns: clientNetns, host: local.ip, port: SERVER_PORT },
       'cross-node': { netns: clientNetns, host: remote.ip, port: SERVER_PORT },
-    } as const;
+    };
+    const nodeProxies = new NodeProxies(lab, loadLab(lab).nodes, istioBinary);
 
-    const rows: Row[] = [];
-    for (const path of ['direct', 'mesh'] as const) {
-      if (!paths.includes(path)) continue;
-      if (path === 'mesh') stopMesh = await startMesh(lab, [client, local, remote]);
-      for (const placement of ['same-node', 'cross-node'] as const) {
-        rows.push({ path, placement, ...(await measure(targets[placement], opts)) });
+    const samples: Sample[] = [];
+    const proxySamples: ProxySample[] = [];
+    for (let round = 0; round < opts.rounds; round++) {
+      await setAmbient(lab, false);
+      await nodeProxies.waitNotServing(pods);
+      for (const placement of PLACEMENTS) {
+        samples.push({
+          round,
+          path: 'direct',
+          placement,
+          ...(await measure(targets[placement], opts, undefined)),
+        });
+      }
+      // Alternate which proxy goes first, so neither always runs on a warmer (or more tired) machine.
+      const order = round % 2 === 0 ? proxies : [...proxies].reverse();
+      for (const [i, proxy] of order.entries()) {
+        await nodeProxies.use(proxy);
+        if (i === 0) await setAmbient(lab, true);
+        await nodeProxies.waitServing(pods);
+        await sleep(SETTLE_MS);
+        const pids = [...nodeProxies.pids.values()];
+        const rss = () =>
+          Object.fromEntries([...nodeProxies.pids].map(([node, pid]) => [node, rssBytes(pid)]));
+        const rssIdle = rss();
+        for (const placement of PLACEMENTS) {
+          samples.push({ round, path: proxy, placement, ...(await measure(targets[placement], opts, pids)) });
+        }
+        const rssAfterLoad = rss();
+        const connectionsOpened = await nodeProxies.connectionsOpened();
+        if (connectionsOpened.mtls === 0) {
+          throw new Error(
+            `${proxy}'s ztunnels counted no mutual-TLS connection: the traffic did not go through them`,
+          );
+        }
+        proxySamples.push({ round, proxy, rssIdle, rssAfterLoad, connectionsOpened });
       }
     }
 
-    const ratios = (['same-node', 'cross-node'] as const).flatMap((placement) => {
-      const d = rows.find((r) => r.path === 'direct' && r.placement === placement);
-      const m = rows.find((r) => r.path === 'mesh' && r.placement === placement);
-      if (!d || !m) return [];
-      return [
-        {
-          placement,
-          bulkRatio: m.bulkMBps / d.bulkMBps,
-          rrP50OverheadUs: m.rrUs.p50 - d.rrUs.p50,
-          connP50OverheadUs: m.connUs.p50 - d.connUs.p50,
-        },
-      ];
-    });
-    if (!values['json-only']) {
-      const lines = [
-        '| path | placement | bulk MB/s | 1 KiB RR p50/p90/p99 us | new conn p50/p90/p99 us |',
-        '|---|---|---|---|---|',
-        ...rows.map(
-          (r) =>
-            `| ${r.path} | ${r.placement} | ${fmt(r.bulkMBps)} | ${fmt(r.rrUs.p50)}/${fmt(r.rrUs.p90)}/${fmt(r.rrUs.p99)} | ${fmt(r.connUs.p50)}/${fmt(r.connUs.p90)}/${fmt(r.connUs.p99)} |`,
-        ),
-        '',
-        '| placement | mesh/direct bulk | RR p50 overhead us | new conn p50 overhead us |',
-        '|---|---|---|---|',
-        ...ratios.map(
-          (r) =>
-            `| ${r.placement} | ${fmt(r.bulkRatio, 2)}x | ${fmt(r.rrP50OverheadUs)} | ${fmt(r.connP50OverheadUs)} |`,
-        ),
-        '',
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
-    }
-    process.stdout.write(`${JSON.stringify({ options: opts, rows, ratios })}\n`);
+    const summary = summarize(samples, proxySamples);
+    if (!jsonOnly) process.stdout.write(tables(summary, opts.rounds));
+    process.stdout.write(
+      `${JSON.stringify({ options: { ...opts, proxies, ...(istioBinary ? { istioZtunnel: istioBinary } : {}) }, skipped, ...summary, samples, proxySamples })}\n`,
+    );
   } finally {
-    await stopMesh?.();
-    for (const c of children) c.kill('SIGTERM');
-    for (const h of handles) h.close();
-    await labDown(lab);
+    await cleanUp();
   }
 }
 

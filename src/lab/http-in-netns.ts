@@ -1,4 +1,7 @@
-/** A one-shot HTTP/1.0 GET to 127.0.0.1:port inside a netns: how the lab checks health endpoints of processes in its nodes. */
+/**
+ * A one-shot HTTP/1.0 GET to 127.0.0.1:port inside a netns: how the lab checks health endpoints of
+ * processes in its nodes, and reads their admin and metrics pages.
+ */
 import type { Socket } from 'node:net';
 import { connected, connectInNetns, type NetnsHandle } from '../sys/index.js';
 
@@ -15,6 +18,16 @@ export async function httpStatusIn(
   path: string,
   timeoutMs = HEALTH_CHECK_TIMEOUT_MS,
 ): Promise<number | undefined> {
+  return (await httpGetIn(netns, port, path, timeoutMs))?.status;
+}
+
+/** Status and body of the response, or undefined when nothing answers in time. */
+export async function httpGetIn(
+  netns: NetnsHandle,
+  port: number,
+  path: string,
+  timeoutMs = HEALTH_CHECK_TIMEOUT_MS,
+): Promise<{ status: number; body: string } | undefined> {
   const socket: Socket = connectInNetns(netns, { host: '127.0.0.1', port });
   socket.setTimeout(timeoutMs, () => socket.destroy());
   try {
@@ -30,7 +43,11 @@ export async function httpStatusIn(
       text += d;
     });
     socket.once('error', () => resolve(undefined));
-    socket.once('close', () => resolve(Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]) || undefined));
+    socket.once('close', () => {
+      const status = Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]);
+      const bodyAt = text.indexOf('\r\n\r\n');
+      resolve(status ? { status, body: bodyAt < 0 ? '' : text.slice(bodyAt + 4) } : undefined);
+    });
     socket.write(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`);
   });
 }

@@ -42,7 +42,7 @@ import {
   SYSTEM_NAMESPACE,
   TRUST_DOMAIN,
 } from './layout.js';
-import { launch } from './processes.js';
+import { type LaunchOptions, launch } from './processes.js';
 import { SandboxManager, type SandboxRecord } from './sandbox.js';
 import { runningPid, stopByPidFile } from './supervisor.js';
 
@@ -242,10 +242,14 @@ export function clusterStatus(state: LabState): ComponentStatus[] {
 }
 
 /** Starts one component that is not running and waits until it is healthy. */
-export async function startComponent(lab: string, id: ProcessId): Promise<number> {
+export async function startComponent(
+  lab: string,
+  id: ProcessId,
+  options: LaunchOptions = {},
+): Promise<number> {
   const state = loadLab(lab);
   if ('node' in id) findNode(state, id.node);
-  return launch(new ClusterLayout(lab), state, id);
+  return launch(new ClusterLayout(lab), state, id, options);
 }
 
 /** SIGTERM (then SIGKILL) to one component; false when it was not running. */

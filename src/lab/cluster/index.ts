@@ -29,4 +29,5 @@ export {
   parseComponent,
   processName,
 } from './layout.js';
+export { ISTIO_ZTUNNEL_LINK, type LaunchOptions, type NodeProxy } from './processes.js';
 export { logTail } from './supervisor.js';

@@ -1,14 +1,17 @@
 /**
  * How each lab component is launched and when it counts as up: the API server and the kubelets in
  * the host netns (entry.js), and per node, inside the node's netns (`ip netns exec`), `ambit agent`
- * and `ambit ztunnel` with their node's run dir, ZDS socket, kubeconfig and the lab's CA.
+ * and `ambit ztunnel` with their node's run dir, ZDS socket, kubeconfig and the lab's CA. A node's
+ * ztunnel may instead be Istio's own binary, fed the same way (a peer for benchmarks and interop).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { AmbitError } from '../../errors.js';
 import { READINESS_PORT } from '../../node/contract.js';
 import { NetnsHandle } from '../../sys/index.js';
+import { ZTUNNEL_SERVICE_ACCOUNT } from '../apiserver/index.js';
 import { httpStatusIn } from '../http-in-netns.js';
 import { findNode } from '../lab.js';
 import type { LabState } from '../state.js';
@@ -28,11 +31,69 @@ const CLI_MAIN = new URL('../../cli/main.js', import.meta.url).href;
 const CLI = `const { main } = await import(${JSON.stringify(CLI_MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
 const READY_TIMEOUT_MS = 30_000;
 
+/**
+ * The program a node's `ztunnel` process runs: ambit's own, or Istio's ztunnel binary in its place
+ * (same ZDS socket, CA and xDS from the lab's control plane, same token), to compare or interoperate.
+ */
+export type NodeProxy = { kind: 'ambit' } | { kind: 'istio'; binary: string };
+
+export interface LaunchOptions {
+  /** Which ztunnel a node's `ztunnel` process is; ambit's by default. */
+  proxy?: NodeProxy;
+  /** Added to the component's environment, e.g. ztunnel's RUST_LOG. */
+  env?: Record<string, string>;
+}
+
+/** Name of the link Istio's binary is run through, so the process shows as ambit's lab component. */
+export const ISTIO_ZTUNNEL_LINK = 'ambit-istio-ztunnel';
+
+/**
+ * Istio's ztunnel as its README runs it on a node: only its own variables (`env -i`), started in an
+ * empty working dir (it reads ./etc/istio/config/mesh), through a link in the node's lab dir.
+ */
+function istioZtunnelCommand(
+  layout: ClusterLayout,
+  node: LabState['nodes'][number],
+  binary: string,
+): { argv: string[]; env: NodeJS.ProcessEnv; cwd: string } {
+  const nodeDir = layout.nodeDir(node.name);
+  const cwd = join(nodeDir, 'istio-ztunnel');
+  rmSync(cwd, { recursive: true, force: true });
+  mkdirSync(cwd, { recursive: true });
+  const link = join(nodeDir, ISTIO_ZTUNNEL_LINK);
+  rmSync(link, { force: true });
+  symlinkSync(resolve(binary), link);
+  const controlPlane = `https://127.0.0.1:${CONTROL_PLANE_PORT}`;
+  return {
+    argv: ['ip', 'netns', 'exec', node.netns, link, 'proxy'],
+    env: {
+      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+      RUST_LOG: 'info',
+      INPOD_UDS: layout.zdsSocket(node.name),
+      CA_ADDRESS: controlPlane,
+      XDS_ADDRESS: controlPlane,
+      CA_ROOT_CA: layout.controlPlaneRootCert,
+      XDS_ROOT_CA: layout.controlPlaneRootCert,
+      AUTH_TOKEN: layout.ztunnelToken(node.name),
+      POD_NAME: `ztunnel-${node.name}`,
+      POD_NAMESPACE: SYSTEM_NAMESPACE,
+      SERVICE_ACCOUNT: ZTUNNEL_SERVICE_ACCOUNT,
+      NODE_NAME: node.name,
+      INSTANCE_IP: node.ip,
+      CLUSTER_ID: 'Kubernetes',
+      ISTIO_META_CLUSTER_ID: 'Kubernetes',
+      TRUST_DOMAIN,
+    },
+    cwd,
+  };
+}
+
 function command(
   layout: ClusterLayout,
   state: LabState,
   id: ProcessId,
-): { argv: string[]; env: NodeJS.ProcessEnv } {
+  options: LaunchOptions,
+): { argv: string[]; env: NodeJS.ProcessEnv; cwd?: string } {
   const env = { ...process.env };
   if (!('node' in id)) return { argv: [process.execPath, ENTRY, id.component, state.name], env };
   const node = findNode(state, id.node);
@@ -49,6 +110,7 @@ function command(
       env: { ...env, NODE_NAME: node.name, KUBECONFIG: layout.agentKubeconfig(node.name) },
     };
   }
+  if (options.proxy?.kind === 'istio') return istioZtunnelCommand(layout, node, options.proxy.binary);
   return {
     argv: [
       ...[...inNode, 'ztunnel', '--node-name', node.name, '--inpod-uds', layout.zdsSocket(node.name)],
@@ -87,13 +149,22 @@ async function healthy(layout: ClusterLayout, state: LabState, id: ProcessId): P
 }
 
 /** Starts the component detached and waits until it is healthy; the error names it and shows its log. */
-export async function launch(layout: ClusterLayout, state: LabState, id: ProcessId): Promise<number> {
+export async function launch(
+  layout: ClusterLayout,
+  state: LabState,
+  id: ProcessId,
+  options: LaunchOptions = {},
+): Promise<number> {
   const existing = runningPid(layout.pidFile(id));
   if (existing !== undefined) {
     throw new AmbitError('LAB_COMPONENT_RUNNING', `${processName(id)} already runs (pid ${existing})`);
   }
-  const { argv, env } = command(layout, state, id);
-  const pid = startDetached({ pidFile: layout.pidFile(id), logFile: layout.logFile(id) }, argv, env);
+  const { argv, env, cwd } = command(layout, state, id, options);
+  const pid = startDetached(
+    { pidFile: layout.pidFile(id), logFile: layout.logFile(id), ...(cwd === undefined ? {} : { cwd }) },
+    argv,
+    { ...env, ...options.env },
+  );
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!(await healthy(layout, state, id))) {
     const alive = runningPid(layout.pidFile(id)) !== undefined;

@@ -12,6 +12,8 @@ import { errorCode } from '../../errors.js';
 export interface ProcessFiles {
   pidFile: string;
   logFile: string;
+  /** Working directory of the process (default: ours). */
+  cwd?: string;
 }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks) and the state letter; undefined if gone. */
@@ -41,7 +43,12 @@ export function startDetached(files: ProcessFiles, argv: readonly string[], env:
   mkdirSync(dirname(files.pidFile), { recursive: true });
   const log = openSync(files.logFile, 'a');
   try {
-    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log], env });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', log, log],
+      env,
+      ...(files.cwd === undefined ? {} : { cwd: files.cwd }),
+    });
     // A failed exec still yields a pid-less child; the health wait reports it with the log tail.
     child.on('error', () => {});
     child.unref();

@@ -1,0 +1,61 @@
+/**
+ * What a proxy costs the machine, read from /proc: CPU time (utime + stime) and resident memory of a
+ * process and everything it started, so a proxy that forks workers is counted whole.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+const TICKS_PER_SECOND = 100; // USER_HZ: what /proc/<pid>/stat counts in on Linux
+
+/** Fields after the command name of /proc/<pid>/stat (state is [0], ppid [1], utime [11], stime [12]). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text
+      .slice(text.lastIndexOf(')') + 1)
+      .trim()
+      .split(/\s+/);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `pid` and its descendants that are alive now. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const ppid = Number(statFields(Number(entry))?.[1]);
+    if (!Number.isInteger(ppid)) continue;
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const tree: number[] = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    tree.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return tree;
+}
+
+/** CPU seconds (user + system, all threads) spent so far by the processes of `pids`' trees. */
+export function cpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids.flatMap(processTree)) {
+    const f = statFields(pid);
+    if (f) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** Resident memory (VmRSS) of `pid`'s tree, in bytes. */
+export function rssBytes(pid: number): number {
+  let kib = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      kib += Number(m?.[1] ?? 0);
+    } catch {}
+  }
+  return kib * 1024;
+}

@@ -1,0 +1,233 @@
+/**
+ * The benchmark's figures: each round's samples reduced to medians, the ratios asked of them (× direct,
+ * ambit/Istio), and the tables and JSON printed from them.
+ */
+import type { Percentiles } from './load.js';
+import type { ProxyName } from './proxies.js';
+
+export type Path = 'direct' | ProxyName;
+export type Placement = 'same-node' | 'cross-node';
+export const PLACEMENTS: readonly Placement[] = ['same-node', 'cross-node'];
+
+/** One path and placement measured in one round. */
+export interface Sample {
+  round: number;
+  path: Path;
+  placement: Placement;
+  bulkMBps: number;
+  rrUs: Percentiles;
+  connUs: Percentiles;
+  /** CPU seconds of both nodes' ztunnels during the bulk transfer, per GiB moved (proxies only). */
+  cpuSecondsPerGiB?: number;
+}
+
+/** One proxy's processes in one round: memory per node, and what its metrics counted. */
+export interface ProxySample {
+  round: number;
+  proxy: ProxyName;
+  /** Resident bytes of each node's ztunnel, serving the pods but before any load. */
+  rssIdle: Record<string, number>;
+  rssAfterLoad: Record<string, number>;
+  /** istio_tcp_connections_opened_total over both nodes, and of it the mutual-TLS (HBONE) ones. */
+  connectionsOpened: { all: number; mtls: number };
+}
+
+export interface Row {
+  path: Path;
+  placement: Placement;
+  bulkMBps: number;
+  bulkXDirect?: number;
+  rrUs: Percentiles;
+  connUs: Percentiles;
+  cpuSecondsPerGiB?: number;
+}
+
+export interface Memory {
+  proxy: ProxyName;
+  node: string;
+  rssIdleMiB: number;
+  rssAfterLoadMiB: number;
+}
+
+/** ambit's figure divided by Istio's, for each figure of a placement. */
+export interface SideBySide {
+  placement: Placement;
+  bulkMBps: number;
+  rrUs: Percentiles;
+  connUs: Percentiles;
+  cpuSecondsPerGiB: number | null;
+}
+
+export interface MemorySideBySide {
+  node: string;
+  rssIdle: number;
+  rssAfterLoad: number;
+}
+
+export interface Summary {
+  rows: Row[];
+  memory: Memory[];
+  /** Today's mesh/direct figures, per proxy. */
+  ratios: {
+    path: ProxyName;
+    placement: Placement;
+    bulkRatio: number;
+    rrP50OverheadUs: number;
+    connP50OverheadUs: number;
+  }[];
+  ambitOverIstio?: { placements: SideBySide[]; memory: MemorySideBySide[] };
+}
+
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function medianPercentiles(ps: readonly Percentiles[]): Percentiles {
+  return {
+    p50: median(ps.map((p) => p.p50)),
+    p90: median(ps.map((p) => p.p90)),
+    p99: median(ps.map((p) => p.p99)),
+  };
+}
+
+const MiB = 1024 * 1024;
+
+export function summarize(samples: readonly Sample[], proxySamples: readonly ProxySample[]): Summary {
+  const paths = [...new Set(samples.map((s) => s.path))];
+  const rows: Row[] = [];
+  for (const path of paths) {
+    for (const placement of PLACEMENTS) {
+      const of = samples.filter((s) => s.path === path && s.placement === placement);
+      if (of.length === 0) continue;
+      const cpu = of.flatMap((s) => (s.cpuSecondsPerGiB === undefined ? [] : [s.cpuSecondsPerGiB]));
+      rows.push({
+        path,
+        placement,
+        bulkMBps: median(of.map((s) => s.bulkMBps)),
+        rrUs: medianPercentiles(of.map((s) => s.rrUs)),
+        connUs: medianPercentiles(of.map((s) => s.connUs)),
+        ...(cpu.length > 0 ? { cpuSecondsPerGiB: median(cpu) } : {}),
+      });
+    }
+  }
+  const row = (path: Path, placement: Placement) =>
+    rows.find((r) => r.path === path && r.placement === placement);
+  for (const r of rows) {
+    const direct = row('direct', r.placement);
+    if (direct) r.bulkXDirect = r.bulkMBps / direct.bulkMBps;
+  }
+
+  const memory: Memory[] = [];
+  for (const proxy of [...new Set(proxySamples.map((p) => p.proxy))]) {
+    const of = proxySamples.filter((p) => p.proxy === proxy);
+    for (const node of Object.keys(of[0]!.rssIdle).sort()) {
+      memory.push({
+        proxy,
+        node,
+        rssIdleMiB: median(of.map((p) => p.rssIdle[node] ?? 0)) / MiB,
+        rssAfterLoadMiB: median(of.map((p) => p.rssAfterLoad[node] ?? 0)) / MiB,
+      });
+    }
+  }
+
+  const ratios: Summary['ratios'] = [];
+  for (const r of rows) {
+    const direct = row('direct', r.placement);
+    if (r.path === 'direct' || !direct) continue;
+    ratios.push({
+      path: r.path,
+      placement: r.placement,
+      bulkRatio: r.bulkMBps / direct.bulkMBps,
+      rrP50OverheadUs: r.rrUs.p50 - direct.rrUs.p50,
+      connP50OverheadUs: r.connUs.p50 - direct.connUs.p50,
+    });
+  }
+
+  const summary: Summary = { rows, memory, ratios };
+  if (paths.includes('ambit') && paths.includes('istio')) {
+    const over = (a: Percentiles, i: Percentiles): Percentiles => ({
+      p50: a.p50 / i.p50,
+      p90: a.p90 / i.p90,
+      p99: a.p99 / i.p99,
+    });
+    const placements: SideBySide[] = [];
+    for (const placement of PLACEMENTS) {
+      const a = row('ambit', placement);
+      const i = row('istio', placement);
+      if (!a || !i) continue;
+      placements.push({
+        placement,
+        bulkMBps: a.bulkMBps / i.bulkMBps,
+        rrUs: over(a.rrUs, i.rrUs),
+        connUs: over(a.connUs, i.connUs),
+        cpuSecondsPerGiB:
+          a.cpuSecondsPerGiB !== undefined && i.cpuSecondsPerGiB
+            ? a.cpuSecondsPerGiB / i.cpuSecondsPerGiB
+            : null,
+      });
+    }
+    const mem: MemorySideBySide[] = [];
+    for (const a of memory.filter((m) => m.proxy === 'ambit')) {
+      const i = memory.find((m) => m.proxy === 'istio' && m.node === a.node);
+      if (!i) continue;
+      mem.push({
+        node: a.node,
+        rssIdle: a.rssIdleMiB / i.rssIdleMiB,
+        rssAfterLoad: a.rssAfterLoadMiB / i.rssAfterLoadMiB,
+      });
+    }
+    summary.ambitOverIstio = { placements, memory: mem };
+  }
+  return summary;
+}
+
+const f = (n: number | null | undefined, digits = 0) =>
+  n === null || n === undefined ? '–' : n.toFixed(digits);
+const pct = (p: Percentiles, digits = 0) => `${f(p.p50, digits)}/${f(p.p90, digits)}/${f(p.p99, digits)}`;
+const x = (n: number | null | undefined) => (n === null || n === undefined ? '–' : `${n.toFixed(2)}x`);
+
+export function tables(s: Summary, rounds: number): string {
+  const lines = [
+    `medians of ${rounds} round${rounds === 1 ? '' : 's'}`,
+    '',
+    '| path | placement | bulk MB/s | × direct | 1 KiB RR p50/p90/p99 us | new conn p50/p90/p99 us | ztunnel CPU s/GiB |',
+    '|---|---|---|---|---|---|---|',
+    ...s.rows.map(
+      (r) =>
+        `| ${r.path} | ${r.placement} | ${f(r.bulkMBps)} | ${x(r.bulkXDirect)} | ${pct(r.rrUs)} | ${pct(r.connUs)} | ${f(r.cpuSecondsPerGiB, 2)} |`,
+    ),
+    '',
+    '| path | placement | mesh/direct bulk | RR p50 overhead us | new conn p50 overhead us |',
+    '|---|---|---|---|---|',
+    ...s.ratios.map(
+      (r) =>
+        `| ${r.path} | ${r.placement} | ${x(r.bulkRatio)} | ${f(r.rrP50OverheadUs)} | ${f(r.connP50OverheadUs)} |`,
+    ),
+    '',
+    '| ztunnel | node | RSS idle MiB | RSS after load MiB |',
+    '|---|---|---|---|',
+    ...s.memory.map((m) => `| ${m.proxy} | ${m.node} | ${f(m.rssIdleMiB, 1)} | ${f(m.rssAfterLoadMiB, 1)} |`),
+    '',
+  ];
+  if (s.ambitOverIstio) {
+    lines.push(
+      'ambit / Istio (below 1 is less: better for latency, CPU and memory, worse for bulk)',
+      '',
+      '| placement | bulk MB/s | RR p50/p90/p99 | new conn p50/p90/p99 | CPU s/GiB |',
+      '|---|---|---|---|---|',
+      ...s.ambitOverIstio.placements.map(
+        (p) =>
+          `| ${p.placement} | ${x(p.bulkMBps)} | ${pct(p.rrUs, 2)} | ${pct(p.connUs, 2)} | ${x(p.cpuSecondsPerGiB)} |`,
+      ),
+      '',
+      '| node | RSS idle | RSS after load |',
+      '|---|---|---|',
+      ...s.ambitOverIstio.memory.map((m) => `| ${m.node} | ${x(m.rssIdle)} | ${x(m.rssAfterLoad)} |`),
+      '',
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
