@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the compiled test files with Node's built-in test runner. Unit tests (dist/test/**) and, as
-// root, the real-kernel tests (dist/test/e2e/**); with --k8s only the real-cluster tests
+// root, the real-kernel tests (dist/test/*/e2e/**); with --k8s only the real-cluster tests
 // (dist/test/k8s/**, which bring up scripts/k8s), which are otherwise left out. Afterwards sweeps any `ambit-t-*` network
 // namespace a failed test left behind and fails the run if there were some.
 import { execFileSync, spawnSync } from 'node:child_process';

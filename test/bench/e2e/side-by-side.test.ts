@@ -1,0 +1,129 @@
+/**
+ * `npm run bench -- --proxy ambit,istio` with tiny sizes: the harness that puts ambit's and Istio's
+ * ztunnel on the same lab pods in turn must give both columns real figures, and each proxy's own
+ * metrics must show the benchmark's connections went through it as mutual TLS (HBONE). Without
+ * Istio's binary the run goes on with ambit only, saying in one line why Istio's column is skipped.
+ * Istio's binary comes from $ISTIO_ZTUNNEL or `istio-ztunnel` on PATH; without it the first test is
+ * skipped.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { findIstioZtunnel } from '../../../bench/proxies.js';
+import type { ProxySample, Summary } from '../../../bench/report.js';
+
+const BENCH = fileURLToPath(new URL('../../../bench/run.js', import.meta.url));
+const CONNS = 10;
+const ROUNDS = 2;
+const TINY = ['--bytes', String(4 * 1024 * 1024), '--rr', '50', '--conns', String(CONNS)];
+
+interface Output extends Summary {
+  options: { proxies: string[]; rounds: number };
+  skipped: Record<string, string>;
+  proxySamples: ProxySample[];
+}
+
+function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BENCH, ...args],
+      { timeout: 240_000, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+function parse(stdout: string): Output {
+  const lines = stdout.trim().split('\n');
+  assert.equal(lines.length, 1, `--json-only prints one JSON line, got:\n${stdout}`);
+  return JSON.parse(lines[0]!) as Output;
+}
+
+function assertFigures(out: Output, paths: string[]): void {
+  for (const path of paths) {
+    for (const placement of ['same-node', 'cross-node']) {
+      const row = out.rows.find((r) => r.path === path && r.placement === placement);
+      assert.ok(row, `a ${path} ${placement} row`);
+      assert.ok(row.bulkMBps > 0 && row.bulkXDirect! > 0, `${path} ${placement} bulk`);
+      for (const p of [row.rrUs, row.connUs]) assert.ok(p.p50 > 0 && p.p90 >= p.p50 && p.p99 >= p.p90);
+      if (path !== 'direct') assert.ok(row.cpuSecondsPerGiB! >= 0, `${path} ${placement} CPU per GiB`);
+    }
+  }
+}
+
+/** Per placement: warm-up RR + warm-up connections + bulk + RR + connections; each counted by both ends. */
+const CONNECTIONS_PER_TURN = 2 * (1 + 20 + 1 + 1 + CONNS) * 2;
+
+function assertThroughProxy(out: Output, proxy: string): void {
+  const turns = out.proxySamples.filter((s) => s.proxy === proxy);
+  assert.equal(turns.length, out.options.rounds, `${proxy} served every round`);
+  for (const t of turns) {
+    assert.ok(
+      t.connectionsOpened.mtls >= CONNECTIONS_PER_TURN,
+      `${proxy}'s ztunnels counted ${t.connectionsOpened.mtls} mTLS connections in round ${t.round}, want ≥ ${CONNECTIONS_PER_TURN}`,
+    );
+    for (const node of ['n1', 'n2']) assert.ok(t.rssIdle[node]! > 0 && t.rssAfterLoad[node]! > 0);
+  }
+  const memory = out.memory.filter((m) => m.proxy === proxy);
+  assert.deepEqual(
+    memory.map((m) => m.node),
+    ['n1', 'n2'],
+  );
+}
+
+describe('npm run bench -- --proxy ambit,istio', () => {
+  const istio = findIstioZtunnel(undefined);
+
+  test("both columns have figures, and each proxy's metrics saw the traffic", {
+    skip: 'missing' in istio ? `Istio's ztunnel: ${istio.missing}` : false,
+  }, async () => {
+    const r = await bench(['--proxy', 'ambit,istio', '--rounds', String(ROUNDS), ...TINY, '--json-only']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = parse(r.stdout);
+    assert.deepEqual(out.options.proxies, ['ambit', 'istio']);
+    assert.deepEqual(out.skipped, {});
+    assertFigures(out, ['direct', 'ambit', 'istio']);
+    assertThroughProxy(out, 'ambit');
+    assertThroughProxy(out, 'istio');
+    // Alternating: each round's first proxy is the other one than the round before.
+    const firsts = [0, 1].map((round) => out.proxySamples.find((s) => s.round === round)!.proxy);
+    assert.deepEqual(firsts, ['ambit', 'istio']);
+    const side = out.ambitOverIstio!;
+    assert.equal(side.placements.length, 2);
+    for (const p of side.placements) assert.ok(p.bulkMBps > 0 && p.rrUs.p50 > 0 && p.connUs.p50 > 0);
+    assert.deepEqual(
+      side.memory.map((m) => m.node),
+      ['n1', 'n2'],
+    );
+  });
+
+  test("without Istio's binary: one line says its column is skipped and why, ambit's figures follow", async () => {
+    const missing = '/nonexistent/istio-ztunnel';
+    const r = await bench([
+      '--proxy',
+      'ambit,istio',
+      '--istio-ztunnel',
+      missing,
+      '--rounds',
+      '1',
+      ...TINY,
+      '--json-only',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const skipLines = r.stderr.split('\n').filter((l) => /skipping Istio's ztunnel column/.test(l));
+    assert.equal(skipLines.length, 1, r.stderr);
+    assert.match(skipLines[0]!, new RegExp(`--istio-ztunnel ${missing} is not an executable file`));
+    const out = parse(r.stdout);
+    assert.deepEqual(out.options.proxies, ['ambit']);
+    assert.match(out.skipped['istio'] ?? '', /not an executable file/);
+    assertFigures(out, ['direct', 'ambit']);
+    assertThroughProxy(out, 'ambit');
+    assert.equal(
+      out.rows.some((row) => row.path === 'istio'),
+      false,
+    );
+    assert.equal(out.ambitOverIstio, undefined);
+  });
+});
