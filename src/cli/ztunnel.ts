@@ -19,7 +19,9 @@ const command: Command = {
       process.stderr.write(`ambit ztunnel: ${errorMessage(err)} [ERR_CONFIG]\n`);
       return EXIT_USAGE;
     }
-    return runUntilShutdown('ztunnel', (requestShutdown) => startZtunnel(config, requestShutdown), { log: appLog });
+    return runUntilShutdown('ztunnel', (requestShutdown) => startZtunnel(config, requestShutdown), {
+      log: appLog,
+    });
   },
 };
 

@@ -32,58 +32,52 @@ const IMAGES = ['ambit', 'sleep', 'httpbin'].map((n) =>
   join(CHECKOUT, 'dist', 'images', `${n}-${VERSION}.oci.tar`),
 );
 
-/** sleep and httpbin (liveness and readiness probes every second) in the demo namespace. */
-export const DEMO_APPS = `
+/** A Deployment of one pod of `app` (image localhost/ambit/<image>) with its own service account. */
+function deployment(app: string, image: string, container: string, grace: number): string {
+  return `
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: httpbin, namespace: ${DEMO_NAMESPACE}}
+metadata: {name: ${app}, namespace: ${DEMO_NAMESPACE}}
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ${app}, namespace: ${DEMO_NAMESPACE}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ${app}}}
+  template:
+    metadata: {labels: {app: ${app}}}
+    spec:
+      serviceAccountName: ${app}
+      terminationGracePeriodSeconds: ${grace}
+      containers:
+      - name: ${app}
+        image: localhost/ambit/${image}:${VERSION}
+        imagePullPolicy: Never
+${container}`;
+}
+
+/** sleep and httpbin (liveness and readiness probes every second) in the demo namespace. */
+export const DEMO_APPS = [
+  deployment(
+    'httpbin',
+    'httpbin',
+    // The kubelet probes from the node: once enrolled, they are SNATed to the probe address on the
+    // node and the pod's rules let that source through untouched.
+    `        ports: [{containerPort: ${HTTPBIN_PORT}}]
+        readinessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
+        livenessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}`,
+    5,
+  ),
+  `
 apiVersion: v1
 kind: Service
 metadata: {name: httpbin, namespace: ${DEMO_NAMESPACE}, labels: {app: httpbin}}
 spec:
   selector: {app: httpbin}
-  ports: [{name: http, port: 8000, targetPort: ${HTTPBIN_PORT}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpbin, namespace: ${DEMO_NAMESPACE}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: httpbin}}
-  template:
-    metadata: {labels: {app: httpbin}}
-    spec:
-      serviceAccountName: httpbin
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: httpbin
-        image: localhost/ambit/httpbin:${VERSION}
-        imagePullPolicy: Never
-        ports: [{containerPort: ${HTTPBIN_PORT}}]
-        # The kubelet probes from the node: once enrolled, they are SNATed to ${PROBE_SNAT_V4} on the node
-        # and the pod's rules let that source through untouched.
-        readinessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
-        livenessProbe: {httpGet: {path: /get, port: ${HTTPBIN_PORT}}, periodSeconds: 1, failureThreshold: 2}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: sleep, namespace: ${DEMO_NAMESPACE}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleep, namespace: ${DEMO_NAMESPACE}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: sleep}}
-  template:
-    metadata: {labels: {app: sleep}}
-    spec:
-      serviceAccountName: sleep
-      terminationGracePeriodSeconds: 0
-      containers:
-      - {name: sleep, image: 'localhost/ambit/sleep:${VERSION}', imagePullPolicy: Never}
-`;
+  ports: [{name: http, port: 8000, targetPort: ${HTTPBIN_PORT}}]`,
+  deployment('sleep', 'sleep', '', 0),
+].join('\n---\n');
 
 /** The one running pod of an app in the demo namespace. */
 export function appPod(k: K8sCluster, app: string): KubeObject {

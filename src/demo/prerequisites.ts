@@ -3,11 +3,11 @@
  * the reference CNI plugins), ambit's CNI plugin bundle, and the tools the walkthrough runs inside
  * the pods. Each missing piece is an error naming the fix.
  */
-import { execFileSync } from 'node:child_process';
 import { AmbitError, errorCode, errorMessage } from '../errors.js';
 import { findCniBundle } from '../lab/cluster/index.js';
 import { DEFAULT_CNI_PATH } from '../lab/cni-runtime/index.js';
 import { checkPrerequisites } from '../lab/index.js';
+import { toolExists } from '../lab/system.js';
 
 /** The tools the walkthrough runs inside the sleep pod, and the Debian package of each. */
 const WALKTHROUGH_TOOLS: Record<string, string> = {
@@ -17,18 +17,9 @@ const WALKTHROUGH_TOOLS: Record<string, string> = {
   'iptables-save': 'iptables',
 };
 
-function onPath(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function checkDemoPrerequisites(): void {
   checkPrerequisites([DEFAULT_CNI_PATH]);
-  const missing = Object.keys(WALKTHROUGH_TOOLS).filter((t) => !onPath(t));
+  const missing = Object.keys(WALKTHROUGH_TOOLS).filter((t) => !toolExists(t));
   if (missing.length > 0) {
     const packages = [...new Set(missing.map((t) => WALKTHROUGH_TOOLS[t]!))].join(' ');
     throw new AmbitError(

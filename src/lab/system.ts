@@ -44,7 +44,8 @@ export function listNetns(): string[] {
     .filter(Boolean);
 }
 
-function toolExists(tool: string): boolean {
+/** True when `tool` is on PATH. */
+export function toolExists(tool: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
     return true;

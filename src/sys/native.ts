@@ -6,11 +6,14 @@ import { AmbitError } from '../errors.js';
 
 export interface NativeSocketOptions {
   family?: 4 | 6;
+  /** SO_MARK: ztunnel's sockets carry 0x539 so the in-pod rules skip them. */
   mark?: number;
+  /** IP_TRANSPARENT (+ IPV6_TRANSPARENT): accept TPROXY traffic, or bind a foreign source address. */
   transparent?: boolean;
   freebind?: boolean;
   reuseAddr?: boolean;
   reusePort?: boolean;
+  /** Only for IPv6 sockets; the default is dual-stack, as the seed's `*:15001` listeners are. */
   v6Only?: boolean;
   noDelay?: boolean;
   bindAddress?: string;

@@ -8,17 +8,11 @@ import { unmapIPv4 } from '../net/ip.js';
 import { type NativeAddress, type NativeSocketOptions, native } from './native.js';
 import type { NetnsHandle } from './netns.js';
 
-export interface SocketOptions {
-  /** SO_MARK: ztunnel's sockets carry 0x539 so the in-pod rules skip them. */
-  mark?: number;
-  /** IP_TRANSPARENT (+ IPV6_TRANSPARENT): accept TPROXY traffic, or bind a foreign source address. */
-  transparent?: boolean;
-  freebind?: boolean;
-  reuseAddr?: boolean;
-  reusePort?: boolean;
-  /** Only for IPv6 sockets; the default is dual-stack, as the seed's `*:15001` listeners are. */
-  v6Only?: boolean;
-}
+/** The socket options ambit sets on its own sockets (see NativeSocketOptions). */
+export type SocketOptions = Pick<
+  NativeSocketOptions,
+  'mark' | 'transparent' | 'freebind' | 'reuseAddr' | 'reusePort' | 'v6Only'
+>;
 
 export interface ListenInNetnsOptions extends SocketOptions {
   port: number;
