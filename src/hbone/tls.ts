@@ -9,9 +9,10 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { AmbitError } from '../errors.js';
 import type { WorkloadCertificate } from '../identity/certificate.js';
+import { certificateUriSans } from '../identity/der.js';
 import type { CertificateManager } from '../identity/manager.js';
+import { splitPemBundle } from '../identity/pem.js';
 import { isSpiffeId, type SpiffeId, type TrustDomain, trustDomainOf } from '../identity/spiffe.js';
-import { splitPemBundle, uriSans, x509 } from '../identity/x509.js';
 import { hboneError } from './errors.js';
 
 export const HBONE_ALPN = 'h2';
@@ -140,7 +141,7 @@ function serverTlsOptions(certificate: WorkloadCertificate): tls.TlsOptions {
 }
 
 function checkServerSpiffe(cert: tls.PeerCertificate, expected: readonly SpiffeId[]): Error | undefined {
-  const presented = cert.raw ? uriSans(new x509.X509Certificate(cert.raw).extensions) : [];
+  const presented = cert.raw ? certificateUriSans(cert.raw) : [];
   if (presented.some((uri) => expected.includes(uri as SpiffeId))) return undefined;
   return hboneError(
     'ERR_IDENTITY_MISMATCH',
@@ -152,7 +153,7 @@ function checkServerSpiffe(cert: tls.PeerCertificate, expected: readonly SpiffeI
 export function peerSpiffeIds(socket: tls.TLSSocket): SpiffeId[] {
   const raw = peerCertificateDer(socket);
   if (!raw) return [];
-  return uriSans(new x509.X509Certificate(raw).extensions).filter(isSpiffeId);
+  return certificateUriSans(raw).filter(isSpiffeId);
 }
 
 // getPeerCertificate(), not getPeerX509Certificate(): on Node 20 the latter returns undefined on the client

@@ -2,9 +2,9 @@
  * One issued workload certificate with its private key. The key is reachable only through
  * `privateKeyPem()`; JSON and util.inspect show the public summary so a dump or log line never leaks it.
  */
+import { X509Certificate } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { SpiffeId } from './spiffe.js';
-import { x509 } from './x509.js';
 
 export interface CertificateSummary {
   identity: SpiffeId;
@@ -26,13 +26,13 @@ export class WorkloadCertificate {
   readonly #privateKeyPem: string;
 
   constructor(identity: SpiffeId, certChainPem: readonly string[], rootPem: string, privateKeyPem: string) {
-    const leaf = new x509.X509Certificate(certChainPem[0]!);
+    const leaf = new X509Certificate(certChainPem[0]!);
     this.identity = identity;
     this.certChainPem = Object.freeze([...certChainPem]);
     this.rootPem = rootPem;
-    this.serialNumber = leaf.serialNumber;
-    this.notBefore = leaf.notBefore;
-    this.notAfter = leaf.notAfter;
+    this.serialNumber = serialHex(leaf);
+    this.notBefore = new Date(leaf.validFrom);
+    this.notAfter = new Date(leaf.validTo);
     this.#privateKeyPem = privateKeyPem;
   }
 
@@ -65,4 +65,9 @@ export class WorkloadCertificate {
   [inspect.custom](): string {
     return `WorkloadCertificate ${inspect(this.toJSON())}`;
   }
+}
+
+/** The serial number as lower-case hex, as the rest of ambit (and its config dump) shows it. */
+export function serialHex(cert: X509Certificate): string {
+  return cert.serialNumber.toLowerCase();
 }

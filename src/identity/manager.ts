@@ -5,6 +5,8 @@
  * The back-off is about the CA, not the identity: once any request succeeds, every identity in back-off
  * is retried at once with its back-off reset, rather than each waiting out what it grew during an outage.
  */
+
+import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { AmbitError, errorCode, errorMessage } from '../errors.js';
@@ -12,8 +14,9 @@ import { logger } from '../runtime/log.js';
 import type { CertificateAuthority } from './ca.js';
 import { type CertificateSummary, WorkloadCertificate } from './certificate.js';
 import { createWorkloadCsr } from './csr.js';
+import { certificateUriSans } from './der.js';
+import { splitPemBundle } from './pem.js';
 import type { SpiffeId } from './spiffe.js';
-import { splitPemBundle, uriSans, x509 } from './x509.js';
 
 const log = logger('ztunnel::identity::manager');
 export const DEFAULT_SECRET_TTL_SECONDS = 86_400;
@@ -209,16 +212,15 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     if (splitPemBundle(signed.rootPem ?? '').length === 0) {
       throw new AmbitError('ERR_CA_RESPONSE', 'the CA response has no root certificate present');
     }
-    const leaf = new x509.X509Certificate(chain[0]!);
-    const sans = uriSans(leaf.extensions);
+    const leaf = new X509Certificate(chain[0]!);
+    const sans = certificateUriSans(leaf.raw);
     if (sans.length !== 1 || sans[0] !== identity) {
       throw new AmbitError(
         'ERR_IDENTITY_MISMATCH',
         `the CA issued a certificate for ${sans.join(', ') || 'no URI SAN'} instead of ${identity}`,
       );
     }
-    const requestedKey = new x509.Pkcs10CertificateRequest(csr.csrPem).publicKey.rawData;
-    if (!Buffer.from(leaf.publicKey.rawData).equals(Buffer.from(requestedKey))) {
+    if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(csr.publicKeySpki)) {
       throw new AmbitError(
         'ERR_CA_RESPONSE',
         `the CA issued a certificate for ${identity} with a different key`,

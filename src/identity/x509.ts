@@ -37,12 +37,7 @@ export function certificatePem(cert: x509.X509Certificate): string {
   return `${cert.toString('pem')}\n`;
 }
 
-/** Splits a PEM bundle (several concatenated certificates) into one PEM string per certificate. */
-export function splitPemBundle(bundle: string): string[] {
-  return x509.PemConverter.decodeWithHeaders(bundle)
-    .filter((block) => block.type === 'CERTIFICATE')
-    .map((block) => x509.PemConverter.encode(block.rawData, 'CERTIFICATE'));
-}
+export { splitPemBundle } from './pem.js';
 
 /** URI SANs of a certificate or CSR extension list, in order. */
 export function uriSans(extensions: readonly x509.Extension[]): string[] {

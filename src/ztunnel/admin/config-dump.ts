@@ -3,10 +3,13 @@
  * of the local workload file, certificates as public summaries only, per-pod proxy state and the
  * running configuration. Built fresh per request from the live objects; nothing here holds state.
  */
+
+import { X509Certificate } from 'node:crypto';
 import type { WorkloadStore } from '../../discovery/store.js';
 import type { Authorization, PortMap, Service, Workload } from '../../discovery/types.js';
+import { serialHex } from '../../identity/certificate.js';
 import type { CertificateManager } from '../../identity/manager.js';
-import { splitPemBundle, x509 } from '../../identity/x509.js';
+import { splitPemBundle } from '../../identity/pem.js';
 import { formatListenAddress, type ListenAddress } from '../../runtime/listen-address.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
 
@@ -81,12 +84,12 @@ function toJson(value: unknown): Json {
 }
 
 function certView(pem: string): CertView {
-  const cert = new x509.X509Certificate(pem);
+  const cert = new X509Certificate(pem);
   return {
     pem: Buffer.from(pem).toString('base64'),
-    serialNumber: cert.serialNumber,
-    validFrom: cert.notBefore.toISOString(),
-    expirationTime: cert.notAfter.toISOString(),
+    serialNumber: serialHex(cert),
+    validFrom: new Date(cert.validFrom).toISOString(),
+    expirationTime: new Date(cert.validTo).toISOString(),
   };
 }
 
