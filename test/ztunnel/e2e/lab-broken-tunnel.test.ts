@@ -144,6 +144,14 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
   });
 
   after(async () => {
+    try {
+      await teardown();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  async function teardown(): Promise<void> {
     // A capture that cannot be stopped cleanly must not keep the lab from being removed.
     await Promise.allSettled(captures.map((c) => c.stop()));
     // Never leave a stopped process behind, whatever failed.
@@ -155,8 +163,7 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
     await Promise.all(apps.map((a) => new Promise((r) => a.close(r))));
     for (const h of handles) h.close();
     if (state) await labDown(lab);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  }
 
   /** waitFor that shows the ztunnels' last log lines when it times out. */
   const until = (pred: () => boolean, what: string) =>
