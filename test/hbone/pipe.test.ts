@@ -319,7 +319,7 @@ describe('HBONE pipe: how the app connection ends', () => {
     assert.ok(r.error);
   });
 
-  test('resetStream sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
+  test('reset() sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
     let seen: Promise<{ ended: boolean; rstCode: number | undefined }> | undefined;
     const { port } = await peer((stream) => {
       seen = new Promise((resolve) => {
