@@ -3,7 +3,7 @@
  * proxy's response flags, tests) is checked by the compiler. Errors of the socket underneath keep their
  * errno name (ECONNREFUSED, ...) and stay plain AmbitErrors.
  */
-import { type CodedError, codedError } from '../errors.js';
+import { AmbitError, type CodedError, codedError } from '../errors.js';
 
 export type HboneErrorCode =
   | 'ERR_NO_EXPECTED_IDENTITY' // TLS: a client dialled with no identity to expect
@@ -30,3 +30,18 @@ export type HboneErrorCode =
 
 export type HboneError = CodedError<HboneErrorCode>;
 export const hboneError = codedError<HboneErrorCode>;
+
+/** A CONNECT answered with a status other than 200. */
+export class HboneStatusError extends AmbitError {
+  declare readonly code: 'ERR_HBONE_STATUS';
+
+  constructor(
+    readonly status: number,
+    authority: string,
+  ) {
+    super(
+      'ERR_HBONE_STATUS' satisfies HboneErrorCode,
+      `HBONE CONNECT to ${authority} was answered with status ${status}`,
+    );
+  }
+}

@@ -84,7 +84,7 @@ export interface ConnectRequest {
   traceparent?: string;
 }
 
-/** The HTTP/2 header block of an HBONE CONNECT (node:http2 pseudo-header names). */
+/** The HTTP/2 header block of an HBONE CONNECT (pseudo-headers with their ":"). */
 export function connectHeaders(r: ConnectRequest): Record<string, string> {
   const headers: Record<string, string> = {
     ':method': 'CONNECT',

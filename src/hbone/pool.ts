@@ -2,15 +2,19 @@
  * The HBONE connection pool (reference ztunnel.md §3.4): HTTP/2 connections keyed by (scope, source
  * identity, expected peer identities, destination address), each carrying up to its stream limit. One
  * caller dials per key while the others wait for that dial; unused connections are released after an
- * idle timeout; closed or GOAWAY'd connections leave the pool.
+ * idle timeout; closed or GOAWAY'd connections leave the pool. It knows connections only as
+ * TunnelConnections.
  */
 
+import { errorCode } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
-import type { HboneConnection } from './client.js';
 import { hboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
+import type { TunnelConnection, TunnelRequestHeaders, TunnelStream } from './transport.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000;
+/** Attempts at opening a tunnel stream when the peer refuses it unprocessed (REFUSED_STREAM). */
+export const REFUSED_STREAM_ATTEMPTS = 3;
 // Each round either returns or waits for a dial that made progress; the bound only stops a pathological peer.
 const MAX_CHECKOUT_ROUNDS = 64;
 
@@ -24,11 +28,11 @@ export interface PoolKey {
 }
 
 /** Makes a new connection for a key (from the key's source pod netns). */
-export type Dialer = () => Promise<HboneConnection>;
+export type Dialer = () => Promise<TunnelConnection>;
 
 interface Entry {
-  connections: Set<HboneConnection>;
-  dialing?: Promise<HboneConnection>;
+  connections: Set<TunnelConnection>;
+  dialing?: Promise<TunnelConnection>;
 }
 
 export interface PoolStats {
@@ -42,7 +46,7 @@ function keyString(k: PoolKey): string {
 
 export class HbonePool {
   readonly #entries = new Map<string, Entry>();
-  readonly #idleTimers = new Map<HboneConnection, NodeJS.Timeout>();
+  readonly #idleTimers = new Map<TunnelConnection, NodeJS.Timeout>();
   readonly #idleTimeoutMs: number;
   #dials = 0;
   #closed = false;
@@ -51,8 +55,31 @@ export class HbonePool {
     this.#idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   }
 
+  /**
+   * Opens a CONNECT stream to `key`'s peer on a pooled connection. A stream the peer refused
+   * unprocessed (its ztunnel draining sent GOAWAY as we opened it) is opened once more: the pool no
+   * longer hands out that connection, so it goes to another. `onConnection` hears of each connection
+   * tried, so the peer's identity is known even when the stream fails.
+   */
+  async connect(
+    key: PoolKey,
+    dial: Dialer,
+    headers: TunnelRequestHeaders,
+    onConnection: (conn: TunnelConnection) => void = () => {},
+  ): Promise<TunnelStream> {
+    for (let attempt = 1; ; attempt++) {
+      const conn = await this.checkout(key, dial);
+      onConnection(conn);
+      try {
+        return await conn.connect(headers);
+      } catch (err) {
+        if (attempt >= REFUSED_STREAM_ATTEMPTS || errorCode(err) !== 'ERR_HBONE_REFUSED') throw err;
+      }
+    }
+  }
+
   /** A connection for `key` with one stream slot reserved for the caller. */
-  async checkout(key: PoolKey, dial: Dialer): Promise<HboneConnection> {
+  async checkout(key: PoolKey, dial: Dialer): Promise<TunnelConnection> {
     const k = keyString(key);
     for (let round = 0; round < MAX_CHECKOUT_ROUNDS; round++) {
       if (this.#closed) throw hboneError('ERR_POOL_CLOSED', 'the HBONE pool is closed');
@@ -81,7 +108,7 @@ export class HbonePool {
     );
   }
 
-  async #newConnection(k: string, entry: Entry, dial: Dialer): Promise<HboneConnection> {
+  async #newConnection(k: string, entry: Entry, dial: Dialer): Promise<TunnelConnection> {
     this.#dials++;
     const conn = await dial();
     if (this.#closed) {
@@ -90,12 +117,12 @@ export class HbonePool {
     }
     entry.connections.add(conn);
     const evict = () => this.#evict(k, conn);
-    conn.session.once('close', evict);
-    conn.session.once('goaway', () => {
+    conn.once('close', evict);
+    conn.once('goaway', () => {
       evict();
-      if (conn.activeStreams === 0) conn.close();
+      if (conn.activeStreams === 0) conn.drain();
     });
-    conn.onIdle = () => this.#startIdle(k, conn);
+    conn.on('idle', () => this.#startIdle(k, conn));
     this.#startIdle(k, conn);
     return conn;
   }
@@ -109,7 +136,7 @@ export class HbonePool {
     return entry;
   }
 
-  #evict(k: string, conn: HboneConnection): void {
+  #evict(k: string, conn: TunnelConnection): void {
     this.#clearIdle(conn);
     const entry = this.#entries.get(k);
     if (!entry) return;
@@ -117,18 +144,18 @@ export class HbonePool {
     if (entry.connections.size === 0 && !entry.dialing) this.#entries.delete(k);
   }
 
-  #startIdle(k: string, conn: HboneConnection): void {
+  #startIdle(k: string, conn: TunnelConnection): void {
     this.#clearIdle(conn);
     const timer = setTimeout(() => {
       if (conn.activeStreams > 0) return;
       this.#evict(k, conn);
-      conn.close();
+      conn.drain();
     }, this.#idleTimeoutMs);
     timer.unref();
     this.#idleTimers.set(conn, timer);
   }
 
-  #clearIdle(conn: HboneConnection): void {
+  #clearIdle(conn: TunnelConnection): void {
     const timer = this.#idleTimers.get(conn);
     if (timer) clearTimeout(timer);
     this.#idleTimers.delete(conn);
@@ -143,7 +170,7 @@ export class HbonePool {
   /** Closes every pooled connection gracefully (streams in flight finish). */
   close(): void {
     this.#closed = true;
-    for (const e of this.#entries.values()) for (const c of e.connections) c.close();
+    for (const e of this.#entries.values()) for (const c of e.connections) c.drain();
     for (const t of this.#idleTimers.values()) clearTimeout(t);
     this.#idleTimers.clear();
     this.#entries.clear();

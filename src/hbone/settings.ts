@@ -1,11 +1,8 @@
 /**
  * HTTP/2 parameters of HBONE. Istio uses a 4 MiB stream / 16 MiB connection window, but with node:http2 on
  * both ends a connection window above ~4 MiB deadlocks under bidirectional bulk traffic (node-performance.md),
- * so ambit uses 1 MiB / 4 MiB, which measured as fast.
+ * so ambit uses 1 MiB / 4 MiB, which measured as fast. Every transport (transport.ts) keeps these.
  */
-import type { Http2Session, Settings } from 'node:http2';
-import { hboneError } from './errors.js';
-
 export const STREAM_WINDOW = 1024 * 1024;
 export const CONNECTION_WINDOW = 4 * 1024 * 1024;
 export const MAX_FRAME_SIZE = 1024 * 1024;
@@ -29,50 +26,3 @@ export interface KeepaliveOptions {
 }
 
 export const DEFAULT_KEEPALIVE: Readonly<KeepaliveOptions> = { intervalMs: 10_000, timeoutMs: 20_000 };
-
-export function clientSettings(): Settings {
-  return {
-    enablePush: false,
-    initialWindowSize: STREAM_WINDOW,
-    maxFrameSize: MAX_FRAME_SIZE,
-    maxHeaderListSize: 16 * 1024,
-  };
-}
-
-export function serverSettings(): Settings {
-  return {
-    initialWindowSize: STREAM_WINDOW,
-    maxFrameSize: MAX_FRAME_SIZE,
-    maxHeaderListSize: 64 * 1024,
-    maxConcurrentStreams: SERVER_MAX_STREAMS,
-  };
-}
-
-/**
- * Keeps PINGing the session; no answer within the timeout destroys it with an error, so its open streams
- * are reset (their apps see a TCP reset, not an EOF) and its pool entry goes with it.
- */
-export function startKeepalive(
-  session: Http2Session,
-  { intervalMs, timeoutMs }: KeepaliveOptions = DEFAULT_KEEPALIVE,
-): void {
-  const giveUp = () => {
-    if (!session.destroyed)
-      session.destroy(
-        hboneError('ERR_HBONE_KEEPALIVE', `HBONE keepalive timeout: no PING answer within ${timeoutMs}ms`),
-      );
-  };
-  const timer = setInterval(() => {
-    if (session.destroyed || session.closed) return;
-    const deadline = setTimeout(giveUp, timeoutMs);
-    deadline.unref();
-    const sent = session.ping((err) => {
-      clearTimeout(deadline);
-      // A PING cancelled because the session is going away is not a timeout.
-      if (err && !session.destroyed && !session.closed) giveUp();
-    });
-    if (!sent) clearTimeout(deadline);
-  }, intervalMs);
-  timer.unref();
-  session.once('close', () => clearInterval(timer));
-}

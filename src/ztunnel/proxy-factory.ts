@@ -5,9 +5,11 @@
  * sockets: this is the in-pod state manager's InPodProxyFactory.
  */
 import type { WorkloadStore } from '../discovery/store.js';
+import { defaultTransport } from '../hbone/default-transport.js';
 import { HbonePool } from '../hbone/pool.js';
 import type { KeepaliveOptions } from '../hbone/settings.js';
 import { HboneTlsContexts } from '../hbone/tls.js';
+import type { TunnelTransport } from '../hbone/transport.js';
 import type { CertificateAuthority } from '../identity/ca.js';
 import { CertificateManager } from '../identity/manager.js';
 import { ConnectionTracker } from '../policy/tracker.js';
@@ -50,6 +52,8 @@ export interface ProxyFactoryOptions {
   handshakeTimeoutMs?: number;
   /** HTTP/2 PING keepalive of HBONE connections, client and server (default 10 s / 20 s). */
   keepalive?: KeepaliveOptions;
+  /** The HTTP/2 that carries HBONE, client and server (default: default-transport.ts's). */
+  transport?: TunnelTransport;
 }
 
 /** The HBONE half, when there is a certificate authority. */
@@ -88,17 +92,25 @@ export class ProxyFactory implements InPodProxyFactory {
       const contexts = new HboneTlsContexts(certificates);
       const pool = new HbonePool({ idleTimeoutMs: options.poolIdleTimeoutMs });
       const keepalive = options.keepalive;
+      const transport = options.transport ?? defaultTransport;
       const inbound = new HboneInbound({
         contexts,
         store: options.store,
         tracker: this.tracker,
         trustDomain,
         keepalive,
+        transport,
         handshake: { handshakeTimeoutMs: options.handshakeTimeoutMs },
       });
       handlers = {
         outbound: (pod, downstream, route, record) =>
-          handleHboneOutbound({ contexts, pool, trustDomain, keepalive }, pod, downstream, route, record),
+          handleHboneOutbound(
+            { contexts, pool, trustDomain, keepalive, transport },
+            pod,
+            downstream,
+            route,
+            record,
+          ),
         inbound: (pod, socket) => inbound.accept(pod, socket),
         podStopped: (pod, mode) => inbound.release(pod, mode),
       };

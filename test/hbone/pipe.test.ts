@@ -12,8 +12,9 @@ import http2, { type ClientHttp2Session, type ServerHttp2Stream } from 'node:htt
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
-import { type PipeResult, pipeSocketStream, resetStream } from '../../src/hbone/pipe.js';
-import { startKeepalive } from '../../src/hbone/settings.js';
+import { startKeepalive } from '../../src/hbone/h2/settings.js';
+import { tunnelStream } from '../../src/hbone/h2/stream.js';
+import { type PipeResult, pipeSocketStream } from '../../src/hbone/pipe.js';
 import { waitFor } from '../helpers/bytes.js';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
@@ -167,7 +168,7 @@ async function pipeThrough(port: number) {
   const { app, proxySide } = await appConnection();
   const stream = await open();
   const ended = observe(app);
-  const result = pipeSocketStream(proxySide, stream);
+  const result = pipeSocketStream(proxySide, tunnelStream(stream));
   return { app, session, stream, ended, result };
 }
 
@@ -279,7 +280,7 @@ describe('HBONE pipe: how the app connection ends', () => {
     const { app, proxySide } = await appConnection();
     const stream = await open();
     const ended = observe(app);
-    const result = pipeSocketStream(proxySide, stream);
+    const result = pipeSocketStream(proxySide, tunnelStream(stream));
     app.write(Buffer.alloc(CHUNK, 1));
     await expectReset(ended, result, CHUNK);
     assert.equal(session.destroyed, false, 'the connection itself stays up');
@@ -307,7 +308,7 @@ describe('HBONE pipe: how the app connection ends', () => {
       void (async () => {
         const { app, proxySide } = await appConnection();
         app.once('data', () => app.resetAndDestroy());
-        void pipeSocketStream(proxySide, stream);
+        void pipeSocketStream(proxySide, tunnelStream(stream));
       })();
     });
     const { app, ended, result } = await pipeThrough(port);
@@ -318,7 +319,7 @@ describe('HBONE pipe: how the app connection ends', () => {
     assert.ok(r.error);
   });
 
-  test('resetStream sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
+  test('reset() sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
     let seen: Promise<{ ended: boolean; rstCode: number | undefined }> | undefined;
     const { port } = await peer((stream) => {
       seen = new Promise((resolve) => {
@@ -334,7 +335,7 @@ describe('HBONE pipe: how the app connection ends', () => {
     const stream = await open();
     stream.removeAllListeners('error');
     stream.write(Buffer.alloc(CHUNK, 1));
-    resetStream(stream, 'the client went away');
+    tunnelStream(stream).reset('the client went away');
     await waitFor(() => seen !== undefined, 'the peer stream', DEADLINE_MS);
     const peerView = await withDeadline(seen!, 'the reset at the peer');
     assert.equal(peerView.ended, false, 'the peer got no END_STREAM before the reset');
@@ -347,7 +348,7 @@ describe('HBONE pipe: how the app connection ends', () => {
       serverSide = (async () => {
         const { app, proxySide } = await appConnection();
         const end = observe(app);
-        const result = pipeSocketStream(proxySide, stream);
+        const result = pipeSocketStream(proxySide, tunnelStream(stream));
         app.write(Buffer.alloc(CHUNK, 5));
         return { end: await end, result: await result };
       })();

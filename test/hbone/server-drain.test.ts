@@ -10,12 +10,12 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import net, { type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import { HboneConnection } from '../../src/hbone/client.js';
-import { HboneH2Server } from '../../src/hbone/server.js';
+import { H2TunnelConnection } from '../../src/hbone/h2/client.js';
+import { H2TunnelServer } from '../../src/hbone/h2/server.js';
 import type { SpiffeId } from '../../src/identity/spiffe.js';
 
 const PEER = 'spiffe://cluster.local/ns/a/sa/b' as SpiffeId;
-const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+const { NGHTTP2_NO_ERROR } = http2.constants;
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -23,13 +23,13 @@ afterEach(() => {
 });
 
 /** An HBONE server whose CONNECT streams echo; `refuse` makes it refuse every stream unprocessed. */
-async function startServer(refuse = false): Promise<{ hbone: HboneH2Server; port: number }> {
-  const hbone = new HboneH2Server((stream) => {
+async function startServer(refuse = false): Promise<{ hbone: H2TunnelServer; port: number }> {
+  const hbone = new H2TunnelServer((stream) => {
     if (refuse) {
-      stream.close(NGHTTP2_REFUSED_STREAM);
+      stream.refuse();
       return;
     }
-    stream.respond({ ':status': 200 });
+    stream.respond(200);
     stream.pipe(stream);
   });
   const tcp: Server = net.createServer((socket) => hbone.serve(socket as unknown as TLSSocket, PEER));
@@ -87,7 +87,7 @@ describe('HBONE server drain', () => {
     await once(stream, 'close');
     assert.equal(stream.rstCode, NGHTTP2_NO_ERROR, 'closed without a reset');
     await once(session, 'close');
-    assert.equal(hbone.sessionCount, 0);
+    assert.equal(hbone.connectionCount, 0);
   });
 
   test('close() (an immediate stop) still cuts the stream in flight', async () => {
@@ -107,7 +107,7 @@ describe('HBONE server drain', () => {
     const { port } = await startServer(true);
     const session = connect(port);
     await once(session, 'connect');
-    const conn = new HboneConnection(session, PEER);
+    const conn = new H2TunnelConnection(session, PEER);
     assert.ok(conn.tryReserve());
     await assert.rejects(conn.connect(CONNECT), { code: 'ERR_HBONE_REFUSED' });
   });

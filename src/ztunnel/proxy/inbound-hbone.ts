@@ -4,13 +4,11 @@
  * port or an unreachable app, 401 when policy denies, else 200 and a pipe to the app dialled from the pod.
  */
 
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
-import { pipeSocketStream, resetStream } from '../../hbone/pipe.js';
-import { type HboneConnectionInfo, HboneH2Server } from '../../hbone/server.js';
+import { pipeSocketStream } from '../../hbone/pipe.js';
 import type { KeepaliveOptions } from '../../hbone/settings.js';
 import {
   HANDSHAKE_TIMEOUT_MS,
@@ -18,6 +16,13 @@ import {
   HboneServerTls,
   type HboneTlsContexts,
 } from '../../hbone/tls.js';
+import type {
+  TunnelConnectionInfo,
+  TunnelRequest,
+  TunnelServer,
+  TunnelStream,
+  TunnelTransport,
+} from '../../hbone/transport.js';
 import type { SpiffeId } from '../../identity/spiffe.js';
 import { ILLEGAL_PORTS, INBOUND_HBONE_PORT } from '../../node/contract.js';
 import { applicablePolicies } from '../../policy/applicable.js';
@@ -35,11 +40,6 @@ import { connectUpstream } from './upstream.js';
 
 const log = logger('ztunnel::proxy::inbound');
 
-/** The client reset or closed the stream, or its connection went. */
-function streamGone(stream: ServerHttp2Stream): boolean {
-  return stream.destroyed || stream.closed || stream.aborted;
-}
-
 export interface InboundDeps {
   contexts: HboneTlsContexts;
   store: WorkloadStore;
@@ -48,11 +48,12 @@ export interface InboundDeps {
   /** Handshake deadline and bound per pod listener (Istio's defaults when unset). */
   handshake?: Partial<HandshakeLimits>;
   keepalive?: KeepaliveOptions;
+  transport: TunnelTransport;
 }
 
 interface PodListener {
   tls: HboneServerTls;
-  h2: HboneH2Server;
+  h2: TunnelServer;
 }
 
 export class HboneInbound {
@@ -100,18 +101,21 @@ export class HboneInbound {
     let listener = this.#listeners.get(key);
     if (!listener) {
       listener = HboneServerTls.create(this.#deps.contexts, identity, this.#deps.handshake).then((tls) => {
-        const h2 = new HboneH2Server((stream, headers, conn) => this.#onStream(pod, stream, headers, conn), {
-          keepalive: this.#deps.keepalive,
-          onAbuse: (conn, reason) =>
-            logConnectionFailed(
-              {
-                srcAddr: conn ? hostPort(conn.remoteIp, conn.remotePort) : '',
-                dstAddr: conn ? hostPort(conn.localIp, INBOUND_HBONE_PORT) : '',
-                direction: 'inbound',
-              },
-              conn ? `${reason} (peer ${conn.peer})` : reason,
-            ),
-        });
+        const h2 = this.#deps.transport.createServer(
+          (stream, request, conn) => this.#onStream(pod, stream, request, conn),
+          {
+            keepalive: this.#deps.keepalive,
+            onAbuse: (conn, reason) =>
+              logConnectionFailed(
+                {
+                  srcAddr: conn ? hostPort(conn.remoteIp, conn.remotePort) : '',
+                  dstAddr: conn ? hostPort(conn.localIp, INBOUND_HBONE_PORT) : '',
+                  direction: 'inbound',
+                },
+                conn ? `${reason} (peer ${conn.peer})` : reason,
+              ),
+          },
+        );
         tls.on('secure', (socket, peer) => h2.serve(socket, peer));
         tls.on('rejected', (err, socket) =>
           logConnectionFailed(
@@ -131,12 +135,7 @@ export class HboneInbound {
     return listener;
   }
 
-  #onStream(
-    pod: PodContext,
-    stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
-    conn: HboneConnectionInfo,
-  ): void {
+  #onStream(pod: PodContext, stream: TunnelStream, headers: TunnelRequest, conn: TunnelConnectionInfo): void {
     const record = new ConnectionRecord(pod.deps.metrics, {
       direction: 'inbound',
       srcAddr: hostPort(conn.remoteIp, conn.remotePort),
@@ -150,8 +149,7 @@ export class HboneInbound {
     info.dstIdentity = podIdentity(pod, this.#deps.trustDomain);
     info.securityPolicy = 'mutual_tls';
     const refuse = (status: number, error: string) => {
-      if (!stream.destroyed && !stream.headersSent)
-        stream.respond({ ':status': status }, { endStream: true });
+      stream.respond(status);
       record.reject(error);
     };
     if (headers[':method'] !== 'CONNECT') {
@@ -192,17 +190,17 @@ export class HboneInbound {
 
   async #proxy(
     pod: PodContext,
-    stream: ServerHttp2Stream,
+    stream: TunnelStream,
     record: ConnectionRecord,
     target: { ip: string; port: number },
-    conn: HboneConnectionInfo,
+    conn: TunnelConnectionInfo,
     attributes: Parameters<typeof authorize>[1],
     policies: () => ReturnType<typeof applicablePolicies>,
   ): Promise<void> {
     // A RST_STREAM read with the HEADERS is handled after this turn: wait for it, so no app connection is
     // dialled for a stream the client already reset (rapid reset), and give up a dial whose stream goes.
     await new Promise((resolve) => setImmediate(resolve));
-    if (streamGone(stream)) {
+    if (!stream.live) {
       log.debug('stream reset before the upstream connection', { 'src.addr': record.info.srcAddr });
       return;
     }
@@ -223,13 +221,13 @@ export class HboneInbound {
     } catch (err) {
       stream.off('close', onGone);
       record.info.responseFlags = 'CONNECT';
-      if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
+      stream.respond(503);
       record.close(undefined, `connection failed: ${errorCode(err) ?? errorMessage(err)}`);
       return;
     }
     stream.off('close', onGone);
     upstream.setNoDelay(true);
-    if (streamGone(stream)) {
+    if (!stream.live) {
       // The client reset the stream, or the tunnel broke, while the app was being dialled: the app must not
       // see a clean, empty connection.
       upstream.resetAndDestroy();
@@ -238,7 +236,7 @@ export class HboneInbound {
       return;
     }
     record.count();
-    stream.respond({ ':status': 200 });
+    stream.respond(200);
     let closedBy: string | undefined;
     record.trackPolicy(this.#deps.tracker, {
       attributes,
@@ -246,7 +244,7 @@ export class HboneInbound {
       close: (reason) => {
         closedBy = reason;
         log.info('closing connection', { 'src.addr': record.info.srcAddr, reason });
-        resetStream(stream, reason);
+        stream.reset(reason);
         upstream.resetAndDestroy();
       },
     });

@@ -2,15 +2,15 @@
  * HboneHandlers.outbound: a captured connection whose route is HBONE goes through the pod's pool to
  * `<peer ip>:15008` as a CONNECT stream; 200 opens the pipe, anything else resets the downstream.
  */
-import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import { errorCode, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { type DialOptions, dialHbone } from '../../hbone/client.js';
 import { type BaggageSource, connectHeaders } from '../../hbone/headers.js';
-import { pipeSocketStream, resetStream } from '../../hbone/pipe.js';
+import { pipeSocketStream } from '../../hbone/pipe.js';
 import type { HbonePool } from '../../hbone/pool.js';
 import type { KeepaliveOptions } from '../../hbone/settings.js';
 import type { HboneTlsContexts } from '../../hbone/tls.js';
+import type { TunnelStream, TunnelTransport } from '../../hbone/transport.js';
 import { isSpiffeId, type SpiffeId } from '../../identity/spiffe.js';
 import { unmapIPv4 } from '../../sys/index.js';
 import type { ConnectionRecord } from './connection-record.js';
@@ -19,9 +19,6 @@ import { podIdentity } from './pod-identity.js';
 import { responseFlagFor } from './response-flag.js';
 import type { OutboundRoute } from './route.js';
 
-/** Attempts at opening a tunnel stream when the peer refuses it unprocessed (REFUSED_STREAM). */
-const REFUSED_STREAM_ATTEMPTS = 3;
-
 type HboneRoute = Extract<OutboundRoute, { kind: 'hbone' }>;
 
 export interface OutboundDeps {
@@ -29,6 +26,7 @@ export interface OutboundDeps {
   pool: HbonePool;
   trustDomain: string;
   keepalive?: KeepaliveOptions;
+  transport: TunnelTransport;
 }
 
 function baggageOf(pod: PodContext): BaggageSource {
@@ -69,6 +67,7 @@ export function handleHboneOutbound(
     expected,
     connectTimeoutMs: pod.deps.connectTimeoutMs,
     keepalive: deps.keepalive,
+    transport: deps.transport,
   };
   const headers = connectHeaders({
     targetIp: route.targetHost,
@@ -78,26 +77,17 @@ export function handleHboneOutbound(
     serviceHostname: route.service?.hostname,
     baggage: baggageOf(pod),
   });
-  // A stream the peer refused unprocessed (its ztunnel draining sent GOAWAY as we opened it) is opened
-  // once more: the pool no longer hands out that connection, so it goes to a new one.
-  const openStream = async (): Promise<ClientHttp2Stream> => {
-    for (let attempt = 1; ; attempt++) {
-      const conn = await deps.pool.checkout(
+  void (async () => {
+    let stream: TunnelStream;
+    try {
+      stream = await deps.pool.connect(
         { scope: pod.uid, source, expected, host: route.host, port: route.port },
         () => dialHbone(deps.contexts, dial),
+        headers,
+        (conn) => {
+          info.dstIdentity = conn.peer;
+        },
       );
-      info.dstIdentity = conn.peer;
-      try {
-        return await conn.connect(headers);
-      } catch (err) {
-        if (attempt >= REFUSED_STREAM_ATTEMPTS || errorCode(err) !== 'ERR_HBONE_REFUSED') throw err;
-      }
-    }
-  };
-  void (async () => {
-    let stream: ClientHttp2Stream;
-    try {
-      stream = await openStream();
     } catch (err) {
       info.responseFlags = responseFlagFor(err);
       downstream.resetAndDestroy();
@@ -108,7 +98,7 @@ export function handleHboneOutbound(
     record.count();
     if (downstream.destroyed) {
       // The client gave up while the tunnel was opening: nothing to pipe.
-      resetStream(stream, 'downstream closed before the tunnel opened');
+      stream.reset('downstream closed before the tunnel opened');
       record.close(undefined, 'downstream closed before the tunnel opened');
       return;
     }

@@ -1,7 +1,6 @@
 /** Maps why an HBONE tunnel could not be opened to Istio's response flag. */
 import { errorCode } from '../../errors.js';
-import { HboneStatusError } from '../../hbone/client.js';
-import type { HboneErrorCode } from '../../hbone/errors.js';
+import { type HboneErrorCode, HboneStatusError } from '../../hbone/errors.js';
 import type { ResponseFlag } from './connection-info.js';
 
 const BY_CODE: Partial<Record<HboneErrorCode, ResponseFlag>> = {

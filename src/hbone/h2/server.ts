@@ -1,40 +1,32 @@
 /**
- * The HTTP/2 side of an HBONE listener: serves verified mTLS sockets and hands each stream, with the
- * peer identity and the address the connection arrived on, to a handler. Per-stream policy lives in
- * the handler (the ztunnel inbound path).
+ * The server side of HBONE over node:http2: serves verified mTLS sockets and hands each stream, with
+ * the peer identity and the address the connection arrived on, to a handler. Per-stream policy lives
+ * in the handler (the ztunnel inbound path).
  */
-import http2, {
-  type Http2Server,
-  type IncomingHttpHeaders,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-} from 'node:http2';
-import type tls from 'node:tls';
-import type { SpiffeId } from '../identity/spiffe.js';
-import { unmapIPv4 } from '../sys/index.js';
-import { hboneError } from './errors.js';
-import {
-  CONNECTION_WINDOW,
-  type KeepaliveOptions,
-  RESET_BURST,
-  RESET_REFILL_PER_SECOND,
-  serverSettings,
-  startKeepalive,
-} from './settings.js';
+import http2, { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { SpiffeId } from '../../identity/spiffe.js';
+import { unmapIPv4 } from '../../sys/index.js';
+import { hboneError } from '../errors.js';
+import { CONNECTION_WINDOW, RESET_BURST, RESET_REFILL_PER_SECOND } from '../settings.js';
+import type {
+  TunnelConnectionInfo,
+  TunnelRequest,
+  TunnelServer,
+  TunnelServerOptions,
+  TunnelStreamHandler,
+} from '../transport.js';
+import { serverSettings, startKeepalive } from './settings.js';
+import { tunnelStream } from './stream.js';
 
-export interface HboneConnectionInfo {
-  peer: SpiffeId;
-  /** The local IP the TCP connection arrived on (the pod IP the client dialled). */
-  localIp: string;
-  remoteIp: string;
-  remotePort: number;
+/** node:http2's header values, repeated headers joined as one. */
+function requestOf(headers: IncomingHttpHeaders): TunnelRequest {
+  const request: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) request[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return request;
 }
-
-export type HboneStreamHandler = (
-  stream: ServerHttp2Stream,
-  headers: IncomingHttpHeaders,
-  connection: HboneConnectionInfo,
-) => void;
 
 /** How long a session closed for abuse may take to deliver its GOAWAY before it is destroyed. */
 const ABUSE_CLOSE_GRACE_MS = 1000;
@@ -54,23 +46,16 @@ class ResetBudget {
   }
 }
 
-export class HboneH2Server {
+export class H2TunnelServer implements TunnelServer {
   readonly #server: Http2Server;
-  readonly #sessions = new Map<ServerHttp2Session, HboneConnectionInfo>();
+  readonly #sessions = new Map<ServerHttp2Session, TunnelConnectionInfo>();
   readonly #resets = new WeakMap<ServerHttp2Session, ResetBudget>();
-  #pending: { info: HboneConnectionInfo; socket: tls.TLSSocket } | undefined;
-  readonly #sockets = new WeakMap<ServerHttp2Session, tls.TLSSocket>();
+  #pending: { info: TunnelConnectionInfo; socket: Socket } | undefined;
+  readonly #sockets = new WeakMap<ServerHttp2Session, Socket>();
 
-  readonly #onAbuse: ((info: HboneConnectionInfo | undefined, reason: string) => void) | undefined;
+  readonly #onAbuse: TunnelServerOptions['onAbuse'];
 
-  /** `onAbuse` hears of each connection closed for misbehaving (to log it). */
-  constructor(
-    handler: HboneStreamHandler,
-    options: {
-      keepalive?: KeepaliveOptions;
-      onAbuse?: (info: HboneConnectionInfo | undefined, reason: string) => void;
-    } = {},
-  ) {
+  constructor(handler: TunnelStreamHandler, options: TunnelServerOptions = {}) {
     this.#onAbuse = options.onAbuse;
     this.#server = http2.createServer({ settings: serverSettings(), maxSessionMemory: 64 });
     // 'session' fires synchronously inside the 'connection' emit below, so #pending is that socket's info.
@@ -101,12 +86,11 @@ export class HboneH2Server {
       stream.once('aborted', () => {
         if (!stream.headersSent && this.#resets.get(session)?.spend() === false) this.#tooManyResets(session);
       });
-      handler(stream, headers, info);
+      handler(tunnelStream(stream), requestOf(headers), info);
     });
   }
 
-  /** Starts HTTP/2 on a TLS socket whose client identity was verified. */
-  serve(socket: tls.TLSSocket, peer: SpiffeId): void {
+  serve(socket: Socket, peer: SpiffeId): void {
     this.#pending = {
       info: {
         peer,
@@ -136,15 +120,13 @@ export class HboneH2Server {
     setTimeout(() => session.destroy(), ABUSE_CLOSE_GRACE_MS).unref();
   }
 
-  get sessionCount(): number {
+  get connectionCount(): number {
     return this.#sessions.size;
   }
 
   /**
-   * Graceful: GOAWAY (NO_ERROR, last stream processed) on every session, so clients open no new
-   * stream here and take new ones elsewhere; streams in flight run to their end, then each session
-   * closes. Whatever is still open when the caller's drain deadline passes is cut by `close()` or by
-   * resetting the sockets.
+   * GOAWAY (NO_ERROR, last stream processed) on every session; whatever is still open when the
+   * caller's drain deadline passes is cut by `close()` or by resetting the sockets.
    */
   drain(): void {
     for (const s of this.#sessions.keys()) {

@@ -1,0 +1,287 @@
+/**
+ * The HBONE pool against fake TunnelConnections (no sockets): which connection a caller gets, when the
+ * pool dials, and when it lets a connection go.
+ */
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorCode } from '../../src/errors.js';
+import { hboneError } from '../../src/hbone/errors.js';
+import { HbonePool, type PoolKey, REFUSED_STREAM_ATTEMPTS } from '../../src/hbone/pool.js';
+import type { TunnelConnection, TunnelRequestHeaders, TunnelStream } from '../../src/hbone/transport.js';
+import type { SpiffeId } from '../../src/identity/spiffe.js';
+
+const SOURCE = 'spiffe://cluster.local/ns/a/sa/a' as SpiffeId;
+const PEER = 'spiffe://cluster.local/ns/b/sa/b' as SpiffeId;
+const KEY: PoolKey = { scope: 'pod-a', source: SOURCE, expected: [PEER], host: '10.0.0.2', port: 15008 };
+const CONNECT: TunnelRequestHeaders = { ':method': 'CONNECT', ':authority': '10.0.0.2:8080' };
+
+/** A connection that keeps count of its slots; `connect` answers as `answer` says. */
+class FakeConnection extends EventEmitter implements TunnelConnection {
+  readonly peer = PEER;
+  activeStreams = 0;
+  goneAway = false;
+  drained = false;
+  closed = false;
+  answer: () => Promise<TunnelStream> = async () => new PassThrough() as unknown as TunnelStream;
+
+  constructor(readonly maxStreams = 100) {
+    super();
+  }
+
+  get ready(): boolean {
+    return !this.goneAway && !this.drained && !this.closed;
+  }
+
+  tryReserve(): boolean {
+    if (!this.ready || this.activeStreams >= this.maxStreams) return false;
+    this.activeStreams++;
+    return true;
+  }
+
+  /** A stream on one of the slots ended. */
+  release(): void {
+    this.activeStreams--;
+    if (this.activeStreams === 0) this.emit('idle');
+  }
+
+  async connect(_headers: TunnelRequestHeaders): Promise<TunnelStream> {
+    try {
+      return await this.answer();
+    } catch (err) {
+      this.release();
+      throw err;
+    }
+  }
+
+  goaway(): void {
+    this.goneAway = true;
+    this.emit('goaway');
+  }
+
+  drain(): void {
+    this.drained = true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.emit('close');
+  }
+}
+
+/** A promise that stays pending until `release` is called. */
+function gated(): { gate: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  return { gate, release };
+}
+
+/** A dialer handing out fake connections, counting its dials. */
+function dialer(make: () => FakeConnection = () => new FakeConnection()) {
+  const made: FakeConnection[] = [];
+  return {
+    made,
+    dial: async () => {
+      const c = make();
+      made.push(c);
+      return c;
+    },
+  };
+}
+
+/** A pool with one connection checked out for KEY. */
+async function poolWithOne(options: { idleTimeoutMs?: number } = {}, make?: () => FakeConnection) {
+  const pool = new HbonePool(options);
+  const d = dialer(make);
+  const conn = (await pool.checkout(KEY, d.dial)) as FakeConnection;
+  return { pool, d, conn };
+}
+
+describe('HBONE pool', () => {
+  test('reuses one connection per key; another key (another pod) gets its own', async () => {
+    const pool = new HbonePool();
+    const d = dialer();
+    const a = await pool.checkout(KEY, d.dial);
+    const b = await pool.checkout(KEY, d.dial);
+    assert.equal(a, b);
+    assert.equal(a.activeStreams, 2);
+    const other = await pool.checkout({ ...KEY, scope: 'pod-c' }, d.dial);
+    assert.notEqual(other, a);
+    assert.deepEqual(pool.stats(), { connections: 2, dials: 2 });
+    // The order of the expected identities does not make another key.
+    const two = { ...KEY, expected: [PEER, SOURCE] };
+    assert.equal(
+      await pool.checkout(two, d.dial),
+      await pool.checkout({ ...two, expected: [SOURCE, PEER] }, d.dial),
+    );
+    pool.close();
+  });
+
+  test('a full connection makes the pool dial another; a freed slot is used again', async () => {
+    const { pool, d, conn: first } = await poolWithOne({}, () => new FakeConnection(2));
+    assert.equal(await pool.checkout(KEY, d.dial), first);
+    const second = await pool.checkout(KEY, d.dial);
+    assert.notEqual(second, first);
+    assert.equal(d.made.length, 2);
+    first.release();
+    assert.equal(await pool.checkout(KEY, d.dial), first);
+    assert.equal(d.made.length, 2);
+    pool.close();
+  });
+
+  test('GOAWAY takes the connection out of the pool; an unused one is drained at once', async () => {
+    const { pool, d, conn: busy } = await poolWithOne();
+    busy.goaway();
+    assert.equal(busy.drained, false, 'its stream in flight finishes');
+    const next = (await pool.checkout(KEY, d.dial)) as FakeConnection;
+    assert.notEqual(next, busy);
+    next.release();
+    next.goaway();
+    assert.equal(next.drained, true, 'nothing in flight: drained');
+    assert.equal(pool.stats().connections, 0);
+    pool.close();
+  });
+
+  test('a connection that closes leaves the pool', async () => {
+    const { pool, d, conn } = await poolWithOne();
+    conn.close();
+    assert.equal(pool.stats().connections, 0);
+    assert.notEqual(await pool.checkout(KEY, d.dial), conn);
+    pool.close();
+  });
+
+  test('an unused connection is drained after the idle timeout; one in use is not', async () => {
+    const { pool, conn } = await poolWithOne({ idleTimeoutMs: 30 });
+    await sleep(80);
+    assert.equal(conn.drained, false, 'a stream is open on it');
+    assert.equal(pool.stats().connections, 1);
+    conn.release(); // 'idle' starts the timer again
+    await sleep(80);
+    assert.equal(conn.drained, true);
+    assert.equal(pool.stats().connections, 0);
+    pool.close();
+  });
+
+  test('a checkout before the idle timeout keeps the connection', async () => {
+    const { pool, d, conn } = await poolWithOne({ idleTimeoutMs: 50 });
+    conn.release();
+    await sleep(10);
+    assert.equal(await pool.checkout(KEY, d.dial), conn);
+    await sleep(100);
+    assert.equal(conn.drained, false);
+    pool.close();
+  });
+
+  test('callers waiting for the same key share one dial', async () => {
+    const pool = new HbonePool();
+    const d = dialer();
+    const { gate, release } = gated();
+    const slow = async () => {
+      await gate;
+      return d.dial();
+    };
+    const waiting = [1, 2, 3, 4, 5].map(() => pool.checkout(KEY, slow));
+    release();
+    const conns = await Promise.all(waiting);
+    assert.equal(d.made.length, 1);
+    assert.ok(conns.every((c) => c === d.made[0]));
+    assert.equal(d.made[0]!.activeStreams, 5);
+    pool.close();
+  });
+
+  test('a failed dial fails every caller waiting on it, and the next caller dials again', async () => {
+    const pool = new HbonePool();
+    let dials = 0;
+    const { gate, release } = gated();
+    const failing = async (): Promise<TunnelConnection> => {
+      dials++;
+      await gate;
+      throw hboneError('ETIMEDOUT', 'HBONE connect to 10.0.0.2:15008 timed out');
+    };
+    const waiting = [1, 2, 3].map(() => pool.checkout(KEY, failing));
+    release();
+    for (const w of waiting) await assert.rejects(w, { code: 'ETIMEDOUT' });
+    assert.equal(dials, 1);
+    assert.equal(pool.stats().connections, 0);
+    const d = dialer();
+    await pool.checkout(KEY, d.dial);
+    assert.equal(d.made.length, 1);
+    assert.equal(pool.stats().dials, 2);
+    pool.close();
+  });
+
+  test('a stream refused unprocessed is opened again on another connection', async () => {
+    const pool = new HbonePool();
+    const d = dialer();
+    const tried: TunnelConnection[] = [];
+    const refusing = new FakeConnection();
+    refusing.answer = async () => {
+      // What a draining peer does: GOAWAY, then REFUSED_STREAM for the stream past its last id.
+      refusing.goaway();
+      throw hboneError('ERR_HBONE_REFUSED', 'HBONE CONNECT refused by the server before it was processed');
+    };
+    let first = true;
+    const dial = async () => {
+      if (first) {
+        first = false;
+        return refusing;
+      }
+      return d.dial();
+    };
+    const stream = await pool.connect(KEY, dial, CONNECT, (c) => tried.push(c));
+    assert.ok(stream);
+    assert.deepEqual(tried, [refusing, d.made[0]]);
+    assert.equal(refusing.activeStreams, 0);
+    pool.close();
+  });
+
+  test(`refused ${REFUSED_STREAM_ATTEMPTS} times, or failed otherwise, the stream is not opened again`, async () => {
+    const pool = new HbonePool();
+    let refused = 0;
+    const refusingDial = async () => {
+      const c = new FakeConnection();
+      c.answer = async () => {
+        refused++;
+        c.goaway();
+        throw hboneError('ERR_HBONE_REFUSED', 'refused');
+      };
+      return c;
+    };
+    await assert.rejects(pool.connect(KEY, refusingDial, CONNECT), { code: 'ERR_HBONE_REFUSED' });
+    assert.equal(refused, REFUSED_STREAM_ATTEMPTS);
+
+    let failed = 0;
+    const failingDial = async () => {
+      const c = new FakeConnection();
+      c.answer = async () => {
+        failed++;
+        throw hboneError('ERR_HBONE_STREAM', 'HBONE CONNECT failed');
+      };
+      return c;
+    };
+    const err = await pool.connect({ ...KEY, scope: 'pod-c' }, failingDial, CONNECT).catch((e) => e);
+    assert.equal(errorCode(err), 'ERR_HBONE_STREAM');
+    assert.equal(failed, 1);
+    pool.close();
+  });
+
+  test('close drains every connection; a dial that ends after it is closed and refused', async () => {
+    const { pool, d, conn } = await poolWithOne();
+    const { gate, release } = gated();
+    const late = new FakeConnection();
+    const pending = pool.checkout({ ...KEY, scope: 'pod-c' }, async () => {
+      await gate;
+      return late;
+    });
+    pool.close();
+    assert.equal(conn.drained, true);
+    release();
+    await assert.rejects(pending, { code: 'ERR_POOL_CLOSED' });
+    assert.equal(late.closed, true);
+    await assert.rejects(pool.checkout(KEY, d.dial), { code: 'ERR_POOL_CLOSED' });
+  });
+});
