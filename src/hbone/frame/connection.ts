@@ -1096,7 +1096,8 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
     }
     this.streams.clear();
     this.ready.clear();
-    this.emit('close', this.closeError);
+    // Never inside the caller's close()/destroy(): listeners attached right after still hear it.
+    process.nextTick(() => this.emit('close', this.closeError));
   }
 }
 

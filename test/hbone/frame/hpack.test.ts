@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeHeaders, HpackDecoder, HpackError, type HeaderList } from '../../../src/hbone/frame/hpack.js';
+import { encodeHeaders, type HeaderList, HpackDecoder, HpackError } from '../../../src/hbone/frame/hpack.js';
 import { huffmanDecode, huffmanEncode } from '../../../src/hbone/frame/huffman.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
