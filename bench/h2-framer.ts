@@ -24,6 +24,7 @@ const H2_CONNECTION_WINDOW = 4 * 1024 * 1024;
 type Variant = 'tls' | 'node-http2' | 'framer';
 type Direction = 'up' | 'down' | 'bidi';
 const VARIANTS: Variant[] = ['tls', 'node-http2', 'framer'];
+const SPEC_LENGTH = 32;
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,7 +37,17 @@ async function pump(w: Duplex | http2.Http2Stream, bytes: number): Promise<void>
   while (left > 0) {
     const piece = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
     left -= piece.length;
-    if (!w.write(piece)) await new Promise((r) => w.once('drain', r));
+    if (!w.write(piece))
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          w.off('drain', done);
+          w.off('error', done);
+          if (err) reject(err);
+          else resolve();
+        };
+        w.on('drain', done);
+        w.on('error', done);
+      });
   }
   w.end();
 }
@@ -76,12 +87,17 @@ function runServer(): void {
     const [dir, bytes] = s.split(':');
     return { dir: dir as Direction, bytes: Number(bytes) };
   };
-  const plain = tls.createServer({ key, cert }, (socket) => {
+  const plain = tls.createServer({ key, cert, allowHalfOpen: true }, (socket) => {
     socket.setNoDelay(true);
-    socket.once('data', (first: Buffer) => {
-      const { dir, bytes } = parse(first.toString());
+    // A fixed-size spec first, read exactly: the bulk bytes follow it at once.
+    const onReadable = () => {
+      const head = socket.read(SPEC_LENGTH) as Buffer | null;
+      if (!head) return void socket.once('readable', onReadable);
+      const { dir, bytes } = parse(head.toString().trim());
       serveTransfer(socket, dir, bytes);
-    });
+      socket.resume(); // 'readable' left the socket paused
+    };
+    socket.once('readable', onReadable);
   });
   const h2 = http2.createSecureServer({ key, cert, settings: H2_SETTINGS });
   h2.on('session', (session) => {
@@ -137,11 +153,20 @@ async function transfer(
 ): Promise<number> {
   const spec = `${dir}:${bytes}`;
   if (variant === 'tls') {
-    const socket = tls.connect({ port, host: '127.0.0.1', ca: cert, servername: 'bench' });
+    // Half-open (honoured by net.Socket, missing from the TLS typings): the server may finish sending
+    // first while this side still sends.
+    const options: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+      port,
+      host: '127.0.0.1',
+      ca: cert,
+      servername: 'bench',
+      allowHalfOpen: true,
+    };
+    const socket = tls.connect(options);
     socket.setNoDelay(true);
     await new Promise((r) => socket.once('secureConnect', r));
     const start = performance.now();
-    socket.write(spec);
+    socket.write(spec.padEnd(SPEC_LENGTH));
     if (dir !== 'down') await Promise.all([pump(socket, bytes), drain(socket)]);
     else {
       socket.end();

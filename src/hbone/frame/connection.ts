@@ -176,8 +176,10 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
 
     socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     socket.on('drain', () => {
+      // The socket took the last batch: the next goes now, not a turn later (the pipe stays full).
       this.waitingDrain = false;
       this.pump();
+      if (this.outBytes > 0) this.flush();
     });
     socket.on('end', () =>
       this.teardown(this.goawayReceived || this.streams.size === 0 ? undefined : eofError()),
