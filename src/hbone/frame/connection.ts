@@ -227,15 +227,7 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
       throw framerError('ERR_H2_STREAM_LIMIT', 'the peer allows no more concurrent streams');
     const id = this.nextLocalId;
     this.nextLocalId += 2;
-    const stream = new FramerStream(
-      this,
-      id,
-      headers,
-      this.remoteSettings.initialWindowSize,
-      this.localSettings.initialWindowSize,
-      true,
-      this.streamHighWaterMark,
-    );
+    const stream = this.newStream(id, headers, true);
     this.streams.set(id, stream);
     const endStream = options.endStream ?? false;
     for (const f of headersFrames(
@@ -250,6 +242,19 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
       stream.end();
     }
     return stream;
+  }
+
+  /** A stream with the windows both sides announced; `headersSent` for a client's (its request went out). */
+  private newStream(id: number, headers: HeaderRecord, headersSent: boolean): FramerStream {
+    return new FramerStream(
+      this,
+      id,
+      headers,
+      this.remoteSettings.initialWindowSize,
+      this.localSettings.initialWindowSize,
+      headersSent,
+      this.streamHighWaterMark,
+    );
   }
 
   /** Sends a PING; resolves with the round trip in milliseconds. */
@@ -559,15 +564,7 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
       this.sendRst(id, ErrorCode.PROTOCOL_ERROR);
       return;
     }
-    const stream = new FramerStream(
-      this,
-      id,
-      headers,
-      this.remoteSettings.initialWindowSize,
-      this.localSettings.initialWindowSize,
-      false,
-      this.streamHighWaterMark,
-    );
+    const stream = this.newStream(id, headers, false);
     this.streams.set(id, stream);
     if (block.endStream) this.remoteEnd(stream);
     this.emit('stream', stream, headers);

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type { Server } from 'node:net';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { FramerStream } from '../../../src/hbone/frame/stream.js';
 import {
   CONNECT,
+  closeAfterTests,
   closed,
   framerClient,
   framerServer,
@@ -18,11 +19,6 @@ import {
   sendBulk,
 } from './helpers.js';
 
-const closers: Array<() => void> = [];
-after(() => {
-  for (const c of closers) c();
-});
-
 test('server GOAWAY: the stream in flight finishes both ways, a new request is refused, then the socket ends', async () => {
   const streams: FramerStream[] = [];
   const { port, server, connections } = await framerServer((stream) => {
@@ -30,7 +26,7 @@ test('server GOAWAY: the stream in flight finishes both ways, a new request is r
     stream.respond(200);
     stream.pipe(stream);
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const conn = await framerClient(port);
   const stream = conn.request(CONNECT);
   await once(stream, 'response');
@@ -64,7 +60,7 @@ test('node:http2 server GOAWAY with a last stream id: the framer fails later str
     stream.on('end', () => stream.end());
   });
   const port = await listen(server as unknown as Server);
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const conn = await framerClient(port);
   const first = conn.request(CONNECT);
   await once(first, 'response');
@@ -84,10 +80,10 @@ test('node:http2 client -> framer server shutting down: the in-flight stream fin
     stream.respond(200);
     stream.pipe(stream);
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on('error', () => {});
-  closers.push(() => session.destroy());
+  closeAfterTests(() => session.destroy());
   const req = session.request(CONNECT, { endStream: false });
   await once(req, 'response');
   const goaway = once(session, 'goaway');

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type { Server } from 'node:net';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { FramerStream } from '../../../src/hbone/frame/stream.js';
 import {
   CONNECT,
+  closeAfterTests,
   closed,
   framerClient,
   framerServer,
@@ -19,10 +20,6 @@ import {
 } from './helpers.js';
 
 const BULK = 64 * 1024 * 1024;
-const closers: Array<() => void> = [];
-after(() => {
-  for (const c of closers) c();
-});
 
 test('framer <-> framer: 64 MiB each way at once on one stream, no deadlock, clean end', async () => {
   let serverSide: Promise<[{ bytes: number; hash: string }, string]> | undefined;
@@ -30,7 +27,7 @@ test('framer <-> framer: 64 MiB each way at once on one stream, no deadlock, cle
     stream.respond(200);
     serverSide = Promise.all([receiveAll(stream), sendBulk(stream, BULK, 11)]);
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const conn = await framerClient(port);
   const stream = conn.request(CONNECT);
   await once(stream, 'response');
@@ -51,7 +48,7 @@ test('framer <-> framer: four streams 16 MiB each way at once share the connecti
     stream.respond(200);
     stream.pipe(stream); // echo
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const conn = await framerClient(port);
   const runs = Array.from({ length: 4 }, async (_, i) => {
     const stream = conn.request(CONNECT);
@@ -71,7 +68,7 @@ test('a reader that stops stalls only its own stream; its unread bytes stay with
     serverStreams.push(stream);
     stream.respond(200);
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const conn = await framerClient(port, { streamHighWaterMark: 64 * 1024 });
   const slow = conn.request(CONNECT);
   await once(slow, 'response');
@@ -104,7 +101,7 @@ test('framer client <-> node:http2 server with a 16 MiB connection window: 64 Mi
     serverSide = Promise.all([receiveAll(stream), sendBulk(stream, BULK, 17)]);
   });
   const port = await listen(server as unknown as Server);
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const conn = await framerClient(port);
   const stream = conn.request(CONNECT);
   await once(stream, 'response');

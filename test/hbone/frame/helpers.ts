@@ -2,8 +2,18 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import { after } from 'node:test';
 import { FramerConnection, type FramerOptions } from '../../../src/hbone/frame/connection.js';
 import type { FramerStream } from '../../../src/hbone/frame/stream.js';
+
+/** Servers, sessions and peers a test file leaves open; closed after its last test. */
+const closers: Array<() => void> = [];
+after(() => {
+  for (const c of closers.splice(0)) c();
+});
+export function closeAfterTests(close: () => void): void {
+  closers.push(close);
+}
 
 export const CONNECT = { ':method': 'CONNECT', ':authority': '10.0.0.2:8080' };
 

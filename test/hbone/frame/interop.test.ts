@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { FramerStream } from '../../../src/hbone/frame/stream.js';
 import {
   CONNECT,
+  closeAfterTests,
   closed,
   framerClient,
   framerServer,
@@ -19,17 +20,13 @@ import {
 
 const BULK = 16 * 1024 * 1024;
 const WINDOWS = { initialWindowSize: 4 * 1024 * 1024 };
-const closers: Array<() => void> = [];
-after(() => {
-  for (const c of closers) c();
-});
 
 async function nodeServer(onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void) {
   const server = http2.createServer({ settings: WINDOWS });
   server.on('stream', onStream);
   server.on('session', (session) => session.setLocalWindowSize(16 * 1024 * 1024));
   const port = await listen(server as unknown as import('node:net').Server);
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   return port;
 }
 
@@ -101,7 +98,7 @@ function nodeClient(port: number) {
   const session = http2.connect(`http://127.0.0.1:${port}`, { settings: WINDOWS });
   session.on('error', () => {});
   session.once('connect', () => session.setLocalWindowSize(16 * 1024 * 1024));
-  closers.push(() => session.destroy());
+  closeAfterTests(() => session.destroy());
   return session;
 }
 
@@ -116,7 +113,7 @@ test('node:http2 client -> framer server: CONNECT 200, bulk both ways at once, c
       sentHash,
     }));
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const session = nodeClient(port);
   const req = session.request(CONNECT, { endStream: false });
   const [headers] = await once<http2.IncomingHttpHeaders>(req, 'response');
@@ -140,7 +137,7 @@ test('node:http2 client -> framer server: resets both ways; 503 with END_STREAM'
     if (headers[':authority'] === 'refuse:1') stream.respond(503, {}, { endStream: true });
     else stream.respond(200);
   });
-  closers.push(() => server.close());
+  closeAfterTests(() => server.close());
   const session = nodeClient(port);
   // Client resets: the framer stream fails with CANCEL.
   const a = session.request(CONNECT, { endStream: false });

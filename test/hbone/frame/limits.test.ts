@@ -3,30 +3,25 @@
  * RFC names, or in ENHANCE_YOUR_CALM for floods, and never in unbounded work or memory.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { rstStreamFrame } from '../../../src/hbone/frame/codec.js';
 import type { FramerOptions } from '../../../src/hbone/frame/connection.js';
 import { ErrorCode, Flag, FrameType } from '../../../src/hbone/frame/protocol.js';
-import { framerServer } from './helpers.js';
+import { closeAfterTests, framerServer } from './helpers.js';
 import { CONNECT_LIST, RawPeer } from './raw-peer.js';
-
-const closers: Array<() => void> = [];
-after(() => {
-  for (const c of closers) c();
-});
 
 async function server(options: FramerOptions = {}) {
   const s = await framerServer((stream) => {
     stream.on('error', () => {});
     stream.respond(200);
   }, options);
-  closers.push(() => s.server.close());
+  closeAfterTests(() => s.server.close());
   return s;
 }
 
 async function peer(port: number, options?: { settings?: boolean; ack?: boolean }) {
   const p = await RawPeer.connect(port, options);
-  closers.push(() => p.destroy());
+  closeAfterTests(() => p.destroy());
   return p;
 }
 
