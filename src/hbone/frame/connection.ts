@@ -210,6 +210,11 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
 
   // ---------------------------------------------------------------------------------------------- API
 
+  /** False once the connection is closed or going away (a GOAWAY either way): no new stream here. */
+  get acceptsStreams(): boolean {
+    return !this.closed && !this.goawaySent && !this.goawayReceived;
+  }
+
   /** Streams this side may still open now (the peer's MAX_CONCURRENT_STREAMS minus ours in use). */
   get availableStreams(): number {
     if (this.closed || this.goawaySent || this.goawayReceived || this.nextLocalId > MAX_WINDOW) return 0;
@@ -616,9 +621,11 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM length');
     this.checkNotIdle(streamId, 'RST_STREAM');
-    if (!this.resets.take())
-      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many RST_STREAM frames (rapid reset)');
     const stream = this.streams.get(streamId);
+    // Rapid reset costs a server the work of streams the client cancels before they are answered; a
+    // client resetting tunnels that are open and flowing (its apps' connections breaking) is not abuse.
+    if (!stream?.headersSent && !this.resets.take())
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many RST_STREAM frames (rapid reset)');
     if (!stream) return;
     const code = payload.readUInt32BE(0);
     stream.rstCode = code;

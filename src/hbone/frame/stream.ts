@@ -5,8 +5,9 @@
  * beyond the connection window). A stream ends clean only when END_STREAM went both ways.
  */
 import { Duplex } from 'node:stream';
+import type { TunnelStream } from '../transport.js';
 import type { HeaderRecord } from './fields.js';
-import { ErrorCode } from './protocol.js';
+import { ErrorCode, errorName } from './protocol.js';
 
 /** What a stream needs from its connection (implemented by FramerConnection). */
 export interface StreamOwner {
@@ -23,7 +24,11 @@ export interface PendingWrite {
   callback: ((err?: Error | null) => void) | null;
 }
 
-export class FramerStream extends Duplex {
+/**
+ * A stream is its own TunnelStream: the proxy's pipe reads and writes it directly, with no second Duplex
+ * (and no second buffer) around it.
+ */
+export class FramerStream extends Duplex implements TunnelStream {
   /** Set by the connection: send/receive windows, queued writes, protocol state. */
   sendWindow: number;
   recvWindow: number;
@@ -45,6 +50,8 @@ export class FramerStream extends Duplex {
   responseHeaders: HeaderRecord | undefined;
   /** The RST_STREAM code, when the stream was reset (by either side). */
   rstCode: number | undefined;
+  /** Why this side reset the stream, or the error it was destroyed with. */
+  #failure: string | undefined;
 
   constructor(
     private readonly owner: StreamOwner,
@@ -59,18 +66,58 @@ export class FramerStream extends Duplex {
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
     this.headersSent = headersSent;
+    // What went wrong is `failure`; a stream nobody listens to for errors must not throw them.
+    this.on('error', () => {});
   }
 
-  /** Server streams: sends the response HEADERS; with endStream, the stream's sending half ends too. */
+  /**
+   * Server streams: sends the response HEADERS. By default a 2xx keeps the tunnel open and any other
+   * status ends this side's half with it (a refused CONNECT). Does nothing once answered or gone.
+   */
   respond(status: number, headers: HeaderRecord = {}, options: { endStream?: boolean } = {}): void {
-    if (this.headersSent) throw new Error('response already sent');
-    this.owner.sendResponse(this, status, headers, options.endStream ?? false);
+    if (this.headersSent || !this.live) return;
+    const endStream = options.endStream ?? !(status >= 200 && status < 300);
+    this.owner.sendResponse(this, status, headers, endStream);
   }
 
-  /** Ends the stream abruptly with RST_STREAM `code` (default CANCEL). */
-  reset(code: number = ErrorCode.CANCEL): void {
+  /** RST_STREAM REFUSED_STREAM: nothing was done with the stream, the client may open it elsewhere. */
+  refuse(): void {
+    this.reset('HBONE stream refused', ErrorCode.REFUSED_STREAM);
+  }
+
+  /**
+   * Ends the stream abruptly: RST_STREAM `code` alone (never after an END_STREAM of this side's choosing),
+   * so the peer hands its app an error, not an end. CONNECT_ERROR by default, as RFC 9113 §8.5 asks of a
+   * tunnel whose TCP connection broke. `reason` becomes this side's `failure`.
+   */
+  reset(reason: string, code: number = ErrorCode.CONNECT_ERROR): void {
+    if (this.destroyed) return;
+    this.#failure ??= reason;
     if (!this.closedByProtocol) this.owner.sendReset(this, code);
     this.destroy();
+  }
+
+  /** False once the stream can carry nothing more: reset, closed both ways, or its connection gone. */
+  get live(): boolean {
+    return !this.destroyed && !this.closedByProtocol;
+  }
+
+  get responded(): boolean {
+    return this.headersSent;
+  }
+
+  /**
+   * Why the tunnel did not end cleanly (undefined while live and after END_STREAM went both ways): this
+   * side's reset reason, the error the stream failed with, the peer's reset code, or a missing end.
+   */
+  get failure(): string | undefined {
+    if (this.live) return undefined;
+    if (this.#failure !== undefined) return this.#failure;
+    if (this.rstCode !== undefined && this.rstCode !== ErrorCode.NO_ERROR)
+      return `HBONE stream reset (${errorName(this.rstCode)})`;
+    if (!this.remoteEnded) return 'HBONE stream ended before the peer finished sending';
+    if (!this.localEnded) return 'HBONE stream ended before this side finished sending';
+    return undefined;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
@@ -100,6 +147,7 @@ export class FramerStream extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    if (err) this.#failure ??= err.message;
     this.owner.streamDestroyed(this, err);
     const failure = err ?? new Error('stream destroyed');
     for (const w of this.sendQueue.splice(0)) w.callback?.(failure);

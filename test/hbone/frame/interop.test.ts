@@ -88,7 +88,7 @@ test('framer client -> node:http2 server: a client reset reaches the server as R
   const conn = await framerClient(port);
   const stream = conn.request(CONNECT);
   await once(stream, 'response');
-  stream.reset(http2.constants.NGHTTP2_CANCEL);
+  stream.reset('cancelled by the test', http2.constants.NGHTTP2_CANCEL);
   await closed(serverStream!);
   assert.equal(serverStream!.rstCode, http2.constants.NGHTTP2_CANCEL);
   conn.destroy();
@@ -149,7 +149,7 @@ test('node:http2 client -> framer server: resets both ways; 503 with END_STREAM'
   const b = session.request(CONNECT, { endStream: false });
   b.on('error', () => {});
   await once(b, 'response');
-  streams[1]!.reset(http2.constants.NGHTTP2_CONNECT_ERROR);
+  streams[1]!.reset('reset by the test', http2.constants.NGHTTP2_CONNECT_ERROR);
   await closed(b);
   assert.equal(b.rstCode, http2.constants.NGHTTP2_CONNECT_ERROR);
   // A refusal with a status.

@@ -10,10 +10,11 @@ import { ErrorCode, Flag, FrameType } from '../../../src/hbone/frame/protocol.js
 import { closeAfterTests, framerServer } from './helpers.js';
 import { CONNECT_LIST, RawPeer } from './raw-peer.js';
 
+/** Answers each CONNECT a turn later, as ztunnel does once its upstream dial is under way. */
 async function server(options: FramerOptions = {}) {
   const s = await framerServer((stream) => {
     stream.on('error', () => {});
-    stream.respond(200);
+    setImmediate(() => stream.respond(200));
   }, options);
   closeAfterTests(() => s.server.close());
   return s;
@@ -36,6 +37,21 @@ test('rapid reset: opening and resetting streams beyond the burst gets GOAWAY EN
   p.write(...frames);
   assert.equal(await p.goawayCode(), ErrorCode.ENHANCE_YOUR_CALM);
   await p.closed();
+});
+
+test('a client resetting streams that were answered (its apps breaking off) is not rapid reset', async () => {
+  const { port } = await server({ settings: { maxConcurrentStreams: 1000 } });
+  const p = await peer(port);
+  const streams = 400;
+  p.write(...Array.from({ length: streams }, (_, i) => p.headers(1 + 2 * i, CONNECT_LIST)));
+  // Every stream answered 200 before any is reset.
+  const answered = () => p.frames.filter((f) => f.type === FrameType.HEADERS).length;
+  await p.waitFor(() => answered() >= streams);
+  p.write(...Array.from({ length: streams }, (_, i) => rstStreamFrame(1 + 2 * i, ErrorCode.CANCEL)));
+  // A PING answered after the resets: they were all processed, and no GOAWAY came.
+  p.write(p.frame(FrameType.PING, 0, 0, Buffer.from('afterrst')));
+  await p.waitFor((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0);
+  assert.equal(p.frames.filter((f) => f.type === FrameType.GOAWAY).length, 0);
 });
 
 test('PING flood and SETTINGS flood get GOAWAY ENHANCE_YOUR_CALM', async () => {
