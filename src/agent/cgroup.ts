@@ -3,7 +3,7 @@
  * (`/kubepods/burstable/pod<uid>/<container>`), systemd (`…-pod<uid with _>.slice/cri-containerd-<id>.scope`)
  * and the lab's bare pod cgroup (`/ambit/kubepods/pod<uid>`, no container level).
  */
-import { AmbitError } from '../errors.js';
+import { agentError } from './errors.js';
 
 // [[:punct:]] of Go's regexp: ASCII punctuation.
 const P = '[!-\\/:-@\\[-`{-~]';
@@ -37,17 +37,14 @@ export function podFromCgroupFile(text: string): CgroupPod | undefined {
     const first = line.indexOf(':');
     const second = first < 0 ? -1 : line.indexOf(':', first + 1);
     if (second < 0)
-      throw new AmbitError('AGENT_CGROUP_INVALID', `cgroup line '${line}' is not hier:controllers:path`);
+      throw agentError('AGENT_CGROUP_INVALID', `cgroup line '${line}' is not hier:controllers:path`);
     const pod = podFromCgroupPath(line.slice(second + 1));
     if (!pod) continue;
     if (found && found.uid !== pod.uid) {
-      throw new AmbitError(
-        'AGENT_CGROUP_AMBIGUOUS',
-        `cgroup lines name two pods: ${found.uid} and ${pod.uid}`,
-      );
+      throw agentError('AGENT_CGROUP_AMBIGUOUS', `cgroup lines name two pods: ${found.uid} and ${pod.uid}`);
     }
     if (found && found.containerId !== pod.containerId) {
-      throw new AmbitError(
+      throw agentError(
         'AGENT_CGROUP_AMBIGUOUS',
         `cgroup lines name two containers of pod ${pod.uid}: ${found.containerId ?? '(none)'} and ${pod.containerId ?? '(none)'}`,
       );

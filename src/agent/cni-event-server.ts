@@ -7,9 +7,11 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import { dirname } from 'node:path';
+import { cniInputError } from '../cni/errors.js';
 import { CMDADD_PATH, type CniAddEvent, parseCniEvent, STATUS_PATH } from '../cni/event.js';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { logger } from '../runtime/log.js';
+import { agentError } from './errors.js';
 
 /** Where an event came from: aborted once the plugin has gone, and when it arrived (hrtime). */
 export interface CniRequest {
@@ -83,7 +85,7 @@ function removeStale(path: string): void {
     return;
   }
   if (st.isDirectory()) {
-    throw new AmbitError('CNI_SOCKET_PATH_INVALID', `cannot listen on ${path}: it is a directory`);
+    throw agentError('CNI_SOCKET_PATH_INVALID', `cannot listen on ${path}: it is a directory`);
   }
   unlinkSync(path);
 }
@@ -142,12 +144,12 @@ async function handle(opts: CniEventServerOptions, req: http.IncomingMessage, re
   if (body === undefined) return reply(413, `event body larger than ${MAX_BODY} bytes`);
   let event: CniAddEvent;
   try {
-    if (body.length === 0) throw new AmbitError('EVENT_INVALID', 'invalid CNI event: empty body');
+    if (body.length === 0) throw cniInputError('EVENT_INVALID', 'invalid CNI event: empty body');
     let decoded: unknown;
     try {
       decoded = JSON.parse(body.toString('utf8'));
     } catch (err) {
-      throw new AmbitError('EVENT_INVALID', `invalid CNI event: not JSON: ${errorMessage(err)}`);
+      throw cniInputError('EVENT_INVALID', `invalid CNI event: not JSON: ${errorMessage(err)}`);
     }
     event = parseCniEvent(decoded);
   } catch (err) {

@@ -1,6 +1,6 @@
 /**
  * `ambit agent` configuration: flags, else environment (istio-cni's names where it has one),
- * else defaults as the chart sets them. Every bad value is an AGENT_CONFIG error naming its source.
+ * else defaults as the chart sets them. Every bad value is an ERR_CONFIG error naming its source.
  */
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -11,11 +11,12 @@ import {
   type EnablementSelector,
   parseEnablementSelectors,
 } from '../cni/selector.js';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { DEFAULT_AGENT_RUN_DIR, EVENT_SOCKET_NAME, ZDS_SOCKET_PATH } from '../node/contract.js';
 import { type BackendName, type InboundMode, parseBackend, parseInbound } from '../redirect/index.js';
 import { type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
 import {
+  configError,
   type OptionSpec,
   type OptionValue,
   optionError,
@@ -152,10 +153,10 @@ export function agentHelp(): string {
 }
 
 const fail = (why: string): never => {
-  throw new AmbitError('AGENT_CONFIG', why);
+  throw configError(why);
 };
 const bad = (value: OptionValue, why: string): never => {
-  throw optionError('AGENT_CONFIG', value, why);
+  throw optionError(value, why);
 };
 
 export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): AgentConfig {

@@ -1,5 +1,8 @@
-/** Dataplane failures, marked retryable (the queue tries again with backoff) or not (logged and dropped). */
-import { RetryableError } from '../errors.js';
+/**
+ * The agent's codes. Dataplane failures are marked retryable (the queue tries again with backoff) or not
+ * (logged and dropped); the agent's other failures are plain coded errors.
+ */
+import { codedError, RetryableError } from '../errors.js';
 
 export type DataplaneErrorCode =
   /** No netns path was given and neither the cache nor the /proc scan knows the pod's netns. */
@@ -29,3 +32,15 @@ export type DataplaneErrorCode =
 /** ambit's one retryable error class, with the dataplane's codes. */
 export const DataplaneError = RetryableError<DataplaneErrorCode>;
 export type DataplaneError = RetryableError<DataplaneErrorCode>;
+
+export type AgentErrorCode =
+  | DataplaneErrorCode
+  | 'CNI_SOCKET_PATH_INVALID' // the CNI event socket path is a directory
+  | 'AGENT_CGROUP_INVALID' // a /proc/PID/cgroup line that is not hier:controllers:path
+  | 'AGENT_CGROUP_AMBIGUOUS' // cgroup lines naming two pods or two containers
+  | 'AGENT_NETNS_ADDRESSES' // the addresses in a netns cannot be listed
+  | 'AGENT_PROC_STAT' // a malformed /proc/PID/stat
+  | 'AGENT_PROC_SCAN'; // /proc cannot be read
+
+/** An agent failure without a retryable flag (the queue retries those: isRetryable). */
+export const agentError = codedError<AgentErrorCode>;

@@ -15,8 +15,9 @@ import {
   type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { logger } from '../runtime/log.js';
+import { agentError } from './errors.js';
 import type { Annotator } from './mesh-dataplane.js';
 import { podRef, REDIRECTION_ANNOTATION, type RedirectionState } from './pods.js';
 import type { AgentEvent, ClusterView } from './reconciler.js';
@@ -174,7 +175,7 @@ export class StatusAnnotator implements Annotator {
     } catch (err) {
       if (value === null && err instanceof ApiException && err.code === 404) return;
       const detail = err instanceof ApiException ? `HTTP ${err.code}` : errorMessage(err);
-      throw new AmbitError(
+      throw agentError(
         'AGENT_ANNOTATE_FAILED',
         `patching ${REDIRECTION_ANNOTATION} of pod ${podRef(pod)}: ${detail}`,
         {

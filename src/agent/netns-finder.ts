@@ -7,11 +7,12 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { unmapIPv4 } from '../net/ip.js';
 import { logger } from '../runtime/log.js';
 import { NetnsHandle } from '../sys/index.js';
 import { podFromCgroupFile } from './cgroup.js';
+import { agentError } from './errors.js';
 
 const log = logger('ambit::agent::netns');
 
@@ -34,7 +35,7 @@ export const addressesInNetns: AddressLister = (netns) =>
     execFile('nsenter', [`--net=${netns.procPath}`, '--', 'ip', '-j', 'addr', 'show'], (err, stdout) => {
       if (err)
         return reject(
-          new AmbitError(
+          agentError(
             'AGENT_NETNS_ADDRESSES',
             `cannot list addresses in ${netns.description}: ${err.message}`,
           ),
@@ -45,7 +46,7 @@ export const addressesInNetns: AddressLister = (netns) =>
           links.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (a.local ? [unmapIPv4(a.local)] : []))),
         );
       } catch (e) {
-        reject(new AmbitError('AGENT_NETNS_ADDRESSES', `ip -j addr printed no JSON: ${errorMessage(e)}`));
+        reject(agentError('AGENT_NETNS_ADDRESSES', `ip -j addr printed no JSON: ${errorMessage(e)}`));
       }
     });
   });
@@ -57,8 +58,7 @@ export function startTime(statText: string): bigint {
     .trim()
     .split(/\s+/);
   const v = fields[19];
-  if (v === undefined || !/^\d+$/.test(v))
-    throw new AmbitError('AGENT_PROC_STAT', 'malformed /proc/PID/stat');
+  if (v === undefined || !/^\d+$/.test(v)) throw agentError('AGENT_PROC_STAT', 'malformed /proc/PID/stat');
   return BigInt(v);
 }
 
@@ -88,7 +88,7 @@ export class NetnsFinder {
     const host = await stat(join(this.#procRoot, '1', 'ns', 'net'), { bigint: true }).catch(() => undefined);
     const claimed = new Set<string>();
     const entries = await readdir(this.#procRoot).catch((err) => {
-      throw new AmbitError('AGENT_PROC_SCAN', `cannot read ${this.#procRoot}: ${errorMessage(err)}`);
+      throw agentError('AGENT_PROC_SCAN', `cannot read ${this.#procRoot}: ${errorMessage(err)}`);
     });
     for (const name of entries) {
       if (!/^\d+$/.test(name)) continue;

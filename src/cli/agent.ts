@@ -2,7 +2,9 @@
 
 import { Agent } from '../agent/agent.js';
 import { type AgentConfig, agentHelp, parseAgentConfig } from '../agent/config.js';
+import type { CniErrorCode } from '../cni/errors.js';
 import { errorCode, errorMessage } from '../errors.js';
+import type { RuntimeErrorCode } from '../runtime/errors.js';
 import { runUntilShutdown } from '../runtime/lifecycle.js';
 import { logger } from '../runtime/log.js';
 import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
@@ -20,7 +22,11 @@ const command: Command = {
       config = parseAgentConfig(argv);
     } catch (err) {
       const code = errorCode(err);
-      if (code !== 'AGENT_CONFIG' && code !== 'SELECTOR_INVALID') throw err;
+      if (
+        code !== ('ERR_CONFIG' satisfies RuntimeErrorCode) &&
+        code !== ('SELECTOR_INVALID' satisfies CniErrorCode)
+      )
+        throw err;
       process.stderr.write(`ambit agent: ${errorMessage(err)} [${code}]\n`);
       return EXIT_USAGE;
     }

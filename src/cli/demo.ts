@@ -15,12 +15,12 @@ import {
   removeLeftover,
   waitEnrolled,
 } from '../demo/cluster.js';
+import { demoError } from '../demo/errors.js';
 import { CHECKOUT, script } from '../demo/k8s-cluster.js';
 import { kubernetesTeardown, kubernetesWalkthrough } from '../demo/kubernetes.js';
 import { checkDemoPrerequisites } from '../demo/prerequisites.js';
 import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from '../demo/steps.js';
 import { Walkthrough } from '../demo/walkthrough.js';
-import { AmbitError } from '../errors.js';
 import { clusterDown } from '../lab/cluster/index.js';
 import { checkLabName } from '../lab/names.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
@@ -198,9 +198,9 @@ const demo: Command = {
 };
 
 async function kubernetesDemo(keep: boolean): Promise<number> {
-  if (process.getuid?.() !== 0) throw new AmbitError('DEMO_NOT_ROOT', 'ambit demo --kubernetes needs root');
+  if (process.getuid?.() !== 0) throw demoError('DEMO_NOT_ROOT', 'ambit demo --kubernetes needs root');
   if (!existsSync(script('k8s'))) {
-    throw new AmbitError(
+    throw demoError(
       'DEMO_NO_CHECKOUT',
       `ambit demo --kubernetes runs the scripts of an ambit checkout, and ${CHECKOUT} is not one (no scripts/k8s)`,
     );

@@ -1,7 +1,7 @@
 /** `ambit doctor <ns>/<pod>`: the seed's redirection checks for one pod, PASS/FAIL with the next step. */
 import { parseArgs } from 'node:util';
+import { doctorError } from '../doctor/errors.js';
 import { formatReport, labTarget, nodeTarget, runDoctor } from '../doctor/index.js';
-import { AmbitError } from '../errors.js';
 import { chooseLab, listLabs, parsePodRef } from '../lab/index.js';
 import { parseBackend, parseInbound } from '../redirect/index.js';
 import { parseListenAddress } from '../runtime/listen-address.js';
@@ -73,7 +73,7 @@ const doctor: Command = {
       probe: { host: probe.host, port: probe.port },
     };
     if (process.getuid?.() !== 0)
-      throw new AmbitError(
+      throw doctorError(
         'ERR_DOCTOR_NOT_ROOT',
         'ambit doctor enters network namespaces: run it as root (sudo)',
       );

@@ -1,5 +1,6 @@
 /** `ambit ztunnel`: the node proxy process (configuration in src/ztunnel/config.ts). */
 import { errorCode, errorMessage } from '../errors.js';
+import type { RuntimeErrorCode } from '../runtime/errors.js';
 import { runUntilShutdown } from '../runtime/lifecycle.js';
 import { parseZtunnelConfig, type ZtunnelConfig, ztunnelHelp } from '../ztunnel/config.js';
 import { appLog, startZtunnel } from '../ztunnel/main.js';
@@ -15,7 +16,7 @@ const command: Command = {
     try {
       config = parseZtunnelConfig(argv);
     } catch (err) {
-      if (errorCode(err) !== 'ERR_CONFIG') throw err;
+      if (errorCode(err) !== ('ERR_CONFIG' satisfies RuntimeErrorCode)) throw err;
       process.stderr.write(`ambit ztunnel: ${errorMessage(err)} [ERR_CONFIG]\n`);
       return EXIT_USAGE;
     }

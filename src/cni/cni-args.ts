@@ -2,8 +2,9 @@
  * CNI_ARGS (`K=V;K=V`) read with libcni's LoadArgs rules: every pair must be `key=value`, and a key
  * the plugin does not know is an error unless the runtime added `IgnoreUnknown=1` (containerd does).
  */
-import { AmbitError } from '../errors.js';
+
 import { parseBool } from '../runtime/options.js';
+import { cniInputError } from './errors.js';
 
 export interface K8sArgs {
   K8S_POD_NAME: string;
@@ -24,7 +25,7 @@ const KNOWN = new Set<string>([
 function unmarshalBool(key: string, value: string): boolean {
   const b = parseBool(value);
   if (b !== undefined) return b;
-  throw new AmbitError(
+  throw cniInputError(
     'CNI_ARGS_INVALID',
     `CNI_ARGS: ${key} must be a boolean (1/true/0/false), got '${value}'`,
   );
@@ -41,7 +42,7 @@ export function parseCniArgs(text: string | undefined): K8sArgs {
   const pairs = text.split(';').map((pair) => {
     const kv = pair.split('=');
     if (kv.length !== 2)
-      throw new AmbitError('CNI_ARGS_INVALID', `CNI_ARGS: invalid pair '${pair}' (want KEY=VALUE)`);
+      throw cniInputError('CNI_ARGS_INVALID', `CNI_ARGS: invalid pair '${pair}' (want KEY=VALUE)`);
     return [kv[0]!, kv[1]!] as const;
   });
   const ignoreUnknown = pairs.some(([k, v]) => k === 'IgnoreUnknown' && unmarshalBool(k, v));
@@ -49,7 +50,7 @@ export function parseCniArgs(text: string | undefined): K8sArgs {
     if (key === 'IgnoreUnknown') continue;
     if (KNOWN.has(key)) args[key as keyof K8sArgs] = value;
     else if (!ignoreUnknown) {
-      throw new AmbitError(
+      throw cniInputError(
         'CNI_ARGS_INVALID',
         `CNI_ARGS: unknown key '${key}' (the runtime must send IgnoreUnknown=1 to allow extra keys)`,
       );

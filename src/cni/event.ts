@@ -3,8 +3,8 @@
  * Go's default field names, net.IPNet as {IP, Mask(base64 of the mask bytes)}, Interface nullable.
  */
 import { isIP } from 'node:net';
-import { AmbitError } from '../errors.js';
 import { unmapIPv4 } from '../net/ip.js';
+import { cniInputError } from './errors.js';
 
 export interface WireIpConfig {
   Interface: number | null;
@@ -39,7 +39,7 @@ function maskBytes(prefix: number, family: 4 | 6): Buffer {
 /** The event IPs from a CNI result's `ips` (`address` is CIDR); entries that do not parse are an error. */
 export function wireIps(ips: unknown): WireIpConfig[] {
   if (ips === undefined || ips === null) return [];
-  if (!Array.isArray(ips)) throw new AmbitError('CNI_RESULT_INVALID', "prevResult 'ips' must be an array");
+  if (!Array.isArray(ips)) throw cniInputError('CNI_RESULT_INVALID', "prevResult 'ips' must be an array");
   return ips.map((entry, i) => {
     const e = (entry ?? {}) as Record<string, unknown>;
     const m = typeof e['address'] === 'string' ? /^(.+)\/(\d{1,3})$/.exec(e['address']) : null;
@@ -47,7 +47,7 @@ export function wireIps(ips: unknown): WireIpConfig[] {
     const family = isIP(ip);
     const prefix = m ? Number(m[2]) : -1;
     if (family === 0 || prefix > (family === 4 ? 32 : 128)) {
-      throw new AmbitError(
+      throw cniInputError(
         'CNI_RESULT_INVALID',
         `prevResult ips[${i}].address is not an IP/prefix: ${JSON.stringify(e['address'])}`,
       );
@@ -63,7 +63,7 @@ export function wireIps(ips: unknown): WireIpConfig[] {
 /** Validates a decoded body from the wire; throws EVENT_INVALID naming the bad field. */
 export function parseCniEvent(value: unknown): CniAddEvent {
   const fail = (why: string): never => {
-    throw new AmbitError('EVENT_INVALID', `invalid CNI event: ${why}`);
+    throw cniInputError('EVENT_INVALID', `invalid CNI event: ${why}`);
   };
   if (!value || typeof value !== 'object' || Array.isArray(value)) return fail('body is not a JSON object');
   const v = value as Record<string, unknown>;

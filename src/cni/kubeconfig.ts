@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { AmbitError, errorMessage } from '../errors.js';
+import { cniInputError } from './errors.js';
 
 /** Where to reach the API server and how to authenticate; PEM strings, never file paths. */
 export interface KubeTarget {
@@ -23,7 +24,7 @@ const isObj = (v: unknown): v is Obj => !!v && typeof v === 'object' && !Array.i
 function named(list: unknown, name: string, kind: string, file: string): Obj {
   const entry = Array.isArray(list) ? list.find((e) => isObj(e) && e['name'] === name) : undefined;
   if (!isObj(entry) || !isObj(entry[kind])) {
-    throw new AmbitError('KUBECONFIG_INVALID', `kubeconfig ${file}: no ${kind} named '${name}'`);
+    throw cniInputError('KUBECONFIG_INVALID', `kubeconfig ${file}: no ${kind} named '${name}'`);
   }
   return entry[kind] as Obj;
 }
@@ -42,19 +43,19 @@ export function parseKubeconfig(text: string, file = '(kubeconfig)'): KubeTarget
   try {
     doc = parse(text);
   } catch (err) {
-    throw new AmbitError('KUBECONFIG_INVALID', `kubeconfig ${file} is not valid YAML: ${errorMessage(err)}`);
+    throw cniInputError('KUBECONFIG_INVALID', `kubeconfig ${file} is not valid YAML: ${errorMessage(err)}`);
   }
-  if (!isObj(doc)) throw new AmbitError('KUBECONFIG_INVALID', `kubeconfig ${file} is not a mapping`);
+  if (!isObj(doc)) throw cniInputError('KUBECONFIG_INVALID', `kubeconfig ${file} is not a mapping`);
   const base = dirname(file);
   const contextName = doc['current-context'];
   if (typeof contextName !== 'string' || contextName === '') {
-    throw new AmbitError('KUBECONFIG_INVALID', `kubeconfig ${file} has no current-context`);
+    throw cniInputError('KUBECONFIG_INVALID', `kubeconfig ${file} has no current-context`);
   }
   const context = named(doc['contexts'], contextName, 'context', file);
   const cluster = named(doc['clusters'], String(context['cluster']), 'cluster', file);
   const server = cluster['server'];
   if (typeof server !== 'string' || !/^https?:\/\//.test(server)) {
-    throw new AmbitError('KUBECONFIG_INVALID', `kubeconfig ${file}: cluster server must be an http(s) URL`);
+    throw cniInputError('KUBECONFIG_INVALID', `kubeconfig ${file}: cluster server must be an http(s) URL`);
   }
   const target: KubeTarget = { server };
   try {
@@ -74,7 +75,7 @@ export function parseKubeconfig(text: string, file = '(kubeconfig)'): KubeTarget
     }
   } catch (err) {
     if (err instanceof AmbitError) throw err;
-    throw new AmbitError('KUBECONFIG_INVALID', `kubeconfig ${file}: ${errorMessage(err)}`);
+    throw cniInputError('KUBECONFIG_INVALID', `kubeconfig ${file}: ${errorMessage(err)}`);
   }
   return target;
 }
@@ -115,7 +116,7 @@ export function inClusterTarget(
   const host = env['KUBERNETES_SERVICE_HOST'];
   const port = env['KUBERNETES_SERVICE_PORT'];
   if (!host || !port) {
-    throw new AmbitError(
+    throw cniInputError(
       'KUBECONFIG_MISSING',
       'KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set: not running in a pod, give --kubeconfig-from',
     );
@@ -128,7 +129,7 @@ export function inClusterTarget(
     if (env['SKIP_TLS_VERIFY'] === 'true') target.insecureSkipTlsVerify = true;
     else target.caPem = readFileSync(env['KUBE_CA_FILE'] || `${saDir}/ca.crt`, 'utf8');
   } catch (err) {
-    throw new AmbitError(
+    throw cniInputError(
       'KUBECONFIG_MISSING',
       `cannot read the service account credentials: ${errorMessage(err)}`,
     );

@@ -2,7 +2,7 @@
  * Ambient enrollment decided from labels, as istio-cni's enablement selectors do: Kubernetes
  * LabelSelectors paired as {podSelector, namespaceSelector}; a pod is ambient when any pair matches.
  */
-import { AmbitError } from '../errors.js';
+import { cniInputError } from './errors.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -98,7 +98,7 @@ const OPERATORS = new Set(['In', 'NotIn', 'Exists', 'DoesNotExist']);
 
 function validateLabelSelector(value: unknown, where: string): LabelSelector | undefined {
   const fail = (why: string): never => {
-    throw new AmbitError('SELECTOR_INVALID', `${where}: ${why}`);
+    throw cniInputError('SELECTOR_INVALID', `${where}: ${why}`);
   };
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'object' || Array.isArray(value)) return fail('must be an object');
@@ -148,15 +148,15 @@ export function parseEnablementSelectors(
   value: unknown,
   where = 'enablement_selectors',
 ): EnablementSelector[] {
-  if (!Array.isArray(value)) throw new AmbitError('SELECTOR_INVALID', `${where} must be an array`);
+  if (!Array.isArray(value)) throw cniInputError('SELECTOR_INVALID', `${where} must be an array`);
   return value.map((entry, i) => {
     if (!entry || typeof entry !== 'object' || Array.isArray(entry)) {
-      throw new AmbitError('SELECTOR_INVALID', `${where}[${i}] must be an object`);
+      throw cniInputError('SELECTOR_INVALID', `${where}[${i}] must be an object`);
     }
     const e = entry as Record<string, unknown>;
     for (const key of Object.keys(e)) {
       if (key !== 'podSelector' && key !== 'namespaceSelector') {
-        throw new AmbitError('SELECTOR_INVALID', `${where}[${i}]: unknown field '${key}'`);
+        throw cniInputError('SELECTOR_INVALID', `${where}[${i}]: unknown field '${key}'`);
       }
     }
     const out: EnablementSelector = {};

@@ -7,13 +7,14 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { KubeConfig } from '@kubernetes/client-node';
 import { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { LocalCa } from '../identity/local-ca.js';
 import { logger } from '../runtime/log.js';
 import { AGGREGATED_DISCOVERY_SERVICE, CERTIFICATE_SERVICE } from '../xds/services.js';
 import { DEFAULT_CA_AUDIENCES, TokenReviewAuthenticator } from './auth/authenticator.js';
 import { CertificateService } from './ca/service.js';
 import { issueServingCertificate } from './ca/serving-cert.js';
+import { controlPlaneError } from './errors.js';
 import { KubeCaStore, type ObjectRef } from './kube-ca-store.js';
 import { ApiPodLookup, KubeSource } from './kube-source.js';
 import { DeltaXdsServer } from './xds/delta-server.js';
@@ -129,7 +130,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   } catch (err) {
     await source.stop();
     policyFile?.close();
-    throw new AmbitError('ERR_CP_LISTEN', `cannot listen on ${target}: ${errorMessage(err)}`, { cause: err });
+    throw controlPlaneError('ERR_CP_LISTEN', `cannot listen on ${target}: ${errorMessage(err)}`, {
+      cause: err,
+    });
   }
   const address = host.includes(':') ? `[${host}]:${bound}` : `${host}:${bound}`;
   log.info('control plane listening', { address, trust_domain: trustDomain, cluster: cluster.clusterId });
@@ -153,7 +156,7 @@ function loadKubeconfig(path: string): KubeConfig {
   try {
     kc.loadFromFile(path);
   } catch (err) {
-    throw new AmbitError('ERR_KUBECONFIG', `cannot load kubeconfig ${path}: ${errorMessage(err)}`, {
+    throw controlPlaneError('ERR_KUBECONFIG', `cannot load kubeconfig ${path}: ${errorMessage(err)}`, {
       cause: err,
     });
   }
@@ -164,7 +167,7 @@ export function parseAddress(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen.trim());
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535)
-    throw new AmbitError(
+    throw controlPlaneError(
       'ERR_CP_LISTEN',
       `"${listen}" is not host:port (e.g. 127.0.0.1:15012 or [::1]:15012)`,
     );

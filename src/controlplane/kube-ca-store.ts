@@ -11,9 +11,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiException, CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
-import { AmbitError, errorMessage } from '../errors.js';
+import { type AmbitError, errorMessage } from '../errors.js';
 import { ROOT_CERT_FILE, ROOT_KEY_FILE } from '../identity/local-ca.js';
 import { logger } from '../runtime/log.js';
+import { controlPlaneError } from './errors.js';
 
 const log = logger('ambit::controlplane::ca');
 
@@ -32,7 +33,7 @@ export interface ObjectRef {
 /** `namespace/name`, as the flags take it. */
 export function parseObjectRef(text: string, what: string): ObjectRef {
   const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(text.trim());
-  if (!m) throw new AmbitError('ERR_CP_OBJECT_REF', `${what} "${text}" is not NAMESPACE/NAME`);
+  if (!m) throw controlPlaneError('ERR_CP_OBJECT_REF', `${what} "${text}" is not NAMESPACE/NAME`);
   return { namespace: m[1]!, name: m[3]! };
 }
 
@@ -43,7 +44,7 @@ function isStatus(err: unknown, code: number): boolean {
 function apiError(what: string, ref: ObjectRef, err: unknown): AmbitError {
   const detail =
     err instanceof ApiException ? `HTTP ${err.code}: ${bodyMessage(err.body)}` : errorMessage(err);
-  return new AmbitError('ERR_CP_KUBE_CA', `cannot ${what} ${ref.namespace}/${ref.name}: ${detail}`, {
+  return controlPlaneError('ERR_CP_KUBE_CA', `cannot ${what} ${ref.namespace}/${ref.name}: ${detail}`, {
     cause: err,
   });
 }
@@ -89,7 +90,7 @@ export class KubeCaStore {
     const keyPem = decode(secret, CA_KEY_KEY);
     const certPem = decode(secret, CA_CERT_KEY) ?? decode(secret, ROOT_CERT_KEY);
     if (!keyPem || !certPem) {
-      throw new AmbitError(
+      throw controlPlaneError(
         'ERR_CP_KUBE_CA',
         `CA secret ${ref.namespace}/${ref.name} lacks ${keyPem ? CA_CERT_KEY : CA_KEY_KEY}; fix or delete it`,
       );
@@ -131,7 +132,7 @@ export class KubeCaStore {
       if (!isStatus(err, 409)) throw apiError('create the CA secret', ref, err);
     }
     if (!(await this.restoreCaSecret(ref, dir))) {
-      throw new AmbitError(
+      throw controlPlaneError(
         'ERR_CP_KUBE_CA',
         `CA secret ${ref.namespace}/${ref.name} vanished while it was made`,
       );
@@ -170,7 +171,7 @@ export class KubeCaStore {
         if (!isStatus(err, 409)) throw apiError('write the root certificate configmap', ref, err);
       }
     }
-    throw new AmbitError(
+    throw controlPlaneError(
       'ERR_CP_KUBE_CA',
       `cannot write the root certificate configmap ${ref.namespace}/${ref.name}: it kept changing`,
     );

@@ -5,7 +5,6 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { AmbitError } from '../errors.js';
 import {
   adminClient,
   ClusterLayout,
@@ -17,6 +16,7 @@ import {
 } from '../lab/cluster/index.js';
 import { ensureNamespace, readPod } from '../lab/cluster/kube.js';
 import { loadLab, type PodRef } from '../lab/index.js';
+import { demoError } from './errors.js';
 
 export const DEMO_NAMESPACE = 'ambient-demo';
 export const DATAPLANE_MODE = 'istio.io/dataplane-mode';
@@ -52,7 +52,7 @@ export async function bringUpCluster(lab: string): Promise<ClusterLayout> {
 
 function demoPod(lab: string, ref: PodRef): DemoPod {
   const record = clusterPod(lab, ref);
-  if (!record) throw new AmbitError('DEMO_NO_POD', `pod ${ref.namespace}/${ref.name} has no sandbox`);
+  if (!record) throw demoError('DEMO_NO_POD', `pod ${ref.namespace}/${ref.name} has no sandbox`);
   return { ref, node: record.node, ip: record.ip, uid: record.uid, netns: record.netns };
 }
 
@@ -86,7 +86,7 @@ export async function waitEnrolled(lab: string, pods: readonly DemoPod[]): Promi
     const pending = pods.filter((_, i) => annotations[i]?.[REDIRECTION_ANNOTATION] !== 'enabled');
     if (pending.length === 0) return;
     if (Date.now() > deadline) {
-      throw new AmbitError(
+      throw demoError(
         'DEMO_NOT_ENROLLED',
         `${pending.map((p) => `${p.ref.namespace}/${p.ref.name}`).join(', ')} not annotated ${REDIRECTION_ANNOTATION}: enabled after ${ENROLL_TIMEOUT_MS / 1000} s (see ambit lab logs agent --node ${pending[0]!.node})`,
       );

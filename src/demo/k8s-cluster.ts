@@ -7,7 +7,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { AmbitError } from '../errors.js';
+import { demoError } from './errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,7 +35,7 @@ function run(cmd: string, args: string[], input?: string): string {
     });
   } catch (err) {
     const e = err as { stderr?: string; status?: number };
-    throw new AmbitError(
+    throw demoError(
       'DEMO_COMMAND_FAILED',
       `${[cmd, ...args].join(' ')} exited ${e.status ?? '?'}: ${(e.stderr ?? '').trim().slice(-2000)}`,
     );
@@ -124,7 +124,7 @@ export class K8sCluster {
     ]);
     const line = tasks.split('\n').find((l) => l.startsWith(`${id} `));
     if (!line)
-      throw new AmbitError('DEMO_CHECK_FAILED', `containerd has no task for ${pod.metadata.name} (${id})`);
+      throw demoError('DEMO_CHECK_FAILED', `containerd has no task for ${pod.metadata.name} (${id})`);
     return Number(line.trim().split(/\s+/)[1]);
   }
 
@@ -150,7 +150,7 @@ export async function waitFor(what: string, check: () => boolean, timeoutMs = 18
     }
     if (ok) return;
     if (Date.now() > deadline) {
-      throw new AmbitError('DEMO_CHECK_FAILED', `timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+      throw demoError('DEMO_CHECK_FAILED', `timed out after ${timeoutMs / 1000} s waiting for ${what}`);
     }
     await new Promise((r) => setTimeout(r, 500));
   }

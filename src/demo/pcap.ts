@@ -3,7 +3,8 @@
  * captured byte stream is a chain of TLS records: the demo's proof that pod traffic left the pod
  * encrypted. Only what the demo needs: IPv4/IPv6 over Ethernet, TCP, no IPv6 extension headers.
  */
-import { AmbitError } from '../errors.js';
+import type { AmbitError } from '../errors.js';
+import { demoError } from './errors.js';
 
 const LINKTYPE_ETHERNET = 1;
 const TCP = 6;
@@ -20,7 +21,7 @@ export interface TcpSegment {
 }
 
 function badCapture(message: string): AmbitError {
-  return new AmbitError('DEMO_BAD_CAPTURE', `the packet capture is not readable: ${message}`);
+  return demoError('DEMO_BAD_CAPTURE', `the packet capture is not readable: ${message}`);
 }
 
 function ipv6Text(b: Buffer): string {

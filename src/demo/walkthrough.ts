@@ -3,7 +3,8 @@
  * command a user would type, its output, and an assertion per step. A step that does not hold
  * becomes DEMO_STEP_FAILED naming the step.
  */
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
+import { demoError } from './errors.js';
 
 export class Walkthrough {
   #step = 0;
@@ -19,7 +20,7 @@ export class Walkthrough {
     try {
       return await run();
     } catch (err) {
-      throw new AmbitError('DEMO_STEP_FAILED', `step ${n} (${title}) failed: ${errorMessage(err)}`, {
+      throw demoError('DEMO_STEP_FAILED', `step ${n} (${title}) failed: ${errorMessage(err)}`, {
         cause: err,
       });
     }
@@ -47,7 +48,7 @@ export class Walkthrough {
 
 /** Throws DEMO_CHECK_FAILED with `message` unless `condition` holds. */
 export function expect(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new AmbitError('DEMO_CHECK_FAILED', message);
+  if (!condition) throw demoError('DEMO_CHECK_FAILED', message);
 }
 
 function wrap(text: string, width: number): string {

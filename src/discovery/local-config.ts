@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
-import { AmbitError } from '../errors.js';
+import { discoveryError } from './errors.js';
 import type {
   Authorization,
   Cidr,
@@ -30,7 +30,7 @@ class Reader {
   constructor(readonly source: string) {}
 
   fail(path: string, message: string): never {
-    throw new AmbitError('ERR_LOCAL_XDS', `${this.source}: ${path || '(top level)'}: ${message}`);
+    throw discoveryError('ERR_LOCAL_XDS', `${this.source}: ${path || '(top level)'}: ${message}`);
   }
 
   object(v: unknown, path: string, allowed: readonly string[]): Obj {

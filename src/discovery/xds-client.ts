@@ -30,6 +30,7 @@ import {
   stringStruct,
 } from '../xds/messages.js';
 import { AGGREGATED_DISCOVERY_SERVICE } from '../xds/services.js';
+import { discoveryError } from './errors.js';
 import type { StoreDelta, WorkloadStore } from './store.js';
 import { fromPbAuthorization, fromPbService, fromPbWorkload } from './xds-convert.js';
 
@@ -163,13 +164,13 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     const type = res.typeUrl as XdsType;
     let delta: StoreDelta;
     try {
-      if (!TYPES.includes(type)) throw new AmbitError('ERR_XDS_RESOURCE', `unsubscribed type ${res.typeUrl}`);
+      if (!TYPES.includes(type)) throw discoveryError('ERR_XDS_RESOURCE', `unsubscribed type ${res.typeUrl}`);
       delta = toDelta(type, res);
     } catch (err) {
       const error =
         err instanceof AmbitError
           ? err
-          : new AmbitError('ERR_XDS_RESOURCE', errorMessage(err), { cause: err });
+          : discoveryError('ERR_XDS_RESOURCE', errorMessage(err), { cause: err });
       log.warn('rejecting xds response (NACK)', {
         type: res.typeUrl,
         nonce: res.nonce,
@@ -225,7 +226,7 @@ function toDelta(type: XdsType, res: DeltaDiscoveryResponse): StoreDelta {
   };
   for (const r of res.resources) {
     if (!r.resource || r.resource.typeUrl !== type)
-      throw new AmbitError(
+      throw discoveryError(
         'ERR_XDS_RESOURCE',
         `resource ${r.name} is a ${r.resource?.typeUrl ?? 'nothing'}, not ${type}`,
       );
@@ -238,7 +239,7 @@ function toDelta(type: XdsType, res: DeltaDiscoveryResponse): StoreDelta {
     const address = decode<PbAddress>(AddressSchema, r.resource.value);
     if (address.workload) delta.workloads.push(fromPbWorkload(address.workload));
     else if (address.service) delta.services.push(fromPbService(address.service));
-    else throw new AmbitError('ERR_XDS_RESOURCE', `address ${r.name} is neither a workload nor a service`);
+    else throw discoveryError('ERR_XDS_RESOURCE', `address ${r.name} is neither a workload nor a service`);
   }
   // An Address name is a workload uid or a service `namespace/hostname`; removing both ways is exact.
   if (type === AUTHORIZATION_TYPE_URL) delta.removedPolicies.push(...res.removedResources);

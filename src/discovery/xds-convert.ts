@@ -4,7 +4,7 @@
  * throws ERR_XDS_RESOURCE on values ztunnel would reject (bad IPs, unknown enums, LEGACY_ISTIO_MTLS).
  */
 import { isIP } from 'node:net';
-import { AmbitError } from '../errors.js';
+import type { AmbitError } from '../errors.js';
 import {
   ACTIONS,
   type PbAuthorization,
@@ -21,6 +21,7 @@ import {
   TUNNEL_NONE,
   WORKLOAD_TYPES,
 } from '../xds/messages.js';
+import { discoveryError } from './errors.js';
 import type {
   Authorization,
   Cidr,
@@ -36,7 +37,7 @@ import type {
 export const XDS_RESOURCE_INVALID = 'ERR_XDS_RESOURCE';
 
 function invalid(what: string, why: string): AmbitError {
-  return new AmbitError(XDS_RESOURCE_INVALID, `${what}: ${why}`);
+  return discoveryError(XDS_RESOURCE_INVALID, `${what}: ${why}`);
 }
 
 export function ipToBytes(ip: string): Uint8Array {

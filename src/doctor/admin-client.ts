@@ -7,6 +7,7 @@ import { AmbitError, errorCode, errorMessage } from '../errors.js';
 import { formatListenAddress, type ListenAddress } from '../runtime/listen-address.js';
 import { connected, connectInNetns, NetnsHandle } from '../sys/index.js';
 import type { ConfigDump } from '../ztunnel/admin/config-dump.js';
+import { type DoctorErrorCode, doctorError } from './errors.js';
 import { listeningSockets } from './ss.js';
 
 const TIMEOUT_MS = 5_000;
@@ -22,7 +23,7 @@ async function get(netns: NetnsHandle | null, host: string, port: number, path: 
   const text = await new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
     const timer = setTimeout(
-      () => socket.destroy(new AmbitError('ETIMEDOUT', `no answer within ${TIMEOUT_MS} ms`)),
+      () => socket.destroy(doctorError('ETIMEDOUT', `no answer within ${TIMEOUT_MS} ms`)),
       TIMEOUT_MS,
     );
     socket.on('data', (d: Buffer) => chunks.push(d));
@@ -40,7 +41,7 @@ async function get(netns: NetnsHandle | null, host: string, port: number, path: 
   const status = Number(/^HTTP\/1\.\d (\d{3})/.exec(text)?.[1]);
   const body = text.slice(text.indexOf('\r\n\r\n') + 4);
   if (status !== 200)
-    throw new AmbitError(
+    throw doctorError(
       'ERR_DOCTOR_ADMIN',
       `GET ${path} answered ${status || 'garbage'}: ${body.trim().slice(0, 200)}`,
     );
@@ -56,11 +57,12 @@ export async function adminGet(nodeNetns: string | null, addr: ListenAddress, pa
       try {
         return await get(netns, host, addr.port, path);
       } catch (err) {
-        if (err instanceof AmbitError && err.code === 'ERR_DOCTOR_ADMIN') throw err;
+        if (err instanceof AmbitError && err.code === ('ERR_DOCTOR_ADMIN' satisfies DoctorErrorCode))
+          throw err;
         last ??= err;
       }
     }
-    throw new AmbitError(
+    throw doctorError(
       'ERR_DOCTOR_ADMIN_UNREACHABLE',
       `cannot reach ztunnel's admin server at ${formatListenAddress(addr)}${nodeNetns ? ` in ${nodeNetns}` : ''}: ${errorCode(last) ?? errorMessage(last)}`,
       { cause: last },
@@ -75,7 +77,7 @@ export async function fetchConfigDump(nodeNetns: string | null, addr: ListenAddr
   try {
     return JSON.parse(text) as ConfigDump;
   } catch {
-    throw new AmbitError('ERR_DOCTOR_ADMIN', `/config_dump at ${formatListenAddress(addr)} is not JSON`);
+    throw doctorError('ERR_DOCTOR_ADMIN', `/config_dump at ${formatListenAddress(addr)} is not JSON`);
   }
 }
 

@@ -1,6 +1,6 @@
 /** Runs a read-only tool (ss, iptables-save) inside a network namespace via `nsenter --net=`. */
 import { execFile } from 'node:child_process';
-import { AmbitError } from '../errors.js';
+import { doctorError } from './errors.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -11,7 +11,7 @@ export function execIn(netns: string | null, cmd: string, args: string[]): Promi
     execFile(argv[0]!, argv.slice(1), { timeout: TIMEOUT_MS, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) {
         reject(
-          new AmbitError('ERR_DOCTOR_EXEC', `${argv.join(' ')} failed: ${stderr.trim() || err.message}`, {
+          doctorError('ERR_DOCTOR_EXEC', `${argv.join(' ')} failed: ${stderr.trim() || err.message}`, {
             cause: err,
           }),
         );

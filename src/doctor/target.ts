@@ -4,12 +4,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AmbitError } from '../errors.js';
 import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
 import { stateDir } from '../lab/names.js';
 import type { BackendName, InboundMode } from '../redirect/index.js';
 import type { ListenAddress } from '../runtime/listen-address.js';
+import { doctorError } from './errors.js';
 import type { DoctorTarget } from './types.js';
 
 interface Common {
@@ -38,7 +38,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
   const pod = (isCluster(o.lab) ? clusterPod(o.lab, o.pod) : undefined) ?? findPod(state, o.pod);
   const node = state.nodes.find((n) => n.name === pod.node);
   if (!node)
-    throw new AmbitError(
+    throw doctorError(
       'ERR_DOCTOR_TARGET',
       `lab '${o.lab}' has no node ${pod.node} for pod ${pod.namespace}/${pod.name}`,
     );
@@ -75,19 +75,19 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
 
 export function nodeTarget(o: NodeTargetOptions): DoctorTarget {
   if ((o.netns === undefined) === (o.pid === undefined)) {
-    throw new AmbitError(
+    throw doctorError(
       'ERR_DOCTOR_TARGET',
       "give the pod's network namespace with exactly one of --netns PATH or --pid PID (a process of the pod), or --lab NAME",
     );
   }
   const podNetns = o.netns ?? `/proc/${o.pid}/ns/net`;
   if (!existsSync(podNetns))
-    throw new AmbitError(
+    throw doctorError(
       'ERR_DOCTOR_TARGET',
       `network namespace ${podNetns} does not exist (is the pod running?)`,
     );
   if (o.nodeNetns !== undefined && !existsSync(o.nodeNetns))
-    throw new AmbitError('ERR_DOCTOR_TARGET', `--node-netns ${o.nodeNetns} does not exist`);
+    throw doctorError('ERR_DOCTOR_TARGET', `--node-netns ${o.nodeNetns} does not exist`);
   const kubeconfig = o.kubeconfig ?? process.env.KUBECONFIG;
   const ref = `${o.pod.namespace}/${o.pod.name}`;
   return {

@@ -8,7 +8,7 @@
 
 import { errorCode } from '../errors.js';
 import type { SpiffeId } from '../identity/spiffe.js';
-import { hboneError } from './errors.js';
+import { type HboneErrorCode, hboneError } from './errors.js';
 import { formatAuthority } from './headers.js';
 import type { TunnelConnection, TunnelRequestHeaders, TunnelStream } from './transport.js';
 
@@ -73,7 +73,11 @@ export class HbonePool {
       try {
         return await conn.connect(headers);
       } catch (err) {
-        if (attempt >= REFUSED_STREAM_ATTEMPTS || errorCode(err) !== 'ERR_HBONE_REFUSED') throw err;
+        if (
+          attempt >= REFUSED_STREAM_ATTEMPTS ||
+          errorCode(err) !== ('ERR_HBONE_REFUSED' satisfies HboneErrorCode)
+        )
+          throw err;
       }
     }
   }

@@ -13,7 +13,7 @@ import { certificateUriSans } from '../identity/der.js';
 import type { CertificateManager } from '../identity/manager.js';
 import { splitPemBundle } from '../identity/pem.js';
 import { isSpiffeId, type SpiffeId, type TrustDomain, trustDomainOf } from '../identity/spiffe.js';
-import { hboneError } from './errors.js';
+import { type HboneErrorCode, hboneError } from './errors.js';
 
 export const HBONE_ALPN = 'h2';
 export const HBONE_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256';
@@ -415,9 +415,14 @@ function classifyClientError(err: Error, socket: tls.TLSSocket): AmbitError {
       { cause: err },
     );
   }
-  return new AmbitError(code ?? 'ERR_TLS_HANDSHAKE', `HBONE TLS connection failed: ${err.message}`, {
-    cause: err,
-  });
+  // Keeps the socket's own code (ECONNRESET, an OpenSSL code): a plain AmbitError.
+  return new AmbitError(
+    code ?? ('ERR_TLS_HANDSHAKE' satisfies HboneErrorCode),
+    `HBONE TLS connection failed: ${err.message}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 /** Node stores the OpenSSL verify code (a string) in `authorizationError`, although typed as an Error. */

@@ -7,7 +7,7 @@
  * grpc's own reconnect back-off (which fails calls at once for up to 120 s) must not stack on it.
  */
 import { Client, type ServiceError, status } from '@grpc/grpc-js';
-import { AmbitError } from '../errors.js';
+import type { AmbitError } from '../errors.js';
 import {
   type ControlPlaneChannelConfig,
   channelCredentials,
@@ -17,6 +17,7 @@ import {
 import { type IstioCertificateResponse, stringStruct } from '../xds/messages.js';
 import { CERTIFICATE_SERVICE } from '../xds/services.js';
 import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.js';
+import { identityError } from './errors.js';
 
 export const DEFAULT_CA_ADDRESS = 'https://localhost:15012';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -76,7 +77,7 @@ export class IstioCaClient implements CertificateAuthority {
           const chain = res?.certChain ?? [];
           if (chain.length < 2)
             return reject(
-              new AmbitError('ERR_CA_RESPONSE', `CA ${this.address}: no root certificate present`),
+              identityError('ERR_CA_RESPONSE', `CA ${this.address}: no root certificate present`),
             );
           resolve({ certChainPem: chain.slice(0, -1), rootPem: chain[chain.length - 1]! });
         },
@@ -92,7 +93,7 @@ export class IstioCaClient implements CertificateAuthority {
 
 function caError(address: string, err: ServiceError): AmbitError {
   const name = status[err.code] ?? String(err.code);
-  return new AmbitError(`ERR_CA_${name}`, `CA ${address} answered ${name}: ${err.details || err.message}`, {
+  return identityError(`ERR_CA_${name}`, `CA ${address} answered ${name}: ${err.details || err.message}`, {
     cause: err,
   });
 }

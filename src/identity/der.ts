@@ -5,7 +5,8 @@
  * process.memoryUsage() around their import on this machine), a third of its idle footprint. The CA
  * side (local CA, serving certificates) keeps @peculiar/x509.
  */
-import { AmbitError } from '../errors.js';
+import type { AmbitError } from '../errors.js';
+import { identityError } from './errors.js';
 
 /** A DER element: its tag and where its content lies in the buffer. */
 interface Element {
@@ -33,7 +34,7 @@ const EXTENSION_REQUEST_OID = Buffer.from([0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0
 const ECDSA_SHA256_OID = Buffer.from([0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]);
 
 function malformed(why: string): AmbitError {
-  return new AmbitError('ERR_DER', `malformed DER: ${why}`);
+  return identityError('ERR_DER', `malformed DER: ${why}`);
 }
 
 /** The element at `pos`, which must end by `limit`. Only definite lengths (DER). */

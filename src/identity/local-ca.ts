@@ -5,8 +5,9 @@
  */
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AmbitError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
 import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.js';
+import { identityError } from './errors.js';
 import { parseSpiffeId, parseTrustDomain, type TrustDomain, trustDomainOf } from './spiffe.js';
 import {
   type CryptoKey,
@@ -66,7 +67,7 @@ export class LocalCa implements CertificateAuthority {
       options.maxTtlSeconds !== undefined &&
       !(Number.isInteger(options.maxTtlSeconds) && options.maxTtlSeconds > 0)
     ) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CA_TTL',
         `maxTtlSeconds must be a positive integer, got ${options.maxTtlSeconds}`,
       );
@@ -88,7 +89,7 @@ export class LocalCa implements CertificateAuthority {
       return new LocalCa(trustDomain, created.cert, created.key, options);
     }
     if (keyPem === undefined || certPem === undefined) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CA_FILES',
         `CA directory ${dir} has ${keyPem === undefined ? ROOT_CERT_FILE : ROOT_KEY_FILE} but not ` +
           `${keyPem === undefined ? ROOT_KEY_FILE : ROOT_CERT_FILE}; restore the missing file or remove both`,
@@ -100,13 +101,13 @@ export class LocalCa implements CertificateAuthority {
       cert = new x509.X509Certificate(certPem);
       key = await privateKeyFromPem(keyPem);
     } catch (err) {
-      throw new AmbitError('ERR_CA_FILES', `cannot read the CA root in ${dir}: ${(err as Error).message}`, {
+      throw identityError('ERR_CA_FILES', `cannot read the CA root in ${dir}: ${(err as Error).message}`, {
         cause: err,
       });
     }
     const stored = cert.subjectName.getField('O')[0];
     if (stored !== trustDomain) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CA_TRUST_DOMAIN',
         `CA root in ${dir} belongs to trust domain ${JSON.stringify(stored)}, not ${JSON.stringify(trustDomain)}`,
       );
@@ -144,7 +145,7 @@ export class LocalCa implements CertificateAuthority {
 
   #checkTtl(ttlSeconds: number): number {
     if (!(Number.isInteger(ttlSeconds) && ttlSeconds > 0)) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CA_TTL',
         `requested TTL must be a positive whole number of seconds, got ${ttlSeconds}`,
       );
@@ -159,7 +160,7 @@ export class LocalCa implements CertificateAuthority {
       (ext) => new x509.SubjectAlternativeNameExtension(ext.rawData).names.items,
     );
     if (uris.length !== 1 || allNames.length !== 1) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CSR_SAN',
         `the CSR must carry exactly one subject alternative name, a SPIFFE URI; it has ${allNames.length} ` +
           `(${uris.length} URI)`,
@@ -169,19 +170,19 @@ export class LocalCa implements CertificateAuthority {
     try {
       identity = parseSpiffeId(uris[0]!);
     } catch (err) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CSR_SAN',
         `the CSR's URI SAN is not a workload SPIFFE id: ${(err as Error).message}`,
       );
     }
     if (trustDomainOf(identity) !== this.trustDomain) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_TRUST_DOMAIN',
         `the CSR asks for ${identity}, outside this CA's trust domain ${JSON.stringify(this.trustDomain)}`,
       );
     }
     if (identity !== options.identity) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_IDENTITY_MISMATCH',
         `the CSR asks for ${identity} but the request is for ${options.identity}`,
       );
@@ -192,17 +193,17 @@ export class LocalCa implements CertificateAuthority {
 
 async function parseCsr(csrPem: string): Promise<x509.Pkcs10CertificateRequest> {
   if (typeof csrPem !== 'string' || !csrPem.includes('-----BEGIN CERTIFICATE REQUEST-----')) {
-    throw new AmbitError('ERR_CSR_INVALID', 'the CSR is not a PEM "CERTIFICATE REQUEST" block');
+    throw identityError('ERR_CSR_INVALID', 'the CSR is not a PEM "CERTIFICATE REQUEST" block');
   }
   if (csrPem.length > MAX_CSR_PEM_LENGTH) {
-    throw new AmbitError('ERR_CSR_INVALID', `the CSR is larger than ${MAX_CSR_PEM_LENGTH} bytes`);
+    throw identityError('ERR_CSR_INVALID', `the CSR is larger than ${MAX_CSR_PEM_LENGTH} bytes`);
   }
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrPem);
     if (!(await csr.verify(crypto))) throw new Error('signature does not verify');
   } catch (err) {
-    throw new AmbitError(
+    throw identityError(
       'ERR_CSR_INVALID',
       `the CSR cannot be parsed or verified: ${(err as Error).message}`,
       {
@@ -212,7 +213,7 @@ async function parseCsr(csrPem: string): Promise<x509.Pkcs10CertificateRequest> 
   }
   const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
   if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
-    throw new AmbitError(
+    throw identityError(
       'ERR_CSR_KEY',
       `the CSR key must be ECDSA P-256, got ${alg.name} ${alg.namedCurve ?? ''}`,
     );
@@ -247,6 +248,6 @@ async function readOptional(path: string): Promise<string | undefined> {
     return await readFile(path, 'utf8');
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return undefined;
-    throw new AmbitError('ERR_CA_FILES', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    throw identityError('ERR_CA_FILES', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -15,6 +15,7 @@ import type { CertificateAuthority } from './ca.js';
 import { type CertificateSummary, WorkloadCertificate } from './certificate.js';
 import { createWorkloadCsr } from './csr.js';
 import { certificateUriSans } from './der.js';
+import { type IdentityErrorCode, identityError } from './errors.js';
 import { splitPemBundle } from './pem.js';
 import type { SpiffeId } from './spiffe.js';
 
@@ -121,7 +122,11 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     if (entry.failure)
       return { state: 'Unavailable', code: entry.failure.code, reason: entry.failure.message };
     if (entry.certificate)
-      return { state: 'Unavailable', code: 'ERR_CERT_EXPIRED', reason: 'certificate expired' };
+      return {
+        state: 'Unavailable',
+        code: 'ERR_CERT_EXPIRED' satisfies IdentityErrorCode,
+        reason: 'certificate expired',
+      };
     return { state: 'Initializing' };
   }
 
@@ -135,7 +140,7 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     if (!entry) return;
     this.#drop(
       entry,
-      new AmbitError('ERR_CERT_FORGOTTEN', `certificate for ${identity} is no longer managed`),
+      identityError('ERR_CERT_FORGOTTEN', `certificate for ${identity} is no longer managed`),
     );
     this.emit('forgotten', identity);
   }
@@ -191,9 +196,14 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
       failure =
         err instanceof AmbitError
           ? err
-          : new AmbitError(errorCode(err) ?? 'ERR_CA_REQUEST', `CA request failed: ${errorMessage(err)}`, {
-              cause: err,
-            });
+          : // Keeps the failure's own code (an errno, gRPC's): a plain AmbitError.
+            new AmbitError(
+              errorCode(err) ?? ('ERR_CA_REQUEST' satisfies IdentityErrorCode),
+              `CA request failed: ${errorMessage(err)}`,
+              {
+                cause: err,
+              },
+            );
     }
     entry.requesting = false;
     if (entry.forgotten) return;
@@ -205,30 +215,30 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     const identity = entry.identity;
     const csr = await createWorkloadCsr(identity);
     // Forgotten while the key was made: the CA need not sign what nobody will use.
-    if (entry.forgotten) throw new AmbitError('ERR_CERT_FORGOTTEN', `${identity} is no longer managed`);
+    if (entry.forgotten) throw identityError('ERR_CERT_FORGOTTEN', `${identity} is no longer managed`);
     const signed = await this.#ca.sign(csr.csrPem, { ttlSeconds: this.#ttlSeconds, identity });
     const chain = signed.certChainPem.flatMap(splitPemBundle);
-    if (chain.length === 0) throw new AmbitError('ERR_CA_RESPONSE', 'the CA returned no certificate');
+    if (chain.length === 0) throw identityError('ERR_CA_RESPONSE', 'the CA returned no certificate');
     if (splitPemBundle(signed.rootPem ?? '').length === 0) {
-      throw new AmbitError('ERR_CA_RESPONSE', 'the CA response has no root certificate present');
+      throw identityError('ERR_CA_RESPONSE', 'the CA response has no root certificate present');
     }
     const leaf = new X509Certificate(chain[0]!);
     const sans = certificateUriSans(leaf.raw);
     if (sans.length !== 1 || sans[0] !== identity) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_IDENTITY_MISMATCH',
         `the CA issued a certificate for ${sans.join(', ') || 'no URI SAN'} instead of ${identity}`,
       );
     }
     if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(csr.publicKeySpki)) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CA_RESPONSE',
         `the CA issued a certificate for ${identity} with a different key`,
       );
     }
     const cert = new WorkloadCertificate(identity, chain, signed.rootPem, csr.privateKeyPem);
     if (!cert.isValidAt(this.#now())) {
-      throw new AmbitError(
+      throw identityError(
         'ERR_CA_RESPONSE',
         `the CA issued a certificate for ${identity} that is not valid now (${cert.notBefore.toISOString()} - ${cert.notAfter.toISOString()})`,
       );
@@ -301,13 +311,13 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
 
 function positive(value: number, name: string): number {
   if (!(Number.isFinite(value) && value > 0)) {
-    throw new AmbitError('ERR_INVALID_OPTION', `${name} must be a positive number, got ${value}`);
+    throw identityError('ERR_INVALID_OPTION', `${name} must be a positive number, got ${value}`);
   }
   return value;
 }
 
 function unavailable(identity: SpiffeId, cause: AmbitError): AmbitError {
-  return new AmbitError(
+  return identityError(
     'ERR_CERT_UNAVAILABLE',
     `no valid certificate for ${identity}: ${cause.message} (${cause.code})`,
     { cause },
@@ -315,5 +325,5 @@ function unavailable(identity: SpiffeId, cause: AmbitError): AmbitError {
 }
 
 function closedError(): AmbitError {
-  return new AmbitError('ERR_CLOSED', 'the certificate manager is closed');
+  return identityError('ERR_CLOSED', 'the certificate manager is closed');
 }

@@ -2,7 +2,8 @@
  * Istio workload identities: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
  * A `SpiffeId` value is always in canonical form, so two ids are equal exactly when their strings are.
  */
-import { AmbitError } from '../errors.js';
+import type { AmbitError } from '../errors.js';
+import { identityError } from './errors.js';
 
 declare const spiffeBrand: unique symbol;
 declare const trustDomainBrand: unique symbol;
@@ -24,7 +25,7 @@ const MAX_LENGTH = 2048;
 
 function invalid(input: string, why: string): AmbitError {
   const shown = input.length > 120 ? `${input.slice(0, 120)}...` : input;
-  return new AmbitError(
+  return identityError(
     'ERR_SPIFFE_ID',
     `invalid SPIFFE id ${JSON.stringify(shown)}: ${why} (expected spiffe://<trust domain>/ns/<namespace>/sa/<service account>)`,
   );

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AmbitError } from '../errors.js';
+import { labError } from './errors.js';
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5000;
@@ -70,7 +70,7 @@ export async function startCapture(netns: string, iface: string, filter: string)
   await new Promise<void>((resolve, reject) => {
     const fail = (why: string) => {
       child.kill('SIGKILL');
-      reject(new AmbitError('LAB_CAPTURE_FAILED', `tcpdump in ${netns} ${why}: ${stderr.trim()}`));
+      reject(labError('LAB_CAPTURE_FAILED', `tcpdump in ${netns} ${why}: ${stderr.trim()}`));
     };
     const timer = setTimeout(() => fail(`did not start within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
     child.on('error', (err) => {
@@ -105,7 +105,7 @@ export async function startCapture(netns: string, iface: string, filter: string)
       // A capture with holes proves nothing about what crossed the wire: say so instead of returning it.
       const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
       if (dropped && Number(dropped[1]) > 0) {
-        throw new AmbitError(
+        throw labError(
           'LAB_CAPTURE_INCOMPLETE',
           `tcpdump in ${netns} lost ${dropped[1]} packet(s) (the machine is too loaded to capture everything); run the capture again`,
         );

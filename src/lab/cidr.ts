@@ -1,6 +1,6 @@
 /** IPv4 CIDR arithmetic for the lab's node and pod subnets (the lab is IPv4-only for now). */
 import { isIPv4 } from 'node:net';
-import { AmbitError } from '../errors.js';
+import { labError } from './errors.js';
 
 export interface Cidr {
   /** Network address as an unsigned 32-bit number (host bits zero). */
@@ -23,7 +23,7 @@ function size(prefix: number): number {
 /** Parses `a.b.c.d/len`; host bits must be zero so a typo in the prefix is not silently widened. */
 export function parseCidr(text: string, what = 'CIDR'): Cidr {
   const fail = (why: string): never => {
-    throw new AmbitError('LAB_BAD_CIDR', `invalid ${what} '${text}': ${why} (expected e.g. 10.244.0.0/16)`);
+    throw labError('LAB_BAD_CIDR', `invalid ${what} '${text}': ${why} (expected e.g. 10.244.0.0/16)`);
   };
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(text.trim());
   if (!m) return fail('not IPv4 address/prefix-length');
@@ -47,7 +47,7 @@ export function formatCidr(c: Cidr): string {
 /** The n-th address of the block (1 = first host). */
 export function hostAddress(c: Cidr, n: number): string {
   if (n < 1 || n >= size(c.prefix) - 1) {
-    throw new AmbitError('LAB_SUBNET_TOO_SMALL', `${formatCidr(c)} has no host number ${n}`);
+    throw labError('LAB_SUBNET_TOO_SMALL', `${formatCidr(c)} has no host number ${n}`);
   }
   return numberToIp(c.network + n);
 }
@@ -55,7 +55,7 @@ export function hostAddress(c: Cidr, n: number): string {
 /** The index-th block of length `prefix` inside `c`. */
 export function subnet(c: Cidr, prefix: number, index: number): Cidr {
   if (prefix < c.prefix || index < 0 || index >= 2 ** (prefix - c.prefix)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_SUBNET_TOO_SMALL',
       `${formatCidr(c)} has no /${prefix} block number ${index} (use a larger CIDR or a longer per-node mask)`,
     );

@@ -7,11 +7,12 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { logger } from '../runtime/log.js';
 import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
 import { type CniResult, CniRuntime, type CniSandbox, DEFAULT_CNI_PATH } from './cni-runtime/index.js';
 import { nodeConflist } from './conflist.js';
+import { labError } from './errors.js';
 import { withLock } from './lock.js';
 import {
   checkLabName,
@@ -82,7 +83,7 @@ export function loadLab(lab: string): LabState {
   checkLabName(lab);
   const state = readState(lab);
   if (!state) {
-    throw new AmbitError(
+    throw labError(
       'LAB_NOT_FOUND',
       `lab '${lab}' does not exist; create it with 'ambit lab up --name ${lab}'`,
     );
@@ -94,19 +95,19 @@ export function loadLab(lab: string): LabState {
 export function planNodes(lab: string, options: LabUpOptions): LabState {
   const count = options.nodes;
   if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) {
-    throw new AmbitError('LAB_BAD_NODES', `--nodes must be an integer from 1 to ${MAX_NODES} (got ${count})`);
+    throw labError('LAB_BAD_NODES', `--nodes must be an integer from 1 to ${MAX_NODES} (got ${count})`);
   }
   const nodeCidr = parseCidr(options.nodeCidr ?? DEFAULT_NODE_CIDR, 'node CIDR');
   const podCidr = parseCidr(options.podCidr ?? DEFAULT_POD_CIDR, 'pod CIDR');
   const nodeMask = options.nodeMask ?? DEFAULT_NODE_MASK;
   if (!Number.isInteger(nodeMask) || nodeMask <= podCidr.prefix || nodeMask > 29) {
-    throw new AmbitError(
+    throw labError(
       'LAB_BAD_CIDR',
       `per-node pod mask /${nodeMask} must be longer than the pod CIDR's /${podCidr.prefix} and at most /29`,
     );
   }
   if (overlaps(nodeCidr, podCidr)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_BAD_CIDR',
       `node CIDR ${formatCidr(nodeCidr)} overlaps pod CIDR ${formatCidr(podCidr)}; pick disjoint ranges`,
     );
@@ -175,14 +176,11 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const state = planNodes(lab, options);
   const podsPerNode = options.podsPerNode ?? 0;
   if (!Number.isInteger(podsPerNode) || podsPerNode < 0 || podsPerNode > 50) {
-    throw new AmbitError(
-      'LAB_BAD_PODS',
-      `--pods-per-node must be an integer from 0 to 50 (got ${podsPerNode})`,
-    );
+    throw labError('LAB_BAD_PODS', `--pods-per-node must be an integer from 0 to 50 (got ${podsPerNode})`);
   }
   checkPrerequisites(state.pluginDirs);
   if (labExists(lab)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_EXISTS',
       `lab '${lab}' already exists; use it, or remove it first with 'ambit lab down --name ${lab}'`,
     );
@@ -229,14 +227,14 @@ function podAddress(result: CniResult, ifname: string): string {
   const ip = (result.ips ?? []).find(
     (i) => ifIndex < 0 || i.interface === undefined || i.interface === ifIndex,
   );
-  if (!ip) throw new AmbitError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${ifname}`);
+  if (!ip) throw labError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${ifname}`);
   return ip.address.split('/')[0]!;
 }
 
 export function findNode(state: LabState, node: string): LabNode {
   const found = state.nodes.find((n) => n.name === node);
   if (!found) {
-    throw new AmbitError(
+    throw labError(
       'LAB_NODE_NOT_FOUND',
       `lab '${state.name}' has no node '${node}' (nodes: ${state.nodes.map((n) => n.name).join(', ')})`,
     );
@@ -248,7 +246,7 @@ export function findPod(state: LabState, ref: PodRef): LabPod {
   const found = state.pods.find((p) => p.namespace === ref.namespace && p.name === ref.name);
   if (!found) {
     const known = state.pods.map(formatPodRef).join(', ') || 'none';
-    throw new AmbitError(
+    throw labError(
       'LAB_POD_NOT_FOUND',
       `lab '${state.name}' has no pod ${formatPodRef(ref)} (pods: ${known}); add one with 'ambit lab pod add'`,
     );
@@ -262,7 +260,7 @@ export async function createPod(lab: string, node: string, ref: PodRef): Promise
     const state = loadLab(lab);
     const host = findNode(state, node);
     if (state.pods.some((p) => p.namespace === ref.namespace && p.name === ref.name)) {
-      throw new AmbitError('LAB_POD_EXISTS', `pod ${formatPodRef(ref)} already exists in lab '${lab}'`);
+      throw labError('LAB_POD_EXISTS', `pod ${formatPodRef(ref)} already exists in lab '${lab}'`);
     }
     const netns = podNetns(lab, ref);
     const pod: PodIdentity & Pick<LabPod, 'node' | 'netns'> = {
@@ -331,7 +329,7 @@ async function cniDel(state: LabState, pod: LabPod): Promise<string | undefined>
 export async function labDown(lab: string): Promise<LabDownReport> {
   checkLabName(lab);
   if (process.getuid?.() !== 0) {
-    throw new AmbitError(
+    throw labError(
       'LAB_NOT_ROOT',
       'removing a lab deletes network namespaces and needs root: run it with sudo',
     );

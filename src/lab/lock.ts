@@ -6,7 +6,8 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AmbitError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
+import { labError } from './errors.js';
 
 function alive(pid: number): boolean {
   try {
@@ -45,7 +46,7 @@ export async function withLock<T>(dir: string, fn: () => Promise<T>, timeoutMs =
   const deadline = Date.now() + timeoutMs;
   while (!tryAcquire(file)) {
     if (Date.now() > deadline) {
-      throw new AmbitError(
+      throw labError(
         'LAB_BUSY',
         `another ambit lab command (pid ${readFileSafe(file) || '?'}) holds ${file}; wait for it or stop it`,
       );

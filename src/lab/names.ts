@@ -2,7 +2,7 @@
  * Every name the lab gives the kernel. All netns of lab L start with `ambit-L-` and lab names
  * hold no `-`, so `lab down` can find a lab's leftovers by prefix without touching another lab's.
  */
-import { AmbitError } from '../errors.js';
+import { labError } from './errors.js';
 
 export const DEFAULT_LAB = 'ambit';
 export const STATE_ROOT = '/var/run/ambit/lab';
@@ -23,13 +23,10 @@ const RESERVED_LAB_NAMES = new Set(['t']);
 
 export function checkLabName(name: string): string {
   if (RESERVED_LAB_NAMES.has(name)) {
-    throw new AmbitError(
-      'LAB_BAD_NAME',
-      `lab name '${name}' is reserved (ambit-${name}-* are test namespaces)`,
-    );
+    throw labError('LAB_BAD_NAME', `lab name '${name}' is reserved (ambit-${name}-* are test namespaces)`);
   }
   if (!LAB_NAME.test(name)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_BAD_NAME',
       `invalid lab name '${name}': use 1-16 lowercase letters and digits, starting with a letter`,
     );
@@ -76,19 +73,19 @@ export function parsePodRef(text: string): PodRef {
   const parts = text.split('/');
   const [namespace, name] = parts;
   if (parts.length !== 2 || !namespace || !name) {
-    throw new AmbitError(
+    throw labError(
       'LAB_BAD_POD',
       `invalid pod '${text}': expected <namespace>/<name>, e.g. ambient-demo/sleep`,
     );
   }
   if (namespace.length > 63 || !K8S_NAMESPACE.test(namespace)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_BAD_POD',
       `invalid namespace '${namespace}': lowercase letters, digits and '-', at most 63`,
     );
   }
   if (name.length > 63 || !K8S_POD.test(name)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_BAD_POD',
       `invalid pod name '${name}': lowercase letters, digits, '-' and '.', at most 63`,
     );

@@ -4,8 +4,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AmbitError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
 import type { CniResult } from './cni-runtime/index.js';
+import { labError } from './errors.js';
 import { STATE_ROOT, stateDir } from './names.js';
 
 export interface LabNode {
@@ -63,14 +64,14 @@ export function readState(lab: string, dir = stateDir(lab)): LabState | undefine
   try {
     value = JSON.parse(text);
   } catch {
-    throw new AmbitError(
+    throw labError(
       'LAB_STATE_CORRUPT',
       `lab state ${stateFile(lab, dir)} is not valid JSON; 'ambit lab down --name ${lab}' removes the lab anyway`,
     );
   }
   const s = value as Partial<LabState>;
   if (s.version !== 1 || s.name !== lab || !Array.isArray(s.nodes) || !Array.isArray(s.pods)) {
-    throw new AmbitError(
+    throw labError(
       'LAB_STATE_CORRUPT',
       `lab state ${stateFile(lab, dir)} is not a version 1 state of lab '${lab}'; 'ambit lab down --name ${lab}' removes the lab anyway`,
     );

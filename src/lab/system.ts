@@ -3,8 +3,8 @@
  * missing tool, plugin or privilege into an error naming the fix.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { AmbitError } from '../errors.js';
 import { findPlugin } from './cni-runtime/index.js';
+import { labError } from './errors.js';
 
 const TOOL_PACKAGES: Record<string, string> = { ip: 'iproute2', nsenter: 'util-linux' };
 
@@ -13,13 +13,13 @@ export function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   if (r.error) {
     const pkg = TOOL_PACKAGES[cmd];
-    throw new AmbitError(
+    throw labError(
       'LAB_MISSING_TOOL',
       `cannot run '${cmd}': ${r.error.message}${pkg ? ` (install the Debian package ${pkg})` : ''}`,
     );
   }
   if (r.status !== 0) {
-    throw new AmbitError(
+    throw labError(
       'LAB_COMMAND_FAILED',
       `'${cmd} ${args.join(' ')}' failed (status ${r.status}): ${r.stderr.trim() || r.stdout.trim()}`,
     );
@@ -59,14 +59,14 @@ export const LAB_PLUGINS = ['bridge', 'host-local', 'loopback'] as const;
 /** Root, iproute2, nsenter and the reference CNI plugins: what `lab up` and `demo` need. */
 export function checkPrerequisites(pluginDirs: readonly string[]): void {
   if (process.getuid?.() !== 0) {
-    throw new AmbitError(
+    throw labError(
       'LAB_NOT_ROOT',
       'the lab creates network namespaces, veths and bridges and needs root: run it with sudo (or as root)',
     );
   }
   for (const [tool, pkg] of Object.entries(TOOL_PACKAGES)) {
     if (!toolExists(tool)) {
-      throw new AmbitError('LAB_MISSING_TOOL', `'${tool}' is not installed: apt-get install ${pkg}`);
+      throw labError('LAB_MISSING_TOOL', `'${tool}' is not installed: apt-get install ${pkg}`);
     }
   }
   for (const plugin of LAB_PLUGINS) findPlugin(plugin, pluginDirs);

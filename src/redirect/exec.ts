@@ -5,8 +5,8 @@
 import { execFile } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { AmbitError } from '../errors.js';
 import type { NetnsRef } from '../sys/netns.js';
+import { redirectError } from './errors.js';
 
 export interface ExecResult {
   code: number;
@@ -26,7 +26,7 @@ export function netnsPath(ref: NetnsRef): string {
   try {
     statSync(path);
   } catch {
-    throw new AmbitError(
+    throw redirectError(
       'ERR_REDIRECT_NETNS_NOT_FOUND',
       `network namespace ${path} does not exist: pass the path of a live pod netns (e.g. /var/run/netns/NAME or /proc/PID/ns/net)`,
     );
@@ -51,7 +51,7 @@ export function requireTools(place: Place, tools: readonly string[]): void {
   const needed = place.netns ? ['nsenter', ...tools] : tools;
   const missing = needed.filter((t) => findTool(place, t) === undefined);
   if (missing.length) {
-    throw new AmbitError(
+    throw redirectError(
       'ERR_REDIRECT_TOOL_MISSING',
       `required command(s) not found on PATH: ${missing.join(', ')}; install them (Debian: apt-get install iptables iproute2 util-linux nftables ipset) or fix PATH (${place.path})`,
     );
@@ -75,13 +75,13 @@ export function exec(
       (err, stdout, stderr) => {
         if (err && (err.code === 'ENOENT' || err.code === 'EACCES')) {
           reject(
-            new AmbitError('ERR_REDIRECT_TOOL_MISSING', `cannot run ${file}: ${err.message}`, { cause: err }),
+            redirectError('ERR_REDIRECT_TOOL_MISSING', `cannot run ${file}: ${err.message}`, { cause: err }),
           );
           return;
         }
         if (err && typeof err.code === 'string') {
           reject(
-            new AmbitError('ERR_REDIRECT_COMMAND_FAILED', `${cmd} ${args.join(' ')}: ${err.message}`, {
+            redirectError('ERR_REDIRECT_COMMAND_FAILED', `${cmd} ${args.join(' ')}: ${err.message}`, {
               cause: err,
             }),
           );
@@ -105,7 +105,7 @@ export async function execOk(
   const r = await exec(place, cmd, args, input);
   if (r.code !== 0) {
     const where = place.netns ? ` in netns ${place.netns}` : '';
-    throw new AmbitError(
+    throw redirectError(
       'ERR_REDIRECT_COMMAND_FAILED',
       `${cmd} ${args.join(' ')}${where} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`,
     );

@@ -4,8 +4,8 @@
  * probes reach the app instead of the proxy. Pod IPs live in one ipset per family, comment = pod UID.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { AmbitError } from '../errors.js';
 import { type Family, probeSetName } from './constants.js';
+import { redirectError } from './errors.js';
 import { execOk, type Place, requireTools } from './exec.js';
 import { diffState, parseSave, removalText, replaceText } from './iptables-state.js';
 import { hostProbeRuleset } from './model.js';
@@ -16,7 +16,7 @@ const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
 function familyOf(ip: string): Family {
   if (isIPv4(ip)) return 'ipv4';
   if (isIPv6(ip)) return 'ipv6';
-  throw new AmbitError(
+  throw redirectError(
     'ERR_REDIRECT_BAD_IP',
     `'${ip}' is not an IP address: pass the pod's IPv4 or IPv6 address`,
   );

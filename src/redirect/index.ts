@@ -10,9 +10,10 @@
  *
  * `netns` is a path or a NetnsHandle; commands run under nsenter, never in this process.
  */
-import { AmbitError } from '../errors.js';
+
 import type { NetnsRef } from '../sys/netns.js';
 import type { Family, InboundMode } from './constants.js';
+import { redirectError } from './errors.js';
 import { netnsPath, type Place, requireTools } from './exec.js';
 import { type HostProbes, hostProbes } from './host-probe.js';
 import { iptablesBackend, type RuleBackend } from './iptables-backend.js';
@@ -58,7 +59,7 @@ export interface Redirector {
 
 export function parseBackend(value: string): BackendName {
   if (value === 'iptables' || value === 'nftables') return value;
-  throw new AmbitError(
+  throw redirectError(
     'ERR_REDIRECT_BAD_OPTION',
     `unknown backend '${value}': use --backend iptables or --backend nftables`,
   );
@@ -66,7 +67,7 @@ export function parseBackend(value: string): BackendName {
 
 export function parseInbound(value: string): InboundMode {
   if (value === 'tproxy' || value === 'redirect') return value;
-  throw new AmbitError(
+  throw redirectError(
     'ERR_REDIRECT_BAD_OPTION',
     `unknown inbound mode '${value}': use --inbound tproxy or --inbound redirect`,
   );
@@ -76,7 +77,7 @@ export function createRedirector(options: RedirectorOptions = {}): Redirector {
   const known = new Set(['backend', 'inbound', 'nodeNetns', 'path', 'xtables']);
   for (const key of Object.keys(options)) {
     if (!known.has(key))
-      throw new AmbitError(
+      throw redirectError(
         'ERR_REDIRECT_BAD_OPTION',
         `unknown redirector option '${key}' (known: ${[...known].join(', ')})`,
       );
@@ -135,7 +136,7 @@ export function createRedirector(options: RedirectorOptions = {}): Redirector {
     if (d.missing.length === 0 && d.unexpected.length === 0 && routes.length === 0) return 'unchanged';
     const rulesDrifted = d.present && (d.missing.length > 0 || d.unexpected.length > 0);
     if (rulesDrifted && !repair) {
-      throw new AmbitError(
+      throw redirectError(
         'ERR_REDIRECT_DRIFT',
         `netns ${place.netns} already has redirection rules that differ from the expected ones (${d.missing.length} missing, ${d.unexpected.length} unexpected): run 'ambit redirect reconcile' to repair them, or 'verify' to see the difference`,
       );

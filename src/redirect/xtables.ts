@@ -2,8 +2,9 @@
  * Which iptables the node uses (legacy or nf_tables). Pods must be programmed with the same one:
  * the two keep separate rule sets in the kernel, and mixing them splits the ruleset in two.
  */
-import { AmbitError } from '../errors.js';
+
 import type { Family } from './constants.js';
+import { redirectError } from './errors.js';
 import { exec, findTool, type Place } from './exec.js';
 
 export type XtablesVariant = 'legacy' | 'nft' | 'default';
@@ -29,7 +30,7 @@ export function xtables(variant: XtablesVariant): Xtables {
 
 export function parseVariant(value: string): XtablesVariant {
   if (value === 'legacy' || value === 'nft' || value === 'default') return value;
-  throw new AmbitError(
+  throw redirectError(
     'ERR_REDIRECT_BAD_OPTION',
     `unknown iptables variant '${value}': use legacy, nft or default`,
   );

@@ -2,6 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AmbitError, errorCode } from '../errors.js';
+import type { RuntimeErrorCode } from './errors.js';
 import { formatListenAddress, type ListenAddress } from './listen-address.js';
 import { logger } from './log.js';
 
@@ -34,7 +35,8 @@ export function serveHttp(name: string, addr: ListenAddress, handler: Handler): 
   });
   return new Promise((resolve, reject) => {
     server.once('error', (err) => {
-      const code = errorCode(err) ?? 'ERR_LISTEN';
+      const code = errorCode(err) ?? ('ERR_LISTEN' satisfies RuntimeErrorCode);
+      // Forwards the errno code (EADDRINUSE, ...): not one of ours, so a plain AmbitError.
       reject(
         new AmbitError(code, `cannot serve ${name} on ${formatListenAddress(addr)}: ${code}`, { cause: err }),
       );

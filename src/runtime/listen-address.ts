@@ -1,6 +1,6 @@
 /** `host:port` listen addresses for the admin, metrics and readiness servers (`[::]:15020`, `localhost:0`). */
 import { isIP } from 'node:net';
-import { AmbitError } from '../errors.js';
+import { runtimeError } from './errors.js';
 
 export interface ListenAddress {
   host: string;
@@ -10,7 +10,7 @@ export interface ListenAddress {
 /** Parses `host:port`, `[v6]:port` or `:port` (all addresses); `source` names the flag in errors. */
 export function parseListenAddress(text: string, source: string): ListenAddress {
   const fail = (why: string): never => {
-    throw new AmbitError('ERR_CONFIG', `${source}=${text}: ${why} (expected host:port, e.g. [::]:15020)`);
+    throw runtimeError('ERR_CONFIG', `${source}=${text}: ${why} (expected host:port, e.g. [::]:15020)`);
   };
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   if (!m) return fail('not an address');

@@ -2,10 +2,11 @@
  * How the long-running commands read their options: a command-line flag wins over its environment
  * variable, the variable over the default, and every value remembers where it came from so that an
  * error names the flag or variable to fix. The value parsers answer undefined for a bad value; each
- * command says why under its own configuration error code.
+ * command says why, under the one configuration error code ERR_CONFIG.
  */
 import { parseArgs } from 'node:util';
-import { AmbitError } from '../errors.js';
+import type { CodedError } from '../errors.js';
+import { runtimeError } from './errors.js';
 
 export interface OptionSpec {
   flag: string;
@@ -51,9 +52,14 @@ export function readOptions(
   };
 }
 
-/** The error for a bad value: `SOURCE=value: why`, under the command's configuration error code. */
-export function optionError(code: string, value: OptionValue, why: string): AmbitError {
-  return new AmbitError(code, `${value.source}=${value.text}: ${why}`);
+/** A bad configuration, said in `why`: the agent's and ztunnel's one configuration error. */
+export function configError(why: string, options?: { cause?: unknown }): CodedError<'ERR_CONFIG'> {
+  return runtimeError('ERR_CONFIG', why, options) as CodedError<'ERR_CONFIG'>;
+}
+
+/** The error for a bad value: `SOURCE=value: why`. */
+export function optionError(value: OptionValue, why: string): CodedError<'ERR_CONFIG'> {
+  return configError(`${value.source}=${value.text}: ${why}`);
 }
 
 /** `true`/`false`/`1`/`0` in any case, as Go reads booleans (CNI_ARGS, Istio's variables). */

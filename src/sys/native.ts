@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AmbitError } from '../errors.js';
+import { sysError } from './errors.js';
 
 export interface NativeSocketOptions {
   family?: 4 | 6;
@@ -76,7 +76,7 @@ export function native(): NativeAddon {
       lastError = err;
     }
   }
-  throw new AmbitError(
+  throw sysError(
     'ENATIVE',
     `the native addon is not built (run 'npm install' or 'node scripts/build-native.mjs'): ${String(lastError)}`,
   );

@@ -4,6 +4,7 @@
  */
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { AmbitError, errorCode } from '../errors.js';
+import { sysError } from './errors.js';
 import { native } from './native.js';
 
 export interface NetnsIdentity {
@@ -56,13 +57,14 @@ export class NetnsHandle {
       fd = openSync(path, 'r');
     } catch (err) {
       const code = errorCode(err) ?? 'EIO';
+      // The errno of the failed open, passed on: a plain AmbitError.
       throw new AmbitError(code, `cannot open network namespace ${path}: ${code}`, { cause: err });
     }
     return NetnsHandle.fromFd(fd, path);
   }
 
   static forPid(pid: number): NetnsHandle {
-    if (!Number.isInteger(pid) || pid <= 0) throw new AmbitError('EINVAL', `invalid pid ${pid}`);
+    if (!Number.isInteger(pid) || pid <= 0) throw sysError('EINVAL', `invalid pid ${pid}`);
     return NetnsHandle.open(`/proc/${pid}/ns/net`);
   }
 
@@ -85,6 +87,7 @@ export class NetnsHandle {
       } catch {}
       const hint =
         code === 'EPERM' ? ' (needs CAP_SYS_ADMIN)' : code === 'EINVAL' ? ' (not a network namespace)' : '';
+      // The errno of the failed check, passed on: a plain AmbitError.
       throw new AmbitError(code, `cannot enter network namespace ${description}: ${code}${hint}`, {
         cause: err,
       });
@@ -93,7 +96,7 @@ export class NetnsHandle {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw new AmbitError('EBADF', `network namespace handle ${this.description} is closed`);
+    if (this.#fd < 0) throw sysError('EBADF', `network namespace handle ${this.description} is closed`);
     return this.#fd;
   }
 

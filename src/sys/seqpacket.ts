@@ -7,7 +7,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { closeSync, unlinkSync } from 'node:fs';
-import { AmbitError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
+import { sysError } from './errors.js';
 import { native, POLL_READABLE, POLL_WRITABLE, type PollWatcher } from './native.js';
 
 export const DEFAULT_MAX_MESSAGE = 64 * 1024;
@@ -59,8 +60,7 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
 
   /** Sends one datagram, with `fds` attached as SCM_RIGHTS. Resolves once the kernel took it. */
   send(data: Uint8Array, fds: number[] = []): Promise<void> {
-    if (this.#closed)
-      return Promise.reject(new AmbitError('ERR_SOCKET_CLOSED', 'seqpacket socket is closed'));
+    if (this.#closed) return Promise.reject(sysError('ERR_SOCKET_CLOSED', 'seqpacket socket is closed'));
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     return new Promise((resolve, reject) => {
       this.#queue.push({ data: buf, fds, resolve, reject });
@@ -94,7 +94,7 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
     const pending = this.#queue;
     this.#queue = [];
     for (const p of pending)
-      p.reject(err ?? new AmbitError('ERR_SOCKET_CLOSED', 'seqpacket socket closed before send'));
+      p.reject(err ?? sysError('ERR_SOCKET_CLOSED', 'seqpacket socket closed before send'));
     process.nextTick(() => {
       if (err) this.emit('error', err);
       this.emit('close');
@@ -110,7 +110,7 @@ export class SeqpacketSocket extends EventEmitter<SeqpacketSocketEvents> {
   #onPoll(status: number, events: number): void {
     if (this.#closed) return;
     if (status < 0) {
-      this.destroy(new AmbitError('EPOLL', `seqpacket poll failed (${status})`));
+      this.destroy(sysError('EPOLL', `seqpacket poll failed (${status})`));
       return;
     }
     if (events & POLL_WRITABLE) this.#flush();
@@ -207,7 +207,7 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
 
   #onPoll(status: number): void {
     if (status < 0) {
-      this.emit('error', new AmbitError('EPOLL', `seqpacket listener poll failed (${status})`));
+      this.emit('error', sysError('EPOLL', `seqpacket listener poll failed (${status})`));
       return;
     }
     for (let i = 0; i < READ_BATCH && this.#fd >= 0; i++) {

@@ -3,8 +3,8 @@
  * the socket options and SO_ORIGINAL_DST that Node does not expose.
  */
 import { isIP, isIPv4, Server, type ServerOpts, Socket } from 'node:net';
-import { AmbitError } from '../errors.js';
 import { unmapIPv4 } from '../net/ip.js';
+import { sysError } from './errors.js';
 import { type NativeAddress, type NativeSocketOptions, native } from './native.js';
 import type { NetnsHandle } from './netns.js';
 
@@ -51,7 +51,7 @@ const CONNECT_KEYS = new Set([
 function checkKeys(what: string, options: object, allowed: Set<string>): void {
   for (const key of Object.keys(options)) {
     if (!allowed.has(key)) {
-      throw new AmbitError(
+      throw sysError(
         'ERR_UNKNOWN_OPTION',
         `${what}: unknown option '${key}' (known: ${[...allowed].join(', ')})`,
       );
@@ -61,20 +61,20 @@ function checkKeys(what: string, options: object, allowed: Set<string>): void {
 
 function checkPort(what: string, port: unknown, allowZero: boolean): number {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < (allowZero ? 0 : 1) || port > 65535) {
-    throw new AmbitError('ERR_INVALID_PORT', `${what}: invalid port ${String(port)}`);
+    throw sysError('ERR_INVALID_PORT', `${what}: invalid port ${String(port)}`);
   }
   return port;
 }
 
 function familyOf(what: string, address: string): 4 | 6 {
   const family = isIP(address);
-  if (family === 0) throw new AmbitError('ERR_INVALID_IP', `${what}: '${address}' is not an IP address`);
+  if (family === 0) throw sysError('ERR_INVALID_IP', `${what}: '${address}' is not an IP address`);
   return family as 4 | 6;
 }
 
 function nativeOptions(o: SocketOptions, family: 4 | 6): NativeSocketOptions {
   if (o.mark !== undefined && (!Number.isInteger(o.mark) || o.mark < 0 || o.mark > 0xffffffff)) {
-    throw new AmbitError('ERR_INVALID_MARK', `invalid socket mark ${o.mark}`);
+    throw sysError('ERR_INVALID_MARK', `invalid socket mark ${o.mark}`);
   }
   return {
     family,
@@ -134,7 +134,7 @@ export function connectInNetns(netns: NetnsHandle | null, options: ConnectInNetn
       localAddress = localAddress.slice(7);
     }
     if (familyOf('connectInNetns', localAddress) !== family) {
-      throw new AmbitError(
+      throw sysError(
         'ERR_INVALID_IP',
         `connectInNetns: source ${localAddress} and destination ${options.host} differ in family`,
       );
@@ -172,7 +172,7 @@ export function connected(socket: Socket): Promise<Socket> {
 export function socketFd(socket: Socket | Server): number {
   const handle = (socket as unknown as { _handle?: { fd?: number } })._handle;
   const fd = handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new AmbitError('EBADF', 'socket has no open file descriptor');
+  if (typeof fd !== 'number' || fd < 0) throw sysError('EBADF', 'socket has no open file descriptor');
   return fd;
 }
 
@@ -182,7 +182,7 @@ export function socketFd(socket: Socket | Server): number {
  */
 export function originalDst(socket: Socket): NativeAddress {
   const local = socket.localAddress;
-  if (!local) throw new AmbitError('ENOTCONN', 'originalDst: socket is not connected');
+  if (!local) throw sysError('ENOTCONN', 'originalDst: socket is not connected');
   const v4 = isIPv4(unmapIPv4(local));
   return native().originalDst(socketFd(socket), v4 ? 4 : 6);
 }

@@ -6,7 +6,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { type ChannelCredentials, type ChannelOptions, credentials, Metadata } from '@grpc/grpc-js';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
+import { xdsError } from './errors.js';
 
 export interface ControlPlaneChannelConfig {
   /** `https://host:port` or `host:port` (CA_ADDRESS / XDS_ADDRESS). */
@@ -26,9 +27,9 @@ export interface ControlPlaneChannelConfig {
 export function grpcTarget(address: string): string {
   const m = /^(?:(https?):\/\/)?([^/]+)\/?$/.exec(address.trim());
   if (!m || !/:\d+$/.test(m[2]!))
-    throw new AmbitError('ERR_CP_ADDRESS', `control plane address "${address}" is not [https://]host:port`);
+    throw xdsError('ERR_CP_ADDRESS', `control plane address "${address}" is not [https://]host:port`);
   if (m[1] === 'http')
-    throw new AmbitError('ERR_CP_ADDRESS', `control plane address "${address}": only https is supported`);
+    throw xdsError('ERR_CP_ADDRESS', `control plane address "${address}": only https is supported`);
   return m[2]!;
 }
 
@@ -37,7 +38,7 @@ async function bearer(token: string): Promise<string> {
   try {
     return (await readFile(token, 'utf8')).trim();
   } catch (err) {
-    throw new AmbitError('ERR_TOKEN_FILE', `cannot read token file ${token}: ${errorMessage(err)}`, {
+    throw xdsError('ERR_TOKEN_FILE', `cannot read token file ${token}: ${errorMessage(err)}`, {
       cause: err,
     });
   }

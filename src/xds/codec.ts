@@ -5,7 +5,7 @@
  * written, unknown fields are skipped, repeated numbers are packed (both forms are read).
  */
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { AmbitError } from '../errors.js';
+import { xdsError } from './errors.js';
 
 export type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'uint32' | 'int64' | 'double';
 
@@ -225,7 +225,7 @@ export function decode<T>(schema: MessageSchema, bytes: Uint8Array): T {
   try {
     return readMessage(bytes, schema, 0) as T;
   } catch (err) {
-    throw new AmbitError(PROTO_MALFORMED, `malformed ${schema.name}: ${(err as Error).message}`, {
+    throw xdsError(PROTO_MALFORMED, `malformed ${schema.name}: ${(err as Error).message}`, {
       cause: err,
     });
   }

@@ -1,5 +1,8 @@
-/** ZDS failures the agent reports to its callers; `retryable` says whether trying again later can help. */
-import { RetryableError } from '../errors.js';
+/**
+ * ZDS failures the agent reports to its callers; `retryable` says whether trying again later can help.
+ * Decoding raises ZDS_MALFORMED without a retryable flag.
+ */
+import { codedError, RetryableError } from '../errors.js';
 
 export type ZdsErrorCode =
   /** No node proxy is connected to the agent's socket. */
@@ -11,8 +14,13 @@ export type ZdsErrorCode =
   /** The connection went away before the proxy acknowledged. */
   | 'ZDS_CONNECTION_CLOSED'
   /** The pod's network namespace could not be opened for sending. */
-  | 'ZDS_NETNS';
+  | 'ZDS_NETNS'
+  /** Bytes that are not the ZDS message or datagram they should be. */
+  | 'ZDS_MALFORMED';
 
 /** ambit's one retryable error class, with ZDS's codes. */
 export const ZdsError = RetryableError<ZdsErrorCode>;
 export type ZdsError = RetryableError<ZdsErrorCode>;
+
+/** A ZDS code without a retryable flag (decode failures). */
+export const zdsError = codedError<ZdsErrorCode>;

@@ -5,7 +5,8 @@
  * error value; nothing thrown by the wire reader escapes.
  */
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { AmbitError } from '../errors.js';
+import type { AmbitError } from '../errors.js';
+import { zdsError } from './errors.js';
 
 /** A pod's ZDS key: the pod UID for the real agent, any opaque string for test tools. */
 export type WorkloadUid = string & { readonly __brand: 'WorkloadUid' };
@@ -151,7 +152,7 @@ function decode<T>(what: string, bytes: Uint8Array, parse: (bytes: Uint8Array) =
     return { ok: true, value: parse(bytes) };
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
-    return { ok: false, error: new AmbitError(ZDS_MALFORMED, `malformed ${what}: ${detail}`) };
+    return { ok: false, error: zdsError(ZDS_MALFORMED, `malformed ${what}: ${detail}`) };
   }
 }
 

@@ -4,7 +4,7 @@
  * success the one fd of an Add is handed back and everything else is closed.
  */
 import { closeSync } from 'node:fs';
-import { AmbitError } from '../errors.js';
+import { zdsError } from './errors.js';
 import {
   type Decoded,
   decodeHello,
@@ -29,7 +29,7 @@ export function closeFds(fds: readonly number[]): void {
 
 function fail<T>(fds: readonly number[], message: string): Decoded<T> {
   closeFds(fds);
-  return { ok: false, error: new AmbitError(ZDS_MALFORMED, message) };
+  return { ok: false, error: zdsError(ZDS_MALFORMED, message) };
 }
 
 /** An agent->proxy datagram: a request, plus the netns fd (now owned by the caller) for an Add. */

@@ -208,7 +208,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 type Raw = OptionValue;
 
 function bad(raw: Raw, why: string): never {
-  throw optionError('ERR_CONFIG', raw, why);
+  throw optionError(raw, why);
 }
 
 function bool(raw: Raw): boolean {

@@ -9,7 +9,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { XdsClient } from '../discovery/xds-client.js';
-import { AmbitError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { TRANSPORTS } from '../hbone/default-transport.js';
 import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
@@ -17,6 +17,7 @@ import type { HttpServer } from '../runtime/http-server.js';
 import type { RequestShutdown, Running } from '../runtime/lifecycle.js';
 import { logger, setLogLevel } from '../runtime/log.js';
 import { serveMetrics } from '../runtime/metrics-server.js';
+import { configError } from '../runtime/options.js';
 import { FdBudget } from '../sys/index.js';
 import { serveAdmin } from './admin/admin-server.js';
 import { Readiness, serveReadiness } from './admin/readiness.js';
@@ -49,10 +50,7 @@ function roots(value: string | undefined, source: string): string | undefined {
   try {
     return readFileSync(value, 'utf8');
   } catch (err) {
-    throw new AmbitError(
-      'ERR_CONFIG',
-      `${source}=${value}: cannot read the root certificates: ${errorMessage(err)}`,
-    );
+    throw configError(`${source}=${value}: cannot read the root certificates: ${errorMessage(err)}`);
   }
 }
 

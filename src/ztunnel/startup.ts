@@ -4,9 +4,10 @@
  * so refuse to start and say which capability is missing.
  */
 import { closeSync } from 'node:fs';
-import { AmbitError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
 import { NetnsHandle } from '../sys/index.js';
 import { tcpSocketFd } from '../sys/socket.js';
+import { ztunnelError } from './errors.js';
 
 export function verifySyscalls(mark: number): void {
   try {
@@ -14,7 +15,7 @@ export function verifySyscalls(mark: number): void {
     NetnsHandle.current().close();
   } catch (err) {
     const code = errorCode(err) ?? 'EIO';
-    throw new AmbitError(
+    throw ztunnelError(
       'ERR_CAPABILITY',
       `failed to set netns (${code}): make sure ztunnel has CAP_SYS_ADMIN (it enters pod network namespaces)`,
       { cause: err },
@@ -25,7 +26,7 @@ export function verifySyscalls(mark: number): void {
     fd = tcpSocketFd(null, { family: 4, mark });
   } catch (err) {
     const code = errorCode(err) ?? 'EIO';
-    throw new AmbitError(
+    throw ztunnelError(
       'ERR_CAPABILITY',
       `failed to set socket mark ${mark} (${code}): make sure ztunnel has CAP_NET_ADMIN (or CAP_NET_RAW)`,
       { cause: err },

@@ -33,17 +33,17 @@ describe('agent config', () => {
   });
 
   it('bad input is an error naming its source', () => {
-    assert.throws(() => parseAgentConfig([], {}), { code: 'AGENT_CONFIG', message: /NODE_NAME/ });
-    assert.throws(() => parseAgentConfig(['--bogus'], { NODE_NAME: 'n' }), { code: 'AGENT_CONFIG' });
+    assert.throws(() => parseAgentConfig([], {}), { code: 'ERR_CONFIG', message: /NODE_NAME/ });
+    assert.throws(() => parseAgentConfig(['--bogus'], { NODE_NAME: 'n' }), { code: 'ERR_CONFIG' });
     assert.throws(() => parseAgentConfig([], { NODE_NAME: 'n', REDIRECT_BACKEND: 'pf' }), {
-      code: 'AGENT_CONFIG',
+      code: 'ERR_CONFIG',
       message: /REDIRECT_BACKEND/,
     });
     assert.throws(() => parseAgentConfig(['--health-addr', 'nowhere'], { NODE_NAME: 'n' }), {
-      code: 'AGENT_CONFIG',
+      code: 'ERR_CONFIG',
     });
     assert.throws(() => parseAgentConfig([], { NODE_NAME: 'n', AMBIENT_ENABLEMENT_SELECTOR: '{' }), {
-      code: 'AGENT_CONFIG',
+      code: 'ERR_CONFIG',
     });
     assert.throws(() => parseAgentConfig([], { NODE_NAME: 'n', AMBIENT_ENABLEMENT_SELECTOR: '[{bad: 1}]' }), {
       code: 'SELECTOR_INVALID',

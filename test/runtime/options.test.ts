@@ -35,7 +35,7 @@ describe('options', () => {
   });
 
   test('errors name the source under the given code', () => {
-    const err = optionError('ERR_CONFIG', { text: 'x', source: 'PACKET_MARK', explicit: true }, 'bad');
+    const err = optionError({ text: 'x', source: 'PACKET_MARK', explicit: true }, 'bad');
     assert.equal(err.code, 'ERR_CONFIG');
     assert.equal(err.message, 'PACKET_MARK=x: bad');
   });

@@ -4,8 +4,9 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { PLUGIN_TYPE } from '../names.js';
+import { installError } from './errors.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => !!v && typeof v === 'object' && !Array.isArray(v);
@@ -18,18 +19,18 @@ export function parseConfigFile(name: string, text: string): ConfigDoc {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new AmbitError('CNI_CONFIG_INVALID', `${name}: not JSON: ${errorMessage(err)}`);
+    throw installError('CNI_CONFIG_INVALID', `${name}: not JSON: ${errorMessage(err)}`);
   }
-  if (!isObj(value)) throw new AmbitError('CNI_CONFIG_INVALID', `${name}: not a JSON object`);
+  if (!isObj(value)) throw installError('CNI_CONFIG_INVALID', `${name}: not a JSON object`);
   if (name.endsWith('.conflist')) {
     const plugins = value['plugins'];
     if (!Array.isArray(plugins) || plugins.length === 0 || !plugins.every(isObj)) {
-      throw new AmbitError('CNI_CONFIG_INVALID', `${name}: 'plugins' must be a non-empty array of objects`);
+      throw installError('CNI_CONFIG_INVALID', `${name}: 'plugins' must be a non-empty array of objects`);
     }
     return { kind: 'list', doc: value as Obj & { plugins: Obj[] } };
   }
   if (typeof value['type'] !== 'string' || value['type'] === '') {
-    throw new AmbitError('CNI_CONFIG_INVALID', `${name}: a .conf must have a 'type'`);
+    throw installError('CNI_CONFIG_INVALID', `${name}: a .conf must have a 'type'`);
   }
   return { kind: 'single', doc: value };
 }
@@ -40,10 +41,7 @@ export function configFiles(dir: string): string[] {
   try {
     names = readdirSync(dir);
   } catch (err) {
-    throw new AmbitError(
-      'CNI_CONF_DIR_UNREADABLE',
-      `cannot read CNI config dir ${dir}: ${errorMessage(err)}`,
-    );
+    throw installError('CNI_CONF_DIR_UNREADABLE', `cannot read CNI config dir ${dir}: ${errorMessage(err)}`);
   }
   return names
     .filter((n) => n.endsWith('.conf') || n.endsWith('.conflist'))

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { type AmbitError, errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
 import { type KubeTarget, renderPluginKubeconfig } from '../kubeconfig.js';
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../names.js';
@@ -30,6 +30,7 @@ import {
   pluginEntry,
   removePlugin,
 } from './conflist.js';
+import { type InstallErrorCode, installError } from './errors.js';
 import { removeStaleTemps, writeFileAtomic } from './files.js';
 
 export interface InstallerOptions extends PluginEntryOptions {
@@ -122,7 +123,7 @@ export class CniInstaller {
   #spliceConfig(): string {
     const first = configFiles(this.#o.confDir)[0];
     if (!first) {
-      throw new AmbitError(
+      throw installError(
         'CNI_NO_PRIMARY_CONFIG',
         `no valid .conf/.conflist in ${this.#o.confDir} yet (waiting for the primary CNI)`,
       );
@@ -169,7 +170,7 @@ export class CniInstaller {
         try {
           this.installOnce();
         } catch (err) {
-          if ((err as AmbitError).code !== 'CNI_NO_PRIMARY_CONFIG') throw err;
+          if ((err as AmbitError).code !== ('CNI_NO_PRIMARY_CONFIG' satisfies InstallErrorCode)) throw err;
           log.info(errorMessage(err));
           await watcher.next(signal);
           continue;

@@ -10,9 +10,10 @@
  * meanwhile, so pods lose no traffic: Helm removes it after the hook.
  */
 import { ApiException, AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
 import { AGENT_DAEMONSET_NAME } from '../safe-upgrade.js';
+import { installError } from './errors.js';
 
 const log = logger('ambit::cni::uninstall');
 
@@ -67,7 +68,7 @@ export async function uninstallNodes(o: UninstallNodesOptions): Promise<Uninstal
       .catch((err) => !(err instanceof ApiException && err.code === 404));
     if (left === 0 && !present) break;
     if (Date.now() > deadline) {
-      throw new AmbitError(
+      throw installError(
         'CNI_UNINSTALL_TIMEOUT',
         `${ref} still has ${left < 0 ? 'an unknown number of' : left} pod(s) after ${Math.round((Date.now() - started) / 1000)} s; ` +
           `see their logs (kubectl -n ${o.namespace} logs -l ${selector} -c node-agent). ` +
@@ -83,5 +84,5 @@ export async function uninstallNodes(o: UninstallNodesOptions): Promise<Uninstal
 
 function fail(what: string, err: unknown): never {
   const detail = err instanceof ApiException ? `HTTP ${err.code}` : errorMessage(err);
-  throw new AmbitError('CNI_UNINSTALL_FAILED', `${what}: ${detail}`);
+  throw installError('CNI_UNINSTALL_FAILED', `${what}: ${detail}`);
 }

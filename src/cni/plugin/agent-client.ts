@@ -1,7 +1,7 @@
 /** HTTP/1.1 over the agent's Unix socket: the ADD event and the STATUS probe. */
 import http from 'node:http';
-import { AmbitError } from '../../errors.js';
 import { CMDADD_PATH, STATUS_PATH, type WireCniEvent } from '../event.js';
+import { pluginError } from './errors.js';
 
 export const EVENT_TIMEOUT_MS = 5_000;
 const MAX_REASON = 1 << 20;
@@ -51,13 +51,13 @@ export async function postCmdAdd(socketPath: string, event: WireCniEvent, timeou
   try {
     answer = await request(socketPath, 'POST', CMDADD_PATH, JSON.stringify(event), timeoutMs);
   } catch (err) {
-    throw new AmbitError(
+    throw pluginError(
       'AGENT_UNREACHABLE',
       `node agent could not be contacted on ${socketPath}: ${(err as Error).message}`,
     );
   }
   if (answer.status !== 200) {
-    throw new AmbitError(
+    throw pluginError(
       'AGENT_REFUSED',
       `node agent on ${socketPath} answered HTTP ${answer.status}: ${answer.body.trim() || '(no reason given)'}`,
     );

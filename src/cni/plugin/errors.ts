@@ -2,7 +2,7 @@
  * Failures the plugin reports to the runtime: the spec's numeric code plus a message, printed as
  * `{cniVersion, code, msg, details}` on stdout (libcni reads stdout).
  */
-import { AmbitError } from '../../errors.js';
+import { AmbitError, codedError } from '../../errors.js';
 
 /** SPEC.md "Error" codes the plugin uses; 100+ would be plugin-specific. */
 export const CniCode = {
@@ -50,3 +50,11 @@ export class CniError extends AmbitError {
     };
   }
 }
+
+/** The codes of the plugin's calls to the API server and the node agent, before they become a CniError. */
+export type PluginErrorCode =
+  | 'KUBE_REQUEST_FAILED' // a GET to the API server failed or answered no JSON
+  | 'AGENT_UNREACHABLE' // the node agent's event socket cannot be reached
+  | 'AGENT_REFUSED'; // the node agent answered the CNI event with an error status
+
+export const pluginError = codedError<PluginErrorCode>;

@@ -5,9 +5,9 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { AmbitError } from '../../errors.js';
 import type { KubeTarget } from '../kubeconfig.js';
 import type { Labels, PodLike } from '../selector.js';
+import { pluginError } from './errors.js';
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; labels?: Labels; annotations?: Labels };
@@ -59,7 +59,7 @@ export class KubeReader {
           const body = Buffer.concat(chunks).toString('utf8');
           if (res.statusCode !== 200) {
             reject(
-              new AmbitError(
+              pluginError(
                 'KUBE_REQUEST_FAILED',
                 `GET ${url.pathname}: HTTP ${res.statusCode}: ${reason(body)}`,
               ),
@@ -69,14 +69,14 @@ export class KubeReader {
           try {
             resolve(JSON.parse(body) as T);
           } catch {
-            reject(new AmbitError('KUBE_REQUEST_FAILED', `GET ${url.pathname}: response is not JSON`));
+            reject(pluginError('KUBE_REQUEST_FAILED', `GET ${url.pathname}: response is not JSON`));
           }
         });
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
       req.on('error', (err) =>
-        reject(new AmbitError('KUBE_REQUEST_FAILED', `GET ${url.origin}${url.pathname}: ${err.message}`)),
+        reject(pluginError('KUBE_REQUEST_FAILED', `GET ${url.origin}${url.pathname}: ${err.message}`)),
       );
       req.end();
     });

@@ -6,7 +6,14 @@
  */
 import { type Metadata, status } from '@grpc/grpc-js';
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { AmbitError, errorCode, errorMessage } from '../../errors.js';
+import { AmbitError, errorMessage } from '../../errors.js';
+import type { IdentityErrorCode } from '../../identity/errors.js';
+import {
+  type ControlPlaneErrorCode,
+  controlPlaneError,
+  type ForwardedCode,
+  forwardedCode,
+} from '../errors.js';
 
 export interface Caller {
   namespace: string;
@@ -44,27 +51,33 @@ export class TokenReviewAuthenticator implements TokenAuthenticator {
         },
       });
     } catch (err) {
-      throw new AmbitError('ERR_TOKEN_REVIEW', `the token review failed: ${errorMessage(err)}`, {
+      throw controlPlaneError('ERR_TOKEN_REVIEW', `the token review failed: ${errorMessage(err)}`, {
         cause: err,
       });
     }
     const status = review.status;
     if (!status?.authenticated)
-      throw new AmbitError('ERR_UNAUTHENTICATED', `token rejected: ${status?.error || 'not authenticated'}`);
+      throw controlPlaneError(
+        'ERR_UNAUTHENTICATED',
+        `token rejected: ${status?.error || 'not authenticated'}`,
+      );
     const username = status.user?.username ?? '';
     const parts = username.startsWith(SA_PREFIX) ? username.slice(SA_PREFIX.length).split(':') : [];
     if (parts.length !== 2 || !parts[0] || !parts[1])
-      throw new AmbitError('ERR_UNAUTHENTICATED', `${username || 'the caller'} is not a service account`);
+      throw controlPlaneError('ERR_UNAUTHENTICATED', `${username || 'the caller'} is not a service account`);
     const podName = status.user?.extra?.['authentication.kubernetes.io/pod-name']?.[0];
     return { namespace: parts[0], serviceAccount: parts[1], ...(podName ? { podName } : {}) };
   }
 }
 
-/** A refused call: the gRPC status and the reason the caller reads. */
+/**
+ * A refused call: the gRPC status and the reason the caller reads, under one of the control plane's or
+ * identity's codes, or the code of the failure it reports (forwardedCode).
+ */
 export class CallRefusal extends AmbitError {
   constructor(
     readonly grpcCode: status,
-    code: string,
+    code: ControlPlaneErrorCode | IdentityErrorCode | ForwardedCode,
     message: string,
   ) {
     super(code, message);
@@ -90,7 +103,7 @@ export async function authenticateCall(
   try {
     return await authenticator.authenticate(m[1]!);
   } catch (err) {
-    const code = errorCode(err) ?? 'ERR_UNAUTHENTICATED';
+    const code = forwardedCode(err, 'ERR_UNAUTHENTICATED');
     const grpcCode = code === 'ERR_UNAUTHENTICATED' ? status.UNAUTHENTICATED : status.UNAVAILABLE;
     throw new CallRefusal(grpcCode, code, errorMessage(err));
   }

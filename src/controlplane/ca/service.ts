@@ -6,8 +6,9 @@
  * can throw out of the handler.
  */
 import { type Metadata, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
-import { errorCode, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import type { CertificateAuthority } from '../../identity/ca.js';
+import type { IdentityErrorCode } from '../../identity/errors.js';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId, spiffeParts } from '../../identity/spiffe.js';
 import { logger } from '../../runtime/log.js';
 import type { IstioCertificateRequest, IstioCertificateResponse } from '../../xds/messages.js';
@@ -18,6 +19,7 @@ import {
   CallRefusal,
   type TokenAuthenticator,
 } from '../auth/authenticator.js';
+import { forwardedCode } from '../errors.js';
 
 const log = logger('ambit::controlplane::ca');
 export const IMPERSONATED_IDENTITY = 'ImpersonatedIdentity';
@@ -55,7 +57,7 @@ const STATUS_OF_SIGN_ERROR: Record<string, status> = {
   ERR_CA_TTL: status.INVALID_ARGUMENT,
   ERR_TRUST_DOMAIN: status.PERMISSION_DENIED,
   ERR_IDENTITY_MISMATCH: status.PERMISSION_DENIED,
-};
+} satisfies Partial<Record<IdentityErrorCode, status>>;
 
 export class CertificateService {
   readonly #o: CertificateServiceOptions;
@@ -81,7 +83,7 @@ export class CertificateService {
             ? err
             : new CallRefusal(
                 status.INTERNAL,
-                errorCode(err) ?? 'ERR_CA_INTERNAL',
+                forwardedCode(err, 'ERR_CA_INTERNAL'),
                 `signing failed: ${errorMessage(err)}`,
               );
         log.warn('certificate request refused', { code: refusal.code, reason: refusal.message });
@@ -98,7 +100,7 @@ export class CertificateService {
     try {
       signed = await this.#o.ca.sign(request.csr, { ttlSeconds: ttl, identity });
     } catch (err) {
-      const code = errorCode(err) ?? 'ERR_CA_INTERNAL';
+      const code = forwardedCode(err, 'ERR_CA_INTERNAL');
       throw new CallRefusal(STATUS_OF_SIGN_ERROR[code] ?? status.INTERNAL, code, errorMessage(err));
     }
     log.info('certificate issued', {

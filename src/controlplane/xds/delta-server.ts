@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ServerDuplexStream, status } from '@grpc/grpc-js';
-import { errorCode, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../../xds/messages.js';
 import {
@@ -18,6 +18,7 @@ import {
   CallRefusal,
   type TokenAuthenticator,
 } from '../auth/authenticator.js';
+import { forwardedCode } from '../errors.js';
 import { isTypeUrl, type ResourceCache, TYPE_URLS, type TypeUrl } from './resource-cache.js';
 
 const log = logger('ambit::controlplane::xds');
@@ -68,7 +69,7 @@ export class DeltaXdsServer {
         const refusal =
           err instanceof CallRefusal
             ? err
-            : new CallRefusal(status.INTERNAL, errorCode(err) ?? 'ERR_XDS_INTERNAL', errorMessage(err));
+            : new CallRefusal(status.INTERNAL, forwardedCode(err, 'ERR_XDS_INTERNAL'), errorMessage(err));
         log.warn('xds stream refused', {
           peer: call.getPeer(),
           code: refusal.code,

@@ -5,8 +5,9 @@
 import { CoreV1Api, KubeConfig, type V1Namespace, type V1Pod } from '@kubernetes/client-node';
 import { REDIRECTION_ANNOTATION } from '../../agent/pods.js';
 import { DATAPLANE_MODE_LABEL } from '../../cni/selector.js';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import type { DoctorContext } from '../context.js';
+import { doctorError } from '../errors.js';
 import type { CheckResult } from '../types.js';
 
 const title = `pod annotation ${REDIRECTION_ANNOTATION}=enabled`;
@@ -16,7 +17,7 @@ function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new AmbitError('ETIMEDOUT', `${what}: no answer within ${TIMEOUT_MS} ms`)),
+      () => reject(doctorError('ETIMEDOUT', `${what}: no answer within ${TIMEOUT_MS} ms`)),
       TIMEOUT_MS,
     );
   });

@@ -10,6 +10,7 @@ import { errorCode, errorMessage } from '../../errors.js';
 import { OUTBOUND_PORT } from '../../node/contract.js';
 import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
 import type { DoctorContext } from '../context.js';
+import { doctorError } from '../errors.js';
 import { execIn } from '../netns-exec.js';
 import { formatOwners, isWildcard, listeningSockets } from '../ss.js';
 import type { CheckResult } from '../types.js';
@@ -22,10 +23,7 @@ function withTimeout(socket: Socket): Promise<Socket> {
   return Promise.race([
     connected(socket),
     new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
-        CONNECT_TIMEOUT_MS,
-      );
+      timer = setTimeout(() => reject(doctorError('ETIMEDOUT', 'timed out')), CONNECT_TIMEOUT_MS);
     }),
   ]).finally(() => clearTimeout(timer));
 }

@@ -6,9 +6,10 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
 import { ApiAuthorizer } from './authorizer.js';
+import { apiServerError } from './errors.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { type Credentials, readStateFile, StateWriter } from './persistence.js';
 import { ApiHandler } from './server.js';
@@ -68,7 +69,7 @@ export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+))?:?(\d+)$/.exec(listen.trim());
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535)
-    throw new AmbitError(
+    throw apiServerError(
       'APISERVER_BAD_LISTEN',
       `--listen "${listen}" is not host:port (e.g. 127.0.0.1:6443)`,
     );
@@ -141,7 +142,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     userToken(name) {
       const token = tokens.userToken(name);
       if (!token)
-        throw new AmbitError('APISERVER_NO_SUCH_USER', `the lab API server has no static user ${name}`);
+        throw apiServerError('APISERVER_NO_SUCH_USER', `the lab API server has no static user ${name}`);
       return token;
     },
     kubeconfigPath,

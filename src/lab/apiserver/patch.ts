@@ -4,7 +4,8 @@
  * status), and JSON patch (RFC 6902). Errors carry PATCH_* codes; the server maps them to 4xx.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { AmbitError } from '../../errors.js';
+import type { AmbitError } from '../../errors.js';
+import { apiServerError } from './errors.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
@@ -93,13 +94,13 @@ export function strategicMergePatch(target: Json | undefined, patch: Json): Json
 }
 
 function patchError(message: string): AmbitError {
-  return new AmbitError('PATCH_FAILED', message);
+  return apiServerError('PATCH_FAILED', message);
 }
 
 /** RFC 6901 pointer to its unescaped tokens. */
 function pointer(path: unknown): string[] {
   if (typeof path !== 'string' || (path !== '' && !path.startsWith('/')))
-    throw new AmbitError('PATCH_MALFORMED', `invalid JSON pointer ${JSON.stringify(path)}`);
+    throw apiServerError('PATCH_MALFORMED', `invalid JSON pointer ${JSON.stringify(path)}`);
   if (path === '') return [];
   return path
     .slice(1)
@@ -167,16 +168,16 @@ function addAt(doc: Json, tokens: string[], value: Json, op: string, replace: bo
 
 export function jsonPatch(target: Json, ops: Json): Json {
   if (!Array.isArray(ops))
-    throw new AmbitError('PATCH_MALFORMED', 'a JSON patch must be an array of operations');
+    throw apiServerError('PATCH_MALFORMED', 'a JSON patch must be an array of operations');
   let doc = structuredClone(target);
   for (const raw of ops) {
     if (!isObject(raw))
-      throw new AmbitError('PATCH_MALFORMED', 'each JSON patch operation must be an object');
+      throw apiServerError('PATCH_MALFORMED', 'each JSON patch operation must be an object');
     const op = raw['op'];
     const path = pointer(raw['path']);
     const needsValue = op === 'add' || op === 'replace' || op === 'test';
     if (needsValue && !('value' in raw))
-      throw new AmbitError('PATCH_MALFORMED', `${op} operation needs a "value"`);
+      throw apiServerError('PATCH_MALFORMED', `${op} operation needs a "value"`);
     const value = raw['value'] as Json;
     switch (op) {
       case 'add':
@@ -201,7 +202,7 @@ export function jsonPatch(target: Json, ops: Json): Json {
           throw patchError(`testing value /${path.join('/')} failed`);
         break;
       default:
-        throw new AmbitError('PATCH_MALFORMED', `unknown JSON patch operation ${JSON.stringify(op)}`);
+        throw apiServerError('PATCH_MALFORMED', `unknown JSON patch operation ${JSON.stringify(op)}`);
     }
   }
   return doc;
@@ -209,6 +210,6 @@ export function jsonPatch(target: Json, ops: Json): Json {
 
 export function applyPatch(type: PatchType, target: Json, patch: Json): Json {
   if (type === 'json') return jsonPatch(target, patch);
-  if (!isObject(patch)) throw new AmbitError('PATCH_MALFORMED', 'a merge patch must be a JSON object');
+  if (!isObject(patch)) throw apiServerError('PATCH_MALFORMED', 'a merge patch must be a JSON object');
   return type === 'merge' ? mergePatch(target, patch) : strategicMergePatch(target, patch);
 }

@@ -5,7 +5,8 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { AmbitError, errorCode } from '../../errors.js';
+import { errorCode } from '../../errors.js';
+import { apiServerError } from './errors.js';
 import type { StoreSnapshot } from './store.js';
 import type { ServingTls } from './tls.js';
 import type { TokenSecrets } from './tokens.js';
@@ -31,7 +32,7 @@ export function readStateFile(path: string): StateDocument | undefined {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new AmbitError(
+    throw apiServerError(
       'APISERVER_STATE_CORRUPT',
       `${path} is not valid JSON; move it away to start from an empty cluster`,
       { cause: err },
@@ -39,7 +40,7 @@ export function readStateFile(path: string): StateDocument | undefined {
   }
   const d = doc as Partial<StateDocument>;
   if (d.version !== 1 || typeof d.resourceVersion !== 'number' || !Array.isArray(d.objects) || !d.credentials)
-    throw new AmbitError(
+    throw apiServerError(
       'APISERVER_STATE_CORRUPT',
       `${path} is not an ambit lab API server state file; move it away to start from an empty cluster`,
     );

@@ -2,7 +2,7 @@
  * Label and field selectors in the syntax of the Kubernetes API (`a=b,c!=d,e in (f,g),!h`).
  * Parse errors are SELECTOR_INVALID errors; the HTTP layer turns them into 400 BadRequest.
  */
-import { AmbitError } from '../../errors.js';
+import { apiServerError } from './errors.js';
 
 export type LabelRequirement =
   | { op: 'exists' | '!exists'; key: string }
@@ -19,7 +19,7 @@ const KEY =
 const VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
 function fail(selector: string, why: string): never {
-  throw new AmbitError('SELECTOR_INVALID', `unable to parse requirement: ${why} (in selector "${selector}")`);
+  throw apiServerError('SELECTOR_INVALID', `unable to parse requirement: ${why} (in selector "${selector}")`);
 }
 
 function checkKey(selector: string, key: string): string {
@@ -136,7 +136,7 @@ export function parseFieldSelector(selector: string | undefined | null): FieldRe
   return splitUnescaped(selector, ',').map((part) => {
     const m = /^((?:[^=!\\]|\\.)+?)\s*(==|!=|=)(.*)$/.exec(part.trim());
     if (!m)
-      throw new AmbitError('SELECTOR_INVALID', `invalid selector: '${selector}'; can't understand '${part}'`);
+      throw apiServerError('SELECTOR_INVALID', `invalid selector: '${selector}'; can't understand '${part}'`);
     return {
       op: m[2] === '!=' ? '!=' : '=',
       key: unescapeField(m[1]!.trim()),

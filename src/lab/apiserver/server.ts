@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { errorCode, errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
 import type { ApiAuthorizer, Attributes } from './authorizer.js';
+import type { ApiServerErrorCode } from './errors.js';
 import type { KObject } from './objects.js';
 import { openApiGroupVersion, openApiRoot } from './openapi.js';
 import { type Json, PATCH_CONTENT_TYPES } from './patch.js';
@@ -420,7 +421,10 @@ export class ApiHandler {
   private fail(res: ServerResponse, err: unknown): void {
     let status: StatusError;
     if (err instanceof StatusError) status = err;
-    else if (errorCode(err) === 'SELECTOR_INVALID' || errorCode(err) === 'PATCH_MALFORMED')
+    else if (
+      errorCode(err) === ('SELECTOR_INVALID' satisfies ApiServerErrorCode) ||
+      errorCode(err) === ('PATCH_MALFORMED' satisfies ApiServerErrorCode)
+    )
       status = badRequest(errorMessage(err));
     else {
       log.error('request failed', { error: errorMessage(err) });
@@ -495,7 +499,7 @@ function patchWithCodes(fn: () => KObject, r: ResourceType, name: string): KObje
   try {
     return fn();
   } catch (err) {
-    if (errorCode(err) === 'PATCH_FAILED')
+    if (errorCode(err) === ('PATCH_FAILED' satisfies ApiServerErrorCode))
       throw invalid(r.kind, r.group, name, [
         { reason: 'FieldValueInvalid', field: '', message: errorMessage(err) },
       ]);

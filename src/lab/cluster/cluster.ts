@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
 import { readKubeconfig, renderPluginKubeconfig } from '../../cni/kubeconfig.js';
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../../cni/names.js';
-import { AmbitError } from '../../errors.js';
 import { LocalCa } from '../../identity/local-ca.js';
 import { logger } from '../../runtime/log.js';
 import {
@@ -19,6 +18,7 @@ import {
   kubeconfigYaml,
   ZTUNNEL_SERVICE_ACCOUNT,
 } from '../apiserver/index.js';
+import { labError } from '../errors.js';
 import { findNode, type LabDownReport, type LabUpOptions, labDown, labUp, loadLab } from '../lab.js';
 import { formatPodRef, type PodRef } from '../names.js';
 import type { LabState } from '../state.js';
@@ -62,7 +62,7 @@ export function findCniBundle(): string {
   ].filter((c): c is string => !!c);
   const found = candidates.find((c) => existsSync(c));
   if (!found) {
-    throw new AmbitError(
+    throw labError(
       'LAB_NO_CNI_PLUGIN',
       `the ambit-cni plugin bundle is missing (looked at ${candidates.join(', ')}); build it with 'node scripts/build-cni.mjs' or set AMBIT_CNI_PLUGIN`,
     );
@@ -304,7 +304,7 @@ export async function waitRunning(lab: string, ref: PodRef, timeoutMs = POD_TIME
     const pod = await readPod(core, ref.namespace, ref.name);
     if (pod?.status?.phase === 'Running') return pod;
     if (!pod || Date.now() > deadline) {
-      throw new AmbitError(
+      throw labError(
         'LAB_POD_NOT_RUNNING',
         `pod ${formatPodRef(ref)} is not running after ${timeoutMs / 1000} s: ${pendingReason(pod)}`,
       );
@@ -321,7 +321,7 @@ export async function podDel(lab: string, ref: PodRef): Promise<void> {
   const core = adminClient(lab);
   const pod = await readPod(core, ref.namespace, ref.name);
   if (!pod) {
-    throw new AmbitError('LAB_POD_NOT_FOUND', `lab '${lab}' has no pod ${formatPodRef(ref)}`);
+    throw labError('LAB_POD_NOT_FOUND', `lab '${lab}' has no pod ${formatPodRef(ref)}`);
   }
   await core.deleteNamespacedPod({ namespace: ref.namespace, name: ref.name });
   const deadline = Date.now() + POD_TIMEOUT_MS;
@@ -329,7 +329,7 @@ export async function podDel(lab: string, ref: PodRef): Promise<void> {
     const now = await readPod(core, ref.namespace, ref.name);
     if (!now || now.metadata?.uid !== pod.metadata?.uid) return;
     if (Date.now() > deadline) {
-      throw new AmbitError(
+      throw labError(
         'LAB_POD_STUCK',
         `pod ${formatPodRef(ref)} is still Terminating after ${POD_TIMEOUT_MS / 1000} s: is the kubelet of ${pod.spec?.nodeName} running? (ambit lab status --name ${lab})`,
       );

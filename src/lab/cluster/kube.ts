@@ -1,8 +1,8 @@
 /** The lab's admin client (@kubernetes/client-node over the host kubeconfig) and the few calls `lab` makes. */
 import { readFileSync } from 'node:fs';
 import { ApiException, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { AmbitError } from '../../errors.js';
 import { API_AUDIENCE } from '../apiserver/index.js';
+import { labError } from '../errors.js';
 import { ClusterLayout } from './layout.js';
 
 export function adminClient(lab: string): CoreV1Api {
@@ -33,7 +33,7 @@ export async function readPod(core: CoreV1Api, namespace: string, name: string):
     return await core.readNamespacedPod({ namespace, name });
   } catch (err) {
     if (isStatus(err, 404)) return undefined;
-    throw new AmbitError('LAB_API_FAILED', `reading pod ${namespace}/${name}: ${(err as Error).message}`);
+    throw labError('LAB_API_FAILED', `reading pod ${namespace}/${name}: ${(err as Error).message}`);
   }
 }
 
@@ -82,7 +82,7 @@ export async function serviceAccountToken(
   });
   const token = res.status?.token;
   if (!token)
-    throw new AmbitError(
+    throw labError(
       'LAB_API_FAILED',
       `no token issued for ${namespace}/${name}${opts.pod ? ` (${opts.pod})` : ''}`,
     );
@@ -97,7 +97,7 @@ export function serviceAccountConfig(lab: string, tokenFile: string, user: strin
   const admin = new KubeConfig();
   admin.loadFromFile(new ClusterLayout(lab).kubeconfig);
   const cluster = admin.getCurrentCluster();
-  if (!cluster) throw new AmbitError('LAB_API_FAILED', `the lab kubeconfig of ${lab} names no cluster`);
+  if (!cluster) throw labError('LAB_API_FAILED', `the lab kubeconfig of ${lab} names no cluster`);
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [cluster],

@@ -4,7 +4,7 @@
  * the shared CA, the CNI bin dir and each node's agent run dir and ZDS socket.
  */
 import { join } from 'node:path';
-import { AmbitError } from '../../errors.js';
+import { labError } from '../errors.js';
 import { stateDir } from '../names.js';
 
 export const COMPONENTS = ['apiserver', 'controlplane', 'agent', 'ztunnel', 'kubelet'] as const;
@@ -37,7 +37,7 @@ export const SYSTEM_NAMESPACE = 'istio-system';
 
 export function parseComponent(text: string): Component {
   if ((COMPONENTS as readonly string[]).includes(text)) return text as Component;
-  throw new AmbitError('LAB_BAD_COMPONENT', `unknown component '${text}' (one of: ${COMPONENTS.join(', ')})`);
+  throw labError('LAB_BAD_COMPONENT', `unknown component '${text}' (one of: ${COMPONENTS.join(', ')})`);
 }
 
 export function processName(id: ProcessId): string {

@@ -8,10 +8,10 @@ import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { AmbitError } from '../../errors.js';
 import { READINESS_PORT } from '../../node/contract.js';
 import { NetnsHandle } from '../../sys/index.js';
 import { ZTUNNEL_SERVICE_ACCOUNT } from '../apiserver/index.js';
+import { labError } from '../errors.js';
 import { httpStatusIn } from '../http-in-netns.js';
 import { findNode } from '../lab.js';
 import type { LabState } from '../state.js';
@@ -157,7 +157,7 @@ export async function launch(
 ): Promise<number> {
   const existing = runningPid(layout.pidFile(id));
   if (existing !== undefined) {
-    throw new AmbitError('LAB_COMPONENT_RUNNING', `${processName(id)} already runs (pid ${existing})`);
+    throw labError('LAB_COMPONENT_RUNNING', `${processName(id)} already runs (pid ${existing})`);
   }
   const { argv, env, cwd } = command(layout, state, id, options);
   const pid = startDetached(
@@ -170,7 +170,7 @@ export async function launch(
     const alive = runningPid(layout.pidFile(id)) !== undefined;
     if (!alive || Date.now() > deadline) {
       const why = alive ? `did not become ready within ${READY_TIMEOUT_MS / 1000} s` : 'exited';
-      throw new AmbitError(
+      throw labError(
         'LAB_COMPONENT_FAILED',
         `${processName(id)} (pid ${pid}) ${why}; last lines of ${layout.logFile(id)}:\n${logTail(layout.logFile(id))}`,
       );

@@ -9,10 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
 import { type CniResult, CniRuntime, type CniSandbox, type NetworkConfigList } from '../cni-runtime/index.js';
 import { nodeConflist } from '../conflist.js';
+import { labError } from '../errors.js';
 import { netnsPath, POD_IFNAME, podNetns } from '../names.js';
 import type { LabNode, LabState } from '../state.js';
 import { listNetns, sh } from '../system.js';
@@ -154,7 +155,7 @@ export class SandboxManager {
       child.on('error', () => {});
       child.unref();
       if (child.pid === undefined)
-        throw new AmbitError(
+        throw labError(
           'LAB_POD_PROCESS',
           `cannot start ${argv[0]} in pod ${record.namespace}/${record.name}`,
         );
@@ -195,7 +196,7 @@ function podIp(result: CniResult): string {
   const ip = (result.ips ?? []).find(
     (i) => ifIndex < 0 || i.interface === undefined || i.interface === ifIndex,
   );
-  if (!ip) throw new AmbitError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${POD_IFNAME}`);
+  if (!ip) throw labError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${POD_IFNAME}`);
   return ip.address.split('/')[0]!;
 }
 
@@ -215,7 +216,7 @@ async function waitListening(record: SandboxRecord, port: number): Promise<void>
   } finally {
     netns.close();
   }
-  throw new AmbitError(
+  throw labError(
     'LAB_POD_NOT_READY',
     `${record.app} in pod ${record.namespace}/${record.name} did not listen on ${port}`,
   );

@@ -2,7 +2,7 @@
  * What a runtime hands a plugin besides the binary: the CNI_* environment and the per-plugin
  * stdin config (the conflist's `cniVersion` and `name`, `prevResult`, `runtimeConfig`).
  */
-import { AmbitError } from '../../errors.js';
+import { cniRuntimeError } from './errors.js';
 import type { CniCommand, CniResult, CniSandbox, NetworkConfigList, PluginConf } from './types.js';
 
 /** `IgnoreUnknown=1;K8S_POD_NAMESPACE=..;K8S_POD_NAME=..;K8S_POD_INFRA_CONTAINER_ID=..;K8S_POD_UID=..`, as containerd sends. */
@@ -17,7 +17,7 @@ export function buildCniArgs(sandbox: CniSandbox): string {
   for (const [key, value] of pairs) {
     // `;` and `=` are CNI_ARGS' separators: a value holding one would be read as another key.
     if (/[;=]/.test(value)) {
-      throw new AmbitError(
+      throw cniRuntimeError(
         'CNI_INVALID_ARGS',
         `CNI_ARGS value for ${key} must not contain ';' or '=': '${value}'`,
       );
@@ -71,7 +71,7 @@ export function buildPluginConfig(
 /** Checks the shape of a conflist before any plugin runs, so a typo fails with a clear message. */
 export function validateConfList(value: unknown): NetworkConfigList {
   const fail = (why: string): never => {
-    throw new AmbitError('CNI_INVALID_CONFLIST', `invalid CNI network configuration list: ${why}`);
+    throw cniRuntimeError('CNI_INVALID_CONFLIST', `invalid CNI network configuration list: ${why}`);
   };
   if (!value || typeof value !== 'object' || Array.isArray(value)) return fail('not a JSON object');
   const v = value as Record<string, unknown>;

@@ -2,8 +2,19 @@
  * Plugin failures as typed errors. A plugin reports failure by exiting non-zero with the spec's
  * error JSON `{cniVersion, code, msg, details}` on stdout (libcni reads stdout; some plugins use stderr).
  */
-import { AmbitError } from '../../errors.js';
+import { AmbitError, codedError } from '../../errors.js';
 import type { CniCommand } from './types.js';
+
+/** The codes the lab's CNI runtime raises on purpose. */
+export type CniRuntimeErrorCode =
+  | 'CNI_INVALID_ARGS' // a CNI_ARGS value with ';' or '='
+  | 'CNI_INVALID_CONFLIST' // not a CNI network configuration list
+  | 'CNI_PLUGIN_NOT_FOUND' // a plugin of the chain is not in the plugin directories
+  | 'CNI_EXEC_FAILED' // a plugin could not be run
+  | 'CNI_PLUGIN_FAILED' // a plugin exited non-zero: CniPluginError
+  | 'CNI_DEL_FAILED'; // DEL failed for some plugins of the chain: CniDelError
+
+export const cniRuntimeError = codedError<CniRuntimeErrorCode>;
 
 /** Well-known CNI error codes (SPEC.md "Error"); 100+ are plugin-specific. */
 export const CNI_ERROR_CODES: Readonly<Record<number, string>> = {
@@ -48,7 +59,7 @@ export class CniPluginError extends AmbitError {
       init.cniCode !== undefined ? ` (CNI code ${init.cniCode}${known ? `: ${known}` : ''})` : '';
     const detailText = init.details ? `; details: ${init.details}` : '';
     super(
-      'CNI_PLUGIN_FAILED',
+      'CNI_PLUGIN_FAILED' satisfies CniRuntimeErrorCode,
       `CNI plugin '${init.plugin}' ${init.command} failed${codeText}: ${init.msg}${detailText}`,
     );
     this.name = 'CniPluginError';

@@ -5,8 +5,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AmbitError } from '../../errors.js';
-import { pluginFailure } from './errors.js';
+import { cniRuntimeError, pluginFailure } from './errors.js';
 import type { CniCommand } from './types.js';
 
 export const DEFAULT_CNI_PATH = '/usr/lib/cni';
@@ -22,7 +21,7 @@ export function findPlugin(type: string, dirs: readonly string[]): string {
       }
     } catch {}
   }
-  throw new AmbitError(
+  throw cniRuntimeError(
     'CNI_PLUGIN_NOT_FOUND',
     `CNI plugin '${type}' not found in ${dirs.join(':') || '(no plugin dirs)'}` +
       ' (the reference plugins come with the Debian package containernetworking-plugins: apt-get install containernetworking-plugins)',
@@ -63,7 +62,7 @@ export function execPlugin(inv: PluginInvocation): Promise<string> {
       const hint =
         e.code === 'ENOENT' && inv.inNetns ? ' (nsenter comes with the Debian package util-linux)' : '';
       reject(
-        new AmbitError(
+        cniRuntimeError(
           'CNI_EXEC_FAILED',
           `cannot run CNI plugin '${inv.plugin}' (${file}): ${e.message}${hint}`,
         ),

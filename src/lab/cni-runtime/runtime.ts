@@ -4,7 +4,7 @@
  */
 import { AmbitError, errorMessage } from '../../errors.js';
 import { buildCniEnv, buildPluginConfig, validateConfList } from './args.js';
-import { CniPluginError } from './errors.js';
+import { CniPluginError, type CniRuntimeErrorCode } from './errors.js';
 import { DEFAULT_CNI_PATH, execPlugin, findPlugin } from './exec.js';
 import type {
   CniCommand,
@@ -32,7 +32,7 @@ export class CniDelError extends AmbitError {
 
   constructor(errors: Error[]) {
     super(
-      'CNI_DEL_FAILED',
+      'CNI_DEL_FAILED' satisfies CniRuntimeErrorCode,
       `CNI DEL failed for ${errors.length} plugin(s): ${errors.map(errorMessage).join('; ')}`,
     );
     this.name = 'CniDelError';

@@ -4,11 +4,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
-import { AmbitError } from '../../errors.js';
 import { type Handler, type HttpServer, reply, serveHttp } from '../../runtime/http-server.js';
 import { formatListenAddress, type ListenAddress } from '../../runtime/listen-address.js';
 import { LEVELS, type Level, logLevels, parseLevel, setLogLevel } from '../../runtime/log.js';
 import { buildConfigDump, type ConfigDump, type ConfigDumpSources } from './config-dump.js';
+import { adminError } from './errors.js';
 
 export interface LogDirective {
   /** Undefined for the default level. */
@@ -45,7 +45,7 @@ export function parseDirectives(text: string): LogDirective[] {
     const target = eq >= 0 ? part.slice(0, eq).trim() : undefined;
     const level = parseLevel(eq >= 0 ? part.slice(eq + 1) : part);
     if (!level || target === '') {
-      throw new AmbitError(
+      throw adminError(
         'ERR_ADMIN_BAD_LEVEL',
         `'${part}' is not <level> or <target>=<level> (levels: ${LEVELS.join(', ')})`,
       );
@@ -119,7 +119,7 @@ function isLoopback(host: string): boolean {
 export function serveAdmin(addr: ListenAddress, options: AdminOptions): Promise<HttpServer> {
   if (!isLoopback(addr.host)) {
     return Promise.reject(
-      new AmbitError(
+      adminError(
         'ERR_ADMIN_NOT_LOCAL',
         `the admin server listens on localhost only; ${formatListenAddress(addr)} is not a loopback address (use e.g. localhost:15000)`,
       ),

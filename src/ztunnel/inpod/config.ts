@@ -3,10 +3,9 @@
  * start-up lines users grep for (`kubectl logs ds/ztunnel | grep inpod`).
  */
 
-import { AmbitError } from '../../errors.js';
 import { PROXY_MARK, ZDS_SOCKET_PATH } from '../../node/contract.js';
 import { logger } from '../../runtime/log.js';
-import { parseBool } from '../../runtime/options.js';
+import { configError, parseBool } from '../../runtime/options.js';
 
 export interface InPodConfig {
   /** In-pod ("shared") proxy mode: PROXY_MODE unset or `shared`. */
@@ -21,19 +20,19 @@ export interface InPodConfig {
 
 function bool(name: string, value: string): boolean {
   const b = parseBool(value.trim());
-  if (b === undefined) throw new AmbitError('ERR_CONFIG', `${name}=${value}: expected true or false`);
+  if (b === undefined) throw configError(`${name}=${value}: expected true or false`);
   return b;
 }
 
 export function inPodConfigFromEnv(env: NodeJS.ProcessEnv = process.env): InPodConfig {
   const mode = env['PROXY_MODE']?.trim() || 'shared';
   if (mode !== 'shared' && mode !== 'dedicated') {
-    throw new AmbitError('ERR_CONFIG', `PROXY_MODE=${mode}: expected shared or dedicated`);
+    throw configError(`PROXY_MODE=${mode}: expected shared or dedicated`);
   }
   const markText = env['PACKET_MARK']?.trim();
   const mark = markText ? Number(markText) : PROXY_MARK;
   if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) {
-    throw new AmbitError('ERR_CONFIG', `PACKET_MARK=${markText}: expected an integer from 0 to 4294967295`);
+    throw configError(`PACKET_MARK=${markText}: expected an integer from 0 to 4294967295`);
   }
   return {
     enabled: mode === 'shared',

@@ -1,5 +1,5 @@
 /** In-pod mode of the node proxy: configuration, the ZDS client and the per-pod state manager. */
-import { AmbitError } from '../../errors.js';
+import { configError } from '../../runtime/options.js';
 import { type InPodConfig, logInPodConfig } from './config.js';
 import type { InPodProxyFactory } from './proxy.js';
 import { InPodStateManager } from './statemanager.js';
@@ -27,10 +27,7 @@ export interface StartInPodOptions {
 export function startInPod(options: StartInPodOptions): WorkloadProxyManager {
   logInPodConfig(options.config);
   if (!options.config.enabled) {
-    throw new AmbitError(
-      'ERR_CONFIG',
-      'in-pod mode is disabled (PROXY_MODE=dedicated): there is no node agent to connect to',
-    );
+    throw configError('in-pod mode is disabled (PROXY_MODE=dedicated): there is no node agent to connect to');
   }
   const manager = new WorkloadProxyManager(new InPodStateManager(options.factory), {
     uds: options.config.uds,

@@ -5,11 +5,12 @@
  * the connection began. Callers serialise calls; nothing here runs two requests at once.
  */
 import { EventEmitter } from 'node:events';
-import { AmbitError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
 import { INIT_NETNS_INODE, NetnsHandle, netnsIdentityAt } from '../../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import { closeFds, type RequestPacket } from '../../zds/packet.js';
+import { inPodError } from './errors.js';
 import type { InPodProxy, InPodProxyFactory, StopMode } from './proxy.js';
 
 const log = logger('ztunnel::inpod::statemanager');
@@ -152,7 +153,7 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
   async #add(uid: WorkloadUid, info: WorkloadInfo | undefined, fd: number): Promise<void> {
     if (!info) {
       closeFds([fd]);
-      throw new AmbitError(ZDS_PROTOCOL, `AddWorkload for ${podName(uid)} has no workload_info`);
+      throw inPodError(ZDS_PROTOCOL, `AddWorkload for ${podName(uid)} has no workload_info`);
     }
     log.info(`pod ${podName(uid)} received netns, starting proxy`, {
       name: info.name,
@@ -165,13 +166,13 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
     } catch (err) {
       const error = errorMessage(err);
       this.#setPending(uid, { info, netns: undefined, error });
-      throw new AmbitError(ZDS_PROXY_START, error, { cause: err });
+      throw inPodError(ZDS_PROXY_START, error, { cause: err });
     }
     const refusal = this.#refusal(uid, netns);
     if (refusal) {
       netns.close();
       log.warn(`pod ${podName(uid)} netns refused`, { error: refusal });
-      throw new AmbitError(ZDS_NETNS_REFUSED, refusal);
+      throw inPodError(ZDS_NETNS_REFUSED, refusal);
     }
     const existing = this.#running.get(uid);
     if (existing?.netns.sameAs(netns)) {
@@ -219,7 +220,7 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
       const error = errorMessage(err);
       log.warn(`pod ${podName(uid)} failed to start proxy`, { error });
       this.#setPending(uid, { info, netns, error });
-      throw new AmbitError(ZDS_PROXY_START, error, { cause: err });
+      throw inPodError(ZDS_PROXY_START, error, { cause: err });
     }
     this.#clearPending(uid);
     this.#running.set(uid, { info, netns, proxy });
@@ -228,7 +229,7 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
 
   #keep(uid: WorkloadUid): void {
     if (this.#snapshotReceived) {
-      throw new AmbitError(ZDS_PROTOCOL, `KeepWorkload for ${podName(uid)} after the snapshot was sent`);
+      throw inPodError(ZDS_PROTOCOL, `KeepWorkload for ${podName(uid)} after the snapshot was sent`);
     }
     log.info(`pod ${podName(uid)} keep received. will not delete it when snapshot is sent`);
     this.#snapshotNames.add(uid);
@@ -249,7 +250,7 @@ export class InPodStateManager extends EventEmitter<StateManagerEvents> {
   }
 
   async #snapshotSent(): Promise<void> {
-    if (this.#snapshotReceived) throw new AmbitError(ZDS_PROTOCOL, 'second SnapshotSent on one connection');
+    if (this.#snapshotReceived) throw inPodError(ZDS_PROTOCOL, 'second SnapshotSent on one connection');
     log.info('pod received snapshot sent');
     const stale = [...this.#running].filter(([uid]) => !this.#snapshotNames.has(uid));
     for (const [uid] of stale) this.#running.delete(uid);

@@ -15,6 +15,7 @@ import { logger } from '../../runtime/log.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
 import type { InPodProxy, StopMode } from '../inpod/proxy.js';
 import type { PodContext, ProxyDeps } from './context.js';
+import type { ProxyErrorCode } from './errors.js';
 import { handleInboundPlaintext } from './inbound-plaintext.js';
 import { handleOutbound } from './outbound.js';
 import type { PodSockets } from './pod-sockets.js';
@@ -141,7 +142,8 @@ export class PodProxy implements InPodProxy, PodContext {
       }
     } catch (err) {
       await Promise.all(this.#listeners.splice(0).map(closeServer));
-      const code = errorCode(err) ?? 'ERR_PROXY_START';
+      // A failed start keeps its cause's code (EADDRINUSE, ...): a plain AmbitError.
+      const code = errorCode(err) ?? ('ERR_PROXY_START' satisfies ProxyErrorCode);
       throw new AmbitError(code, `failed to start proxy for pod ${this.uid}: ${errorMessage(err)}`, {
         cause: err,
       });
