@@ -375,6 +375,14 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
   dataChunk(_streamId: number, chunk: Buffer): void {
     const stream = this.dataStream;
     if (!stream) return;
+    stream.receivedLength += chunk.length;
+    if (stream.expectedLength !== undefined && stream.receivedLength > stream.expectedLength) {
+      // More body than the content-length announced: malformed (RFC 9113 §8.1.1). The frame's window
+      // comes back with the stream's debt when the reset forgets it.
+      this.dataStream = null;
+      this.streamError(stream, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
     this.dataDelivered += chunk.length;
     stream.pendingCredit += chunk.length;
     if (!stream.push(chunk)) stream.readPaused = true;
@@ -565,13 +573,15 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
       return;
     }
     const { headers, error } = requestFields(list);
-    if (error) {
+    const length = contentLength(headers);
+    if (error || length === null) {
       this.sendRst(id, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     const stream = this.newStream(id, headers, false);
+    stream.expectedLength = length;
     this.streams.set(id, stream);
-    if (block.endStream) this.remoteEnd(stream);
+    if (block.endStream && !this.remoteEnd(stream)) return;
     this.emit('stream', stream, headers);
   }
 
@@ -603,6 +613,14 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
         }
         return;
       }
+      // A tunnel's 2xx has no content-length (RFC 9113 §8.5); any other response's must hold.
+      const tunnel = stream.requestHeaders[':method'] === 'CONNECT' && status < 300;
+      const length = tunnel ? undefined : contentLength(headers);
+      if (length === null) {
+        this.streamError(stream, ErrorCode.PROTOCOL_ERROR);
+        return;
+      }
+      stream.expectedLength = length;
       stream.status = status;
       stream.responseHeaders = headers;
       stream.emit('response', status, headers);
@@ -777,11 +795,19 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
     }
   }
 
-  /** The peer sent END_STREAM: the readable half ends; the stream closes if ours ended too. */
-  private remoteEnd(stream: FramerStream): void {
+  /**
+   * The peer sent END_STREAM: the readable half ends; the stream closes if ours ended too. A body shorter
+   * than its content-length is malformed (RFC 9113 §8.1.1): a stream error instead, and false.
+   */
+  private remoteEnd(stream: FramerStream): boolean {
+    if (stream.expectedLength !== undefined && stream.receivedLength !== stream.expectedLength) {
+      this.streamError(stream, ErrorCode.PROTOCOL_ERROR);
+      return false;
+    }
     stream.remoteEnded = true;
     stream.push(null);
     if (stream.localEnded) this.forgetStream(stream);
+    return true;
   }
 
   // ------------------------------------------------------------------------------ flow control (receive)
@@ -1105,6 +1131,19 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
     // Never inside the caller's close()/destroy(): listeners attached right after still hear it.
     process.nextTick(() => this.emit('close', this.closeError));
   }
+}
+
+/**
+ * The content-length of a message: undefined without one, null when it is not a decimal length (or
+ * repeated with different values, which arrive joined with ", ").
+ */
+function contentLength(headers: HeaderRecord): number | undefined | null {
+  const field = headers['content-length'];
+  if (field === undefined) return undefined;
+  const values = new Set(field.split(',').map((v) => v.trim()));
+  if (values.size !== 1) return null;
+  const [value] = values;
+  return value !== undefined && /^\d{1,15}$/.test(value) ? Number(value) : null;
 }
 
 function eofError(): Error {

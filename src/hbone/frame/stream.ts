@@ -45,6 +45,9 @@ export class FramerStream extends Duplex implements TunnelStream {
   pendingCredit = 0;
   connectionDebt = 0;
   readPaused = false;
+  /** The peer's content-length, when it sent one, and the DATA bytes it sent so far. */
+  expectedLength: number | undefined;
+  receivedLength = 0;
   /** Client streams: the response status once it arrived. */
   status: number | undefined;
   responseHeaders: HeaderRecord | undefined;
