@@ -22,7 +22,8 @@ import { NetnsHandle } from '../src/sys/index.js';
 const run = promisify(execFile);
 const WAIT_MS = 60_000;
 
-export const PROXIES = ['ambit', 'istio'] as const;
+/** ambit (its default HBONE transport, the framer), ambit-h2 (ztunnel on node:http2), Istio's ztunnel. */
+export const PROXIES = ['ambit', 'ambit-h2', 'istio'] as const;
 export type ProxyName = (typeof PROXIES)[number];
 
 /** A pod of the benchmark: where it runs and how to reach it. */
@@ -120,6 +121,9 @@ export class NodeProxies {
   /** Replaces every node's ztunnel with a fresh `proxy` process (on the same ZDS socket, CA, xDS, token). */
   async use(proxy: ProxyName): Promise<void> {
     let spec: NodeProxy = { kind: 'ambit' };
+    const env: Record<string, string> = { RUST_LOG: this.logLevel };
+    // Set either way, so a transport chosen in the caller's environment does not leak into a column.
+    if (proxy !== 'istio') env['AMBIT_HBONE_TRANSPORT'] = proxy === 'ambit-h2' ? 'h2' : 'framer';
     if (proxy === 'istio') {
       if (!this.istioBinary) throw new Error("Istio's ztunnel binary was not found");
       spec = { kind: 'istio', binary: this.istioBinary };
@@ -129,7 +133,7 @@ export class NodeProxies {
         const id = { component: 'ztunnel', node: node.name } as const;
         await stopComponent(this.lab, id);
         this.pids.delete(node.name);
-        const pid = await startComponent(this.lab, id, { proxy: spec, env: { RUST_LOG: this.logLevel } });
+        const pid = await startComponent(this.lab, id, { proxy: spec, env });
         this.pids.set(node.name, pid);
       }),
     );

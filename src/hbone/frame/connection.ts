@@ -1030,7 +1030,7 @@ export class FramerConnection extends EventEmitter<FramerConnectionEvents> imple
     this.outBytes += frame.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      process.nextTick(() => this.flush());
     }
   }
 

@@ -152,12 +152,13 @@ export class FramerStream extends Duplex implements TunnelStream {
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     if (err) this.#failure ??= err.message;
     this.owner.streamDestroyed(this, err);
-    const failure = err ?? new Error('stream destroyed');
-    for (const w of this.sendQueue.splice(0)) w.callback?.(failure);
-    if (this.endCallback) {
+    // Made only when a write is still waiting: an Error captures a stack, and most streams end with none.
+    if (this.sendQueue.length > 0 || this.endCallback) {
+      const failure = err ?? new Error('stream destroyed');
+      for (const w of this.sendQueue.splice(0)) w.callback?.(failure);
       const cb = this.endCallback;
       this.endCallback = null;
-      cb(failure);
+      cb?.(failure);
     }
     callback(err);
   }

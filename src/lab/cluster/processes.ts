@@ -99,7 +99,23 @@ function command(
   const node = findNode(state, id.node);
   if (id.component === 'kubelet')
     return { argv: [process.execPath, ENTRY, 'kubelet', state.name, node.name], env };
-  const inNode = ['ip', 'netns', 'exec', node.netns, process.execPath, '--input-type=module', '-e', CLI];
+  // Node flags for the lab's ztunnels only, for profiling (e.g. `--cpu-prof --cpu-prof-dir=/tmp/x`):
+  // NODE_OPTIONS refuses --cpu-prof, and would reach every process of the lab.
+  const nodeFlags =
+    id.component === 'ztunnel'
+      ? (process.env['AMBIT_LAB_ZTUNNEL_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean)
+      : [];
+  const inNode = [
+    'ip',
+    'netns',
+    'exec',
+    node.netns,
+    process.execPath,
+    ...nodeFlags,
+    '--input-type=module',
+    '-e',
+    CLI,
+  ];
   if (id.component === 'agent') {
     return {
       argv: [
