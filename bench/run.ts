@@ -18,13 +18,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { adminClient, clusterDown, clusterPod, clusterUp, podAdd } from '../src/lab/cluster/index.js';
+import {
+  adminClient,
+  clusterDown,
+  clusterPod,
+  clusterUp,
+  findIstioZtunnel,
+  podAdd,
+} from '../src/lab/cluster/index.js';
 import { loadLab } from '../src/lab/index.js';
 import { setLogLevel } from '../src/runtime/log.js';
 import { NetnsHandle } from '../src/sys/index.js';
 import { bulkThroughput, connectionRate, requestResponse, type Target } from './load.js';
 import { cpuSeconds, rssBytes } from './proc.js';
-import { type BenchPod, findIstioZtunnel, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
+import { type BenchPod, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
 import { PLACEMENTS, type Placement, type ProxySample, type Sample, summarize, tables } from './report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -18,6 +18,7 @@ export {
   stopComponent,
   waitRunning,
 } from './cluster.js';
+export { findIstioZtunnel } from './istio-ztunnel.js';
 export { adminClient, serviceAccountConfig } from './kube.js';
 export {
   ClusterLayout,
@@ -30,4 +31,13 @@ export {
   processName,
 } from './layout.js';
 export { ISTIO_ZTUNNEL_LINK, type LaunchOptions, type NodeProxy } from './processes.js';
+export {
+  connectionsOpened,
+  connectionsOpenedSeries,
+  type OpenedSeries,
+  proxyPage,
+  type ServedPod,
+  waitNotServing,
+  waitServing,
+} from './serving.js';
 export { logTail } from './supervisor.js';

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { findIstioZtunnel } from '../../../bench/proxies.js';
 import type { ProxySample, Summary } from '../../../bench/report.js';
+import { findIstioZtunnel } from '../../../src/lab/cluster/index.js';
 
 const BENCH = fileURLToPath(new URL('../../../bench/run.js', import.meta.url));
 const CONNS = 10;
