@@ -14,8 +14,8 @@ import {
 } from '../src/lab/cluster/index.js';
 import type { LabNode } from '../src/lab/index.js';
 
-/** ambit (its default HBONE transport, the framer), ambit-h2 (ztunnel on node:http2), Istio's ztunnel. */
-export const PROXIES = ['ambit', 'ambit-h2', 'istio'] as const;
+/** ambit's ztunnel, Istio's ztunnel. */
+export const PROXIES = ['ambit', 'istio'] as const;
 export type ProxyName = (typeof PROXIES)[number];
 
 /** A pod of the benchmark: where it runs and how to reach it. */
@@ -38,8 +38,6 @@ export class NodeProxies {
   async use(proxy: ProxyName): Promise<void> {
     let spec: NodeProxy = { kind: 'ambit' };
     const env: Record<string, string> = { RUST_LOG: this.logLevel };
-    // Set either way, so a transport chosen in the caller's environment does not leak into a column.
-    if (proxy !== 'istio') env['AMBIT_HBONE_TRANSPORT'] = proxy === 'ambit-h2' ? 'h2' : 'framer';
     if (proxy === 'istio') {
       if (!this.istioBinary) throw new Error("Istio's ztunnel binary was not found");
       spec = { kind: 'istio', binary: this.istioBinary };

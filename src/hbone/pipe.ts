@@ -81,9 +81,10 @@ export function pipeSocketStream(socket: Socket, stream: TunnelStream): Promise<
 }
 
 /**
- * stream -> socket with the writes of one tick corked into one syscall: a transport may hand DATA
- * over in ~8 KiB pieces (node:http2 does), and writing each on its own costs a third of the throughput
- * (node-performance.md). Back-pressure is kept: the stream pauses while the socket is full.
+ * stream -> socket with the writes of one tick corked into one syscall: the stream hands DATA over a
+ * frame at a time, as small as the peer framed it, and writing each on its own cost a third of the
+ * throughput when measured (node-performance.md). Back-pressure is kept: the stream pauses while the
+ * socket is full.
  */
 function pipeBatched(stream: TunnelStream, socket: Socket): void {
   let corked = false;

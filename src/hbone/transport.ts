@@ -1,9 +1,9 @@
 /**
  * The seam between HBONE and the HTTP/2 that carries it. The pool, the pipe and the proxy speak only
- * these interfaces; a transport turns them into frames (`h2/`: node:http2). An implementation keeps
- * HBONE's rules: Istio's windows and stream limits (settings.ts), PING keepalive, GOAWAY on a drain
- * with the streams in flight finishing, a reset that is never preceded by END_STREAM, and the
- * rapid-reset limit on the server side.
+ * these interfaces; the transport turns them into frames (`frame/`, the framer; the pool's tests use a
+ * fake). An implementation keeps HBONE's rules: Istio's windows and stream limits (settings.ts), PING
+ * keepalive, GOAWAY on a drain with the streams in flight finishing, a reset that is never preceded by
+ * END_STREAM, and the rapid-reset limit on the server side.
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';

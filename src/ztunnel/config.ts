@@ -3,7 +3,6 @@
  * each with a command-line flag of the same name in kebab case; a flag wins over its variable.
  * Errors name the flag or variable the bad value came from.
  */
-import { TRANSPORT_NAMES } from '../hbone/default-transport.js';
 import { PROXY_MARK, ZDS_SOCKET_PATH } from '../node/contract.js';
 import { formatListenAddress, type ListenAddress, parseListenAddress } from '../runtime/listen-address.js';
 import { LEVELS, type Level, parseLevel } from '../runtime/log.js';
@@ -60,8 +59,6 @@ export interface ZtunnelConfig {
   hboneHandshakeTimeoutMs: number;
   /** HTTP/2 PING keepalive of HBONE connections (ztunnel hard-codes 10 s / 20 s). */
   hboneKeepalive: { intervalMs: number; timeoutMs: number };
-  /** The HTTP/2 implementation that carries HBONE (default-transport.ts's names). */
-  hboneTransport: string;
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -179,12 +176,6 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'an HBONE connection whose PING goes unanswered this long is given up and its streams reset (ztunnel: 20s)',
   },
   {
-    flag: 'hbone-transport',
-    env: 'AMBIT_HBONE_TRANSPORT',
-    default: 'framer',
-    help: `the HTTP/2 that carries HBONE: ${TRANSPORT_NAMES.join(' or ')} (node:http2, the earlier one)`,
-  },
-  {
     flag: 'log-level',
     env: 'RUST_LOG',
     default: 'info',
@@ -213,11 +204,6 @@ function bad(raw: Raw, why: string): never {
 
 function bool(raw: Raw): boolean {
   return parseBool(raw.text.trim()) ?? bad(raw, 'expected true or false');
-}
-
-function transportName(raw: Raw): string {
-  const name = raw.text.trim();
-  return TRANSPORT_NAMES.includes(name) ? name : bad(raw, `expected ${TRANSPORT_NAMES.join(' or ')}`);
 }
 
 function mark(raw: Raw): number {
@@ -308,7 +294,6 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       intervalMs: positiveDuration(must('hbone-keepalive-interval')),
       timeoutMs: positiveDuration(must('hbone-keepalive-timeout')),
     },
-    hboneTransport: transportName(must('hbone-transport')),
     secretTtlSeconds: Math.ceil(parseDuration(must('secret-ttl').text, must('secret-ttl').source) / 1000),
     hboneHandshakeTimeoutMs: positiveDuration(must('hbone-handshake-timeout')),
     caAddress: raw('ca-address')?.text.trim(),

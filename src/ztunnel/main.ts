@@ -10,7 +10,6 @@ import type { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { XdsClient } from '../discovery/xds-client.js';
 import { errorMessage } from '../errors.js';
-import { TRANSPORTS } from '../hbone/default-transport.js';
 import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
 import type { HttpServer } from '../runtime/http-server.js';
@@ -178,7 +177,6 @@ export async function startZtunnel(
       certTtlSeconds: config.secretTtlSeconds,
       handshakeTimeoutMs: config.hboneHandshakeTimeoutMs,
       keepalive: config.hboneKeepalive,
-      transport: TRANSPORTS[config.hboneTransport],
     });
     const pods = proxies;
     opened.add(() => pods.close());

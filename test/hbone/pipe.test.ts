@@ -5,18 +5,16 @@
  * abnormal end of the tunnel (RST_STREAM, GOAWAY that cuts the stream, a peer that closes the
  * connection or stops answering PINGs) must reach the app as a TCP reset (RFC 9113 §8.5), and the
  * pipe reports it as an error. The peer is node:http2 (it can misbehave in every way asked of it); this side
- * is each transport in turn: node:http2 (h2/) and the framer (frame/).
+ * is the framer (frame/).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import http2, { type ClientHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
 import { FramerConnection } from '../../src/hbone/frame/connection.js';
 import type { FramerStream } from '../../src/hbone/frame/stream.js';
-import { startKeepalive } from '../../src/hbone/h2/settings.js';
-import { tunnelStream } from '../../src/hbone/h2/stream.js';
 import { type PipeResult, pipeSocketStream } from '../../src/hbone/pipe.js';
 import type { KeepaliveOptions } from '../../src/hbone/settings.js';
 import type { TunnelStream } from '../../src/hbone/transport.js';
@@ -144,11 +142,8 @@ async function peer(behave: PeerBehaviour): Promise<{ port: number }> {
   return { port };
 }
 
-type Kind = 'h2' | 'framer';
-
-/** This side as the server, of either transport: answers each CONNECT with 200 and hands it over. */
-async function server(kind: Kind, onStream: (stream: TunnelStream) => void): Promise<{ port: number }> {
-  if (kind === 'h2') return peer((stream) => onStream(tunnelStream(stream)));
+/** This side as the server: answers each CONNECT with 200 and hands it over. */
+async function server(onStream: (stream: TunnelStream) => void): Promise<{ port: number }> {
   const connections: FramerConnection[] = [];
   const tcp = net.createServer((socket) => {
     socket.on('error', () => {});
@@ -167,7 +162,7 @@ async function server(kind: Kind, onStream: (stream: TunnelStream) => void): Pro
   return { port };
 }
 
-/** This side's HTTP/2 client connection to `port`, of either transport, opening CONNECT streams. */
+/** This side's HTTP/2 client connection to `port`, opening CONNECT streams. */
 interface Tunnel {
   raw: Socket;
   /** The HTTP/2 connection is gone (destroyed or closed). */
@@ -177,36 +172,18 @@ interface Tunnel {
 
 const CONNECT = { ':method': 'CONNECT', ':authority': '10.0.0.1:8000' };
 
-async function tunnel(kind: Kind, port: number, keepalive?: KeepaliveOptions): Promise<Tunnel> {
+async function tunnel(port: number, keepalive?: KeepaliveOptions): Promise<Tunnel> {
   const raw = net.connect({ port, host: '127.0.0.1' });
   raw.on('error', () => {});
-  if (kind === 'framer') {
-    const connection = new FramerConnection(raw, 'client', { keepalive: keepalive ?? false });
-    cleanups.push(() => connection.destroy());
-    return {
-      raw,
-      gone: () => connection.closed,
-      open: () =>
-        new Promise((resolve, reject) => {
-          const stream: FramerStream = connection.request(CONNECT);
-          stream.once('response', () => resolve(stream));
-          stream.once('close', () => reject(new Error('stream closed before the response')));
-        }),
-    };
-  }
-  const session: ClientHttp2Session = http2.connect(`http://127.0.0.1:${port}`, {
-    createConnection: () => raw,
-  });
-  session.on('error', () => {});
-  if (keepalive) startKeepalive(session, keepalive);
-  cleanups.push(() => session.destroy());
+  const connection = new FramerConnection(raw, 'client', { keepalive: keepalive ?? false });
+  cleanups.push(() => connection.destroy());
   return {
     raw,
-    gone: () => session.destroyed,
+    gone: () => connection.closed,
     open: () =>
       new Promise((resolve, reject) => {
-        // The tunnel stream brings its own error listener: the test below checks it needs no other.
-        const stream = tunnelStream(session.request(CONNECT));
+        // The stream brings its own error listener: the test below checks it needs no other.
+        const stream: FramerStream = connection.request(CONNECT);
         stream.once('response', () => resolve(stream));
         stream.once('close', () => reject(new Error('stream closed before the response')));
       }),
@@ -214,8 +191,8 @@ async function tunnel(kind: Kind, port: number, keepalive?: KeepaliveOptions): P
 }
 
 /** Pipes a fresh app connection through a CONNECT stream to `port`; returns the app's end and the pipe's result. */
-async function pipeThrough(kind: Kind, port: number, keepalive?: KeepaliveOptions) {
-  const { open } = await tunnel(kind, port, keepalive);
+async function pipeThrough(port: number, keepalive?: KeepaliveOptions) {
+  const { open } = await tunnel(port, keepalive);
   const { app, proxySide } = await appConnection();
   const stream = await open();
   const ended = observe(app);
@@ -243,178 +220,177 @@ async function expectReset(ended: Promise<AppEnd>, result: Promise<PipeResult>, 
   return r;
 }
 
-for (const kind of ['h2', 'framer'] as const)
-  describe(`HBONE pipe over ${kind}: how the app connection ends`, () => {
-    test('clean: both sides end (FIN <-> END_STREAM) -> the app sees every byte then EOF, no error', async () => {
-      const { port } = await peer((stream) => stream.pipe(stream));
-      const { app, ended, result } = await pipeThrough(kind, port);
-      app.end(Buffer.alloc(4 * CHUNK, 1));
-      const end = await withDeadline(ended, 'EOF');
-      assert.deepEqual(end, { bytes: 4 * CHUNK, end: 'EOF' });
-      const r = await withDeadline(result, 'the pipe result');
-      assert.equal(r.error, undefined);
-      assert.equal(r.socketToStream, 4 * CHUNK);
-      assert.equal(r.streamToSocket, 4 * CHUNK);
-    });
-
-    test('clean: the peer ends first while the app still sends, then the app ends -> EOF, no error', async () => {
-      const { port } = await peer((stream) => {
-        stream.resume();
-        stream.end(Buffer.alloc(CHUNK, 2));
-      });
-      const { app, ended, result } = await pipeThrough(kind, port);
-      const end = await withDeadline(ended, 'EOF');
-      assert.deepEqual(end, { bytes: CHUNK, end: 'EOF' });
-      app.end(Buffer.alloc(CHUNK, 3));
-      const r = await withDeadline(result, 'the pipe result');
-      assert.equal(r.error, undefined);
-    });
-
-    test('RST_STREAM CANCEL from the peer while the app still sends -> ECONNRESET', async () => {
-      // RST_STREAM(CANCEL) alone, as ztunnel's h2 sends for a stream it drops (node:http2's close(CANCEL)
-      // would send END_STREAM first); an aborted node:http2 stream is reset with CANCEL.
-      const { port } = await peer(
-        sendThen(CHUNK, (s) => {
-          const abort = new AbortController();
-          addAbortSignal(abort.signal, s);
-          abort.abort();
-        }),
-      );
-      const { app, ended, result } = await pipeThrough(kind, port);
-      app.write(Buffer.alloc(CHUNK, 1));
-      await expectReset(ended, result, CHUNK);
-    });
-
-    test('RST_STREAM NO_ERROR before the peer finished, the app still sending -> ECONNRESET', async () => {
-      // A peer destroying its session resets its open streams with NO_ERROR.
-      const { port } = await peer(sendThen(CHUNK, (s) => s.session?.destroy()));
-      const { app, ended, result } = await pipeThrough(kind, port);
-      app.write(Buffer.alloc(CHUNK, 1));
-      await expectReset(ended, result, CHUNK);
-    });
-
-    test('the app finished sending, then the peer closes the connection mid-response -> ECONNRESET', async () => {
-      const { port } = await peer((stream, kill) => {
-        stream.resume();
-        stream.once('end', () => stream.write(Buffer.alloc(CHUNK, 7), () => setTimeout(kill, 50)));
-      });
-      const { app, ended, result } = await pipeThrough(kind, port);
-      app.end('request');
-      await expectReset(ended, result, CHUNK);
-    });
-
-    test('GOAWAY for the stream, then the connection closes with the stream unfinished -> ECONNRESET', async () => {
-      const { port } = await peer(
-        sendThen(CHUNK, (s, kill) => {
-          s.session?.goaway(NGHTTP2_NO_ERROR, s.id);
-          setTimeout(kill, 50);
-        }),
-      );
-      const { app, ended, result } = await pipeThrough(kind, port);
-      app.write(Buffer.alloc(CHUNK, 1));
-      await expectReset(ended, result, CHUNK);
-    });
-
-    test('GOAWAY whose last-stream-id is below the stream (the stream is cut) -> ECONNRESET', async () => {
-      let first: ServerHttp2Stream | undefined;
-      const { port } = await peer((stream) => {
-        stream.on('data', () => {});
-        if (!first) {
-          first = stream;
-          return;
-        }
-        stream.write(Buffer.alloc(CHUNK, 7), () =>
-          setTimeout(() => stream.session?.goaway(NGHTTP2_NO_ERROR, first!.id), 50),
-        );
-      });
-      const { gone, open } = await tunnel(kind, port);
-      await open(); // stream 1 stays below the last-stream-id
-      const { app, proxySide } = await appConnection();
-      const stream = await open();
-      const ended = observe(app);
-      const result = pipeSocketStream(proxySide, stream);
-      app.write(Buffer.alloc(CHUNK, 1));
-      await expectReset(ended, result, CHUNK);
-      assert.equal(gone(), false, 'the connection itself stays up');
-    });
-
-    test('the peer stops answering (frozen like SIGSTOP) -> keepalive gives up -> ECONNRESET', async () => {
-      const { port: peerPort } = await peer((stream) => {
-        stream.on('data', () => {});
-        stream.write(Buffer.alloc(CHUNK, 7));
-      });
-      const relay = await freezableRelay(peerPort);
-      const { app, ended, result } = await pipeThrough(kind, relay.port, { intervalMs: 200, timeoutMs: 500 });
-      await waitFor(() => app.bytesRead === CHUNK, 'the first bytes', DEADLINE_MS);
-      relay.freeze();
-      // The app keeps sending into a tunnel that no longer moves (bounded: it blocks on flow control).
-      app.write(Buffer.alloc(8 * CHUNK, 1));
-      const r = await expectReset(ended, result, CHUNK);
-      assert.match(r.error!, /keepalive/i);
-    });
-
-    test('the app behind the peer resets (RST_STREAM CONNECT_ERROR) while the client app sends -> ECONNRESET', async () => {
-      // The peer is a pipe too: its upstream app reads a little, then resets.
-      const { port } = await peer((stream) => {
-        void (async () => {
-          const { app, proxySide } = await appConnection();
-          app.once('data', () => app.resetAndDestroy());
-          void pipeSocketStream(proxySide, tunnelStream(stream));
-        })();
-      });
-      const { app, ended, result } = await pipeThrough(kind, port);
-      app.write(Buffer.alloc(8 * CHUNK, 1));
-      const end = await withDeadline(ended, "the app connection's end");
-      assert.equal(end.end, 'ECONNRESET', `the app must see a reset, not ${end.end}`);
-      const r = await withDeadline(result, 'the pipe result');
-      assert.ok(r.error);
-    });
-
-    test('reset() sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
-      let seen: Promise<{ ended: boolean; rstCode: number | undefined }> | undefined;
-      const { port } = await peer((stream) => {
-        seen = new Promise((resolve) => {
-          let ended = false;
-          stream.on('data', () => {});
-          stream.on('end', () => {
-            ended = !stream.destroyed;
-          });
-          stream.on('close', () => resolve({ ended, rstCode: stream.rstCode }));
-        });
-      });
-      const { open } = await tunnel(kind, port);
-      const stream = await open();
-      stream.write(Buffer.alloc(CHUNK, 1));
-      stream.reset('the client went away');
-      await waitFor(() => seen !== undefined, 'the peer stream', DEADLINE_MS);
-      const peerView = await withDeadline(seen!, 'the reset at the peer');
-      assert.equal(peerView.ended, false, 'the peer got no END_STREAM before the reset');
-      assert.notEqual(peerView.rstCode, NGHTTP2_NO_ERROR);
-    });
-
-    test('the server side: the client connection closes mid-transfer -> the upstream app sees ECONNRESET', async () => {
-      let serverSide: Promise<{ end: AppEnd; result: PipeResult }> | undefined;
-      const { port } = await server(kind, (stream) => {
-        serverSide = (async () => {
-          const { app, proxySide } = await appConnection();
-          const end = observe(app);
-          const result = pipeSocketStream(proxySide, stream);
-          app.write(Buffer.alloc(CHUNK, 5));
-          return { end: await end, result: await result };
-        })();
-      });
-      const { raw, open } = await tunnel(kind, port);
-      const stream = await open();
-      stream.write(Buffer.alloc(CHUNK, 1));
-      await new Promise<void>((resolve) => stream.once('data', () => resolve()));
-      raw.destroy();
-      await waitFor(() => serverSide !== undefined, 'the server-side pipe', DEADLINE_MS);
-      const { end, result } = await withDeadline(serverSide!, 'the upstream app end');
-      assert.equal(
-        end.end,
-        'ECONNRESET',
-        `the upstream app must see a reset, not ${end.end} after ${end.bytes} bytes`,
-      );
-      assert.ok(result.error, 'reported as an error');
-    });
+describe('HBONE pipe over the framer: how the app connection ends', () => {
+  test('clean: both sides end (FIN <-> END_STREAM) -> the app sees every byte then EOF, no error', async () => {
+    const { port } = await peer((stream) => stream.pipe(stream));
+    const { app, ended, result } = await pipeThrough(port);
+    app.end(Buffer.alloc(4 * CHUNK, 1));
+    const end = await withDeadline(ended, 'EOF');
+    assert.deepEqual(end, { bytes: 4 * CHUNK, end: 'EOF' });
+    const r = await withDeadline(result, 'the pipe result');
+    assert.equal(r.error, undefined);
+    assert.equal(r.socketToStream, 4 * CHUNK);
+    assert.equal(r.streamToSocket, 4 * CHUNK);
   });
+
+  test('clean: the peer ends first while the app still sends, then the app ends -> EOF, no error', async () => {
+    const { port } = await peer((stream) => {
+      stream.resume();
+      stream.end(Buffer.alloc(CHUNK, 2));
+    });
+    const { app, ended, result } = await pipeThrough(port);
+    const end = await withDeadline(ended, 'EOF');
+    assert.deepEqual(end, { bytes: CHUNK, end: 'EOF' });
+    app.end(Buffer.alloc(CHUNK, 3));
+    const r = await withDeadline(result, 'the pipe result');
+    assert.equal(r.error, undefined);
+  });
+
+  test('RST_STREAM CANCEL from the peer while the app still sends -> ECONNRESET', async () => {
+    // RST_STREAM(CANCEL) alone, as ztunnel's h2 sends for a stream it drops (node:http2's close(CANCEL)
+    // would send END_STREAM first); an aborted node:http2 stream is reset with CANCEL.
+    const { port } = await peer(
+      sendThen(CHUNK, (s) => {
+        const abort = new AbortController();
+        addAbortSignal(abort.signal, s);
+        abort.abort();
+      }),
+    );
+    const { app, ended, result } = await pipeThrough(port);
+    app.write(Buffer.alloc(CHUNK, 1));
+    await expectReset(ended, result, CHUNK);
+  });
+
+  test('RST_STREAM NO_ERROR before the peer finished, the app still sending -> ECONNRESET', async () => {
+    // A peer destroying its session resets its open streams with NO_ERROR.
+    const { port } = await peer(sendThen(CHUNK, (s) => s.session?.destroy()));
+    const { app, ended, result } = await pipeThrough(port);
+    app.write(Buffer.alloc(CHUNK, 1));
+    await expectReset(ended, result, CHUNK);
+  });
+
+  test('the app finished sending, then the peer closes the connection mid-response -> ECONNRESET', async () => {
+    const { port } = await peer((stream, kill) => {
+      stream.resume();
+      stream.once('end', () => stream.write(Buffer.alloc(CHUNK, 7), () => setTimeout(kill, 50)));
+    });
+    const { app, ended, result } = await pipeThrough(port);
+    app.end('request');
+    await expectReset(ended, result, CHUNK);
+  });
+
+  test('GOAWAY for the stream, then the connection closes with the stream unfinished -> ECONNRESET', async () => {
+    const { port } = await peer(
+      sendThen(CHUNK, (s, kill) => {
+        s.session?.goaway(NGHTTP2_NO_ERROR, s.id);
+        setTimeout(kill, 50);
+      }),
+    );
+    const { app, ended, result } = await pipeThrough(port);
+    app.write(Buffer.alloc(CHUNK, 1));
+    await expectReset(ended, result, CHUNK);
+  });
+
+  test('GOAWAY whose last-stream-id is below the stream (the stream is cut) -> ECONNRESET', async () => {
+    let first: ServerHttp2Stream | undefined;
+    const { port } = await peer((stream) => {
+      stream.on('data', () => {});
+      if (!first) {
+        first = stream;
+        return;
+      }
+      stream.write(Buffer.alloc(CHUNK, 7), () =>
+        setTimeout(() => stream.session?.goaway(NGHTTP2_NO_ERROR, first!.id), 50),
+      );
+    });
+    const { gone, open } = await tunnel(port);
+    await open(); // stream 1 stays below the last-stream-id
+    const { app, proxySide } = await appConnection();
+    const stream = await open();
+    const ended = observe(app);
+    const result = pipeSocketStream(proxySide, stream);
+    app.write(Buffer.alloc(CHUNK, 1));
+    await expectReset(ended, result, CHUNK);
+    assert.equal(gone(), false, 'the connection itself stays up');
+  });
+
+  test('the peer stops answering (frozen like SIGSTOP) -> keepalive gives up -> ECONNRESET', async () => {
+    const { port: peerPort } = await peer((stream) => {
+      stream.on('data', () => {});
+      stream.write(Buffer.alloc(CHUNK, 7));
+    });
+    const relay = await freezableRelay(peerPort);
+    const { app, ended, result } = await pipeThrough(relay.port, { intervalMs: 200, timeoutMs: 500 });
+    await waitFor(() => app.bytesRead === CHUNK, 'the first bytes', DEADLINE_MS);
+    relay.freeze();
+    // The app keeps sending into a tunnel that no longer moves (bounded: it blocks on flow control).
+    app.write(Buffer.alloc(8 * CHUNK, 1));
+    const r = await expectReset(ended, result, CHUNK);
+    assert.match(r.error!, /keepalive/i);
+  });
+
+  test('the app behind the peer resets (RST_STREAM CONNECT_ERROR) while the client app sends -> ECONNRESET', async () => {
+    // The peer is a pipe too (ambit's, over the framer): its upstream app reads a little, then resets.
+    const { port } = await server((stream) => {
+      void (async () => {
+        const { app, proxySide } = await appConnection();
+        app.once('data', () => app.resetAndDestroy());
+        void pipeSocketStream(proxySide, stream);
+      })();
+    });
+    const { app, ended, result } = await pipeThrough(port);
+    app.write(Buffer.alloc(8 * CHUNK, 1));
+    const end = await withDeadline(ended, "the app connection's end");
+    assert.equal(end.end, 'ECONNRESET', `the app must see a reset, not ${end.end}`);
+    const r = await withDeadline(result, 'the pipe result');
+    assert.ok(r.error);
+  });
+
+  test('reset() sends RST_STREAM alone (no END_STREAM first) and needs no error listener', async () => {
+    let seen: Promise<{ ended: boolean; rstCode: number | undefined }> | undefined;
+    const { port } = await peer((stream) => {
+      seen = new Promise((resolve) => {
+        let ended = false;
+        stream.on('data', () => {});
+        stream.on('end', () => {
+          ended = !stream.destroyed;
+        });
+        stream.on('close', () => resolve({ ended, rstCode: stream.rstCode }));
+      });
+    });
+    const { open } = await tunnel(port);
+    const stream = await open();
+    stream.write(Buffer.alloc(CHUNK, 1));
+    stream.reset('the client went away');
+    await waitFor(() => seen !== undefined, 'the peer stream', DEADLINE_MS);
+    const peerView = await withDeadline(seen!, 'the reset at the peer');
+    assert.equal(peerView.ended, false, 'the peer got no END_STREAM before the reset');
+    assert.notEqual(peerView.rstCode, NGHTTP2_NO_ERROR);
+  });
+
+  test('the server side: the client connection closes mid-transfer -> the upstream app sees ECONNRESET', async () => {
+    let serverSide: Promise<{ end: AppEnd; result: PipeResult }> | undefined;
+    const { port } = await server((stream) => {
+      serverSide = (async () => {
+        const { app, proxySide } = await appConnection();
+        const end = observe(app);
+        const result = pipeSocketStream(proxySide, stream);
+        app.write(Buffer.alloc(CHUNK, 5));
+        return { end: await end, result: await result };
+      })();
+    });
+    const { raw, open } = await tunnel(port);
+    const stream = await open();
+    stream.write(Buffer.alloc(CHUNK, 1));
+    await new Promise<void>((resolve) => stream.once('data', () => resolve()));
+    raw.destroy();
+    await waitFor(() => serverSide !== undefined, 'the server-side pipe', DEADLINE_MS);
+    const { end, result } = await withDeadline(serverSide!, 'the upstream app end');
+    assert.equal(
+      end.end,
+      'ECONNRESET',
+      `the upstream app must see a reset, not ${end.end} after ${end.bytes} bytes`,
+    );
+    assert.ok(result.error, 'reported as an error');
+  });
+});

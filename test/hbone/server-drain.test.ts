@@ -2,7 +2,8 @@
  * A draining HBONE server (its ztunnel is being replaced) over real loopback TCP and real HTTP/2: the
  * client is told to go away (GOAWAY NO_ERROR) and opens nothing new there, while a CONNECT stream in
  * flight keeps carrying bytes both ways and ends cleanly. A stream the server refuses unprocessed
- * reaches the client as ERR_HBONE_REFUSED, which the proxy opens again on another connection.
+ * reaches the client as ERR_HBONE_REFUSED, which the proxy opens again on another connection. The server
+ * is the framer's; the client is node:http2, a foreign peer, except where ambit's own client is the point.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -10,8 +11,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import net, { type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import { H2TunnelConnection } from '../../src/hbone/h2/client.js';
-import { H2TunnelServer } from '../../src/hbone/h2/server.js';
+import { connectFramer, FramerTunnelServer } from '../../src/hbone/frame/transport.js';
 import type { SpiffeId } from '../../src/identity/spiffe.js';
 
 const PEER = 'spiffe://cluster.local/ns/a/sa/b' as SpiffeId;
@@ -23,8 +23,8 @@ afterEach(() => {
 });
 
 /** An HBONE server whose CONNECT streams echo; `refuse` makes it refuse every stream unprocessed. */
-async function startServer(refuse = false): Promise<{ hbone: H2TunnelServer; port: number }> {
-  const hbone = new H2TunnelServer((stream) => {
+async function startServer(refuse = false): Promise<{ hbone: FramerTunnelServer; port: number }> {
+  const hbone = new FramerTunnelServer((stream) => {
     if (refuse) {
       stream.refuse();
       return;
@@ -32,7 +32,10 @@ async function startServer(refuse = false): Promise<{ hbone: H2TunnelServer; por
     stream.respond(200);
     stream.pipe(stream);
   });
-  const tcp: Server = net.createServer((socket) => hbone.serve(socket as unknown as TLSSocket, PEER));
+  const tcp: Server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    hbone.serve(socket, PEER);
+  });
   await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
   cleanup.push(() => {
     hbone.close();
@@ -105,9 +108,12 @@ describe('HBONE server drain', () => {
 
   test('a stream refused unprocessed is ERR_HBONE_REFUSED (retryable), not a failed CONNECT', async () => {
     const { port } = await startServer(true);
-    const session = connect(port);
-    await once(session, 'connect');
-    const conn = new H2TunnelConnection(session, PEER);
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.on('error', () => {});
+    cleanup.push(() => socket.destroy());
+    // h2c: TLS changes nothing the tunnel sees.
+    const conn = await connectFramer(socket as unknown as TLSSocket, PEER, { host: '127.0.0.1', port });
+    cleanup.push(() => conn.close());
     assert.ok(conn.tryReserve());
     await assert.rejects(conn.connect(CONNECT), { code: 'ERR_HBONE_REFUSED' });
   });

@@ -3,16 +3,17 @@
  * WINDOW_UPDATE, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS/CONTINUATION with HPACK. Client or server over
  * any Duplex (a tls.TLSSocket in production).
  *
- * Why not node:http2: measured on this kind of machine it carries a third of what a framer over one
- * TLSSocket does, and it stops reading its socket while a write is pending, which deadlocks two of them
- * under bidirectional bulk with Istio's 16 MiB connection window. This connection always reads; what it
- * must then bound instead (floods, header sizes, queued answers) is in limits.ts.
+ * Why not node:http2 (ambit's first transport, removed once this one measured faster on every figure):
+ * it stops reading its socket while a write is pending, which deadlocks two of them under bidirectional
+ * bulk with Istio's 16 MiB connection window. This connection always reads; what it must then bound
+ * instead (floods, header sizes, queued answers) is in limits.ts.
  *
  * Writes are batched per event-loop turn: frames collect in `out` and go to the socket corked, in one
  * writev, from a setImmediate.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW } from '../settings.js';
 import {
   ConnectionError,
   FrameReader,
@@ -45,11 +46,6 @@ import {
   type Settings,
 } from './protocol.js';
 import { FramerStream, type StreamOwner } from './stream.js';
-
-/** Istio's ztunnel windows: 4 MiB per stream, 16 MiB per connection; its 1 MiB maximum frame. */
-export const STREAM_WINDOW = 4 * 1024 * 1024;
-export const CONNECTION_WINDOW = 16 * 1024 * 1024;
-export const MAX_FRAME_SIZE = 1024 * 1024;
 
 export interface FramerOptions {
   /** What this side announces; defaults below. */
