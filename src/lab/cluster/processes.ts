@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { READINESS_PORT } from '../../node/contract.js';
 import { NetnsHandle } from '../../sys/index.js';
+import { ZTUNNEL_NODE_FLAGS } from '../../ztunnel/heap.js';
 import { ZTUNNEL_SERVICE_ACCOUNT } from '../apiserver/index.js';
 import { labError } from '../errors.js';
 import { httpStatusIn } from '../http-in-netns.js';
@@ -101,9 +102,13 @@ function command(
     return { argv: [process.execPath, ENTRY, 'kubelet', state.name, node.name], env };
   // Node flags for the lab's ztunnels only, for profiling (e.g. `--cpu-prof --cpu-prof-dir=/tmp/x`):
   // NODE_OPTIONS refuses --cpu-prof, and would reach every process of the lab.
+  // The ztunnel's own heap flags (ztunnel/heap.ts) come first, as bin/ambit gives them.
   const nodeFlags =
     id.component === 'ztunnel'
-      ? (process.env['AMBIT_LAB_ZTUNNEL_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean)
+      ? [
+          ...ZTUNNEL_NODE_FLAGS,
+          ...(process.env['AMBIT_LAB_ZTUNNEL_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean),
+        ]
       : [];
   const inNode = [
     'ip',

@@ -39,6 +39,7 @@ import { readPod } from '../../../src/lab/cluster/kube.js';
 import { processAlive } from '../../../src/lab/cluster/supervisor.js';
 import { listNetns, loadLab } from '../../../src/lab/index.js';
 import { connectInNetns, listenInNetns, NetnsHandle } from '../../../src/sys/index.js';
+import { missingNodeFlags } from '../../../src/ztunnel/heap.js';
 import { run, uniqueSubnet } from '../../helpers/netns.js';
 import { CONDITION_DEADLINE_MS } from '../../helpers/wait.js';
 import { ambit } from '../../lab/cli.js';
@@ -193,11 +194,17 @@ describe('lab cluster', () => {
     const netnsOf = (pid: number) => run('readlink', [`/proc/${pid}/ns/net`]).trim();
     for (const c of status.filter((s) => s.component === 'agent' || s.component === 'ztunnel'))
       assert.equal(netnsOf(c.pid!), nodeInode(c.node!), c.name);
+    // Each ztunnel runs with its heap flags (ztunnel/heap.ts), so it does not warn that it lacks them.
+    for (const c of status.filter((s) => s.component === 'ztunnel')) {
+      const argv = readFileSync(`/proc/${c.pid!}/cmdline`, 'utf8').split('\0');
+      assert.deepEqual(missingNodeFlags(argv), [], `${c.name}: ${argv.join(' ')}`);
+    }
     const nodes = await core.listNode();
     assert.deepEqual(nodes.items.map((n) => n.metadata?.name).sort(), ['n1', 'n2']);
     const logs = await ambit(['lab', 'logs', '--name', lab, 'ztunnel', '--node', 'n2']);
     assert.equal(logs.code, 0, logs.stderr);
     assert.match(logs.stdout, /ztunnel::inpod::workloadmanager: handling new stream/);
+    assert.doesNotMatch(logs.stdout, /without the ztunnel heap flags/);
   });
 
   test("each component talks to the API server as its own identity with its chart's rights, not as the admin", async () => {
