@@ -8,13 +8,13 @@
  * the host probe rules and sets go too, so `helm uninstall` leaves pods running and unmeshed.
  */
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { Counter, Registry } from 'prom-client';
 import { type ShutdownIntent, shutdownIntent } from '../cni/safe-upgrade.js';
 import { errorMessage } from '../errors.js';
 import { createRedirector, type HostProbes } from '../redirect/index.js';
 import { type HttpServer, reply, serveHttp } from '../runtime/http-server.js';
 import type { ListenAddress } from '../runtime/listen-address.js';
 import { logger } from '../runtime/log.js';
+import { Counter, Registry } from '../runtime/metrics.js';
 import { serveMetrics } from '../runtime/metrics-server.js';
 import type { NetnsHandle } from '../sys/index.js';
 import { ZdsError, ZdsServer } from '../zds/index.js';

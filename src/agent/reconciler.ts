@@ -3,10 +3,10 @@
  * at a time from the work queue; a thrown error makes the queue retry the event with backoff.
  */
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import type { Counter } from 'prom-client';
 import { matchesNamespace } from '../cni/selector.js';
 import { errorMessage, isRetryable } from '../errors.js';
 import { logger } from '../runtime/log.js';
+import type { Counter } from '../runtime/metrics.js';
 import type { AgentSelection } from './config.js';
 import type { MeshDataplane } from './mesh-dataplane.js';
 import {

@@ -1,7 +1,8 @@
 /** Prometheus metrics in the text format on `/metrics` and `/stats/prometheus`, as ztunnel serves them. */
-import type { Registry } from 'prom-client';
+
 import { type HttpServer, reply, serveHttp } from './http-server.js';
 import type { ListenAddress } from './listen-address.js';
+import type { Registry } from './metrics.js';
 
 const PATHS = new Set(['/metrics', '/stats/prometheus']);
 

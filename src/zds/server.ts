@@ -7,10 +7,10 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Gauge, Registry } from 'prom-client';
 import { errorMessage } from '../errors.js';
 import { ZDS_SOCKET_PATH } from '../node/contract.js';
 import { logger } from '../runtime/log.js';
+import { Gauge, Registry } from '../runtime/metrics.js';
 import { NetnsHandle, type NetnsRef, SeqpacketServer, type SeqpacketSocket } from '../sys/index.js';
 import { AgentConnection } from './agent-connection.js';
 import { ZdsError } from './errors.js';

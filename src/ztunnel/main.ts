@@ -5,7 +5,6 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { LocalFileSource } from '../discovery/local-file-source.js';
 import { WorkloadStore } from '../discovery/store.js';
 import { XdsClient } from '../discovery/xds-client.js';
@@ -15,6 +14,7 @@ import { IstioCaClient } from '../identity/ca-client.js';
 import type { HttpServer } from '../runtime/http-server.js';
 import type { RequestShutdown, Running } from '../runtime/lifecycle.js';
 import { logger, setLogLevel } from '../runtime/log.js';
+import { Registry, registerProcessMetrics } from '../runtime/metrics.js';
 import { serveMetrics } from '../runtime/metrics-server.js';
 import { configError } from '../runtime/options.js';
 import { FdBudget } from '../sys/index.js';
@@ -122,7 +122,7 @@ export async function startZtunnel(
   readiness.register(STATE_TASK);
   readiness.register(PROXY_TASK);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
 
   const opened = new StartupResources();
   // The admin server starts before ZDS; pods appear in its dump once the manager runs.

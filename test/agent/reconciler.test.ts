@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { Counter, Registry } from 'prom-client';
 import { DataplaneError } from '../../src/agent/errors.js';
 import { type AgentEvent, type ClusterView, Reconciler } from '../../src/agent/reconciler.js';
 import { DEFAULT_ENABLEMENT_SELECTORS } from '../../src/cni/selector.js';
+import { Counter, Registry } from '../../src/runtime/metrics.js';
 
 const MODE = 'istio.io/dataplane-mode';
 const ANN = 'ambient.istio.io/redirection';

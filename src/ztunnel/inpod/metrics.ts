@@ -2,7 +2,7 @@
  * The workload manager's metrics (reference ztunnel.md §2.5), read from the state manager when
  * scraped: gauges of running and pending pod proxies, counters of proxies started and stopped.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../runtime/metrics.js';
 import type { InPodStateManager } from './statemanager.js';
 
 export function registerWorkloadManagerMetrics(registry: Registry, state: InPodStateManager): void {

@@ -2,8 +2,9 @@
  * Istio's L4 traffic metrics (reference ztunnel.md §7), so existing dashboards keep working.
  * Bytes follow Istio's convention: downstream->upstream counts as `received`, the reverse as `sent`.
  */
-import { Counter, type Registry } from 'prom-client';
+
 import type { Workload } from '../../discovery/types.js';
+import { Counter, type Registry } from '../../runtime/metrics.js';
 import type { ConnectionInfo } from './connection-info.js';
 
 const LABELS = [

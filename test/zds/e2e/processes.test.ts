@@ -9,7 +9,7 @@ import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
-import { Registry } from 'prom-client';
+import { Registry } from '../../../src/runtime/metrics.js';
 import { listenInNetns, NetnsHandle } from '../../../src/sys/index.js';
 import {
   type SnapshotPod,

@@ -1,9 +1,9 @@
 /** The readiness and metrics servers on loopback with port 0: status codes, bodies, paths and methods. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Counter, Registry } from 'prom-client';
 import type { HttpServer } from '../../../src/runtime/http-server.js';
 import { setLogSink } from '../../../src/runtime/log.js';
+import { Counter, Registry } from '../../../src/runtime/metrics.js';
 import { serveMetrics } from '../../../src/runtime/metrics-server.js';
 import { Readiness, serveReadiness } from '../../../src/ztunnel/admin/readiness.js';
 

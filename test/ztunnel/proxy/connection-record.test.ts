@@ -4,10 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Registry } from 'prom-client';
 import { WorkloadStore } from '../../../src/discovery/store.js';
 import { ConnectionTracker } from '../../../src/policy/tracker.js';
 import { setLogLevel, setLogSink } from '../../../src/runtime/log.js';
+import { Registry } from '../../../src/runtime/metrics.js';
 import { ConnectionRecord } from '../../../src/ztunnel/proxy/connection-record.js';
 import { TrafficMetrics } from '../../../src/ztunnel/proxy/metrics.js';
 

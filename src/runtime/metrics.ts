@@ -1,0 +1,298 @@
+/**
+ * Prometheus metrics: counters and gauges with labels, a registry that renders the text exposition
+ * format (version 0.0.4), and the process metrics every Prometheus client exports.
+ *
+ * Hand-written rather than prom-client: importing prom-client (with the @opentelemetry/api and
+ * tdigest modules it loads) raised a Node process's RSS by ~10 MiB (41.6 -> 52.0 MiB, import only), a
+ * sixth of an idle ztunnel, and its default metrics keep a 10 ms event-loop-delay timer waking every
+ * ztunnel 100 times a second. What ambit needs is this file: the names, types, labels and text are the
+ * ones Istio's ztunnel and the Prometheus format define, so dashboards and scrapers see no change.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+export type LabelValues<L extends string> = Partial<Record<L, string | number>>;
+
+export interface MetricValue {
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+export interface MetricSnapshot {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  values: MetricValue[];
+}
+
+export interface MetricOptions<L extends string, M> {
+  name: string;
+  help: string;
+  labelNames?: readonly L[];
+  /** Registries to register with (none: a metric of its own, read with get()). */
+  registers?: Registry[];
+  /** Called before each read, with the metric as `this`: sets values computed at scrape time. */
+  collect?: (this: M) => void;
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+abstract class Metric<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  abstract readonly type: 'counter' | 'gauge';
+  readonly #labelNames: readonly L[];
+  readonly #collect: (() => void) | undefined;
+  /** By label values in labelNames order; an entry keeps its labels as first given. */
+  readonly #values = new Map<string, MetricValue>();
+
+  constructor(options: MetricOptions<L, unknown>) {
+    if (!NAME.test(options.name)) throw new Error(`invalid metric name '${options.name}'`);
+    for (const l of options.labelNames ?? [])
+      if (!LABEL_NAME.test(l) || l.startsWith('__')) throw new Error(`invalid label name '${l}'`);
+    this.name = options.name;
+    this.help = options.help;
+    this.#labelNames = options.labelNames ?? [];
+    this.#collect = options.collect?.bind(this);
+    for (const r of options.registers ?? []) r.registerMetric(this);
+    if (this.#labelNames.length === 0) this.#values.set('', { labels: {}, value: 0 });
+  }
+
+  #key(labels: LabelValues<L>): string {
+    let key = '';
+    for (const name of Object.keys(labels)) {
+      if (!this.#labelNames.includes(name as L))
+        throw new Error(`metric ${this.name}: label '${name}' was not declared`);
+    }
+    for (const name of this.#labelNames) key += `${labels[name] ?? ''}\u0000`;
+    return key;
+  }
+
+  protected add(labels: LabelValues<L>, delta: number): void {
+    const key = this.#key(labels);
+    const entry = this.#values.get(key);
+    if (entry) entry.value += delta;
+    else this.#values.set(key, { labels: { ...(labels as Record<string, string | number>) }, value: delta });
+  }
+
+  protected put(labels: LabelValues<L>, value: number): void {
+    const key = this.#key(labels);
+    const entry = this.#values.get(key);
+    if (entry) entry.value = value;
+    else this.#values.set(key, { labels: { ...(labels as Record<string, string | number>) }, value });
+  }
+
+  /** Forgets every labelled value; an unlabelled metric goes back to 0. */
+  reset(): void {
+    this.#values.clear();
+    if (this.#labelNames.length === 0) this.#values.set('', { labels: {}, value: 0 });
+  }
+
+  /** The current values, after the collect hook (async like prom-client's, for its callers). */
+  async get(): Promise<MetricSnapshot> {
+    return this.snapshot();
+  }
+
+  snapshot(): MetricSnapshot {
+    this.#collect?.();
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values: [...this.#values.values()].map((v) => ({ labels: { ...v.labels }, value: v.value })),
+    };
+  }
+}
+
+export class Counter<L extends string = string> extends Metric<L> {
+  readonly type = 'counter';
+
+  constructor(options: MetricOptions<L, Counter<L>>) {
+    super(options as MetricOptions<L, unknown>);
+  }
+
+  /** inc(), inc(5), inc({ label: 'x' }), inc({ label: 'x' }, 5). A counter never goes down. */
+  inc(labelsOrValue?: LabelValues<L> | number, value?: number): void {
+    const [labels, by] =
+      typeof labelsOrValue === 'object' ? [labelsOrValue, value ?? 1] : [{}, labelsOrValue ?? 1];
+    if (!(by >= 0)) throw new Error(`counter ${this.name}: cannot increase by ${by}`);
+    this.add(labels, by);
+  }
+}
+
+export class Gauge<L extends string = string> extends Metric<L> {
+  readonly type = 'gauge';
+
+  constructor(options: MetricOptions<L, Gauge<L>>) {
+    super(options as MetricOptions<L, unknown>);
+  }
+
+  /** set(3) or set({ label: 'x' }, 3). */
+  set(labelsOrValue: LabelValues<L> | number, value?: number): void {
+    if (typeof labelsOrValue === 'number') this.put({}, labelsOrValue);
+    else this.put(labelsOrValue, value ?? 0);
+  }
+
+  inc(labelsOrValue?: LabelValues<L> | number, value?: number): void {
+    if (typeof labelsOrValue === 'object') this.add(labelsOrValue, value ?? 1);
+    else this.add({}, labelsOrValue ?? 1);
+  }
+
+  dec(labelsOrValue?: LabelValues<L> | number, value?: number): void {
+    if (typeof labelsOrValue === 'object') this.add(labelsOrValue, -(value ?? 1));
+    else this.add({}, -(labelsOrValue ?? 1));
+  }
+}
+
+type AnyMetric = Counter | Gauge;
+
+export class Registry {
+  readonly contentType = 'text/plain; version=0.0.4; charset=utf-8';
+  readonly #metrics = new Map<string, AnyMetric>();
+
+  registerMetric(metric: Metric<string>): void {
+    if (this.#metrics.has(metric.name))
+      throw new Error(`a metric named ${metric.name} is already registered`);
+    this.#metrics.set(metric.name, metric as AnyMetric);
+  }
+
+  getSingleMetric(name: string): AnyMetric | undefined {
+    return this.#metrics.get(name);
+  }
+
+  /** Every metric in the text exposition format, in registration order. */
+  async metrics(): Promise<string> {
+    let out = '';
+    for (const metric of this.#metrics.values()) out += render(metric.snapshot());
+    return out;
+  }
+}
+
+function render(m: MetricSnapshot): string {
+  let out = `# HELP ${m.name} ${escapeHelp(m.help)}\n# TYPE ${m.name} ${m.type}\n`;
+  for (const v of m.values) {
+    const labels = Object.entries(v.labels)
+      .map(([k, value]) => `${k}="${escapeLabel(String(value))}"`)
+      .join(',');
+    out += `${m.name}${labels ? `{${labels}}` : ''} ${formatNumber(v.value)}\n`;
+  }
+  return out;
+}
+
+function escapeHelp(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+function escapeLabel(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function formatNumber(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Number.POSITIVE_INFINITY) return '+Inf';
+  if (n === Number.NEGATIVE_INFINITY) return '-Inf';
+  return String(n);
+}
+
+/**
+ * The process metrics of the Prometheus client libraries (same names and meanings): CPU seconds,
+ * resident and virtual memory, open and maximum file descriptors, start time. Read at scrape time.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  const startSeconds = Math.round(Date.now() / 1000 - process.uptime());
+  new Counter({
+    name: 'process_cpu_user_seconds_total',
+    help: 'Total user CPU time spent in seconds.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(process.cpuUsage().user / 1e6);
+    },
+  });
+  new Counter({
+    name: 'process_cpu_system_seconds_total',
+    help: 'Total system CPU time spent in seconds.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(process.cpuUsage().system / 1e6);
+    },
+  });
+  new Counter({
+    name: 'process_cpu_seconds_total',
+    help: 'Total user and system CPU time spent in seconds.',
+    registers: [registry],
+    collect() {
+      const { user, system } = process.cpuUsage();
+      this.reset();
+      this.inc((user + system) / 1e6);
+    },
+  });
+  new Gauge({
+    name: 'process_start_time_seconds',
+    help: 'Start time of the process since unix epoch in seconds.',
+    registers: [registry],
+    collect() {
+      this.set(startSeconds);
+    },
+  });
+  new Gauge({
+    name: 'process_resident_memory_bytes',
+    help: 'Resident memory size in bytes.',
+    registers: [registry],
+    collect() {
+      this.set(process.memoryUsage.rss());
+    },
+  });
+  new Gauge({
+    name: 'process_virtual_memory_bytes',
+    help: 'Virtual memory size in bytes.',
+    registers: [registry],
+    collect() {
+      this.set(statusField('VmSize'));
+    },
+  });
+  new Gauge({
+    name: 'process_open_fds',
+    help: 'Number of open file descriptors.',
+    registers: [registry],
+    collect() {
+      this.set(openFds());
+    },
+  });
+  new Gauge({
+    name: 'process_max_fds',
+    help: 'Maximum number of open file descriptors.',
+    registers: [registry],
+    collect() {
+      this.set(maxFds());
+    },
+  });
+}
+
+/** A `kB` field of /proc/self/status in bytes; NaN where there is no /proc. */
+function statusField(field: string): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function openFds(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function maxFds(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
