@@ -8,8 +8,9 @@
  * bulk with Istio's 16 MiB connection window. This connection always reads; what it must then bound
  * instead (floods, header sizes, queued answers) is in limits.ts.
  *
- * Writes are batched per event-loop turn: frames collect in `out` and go to the socket corked, in one
- * writev, from a setImmediate.
+ * Writes are batched: frames queued by one callback collect in `out` and go to the socket in one writev
+ * from a process.nextTick. Deferring to setImmediate (to merge the frames of several I/O callbacks) was
+ * measured slower: +15 % latency per new connection, no CPU saved.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
