@@ -22,6 +22,19 @@ function roundTrip<T>(
   return [bytes, value];
 }
 
+/** Round-trips each [value, expected hex of the varint] as field 1. */
+function checkVarints<T>(
+  cases: Array<[T, string]>,
+  write: (w: BinaryWriter, v: T) => void,
+  read: (r: BinaryReader) => T,
+): void {
+  for (const [v, enc] of cases) {
+    const [bytes, got] = roundTrip(WireType.Varint, (w) => write(w, v), read);
+    assert.equal(got, v);
+    assert.equal(toHex(bytes.subarray(1)), enc, String(v));
+  }
+}
+
 describe('protobuf wire: byte-exact encodings (protobuf.dev encoding guide)', () => {
   it('field 1 varint 150 is 08 96 01', () => {
     assert.equal(toHex(new BinaryWriter().tag(1, WireType.Varint).uint32(150).finish()), '089601');
@@ -69,15 +82,11 @@ describe('protobuf wire: round trips', () => {
       [2 ** 31 - 1, 'ffffffff07'],
       [2 ** 32 - 1, 'ffffffff0f'],
     ];
-    for (const [v, enc] of cases) {
-      const [bytes, got] = roundTrip(
-        WireType.Varint,
-        (w) => w.uint32(v),
-        (r) => r.uint32(),
-      );
-      assert.equal(got, v);
-      assert.equal(toHex(bytes.subarray(1)), enc, String(v));
-    }
+    checkVarints(
+      cases,
+      (w, v) => w.uint32(v),
+      (r) => r.uint32(),
+    );
   });
 
   it('int32 edge values; negatives take 10 bytes', () => {
@@ -102,15 +111,11 @@ describe('protobuf wire: round trips', () => {
       [-(1n << 63n), '80808080808080808001'],
       [2n ** 53n, '8080808080808010'],
     ];
-    for (const [v, enc] of cases) {
-      const [bytes, got] = roundTrip(
-        WireType.Varint,
-        (w) => w.int64(v),
-        (r) => r.int64(),
-      );
-      assert.equal(got, v);
-      assert.equal(toHex(bytes.subarray(1)), enc, String(v));
-    }
+    checkVarints(
+      cases,
+      (w, v) => w.int64(v),
+      (r) => r.int64(),
+    );
     assert.equal(new BinaryReader(new BinaryWriter().int64(86400).finish()).int64(), 86400n);
     assert.equal(new BinaryReader(new BinaryWriter().int64(-5).finish()).int64(), -5n);
   });
