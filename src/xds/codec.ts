@@ -1,10 +1,10 @@
 /**
- * A small schema-driven protobuf codec over @bufbuild/protobuf's wire reader/writer. The schemas in
+ * A small schema-driven protobuf codec over the protobuf wire reader/writer. The schemas in
  * messages.ts mirror proto/*.proto field for field; there is no code generator in the toolchain, and one
  * table per message keeps the numbers in a single readable place. Proto3 rules: defaults are not
  * written, unknown fields are skipped, repeated numbers are packed (both forms are read).
  */
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter, WireType } from '../protobuf/wire.js';
 import { xdsError } from './errors.js';
 
 export type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'uint32' | 'int64' | 'double';

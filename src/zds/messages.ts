@@ -1,11 +1,11 @@
 /**
  * ZDS messages (proto/zds.proto, package istio.workload.zds) as discriminated unions, with codecs
- * built on @bufbuild/protobuf's wire reader/writer. Encoding is byte-identical to Istio's (proto3:
+ * built on the protobuf wire reader/writer. Encoding is byte-identical to Istio's (proto3:
  * default values are not written). Decoding skips unknown fields and returns malformed input as an
  * error value; nothing thrown by the wire reader escapes.
  */
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { AmbitError } from '../errors.js';
+import { BinaryReader, BinaryWriter, WireType } from '../protobuf/wire.js';
 import { zdsError } from './errors.js';
 
 /** A pod's ZDS key: the pod UID for the real agent, any opaque string for test tools. */
@@ -127,7 +127,7 @@ function readFields(
   while (r.pos < r.len) {
     const [field, wt] = r.tag();
     if (field === 0) throw new Malformed('field number 0');
-    if (!onField(field, wt, r)) r.skip(wt, field);
+    if (!onField(field, wt, r)) r.skip(wt);
   }
   if (r.pos !== r.len) throw new Malformed('message runs past its end');
 }

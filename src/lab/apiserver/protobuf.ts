@@ -4,7 +4,7 @@
  * the `k8s\0` magic and a runtime.Unknown {typeMeta=1, raw=2}; raw is the object's message
  * (k8s.io/api/authorization/v1/generated.proto). Decoded here into the JSON shape the handler reads.
  */
-import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { BinaryReader, WireType } from '../../protobuf/wire.js';
 import { badRequest } from './status.js';
 
 const MAGIC = Buffer.from('k8s\0', 'latin1');
@@ -21,7 +21,7 @@ function fields(bytes: Uint8Array): Fields {
       const list = out.get(no) ?? [];
       list.push(r.bytes());
       out.set(no, list);
-    } else r.skip(type, no);
+    } else r.skip(type);
   }
   return out;
 }
