@@ -48,13 +48,17 @@ export function cpuSeconds(pids: readonly number[]): number {
   return ticks / TICKS_PER_SECOND;
 }
 
-/** Resident memory (VmRSS) of `pid`'s tree, in bytes. */
-export function rssBytes(pid: number): number {
+/**
+ * Resident memory of `pid`'s tree in bytes: all of it (VmRSS), or only its anonymous part (RssAnon),
+ * the process's own memory without the pages of its executable and libraries, which are shared with
+ * every process running the same binary (Node's binary alone is ~34 MiB of a bare node's RSS).
+ */
+export function rssBytes(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
   let kib = 0;
+  const pattern = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm');
   for (const p of processTree(pid)) {
     try {
-      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      kib += Number(m?.[1] ?? 0);
+      kib += Number(pattern.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
     } catch {}
   }
   return kib * 1024;

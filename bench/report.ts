@@ -27,6 +27,8 @@ export interface ProxySample {
   proxy: ProxyName;
   /** Resident bytes of each node's ztunnel, serving the pods but before any load. */
   rssIdle: Record<string, number>;
+  /** The anonymous part of rssIdle (RssAnon): without the executable's shared file pages. */
+  rssAnonIdle: Record<string, number>;
   rssAfterLoad: Record<string, number>;
   /** istio_tcp_connections_opened_total over both nodes, and of it the mutual-TLS (HBONE) ones. */
   connectionsOpened: { all: number; mtls: number };
@@ -46,6 +48,7 @@ export interface Memory {
   proxy: ProxyName;
   node: string;
   rssIdleMiB: number;
+  rssAnonIdleMiB: number;
   rssAfterLoadMiB: number;
 }
 
@@ -61,6 +64,7 @@ export interface SideBySide {
 export interface MemorySideBySide {
   node: string;
   rssIdle: number;
+  rssAnonIdle: number;
   rssAfterLoad: number;
 }
 
@@ -128,6 +132,7 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
         proxy,
         node,
         rssIdleMiB: median(of.map((p) => p.rssIdle[node] ?? 0)) / MiB,
+        rssAnonIdleMiB: median(of.map((p) => p.rssAnonIdle?.[node] ?? 0)) / MiB,
         rssAfterLoadMiB: median(of.map((p) => p.rssAfterLoad[node] ?? 0)) / MiB,
       });
     }
@@ -176,6 +181,7 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
       mem.push({
         node: a.node,
         rssIdle: a.rssIdleMiB / i.rssIdleMiB,
+        rssAnonIdle: a.rssAnonIdleMiB / i.rssAnonIdleMiB,
         rssAfterLoad: a.rssAfterLoadMiB / i.rssAfterLoadMiB,
       });
     }
@@ -207,9 +213,12 @@ export function tables(s: Summary, rounds: number): string {
         `| ${r.path} | ${r.placement} | ${x(r.bulkRatio)} | ${f(r.rrP50OverheadUs)} | ${f(r.connP50OverheadUs)} |`,
     ),
     '',
-    '| ztunnel | node | RSS idle MiB | RSS after load MiB |',
-    '|---|---|---|---|',
-    ...s.memory.map((m) => `| ${m.proxy} | ${m.node} | ${f(m.rssIdleMiB, 1)} | ${f(m.rssAfterLoadMiB, 1)} |`),
+    '| ztunnel | node | RSS idle MiB | of it anonymous MiB | RSS after load MiB |',
+    '|---|---|---|---|---|',
+    ...s.memory.map(
+      (m) =>
+        `| ${m.proxy} | ${m.node} | ${f(m.rssIdleMiB, 1)} | ${f(m.rssAnonIdleMiB, 1)} | ${f(m.rssAfterLoadMiB, 1)} |`,
+    ),
     '',
   ];
   if (s.ambitOverIstio) {
@@ -223,9 +232,11 @@ export function tables(s: Summary, rounds: number): string {
           `| ${p.placement} | ${x(p.bulkMBps)} | ${pct(p.rrUs, 2)} | ${pct(p.connUs, 2)} | ${x(p.cpuSecondsPerGiB)} |`,
       ),
       '',
-      '| node | RSS idle | RSS after load |',
-      '|---|---|---|',
-      ...s.ambitOverIstio.memory.map((m) => `| ${m.node} | ${x(m.rssIdle)} | ${x(m.rssAfterLoad)} |`),
+      '| node | RSS idle | anonymous idle | RSS after load |',
+      '|---|---|---|---|',
+      ...s.ambitOverIstio.memory.map(
+        (m) => `| ${m.node} | ${x(m.rssIdle)} | ${x(m.rssAnonIdle)} | ${x(m.rssAfterLoad)} |`,
+      ),
       '',
     );
   }

@@ -219,9 +219,10 @@ async function main(): Promise<void> {
         await nodeProxies.waitServing(pods);
         await sleep(SETTLE_MS);
         const pids = [...nodeProxies.pids.values()];
-        const rss = () =>
-          Object.fromEntries([...nodeProxies.pids].map(([node, pid]) => [node, rssBytes(pid)]));
+        const rss = (field?: 'RssAnon') =>
+          Object.fromEntries([...nodeProxies.pids].map(([node, pid]) => [node, rssBytes(pid, field)]));
         const rssIdle = rss();
+        const rssAnonIdle = rss('RssAnon');
         for (const placement of PLACEMENTS) {
           samples.push({ round, path: proxy, placement, ...(await measure(targets[placement], opts, pids)) });
         }
@@ -232,7 +233,7 @@ async function main(): Promise<void> {
             `${proxy}'s ztunnels counted no mutual-TLS connection: the traffic did not go through them`,
           );
         }
-        proxySamples.push({ round, proxy, rssIdle, rssAfterLoad, connectionsOpened });
+        proxySamples.push({ round, proxy, rssIdle, rssAnonIdle, rssAfterLoad, connectionsOpened });
       }
     }
 

@@ -64,7 +64,11 @@ function assertThroughProxy(out: Output, proxy: string): void {
       t.connectionsOpened.mtls >= CONNECTIONS_PER_TURN,
       `${proxy}'s ztunnels counted ${t.connectionsOpened.mtls} mTLS connections in round ${t.round}, want ≥ ${CONNECTIONS_PER_TURN}`,
     );
-    for (const node of ['n1', 'n2']) assert.ok(t.rssIdle[node]! > 0 && t.rssAfterLoad[node]! > 0);
+    for (const node of ['n1', 'n2']) {
+      assert.ok(t.rssIdle[node]! > 0 && t.rssAfterLoad[node]! > 0);
+      // The anonymous part is measured on its own and is a part: neither missing nor the whole.
+      assert.ok(t.rssAnonIdle[node]! > 0 && t.rssAnonIdle[node]! < t.rssIdle[node]!);
+    }
   }
   const memory = out.memory.filter((m) => m.proxy === proxy);
   assert.deepEqual(
