@@ -61,15 +61,28 @@ export function timestamp(now = Date.now()): string {
   return `${new Date(now).toISOString().slice(0, -1)}${micros}Z`;
 }
 
+const NEEDS_QUOTES = /[\s"=]/;
+const LEVEL_TEXT: Record<Level, string> = {
+  error: 'ERROR',
+  warn: ' WARN',
+  info: ' INFO',
+  debug: 'DEBUG',
+  trace: 'TRACE',
+};
+
 function formatValue(v: unknown): string {
   const s = String(v);
-  return /[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s;
+  return s === '' || NEEDS_QUOTES.test(s) ? JSON.stringify(s) : s;
 }
 
 export function formatLine(level: Level, target: string, message: string, fields?: Fields): string {
-  let line = `${timestamp()} ${level.toUpperCase().padStart(5)} ${target}: ${message}`;
+  let line = `${timestamp()} ${LEVEL_TEXT[level]} ${target}: ${message}`;
   if (fields) {
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
+    // for...in over the object as given: every connection logs a line, and Object.entries' arrays showed.
+    for (const k in fields) {
+      const v = fields[k];
+      if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
+    }
   }
   return `${line}\n`;
 }

@@ -58,28 +58,33 @@ abstract class Metric<L extends string> {
     if (this.#labelNames.length === 0) this.#values.set('', { labels: {}, value: 0 });
   }
 
-  #key(labels: LabelValues<L>): string {
+  /** The series' key: its label values in labelNames order (names a series does not give are ''). */
+  protected keyOf(labels: LabelValues<L>): string {
     let key = '';
-    for (const name of Object.keys(labels)) {
-      if (!this.#labelNames.includes(name as L))
-        throw new Error(`metric ${this.name}: label '${name}' was not declared`);
-    }
     for (const name of this.#labelNames) key += `${labels[name] ?? ''}\u0000`;
     return key;
   }
 
+  /** The series for `labels`, made (after checking its label names) the first time it is seen. */
+  protected series(labels: LabelValues<L>, key = this.keyOf(labels)): MetricValue {
+    let entry = this.#values.get(key);
+    if (!entry) {
+      for (const name of Object.keys(labels)) {
+        if (!this.#labelNames.includes(name as L))
+          throw new Error(`metric ${this.name}: label '${name}' was not declared`);
+      }
+      entry = { labels: { ...(labels as Record<string, string | number>) }, value: 0 };
+      this.#values.set(key, entry);
+    }
+    return entry;
+  }
+
   protected add(labels: LabelValues<L>, delta: number): void {
-    const key = this.#key(labels);
-    const entry = this.#values.get(key);
-    if (entry) entry.value += delta;
-    else this.#values.set(key, { labels: { ...(labels as Record<string, string | number>) }, value: delta });
+    this.series(labels).value += delta;
   }
 
   protected put(labels: LabelValues<L>, value: number): void {
-    const key = this.#key(labels);
-    const entry = this.#values.get(key);
-    if (entry) entry.value = value;
-    else this.#values.set(key, { labels: { ...(labels as Record<string, string | number>) }, value });
+    this.series(labels).value = value;
   }
 
   /** Forgets every labelled value; an unlabelled metric goes back to 0. */
@@ -118,6 +123,24 @@ export class Counter<L extends string = string> extends Metric<L> {
     if (!(by >= 0)) throw new Error(`counter ${this.name}: cannot increase by ${by}`);
     this.add(labels, by);
   }
+
+  /**
+   * One series, its key worked out once: for a caller that increases the same series several times (a
+   * connection's opened/closed/bytes). It appears in the output with its first increase.
+   */
+  labels(labels: LabelValues<L>): CounterSeries {
+    const key = this.keyOf(labels);
+    return {
+      inc: (by = 1) => {
+        if (!(by >= 0)) throw new Error(`counter ${this.name}: cannot increase by ${by}`);
+        this.series(labels, key).value += by;
+      },
+    };
+  }
+}
+
+export interface CounterSeries {
+  inc(by?: number): void;
 }
 
 export class Gauge<L extends string = string> extends Metric<L> {

@@ -79,6 +79,19 @@ describe('metrics registry', () => {
     assert.equal(registry.getSingleMetric('missing'), undefined);
   });
 
+  test('a series taken with labels() is the one inc(labels) counts; it shows from its first increase', async () => {
+    const registry = new Registry();
+    const c = new Counter({ name: 's_total', help: 's', labelNames: ['a'], registers: [registry] });
+    const series = c.labels({ a: 'x' });
+    assert.equal(await registry.metrics(), '# HELP s_total s\n# TYPE s_total counter\n');
+    series.inc();
+    c.inc({ a: 'x' }, 2);
+    series.inc(4);
+    assert.deepEqual((await c.get()).values, [{ labels: { a: 'x' }, value: 7 }]);
+    assert.throws(() => series.inc(-1), /cannot increase by -1/);
+    assert.throws(() => c.labels({ b: 'no' } as never).inc(), /label 'b' was not declared/);
+  });
+
   test('wrong uses are refused with a clear error', () => {
     const registry = new Registry();
     const c = new Counter({ name: 'x_total', help: 'x', labelNames: ['a'], registers: [registry] });

@@ -35,16 +35,17 @@ export function logConnectionComplete(
   bytesRecv: number,
   error?: string,
 ): void {
-  const fields: Fields = {
-    ...fieldsOf(c),
-    bytes_sent: bytesSent,
-    bytes_recv: bytesRecv,
-    duration: `${Date.now() - c.startedAt}ms`,
-    connection_security_policy: c.securityPolicy,
-    response_flags: c.responseFlags === '-' ? undefined : c.responseFlags,
-  };
-  if (error) log.error('connection complete', { ...fields, error });
-  else log.info('connection complete', fields);
+  if (!error && !log.enabled('info')) return;
+  const fields = fieldsOf(c);
+  fields['bytes_sent'] = bytesSent;
+  fields['bytes_recv'] = bytesRecv;
+  fields['duration'] = `${Date.now() - c.startedAt}ms`;
+  fields['connection_security_policy'] = c.securityPolicy;
+  if (c.responseFlags !== '-') fields['response_flags'] = c.responseFlags;
+  if (error) {
+    fields['error'] = error;
+    log.error('connection complete', fields);
+  } else log.info('connection complete', fields);
 }
 
 export function logConnectionFailed(

@@ -6,7 +6,7 @@
 import type { ConnectionTracker, TrackedConnection } from '../../policy/tracker.js';
 import { logConnectionComplete, logConnectionFailed, logConnectionOpened } from './access-log.js';
 import type { ConnectionInfo, Direction } from './connection-info.js';
-import type { TrafficLabels, TrafficMetrics } from './metrics.js';
+import type { TrafficMetrics, TrafficSeries } from './metrics.js';
 
 /** Bytes one proxied connection moved, by direction of the copy. */
 export interface ConnectionBytes {
@@ -19,7 +19,7 @@ const NO_BYTES: ConnectionBytes = { downstreamToUpstream: 0, upstreamToDownstrea
 export class ConnectionRecord {
   readonly info: ConnectionInfo;
   readonly #metrics: TrafficMetrics;
-  #labels: TrafficLabels | undefined;
+  #series: TrafficSeries | undefined;
   #untrack: (() => void) | undefined;
   #ended = false;
 
@@ -37,9 +37,9 @@ export class ConnectionRecord {
    * Counts the connection as opened. Its metric labels are taken here, once: what is known by now (a
    * response flag, the peer's identity) shows in every counter of this connection.
    */
-  count(): TrafficLabels {
-    this.#labels ??= this.#metrics.connectionOpened(this.info);
-    return this.#labels;
+  count(): TrafficSeries {
+    this.#series ??= this.#metrics.connectionOpened(this.info);
+    return this.#series;
   }
 
   /** Keeps the connection under policy until it ends: a change that now denies it calls `close`. */
