@@ -16,7 +16,17 @@ import { findIstioZtunnel } from '../../../src/lab/cluster/index.js';
 const BENCH = fileURLToPath(new URL('../../../bench/run.js', import.meta.url));
 const CONNS = 10;
 const ROUNDS = 2;
-const TINY = ['--bytes', String(4 * 1024 * 1024), '--rr', '50', '--conns', String(CONNS)];
+const WARMUP = 20;
+const TINY = [
+  '--bytes',
+  String(4 * 1024 * 1024),
+  '--rr',
+  '50',
+  '--conns',
+  String(CONNS),
+  '--warmup',
+  String(WARMUP),
+];
 
 interface Output extends Summary {
   options: { proxies: string[]; rounds: number };
@@ -54,7 +64,7 @@ function assertFigures(out: Output, paths: string[]): void {
 }
 
 /** Per placement: warm-up RR + warm-up connections + bulk + RR + connections; each counted by both ends. */
-const CONNECTIONS_PER_TURN = 2 * (1 + 20 + 1 + 1 + CONNS) * 2;
+const CONNECTIONS_PER_TURN = 2 * (1 + WARMUP + 1 + 1 + CONNS) * 2;
 
 function assertThroughProxy(out: Output, proxy: string): void {
   const turns = out.proxySamples.filter((s) => s.proxy === proxy);
