@@ -130,6 +130,19 @@ function statusFromRstCode(rstCode: number): number {
   }
 }
 
+/** The status of response headers that are not a gRPC answer: a non-200 HTTP status, another content type. */
+function refusedResponse(headers: http2.IncomingHttpHeaders): GrpcError | undefined {
+  const httpStatus = Number(headerValue(headers, ':status'));
+  if (httpStatus !== 200)
+    return new GrpcError(statusFromHttp(httpStatus), `Received HTTP status code ${httpStatus}`);
+  // A trailers-only answer is judged by its status alone.
+  if (headerValue(headers, 'grpc-status') !== undefined) return undefined;
+  const contentType = headerValue(headers, 'content-type') ?? '';
+  if (!contentType.startsWith('application/grpc'))
+    return new GrpcError(GrpcStatus.UNKNOWN, `Invalid content-type "${contentType}"`);
+  return undefined;
+}
+
 function headerValue(h: http2.IncomingHttpHeaders | undefined, name: string): string | undefined {
   const v = h?.[name];
   return Array.isArray(v) ? v[0] : v;
@@ -280,13 +293,16 @@ export class GrpcStream<Req, Res> extends EventEmitter<GrpcStreamEvents<Res>> {
   }
 
   /** @internal the HTTP/2 stream carrying this call. */
-  attach(stream: http2.ClientHttp2Stream): void {
+  attach(stream: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {
     this.#stream = stream;
     let response: http2.IncomingHttpHeaders | undefined;
     let trailers: http2.IncomingHttpHeaders | undefined;
     let streamError: Error | undefined;
     stream.on('response', (headers) => {
       response = headers;
+      const refused = refusedResponse(headers);
+      // Not a gRPC answer: its body is not parsed as messages.
+      if (refused) this.fail(refused.code, refused.details);
     });
     stream.on('trailers', (headers) => {
       trailers = headers;
@@ -298,7 +314,7 @@ export class GrpcStream<Req, Res> extends EventEmitter<GrpcStreamEvents<Res>> {
     // The body ended (END_STREAM, the status with it or missing) or the stream closed abnormally.
     const settle = (): void => {
       if (this.#done) return;
-      this.#finish(this.#closingStatus(stream, response, trailers, streamError));
+      this.#finish(this.#closingStatus(stream, session, response, trailers, streamError));
       // The server has said all it will: a call that never half-closed must not keep the stream open.
       if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
@@ -345,13 +361,11 @@ export class GrpcStream<Req, Res> extends EventEmitter<GrpcStreamEvents<Res>> {
   /** How a call whose stream ended or closed came out: undefined for OK. */
   #closingStatus(
     stream: http2.ClientHttp2Stream,
+    session: http2.ClientHttp2Session,
     response: http2.IncomingHttpHeaders | undefined,
     trailers: http2.IncomingHttpHeaders | undefined,
     streamError: Error | undefined,
   ): GrpcError | undefined {
-    const httpStatus = Number(headerValue(response, ':status') ?? 200);
-    if (httpStatus !== 200)
-      return new GrpcError(statusFromHttp(httpStatus), `Received HTTP status code ${httpStatus}`);
     // A trailers-only answer carries the status in the response headers.
     const statusHeaders =
       trailers ?? (headerValue(response, 'grpc-status') !== undefined ? response : undefined);
@@ -364,6 +378,13 @@ export class GrpcStream<Req, Res> extends EventEmitter<GrpcStreamEvents<Res>> {
         return new GrpcError(GrpcStatus.INTERNAL, 'the response ended inside a message');
       return undefined;
     }
+    // A connection that went away takes its streams with it (Node resets them locally with CANCEL).
+    if (session.destroyed)
+      return new GrpcError(
+        GrpcStatus.UNAVAILABLE,
+        `the connection closed before the call ended${streamError ? `: ${streamError.message}` : ''}`,
+        { cause: streamError },
+      );
     if (streamError) {
       const reset = (streamError as Error & { code?: string }).code === 'ERR_HTTP2_STREAM_ERROR';
       return new GrpcError(
@@ -374,7 +395,7 @@ export class GrpcStream<Req, Res> extends EventEmitter<GrpcStreamEvents<Res>> {
     }
     if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
       return new GrpcError(statusFromRstCode(stream.rstCode), `stream reset with code ${stream.rstCode}`);
-    if (response === undefined || stream.session?.destroyed)
+    if (response === undefined)
       return new GrpcError(GrpcStatus.UNAVAILABLE, 'the connection closed before the call ended');
     if (this.#reader.partial)
       return new GrpcError(GrpcStatus.INTERNAL, 'the response ended inside a message');
@@ -493,7 +514,7 @@ export class GrpcChannel {
     stream.once('close', () => {
       if (--connection.active === 0) connection.session.unref();
     });
-    call.attach(stream);
+    call.attach(stream, connection.session);
   }
 
   #connect(): Connection {
