@@ -1,9 +1,10 @@
 /**
  * A small gRPC client over node:http2, enough for the ztunnel's two control-plane calls (the CA's unary
  * CreateCertificate and the xDS bidi stream). Hand-written rather than @grpc/grpc-js because the ztunnel
- * is sized per node: importing grpc-js costs ~11 MiB of resident memory against ~3 MiB for node:http2,
- * and the ztunnel needs none of its resolvers, balancers, retries or compression. The control plane's
- * server keeps grpc-js and is the peer this client is tested against.
+ * is sized per node: in bare Node importing grpc-js costs ~11 MiB of resident memory against ~3 MiB for
+ * node:http2, and a process with both clients connected to the control plane measured ~5 MiB less RSS
+ * (~2 MiB of it heap) without it. The ztunnel needs none of its resolvers, balancers, retries or
+ * compression. The control plane's server keeps grpc-js and is the peer this client is tested against.
  *
  * The wire follows gRPC over HTTP/2: a POST with `content-type: application/grpc` and `te: trailers`,
  * `grpc-timeout` from the deadline, messages framed as a flag byte plus a 4-byte big-endian length, and
