@@ -5,19 +5,14 @@
  * broken stream it reconnects with back-off (10 ms doubling to 15 s) and sends the versions it holds as
  * `initial_resource_versions`, so the server sends only the difference. Ready once every type is ACKed.
  * A connection that failed (UNAVAILABLE) is replaced, so each reconnect dials on this client's schedule
- * rather than failing at once for as long as grpc-js's own reconnect back-off lasts (up to 120 s).
+ * rather than on a gRPC library's reconnect back-off (grpc-js's fails calls at once for up to 120 s).
  */
 import { EventEmitter } from 'node:events';
-import { Client, type ClientDuplexStream, status } from '@grpc/grpc-js';
 import { AmbitError, errorMessage } from '../errors.js';
 import { logger } from '../runtime/log.js';
-import {
-  type ControlPlaneChannelConfig,
-  channelCredentials,
-  channelOptions,
-  grpcTarget,
-} from '../xds/channel.js';
+import { type ControlPlaneChannelConfig, controlPlaneChannel } from '../xds/channel.js';
 import { decode } from '../xds/codec.js';
+import { type GrpcChannel, GrpcStatus, type GrpcStream } from '../xds/grpc-client.js';
 import {
   ADDRESS_TYPE_URL,
   AddressSchema,
@@ -60,11 +55,11 @@ export interface XdsClientEvents {
   disconnected: [error: string];
 }
 
-type Stream = ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+type Stream = GrpcStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
 
 export class XdsClient extends EventEmitter<XdsClientEvents> {
   readonly #o: XdsClientOptions;
-  #client: Client;
+  #channel: GrpcChannel;
   /** What this client holds, per type: resource name -> version. */
   readonly #known = new Map<XdsType, Map<string, string>>(TYPES.map((t) => [t, new Map()]));
   readonly #acked = new Set<XdsType>();
@@ -80,16 +75,12 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     super();
     this.#o = options;
     this.#backoffMs = options.initialBackoffMs ?? 10;
-    this.#client = this.#newClient();
+    this.#channel = this.#newChannel();
     this.ready = new Promise((resolve) => this.once('ready', resolve));
   }
 
-  #newClient(): Client {
-    return new Client(
-      grpcTarget(this.#o.address),
-      channelCredentials(this.#o),
-      channelOptions(this.#o, { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES }),
-    );
+  #newChannel(): GrpcChannel {
+    return controlPlaneChannel(this.#o, { maxReceiveMessageBytes: MAX_MESSAGE_BYTES });
   }
 
   get isReady(): boolean {
@@ -110,20 +101,16 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     clearTimeout(this.#timer);
     this.#stream?.cancel();
     this.#stream = undefined;
-    this.#client.close();
+    this.#channel.close();
   }
 
   #connect(): void {
     const m = AGGREGATED_DISCOVERY_SERVICE.DeltaAggregatedResources;
-    const stream: Stream = this.#client.makeBidiStreamRequest(
-      m.path,
-      m.requestSerialize,
-      m.responseDeserialize,
-    );
+    const stream: Stream = this.#channel.bidi(m.path, m.requestSerialize, m.responseDeserialize);
     this.#stream = stream;
     stream.on('data', (res: DeltaDiscoveryResponse) => this.#onResponse(stream, res));
-    stream.on('error', (err: Error & { code?: number }) => {
-      if (err.code !== status.CANCELLED || !this.#closed) this.#lost(stream, errorMessage(err), err.code);
+    stream.on('error', (err) => {
+      if (err.code !== GrpcStatus.CANCELLED || !this.#closed) this.#lost(stream, errorMessage(err), err.code);
     });
     stream.on('end', () => this.#lost(stream, 'stream ended by the server'));
     const node = { id: this.#o.node.id, cluster: '', metadata: stringStruct(this.#o.node.metadata ?? {}) };
@@ -144,9 +131,9 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (this.#stream !== stream) return;
     this.#stream = undefined;
     if (this.#closed) return;
-    if (code === status.UNAVAILABLE) {
-      this.#client.close();
-      this.#client = this.#newClient();
+    if (code === GrpcStatus.UNAVAILABLE) {
+      this.#channel.close();
+      this.#channel = this.#newChannel();
     }
     const delay = this.#backoffMs;
     this.#backoffMs = Math.min(this.#backoffMs * 2, this.#o.maxBackoffMs ?? 15_000);
@@ -179,7 +166,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       this.#send(stream, {
         typeUrl: res.typeUrl,
         responseNonce: res.nonce,
-        errorDetail: { code: status.INVALID_ARGUMENT, message: error.message, details: [] },
+        errorDetail: { code: GrpcStatus.INVALID_ARGUMENT, message: error.message, details: [] },
       });
       this.emit('nack', res.typeUrl, res.nonce, error);
       return;

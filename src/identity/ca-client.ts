@@ -6,14 +6,9 @@
  * soon as it is asked after a failure: retries are paced by the CertificateManager's back-off, so
  * grpc's own reconnect back-off (which fails calls at once for up to 120 s) must not stack on it.
  */
-import { Client, type ServiceError, status } from '@grpc/grpc-js';
 import type { AmbitError } from '../errors.js';
-import {
-  type ControlPlaneChannelConfig,
-  channelCredentials,
-  channelOptions,
-  grpcTarget,
-} from '../xds/channel.js';
+import { type ControlPlaneChannelConfig, controlPlaneChannel } from '../xds/channel.js';
+import { type GrpcChannel, type GrpcError, GrpcStatus, grpcStatusName } from '../xds/grpc-client.js';
 import { type IstioCertificateResponse, stringStruct } from '../xds/messages.js';
 import { CERTIFICATE_SERVICE } from '../xds/services.js';
 import type { CertificateAuthority, SignedCertificate, SignOptions } from './ca.js';
@@ -28,7 +23,7 @@ export interface IstioCaClientOptions extends ControlPlaneChannelConfig {
 
 export class IstioCaClient implements CertificateAuthority {
   readonly #options: IstioCaClientOptions;
-  #client: Client;
+  #channel: GrpcChannel;
   readonly #timeoutMs: number;
   #closed = false;
   readonly address: string;
@@ -36,30 +31,23 @@ export class IstioCaClient implements CertificateAuthority {
   constructor(options: IstioCaClientOptions) {
     this.address = options.address;
     this.#options = options;
-    this.#client = this.#newClient();
+    this.#channel = controlPlaneChannel(options);
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
-  #newClient(): Client {
-    return new Client(
-      grpcTarget(this.#options.address),
-      channelCredentials(this.#options),
-      channelOptions(this.#options),
-    );
-  }
-
-  /** After UNAVAILABLE the channel sits in reconnect back-off; the next request gets a fresh one. */
-  #replaceChannel(failed: Client): void {
-    if (this.#closed || this.#client !== failed) return;
+  /** After UNAVAILABLE the connection may be half-broken; the next request dials a fresh one. */
+  #replaceChannel(failed: GrpcChannel): void {
+    if (this.#closed || this.#channel !== failed) return;
     failed.close();
-    this.#client = this.#newClient();
+    this.#channel = controlPlaneChannel(this.#options);
   }
 
-  sign(csrPem: string, options: SignOptions): Promise<SignedCertificate> {
+  async sign(csrPem: string, options: SignOptions): Promise<SignedCertificate> {
     const m = CERTIFICATE_SERVICE.CreateCertificate;
-    const client = this.#client;
-    return new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
+    const channel = this.#channel;
+    let res: IstioCertificateResponse;
+    try {
+      res = await channel.unary(
         m.path,
         m.requestSerialize,
         m.responseDeserialize,
@@ -69,30 +57,26 @@ export class IstioCaClient implements CertificateAuthority {
           metadata: stringStruct({ ImpersonatedIdentity: options.identity }),
         },
         { deadline: Date.now() + this.#timeoutMs },
-        (err: ServiceError | null, res?: IstioCertificateResponse) => {
-          if (err) {
-            if (err.code === status.UNAVAILABLE) this.#replaceChannel(client);
-            return reject(caError(this.address, err));
-          }
-          const chain = res?.certChain ?? [];
-          if (chain.length < 2)
-            return reject(
-              identityError('ERR_CA_RESPONSE', `CA ${this.address}: no root certificate present`),
-            );
-          resolve({ certChainPem: chain.slice(0, -1), rootPem: chain[chain.length - 1]! });
-        },
       );
-    });
+    } catch (err) {
+      const e = err as GrpcError;
+      if (e.code === GrpcStatus.UNAVAILABLE) this.#replaceChannel(channel);
+      throw caError(this.address, e);
+    }
+    const chain = res.certChain;
+    if (chain.length < 2)
+      throw identityError('ERR_CA_RESPONSE', `CA ${this.address}: no root certificate present`);
+    return { certChainPem: chain.slice(0, -1), rootPem: chain[chain.length - 1]! };
   }
 
   close(): void {
     this.#closed = true;
-    this.#client.close();
+    this.#channel.close();
   }
 }
 
-function caError(address: string, err: ServiceError): AmbitError {
-  const name = status[err.code] ?? String(err.code);
+function caError(address: string, err: GrpcError): AmbitError {
+  const name = grpcStatusName(err.code);
   return identityError(`ERR_CA_${name}`, `CA ${address} answered ${name}: ${err.details || err.message}`, {
     cause: err,
   });

@@ -5,9 +5,9 @@
  * the server certificate against instead of the dialled host.
  */
 import { readFile } from 'node:fs/promises';
-import { type ChannelCredentials, type ChannelOptions, credentials, Metadata } from '@grpc/grpc-js';
 import { errorMessage } from '../errors.js';
 import { xdsError } from './errors.js';
+import { GrpcChannel, type Metadata } from './grpc-client.js';
 
 export interface ControlPlaneChannelConfig {
   /** `https://host:port` or `host:port` (CA_ADDRESS / XDS_ADDRESS). */
@@ -23,7 +23,7 @@ export interface ControlPlaneChannelConfig {
   altHostname?: string;
 }
 
-/** The grpc-js target for an address: the scheme is dropped, a missing one means https. */
+/** The `host:port` to dial for an address: the scheme is dropped, a missing one means https. */
 export function grpcTarget(address: string): string {
   const m = /^(?:(https?):\/\/)?([^/]+)\/?$/.exec(address.trim());
   if (!m || !/:\d+$/.test(m[2]!))
@@ -44,35 +44,28 @@ async function bearer(token: string): Promise<string> {
   }
 }
 
-export function channelCredentials(c: ControlPlaneChannelConfig): ChannelCredentials {
-  const tls = credentials.createSsl(c.rootPem === undefined ? null : Buffer.from(c.rootPem));
-  const perCall = credentials.createFromMetadataGenerator((_params, done) => {
-    const md = new Metadata();
-    if (c.clusterId) md.set('clusterid', c.clusterId);
-    for (const [k, v] of Object.entries(c.headers ?? {})) md.set(k.toLowerCase(), v);
-    if (!c.token) return done(null, md);
-    bearer(c.token).then(
-      (t) => {
-        md.set('authorization', `Bearer ${t}`);
-        done(null, md);
-      },
-      (err: Error) => done(err),
-    );
-  });
-  return credentials.combineChannelCredentials(tls, perCall);
+/** Metadata for one call: `clusterid`, the extra headers and the bearer token, read afresh. */
+export async function callMetadata(c: ControlPlaneChannelConfig): Promise<Metadata> {
+  const md: Metadata = {};
+  if (c.clusterId) md.clusterid = c.clusterId;
+  for (const [k, v] of Object.entries(c.headers ?? {})) md[k.toLowerCase()] = v;
+  if (c.token) md.authorization = `Bearer ${await bearer(c.token)}`;
+  return md;
 }
 
 /**
- * Each channel gets its own subchannels: a client that replaces a failed channel (to dial again at once
- * instead of waiting out grpc-js's reconnect back-off, as ztunnel's clients dial on demand) must not
- * be handed the failed connection again from the process-wide pool.
+ * A channel to the control plane. It dials when a call needs it; a client that replaces a failed
+ * channel dials again at once, as ztunnel's clients dial on demand rather than on a reconnect back-off.
  */
-export function channelOptions(c: ControlPlaneChannelConfig, extra: ChannelOptions = {}): ChannelOptions {
-  return {
-    'grpc.use_local_subchannel_pool': 1,
-    ...(c.altHostname
-      ? { 'grpc.ssl_target_name_override': c.altHostname, 'grpc.default_authority': c.altHostname }
-      : {}),
-    ...extra,
-  };
+export function controlPlaneChannel(
+  c: ControlPlaneChannelConfig,
+  options: { maxReceiveMessageBytes?: number } = {},
+): GrpcChannel {
+  return new GrpcChannel({
+    target: grpcTarget(c.address),
+    ...(c.rootPem === undefined ? {} : { ca: c.rootPem }),
+    ...(c.altHostname ? { servername: c.altHostname } : {}),
+    metadata: () => callMetadata(c),
+    ...options,
+  });
 }

@@ -1,9 +1,9 @@
 /**
- * gRPC method definitions for grpc-js with the codecs of messages.ts: the Istio CA service and Envoy's
- * aggregated discovery service. A request that does not decode fails the call (grpc-js answers
- * INTERNAL "Error deserializing request") instead of reaching a handler.
+ * gRPC method definitions with the codecs of messages.ts: the Istio CA service and Envoy's aggregated
+ * discovery service. The ztunnel's clients call them; the shape is also grpc-js's MethodDefinition, so
+ * the control plane's grpc-js server serves them as they are. A request that does not decode fails the
+ * call (grpc-js answers INTERNAL "Error deserializing request") instead of reaching a handler.
  */
-import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { decode, encode, type MessageSchema } from './codec.js';
 import {
   type DeltaDiscoveryRequest,
@@ -15,6 +15,16 @@ import {
   type IstioCertificateResponse,
   IstioCertificateResponseSchema,
 } from './messages.js';
+
+export interface MethodDefinition<Req, Res> {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize: (message: Req) => Buffer;
+  requestDeserialize: (bytes: Buffer) => Req;
+  responseSerialize: (message: Res) => Buffer;
+  responseDeserialize: (bytes: Buffer) => Res;
+}
 
 function method<Req, Res>(
   path: string,
@@ -40,7 +50,7 @@ export const CERTIFICATE_SERVICE = {
     IstioCertificateResponseSchema,
     false,
   ),
-} satisfies ServiceDefinition;
+};
 
 export const AGGREGATED_DISCOVERY_SERVICE = {
   DeltaAggregatedResources: method<DeltaDiscoveryRequest, DeltaDiscoveryResponse>(
@@ -49,4 +59,4 @@ export const AGGREGATED_DISCOVERY_SERVICE = {
     DeltaDiscoveryResponseSchema,
     true,
   ),
-} satisfies ServiceDefinition;
+};
