@@ -71,7 +71,9 @@ export class HbonePool {
       const conn = await this.checkout(key, dial);
       onConnection(conn);
       try {
-        return await conn.connect(headers);
+        const { stream, answered } = conn.open(headers);
+        await answered;
+        return stream;
       } catch (err) {
         if (
           attempt >= REFUSED_STREAM_ATTEMPTS ||

@@ -10,7 +10,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCode } from '../../src/errors.js';
 import { hboneError } from '../../src/hbone/errors.js';
 import { HbonePool, type PoolKey, REFUSED_STREAM_ATTEMPTS } from '../../src/hbone/pool.js';
-import type { TunnelConnection, TunnelRequestHeaders, TunnelStream } from '../../src/hbone/transport.js';
+import type {
+  TunnelConnection,
+  TunnelOpening,
+  TunnelRequestHeaders,
+  TunnelStream,
+} from '../../src/hbone/transport.js';
 import type { SpiffeId } from '../../src/identity/spiffe.js';
 
 const SOURCE = 'spiffe://cluster.local/ns/a/sa/a' as SpiffeId;
@@ -18,14 +23,41 @@ const PEER = 'spiffe://cluster.local/ns/b/sa/b' as SpiffeId;
 const KEY: PoolKey = { scope: 'pod-a', source: SOURCE, expected: [PEER], host: '10.0.0.2', port: 15008 };
 const CONNECT: TunnelRequestHeaders = { ':method': 'CONNECT', ':authority': '10.0.0.2:8080' };
 
-/** A connection that keeps count of its slots; `connect` answers as `answer` says. */
+/** A stream that records what is written to it (readable from its other end). */
+class FakeStream extends PassThrough {
+  constructor() {
+    // Gone only when reset or closed by its connection, as a tunnel stream is, not once both ends ended.
+    super({ autoDestroy: false });
+  }
+  readonly responded = false;
+  readonly failure = undefined;
+  get live(): boolean {
+    return !this.destroyed;
+  }
+  respond(): void {}
+  refuse(): void {}
+  reset(): void {
+    this.destroy();
+  }
+  /** Everything written so far, as text. */
+  text(): string {
+    // read() with no size takes all that is buffered.
+    const chunk = this.read() as Buffer | null;
+    if (chunk) this.written += chunk.toString();
+    return this.written;
+  }
+  written = '';
+}
+
+/** A connection that keeps count of its slots; each stream it opens is answered as `answer` says. */
 class FakeConnection extends EventEmitter implements TunnelConnection {
   readonly peer = PEER;
   activeStreams = 0;
   goneAway = false;
   drained = false;
   closed = false;
-  answer: () => Promise<TunnelStream> = async () => new PassThrough() as unknown as TunnelStream;
+  answer: (stream: FakeStream) => Promise<void> = async () => {};
+  readonly streams: FakeStream[] = [];
 
   constructor(readonly maxStreams = 100) {
     super();
@@ -47,13 +79,16 @@ class FakeConnection extends EventEmitter implements TunnelConnection {
     if (this.activeStreams === 0) this.emit('idle');
   }
 
-  async connect(_headers: TunnelRequestHeaders): Promise<TunnelStream> {
-    try {
-      return await this.answer();
-    } catch (err) {
+  open(_headers: TunnelRequestHeaders): TunnelOpening {
+    const stream = new FakeStream();
+    this.streams.push(stream);
+    const answered = this.answer(stream).catch((err: unknown) => {
+      // A refused or failed stream is gone, and its slot with it.
+      stream.destroy();
       this.release();
       throw err;
-    }
+    });
+    return { stream: stream as unknown as TunnelStream, answered };
   }
 
   goaway(): void {
