@@ -25,7 +25,8 @@ export interface PipeResult {
 /** Pipes until both sides are closed; destroying either from outside ends it (as a reset). */
 export function pipeSocketStream(socket: Socket, stream: TunnelStream): Promise<PipeResult> {
   return new Promise((resolve) => {
-    let socketEof = false;
+    // The socket may have ended already, its FIN sent as END_STREAM with early data (early-data.ts).
+    let socketEof = socket.readableEnded;
     let socketClosed = false;
     let streamClosed = false;
     // The socket broke first: the stream is reset because of the app, not the other way round.
@@ -75,7 +76,7 @@ export function pipeSocketStream(socket: Socket, stream: TunnelStream): Promise<
       }
       finish();
     });
-    socket.pipe(stream);
+    if (!socketEof) socket.pipe(stream);
     pipeBatched(stream, socket);
   });
 }

@@ -18,6 +18,17 @@ export const REFUSED_STREAM_ATTEMPTS = 3;
 // Each round either returns or waits for a dial that made progress; the bound only stops a pathological peer.
 const MAX_CHECKOUT_ROUNDS = 64;
 
+/**
+ * Bytes a caller sends on a stream before its answer (early data), kept until the answer so that a
+ * stream refused unprocessed loses none of them: each new stream gets them again, in order, first.
+ */
+export interface EarlyData {
+  /** A stream opened, not yet answered: write what was kept to it, then what comes next. */
+  attach(stream: TunnelStream): void;
+  /** A stream was answered 200, or opening failed for good: write no more, drop what was kept. */
+  detach(): void;
+}
+
 export interface PoolKey {
   /** Separates pools of different pods (the source pod's uid). */
   scope: string;
@@ -59,26 +70,35 @@ export class HbonePool {
    * Opens a CONNECT stream to `key`'s peer on a pooled connection. A stream the peer refused
    * unprocessed (its ztunnel draining sent GOAWAY as we opened it) is opened once more: the pool no
    * longer hands out that connection, so it goes to another. `onConnection` hears of each connection
-   * tried, so the peer's identity is known even when the stream fails.
+   * tried, so the peer's identity is known even when the stream fails. `early` is the caller's data
+   * sent before the answer: attached to each stream opened, detached once one is answered or all failed.
    */
   async connect(
     key: PoolKey,
     dial: Dialer,
     headers: TunnelRequestHeaders,
     onConnection: (conn: TunnelConnection) => void = () => {},
+    early?: EarlyData,
   ): Promise<TunnelStream> {
-    for (let attempt = 1; ; attempt++) {
-      const conn = await this.checkout(key, dial);
-      onConnection(conn);
-      try {
-        return await conn.connect(headers);
-      } catch (err) {
-        if (
-          attempt >= REFUSED_STREAM_ATTEMPTS ||
-          errorCode(err) !== ('ERR_HBONE_REFUSED' satisfies HboneErrorCode)
-        )
-          throw err;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const conn = await this.checkout(key, dial);
+        onConnection(conn);
+        try {
+          const { stream, answered } = conn.open(headers);
+          early?.attach(stream);
+          await answered;
+          return stream;
+        } catch (err) {
+          if (
+            attempt >= REFUSED_STREAM_ATTEMPTS ||
+            errorCode(err) !== ('ERR_HBONE_REFUSED' satisfies HboneErrorCode)
+          )
+            throw err;
+        }
       }
+    } finally {
+      early?.detach();
     }
   }
 

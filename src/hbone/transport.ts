@@ -49,6 +49,18 @@ export type TunnelRequestHeaders = Readonly<Record<string, string>>;
 /** The header block of a CONNECT as received (values of repeated headers joined with ', '). */
 export type TunnelRequest = Readonly<Record<string, string | undefined>>;
 
+/** A CONNECT stream sent, its answer pending. */
+export interface TunnelOpening {
+  /** Writable at once (early data); readable once answered. */
+  readonly stream: TunnelStream;
+  /**
+   * Resolves once answered 200. Rejects with HboneStatusError for another status, ERR_HBONE_REFUSED when
+   * the peer refused the stream unprocessed (safe to retry elsewhere: it discarded any early data),
+   * ERR_HBONE_STREAM otherwise; the stream is gone then.
+   */
+  readonly answered: Promise<void>;
+}
+
 /** Events of a client connection; each carries no argument. */
 export type TunnelConnectionEvent =
   /** The last stream slot was given back. */
@@ -73,11 +85,13 @@ export interface TunnelConnection {
    */
   tryReserve(): boolean;
   /**
-   * Sends CONNECT on a reserved slot. Resolves with the stream once answered 200; rejects with
-   * HboneStatusError for another status, ERR_HBONE_REFUSED when the peer refused the stream
-   * unprocessed (safe to retry elsewhere), ERR_HBONE_STREAM otherwise.
+   * Sends CONNECT on a reserved slot and hands the stream over at once, before the answer: what is
+   * written to it now goes out as DATA right after the HEADERS (early data, RFC 9113 §8.5), so the
+   * client's first bytes need no extra round trip. Its readable side delivers nothing before the answer
+   * (the peer's DATA can only follow its 200). Throws ERR_HBONE_REFUSED when the connection is going
+   * away (nothing went out: safe to retry elsewhere), ERR_HBONE_STREAM when it cannot open a stream.
    */
-  connect(headers: TunnelRequestHeaders): Promise<TunnelStream>;
+  open(headers: TunnelRequestHeaders): TunnelOpening;
   /** Graceful: GOAWAY, no new stream; streams in flight finish, then the connection closes. */
   drain(): void;
   /** Immediate: streams in flight are reset. */

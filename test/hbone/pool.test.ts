@@ -4,13 +4,20 @@
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCode } from '../../src/errors.js';
+import { SocketEarlyData } from '../../src/hbone/early-data.js';
 import { hboneError } from '../../src/hbone/errors.js';
 import { HbonePool, type PoolKey, REFUSED_STREAM_ATTEMPTS } from '../../src/hbone/pool.js';
-import type { TunnelConnection, TunnelRequestHeaders, TunnelStream } from '../../src/hbone/transport.js';
+import type {
+  TunnelConnection,
+  TunnelOpening,
+  TunnelRequestHeaders,
+  TunnelStream,
+} from '../../src/hbone/transport.js';
 import type { SpiffeId } from '../../src/identity/spiffe.js';
 
 const SOURCE = 'spiffe://cluster.local/ns/a/sa/a' as SpiffeId;
@@ -18,14 +25,41 @@ const PEER = 'spiffe://cluster.local/ns/b/sa/b' as SpiffeId;
 const KEY: PoolKey = { scope: 'pod-a', source: SOURCE, expected: [PEER], host: '10.0.0.2', port: 15008 };
 const CONNECT: TunnelRequestHeaders = { ':method': 'CONNECT', ':authority': '10.0.0.2:8080' };
 
-/** A connection that keeps count of its slots; `connect` answers as `answer` says. */
+/** A stream that records what is written to it (readable from its other end). */
+class FakeStream extends PassThrough {
+  constructor() {
+    // Gone only when reset or closed by its connection, as a tunnel stream is, not once both ends ended.
+    super({ autoDestroy: false });
+  }
+  readonly responded = false;
+  readonly failure = undefined;
+  get live(): boolean {
+    return !this.destroyed;
+  }
+  respond(): void {}
+  refuse(): void {}
+  reset(): void {
+    this.destroy();
+  }
+  /** Everything written so far, as text. */
+  text(): string {
+    // read() with no size takes all that is buffered.
+    const chunk = this.read() as Buffer | null;
+    if (chunk) this.written += chunk.toString();
+    return this.written;
+  }
+  written = '';
+}
+
+/** A connection that keeps count of its slots; each stream it opens is answered as `answer` says. */
 class FakeConnection extends EventEmitter implements TunnelConnection {
   readonly peer = PEER;
   activeStreams = 0;
   goneAway = false;
   drained = false;
   closed = false;
-  answer: () => Promise<TunnelStream> = async () => new PassThrough() as unknown as TunnelStream;
+  answer: (stream: FakeStream) => Promise<void> = async () => {};
+  readonly streams: FakeStream[] = [];
 
   constructor(readonly maxStreams = 100) {
     super();
@@ -47,13 +81,16 @@ class FakeConnection extends EventEmitter implements TunnelConnection {
     if (this.activeStreams === 0) this.emit('idle');
   }
 
-  async connect(_headers: TunnelRequestHeaders): Promise<TunnelStream> {
-    try {
-      return await this.answer();
-    } catch (err) {
+  open(_headers: TunnelRequestHeaders): TunnelOpening {
+    const stream = new FakeStream();
+    this.streams.push(stream);
+    const answered = this.answer(stream).catch((err: unknown) => {
+      // A refused or failed stream is gone, and its slot with it.
+      stream.destroy();
       this.release();
       throw err;
-    }
+    });
+    return { stream: stream as unknown as TunnelStream, answered };
   }
 
   goaway(): void {
@@ -266,6 +303,107 @@ describe('HBONE pool', () => {
     const err = await pool.connect({ ...KEY, scope: 'pod-c' }, failingDial, CONNECT).catch((e) => e);
     assert.equal(errorCode(err), 'ERR_HBONE_STREAM');
     assert.equal(failed, 1);
+    pool.close();
+  });
+
+  test('early data goes out before the answer; refused, it is replayed first on the next stream, once, in order', async () => {
+    const pool = new HbonePool();
+    const app = new PassThrough();
+    const early = new SocketEarlyData(app as unknown as Socket);
+    app.write('GET / '); // read before any stream exists (the pool is still dialling)
+    const refused = gated();
+    const answer = gated();
+    const made: FakeConnection[] = [];
+    const dial = async () => {
+      const c = new FakeConnection();
+      const first = made.length === 0;
+      c.answer = async () => {
+        if (!first) return answer.gate;
+        await refused.gate;
+        c.goaway();
+        throw hboneError('ERR_HBONE_REFUSED', 'refused');
+      };
+      made.push(c);
+      return c;
+    };
+    const connecting = pool.connect(KEY, dial, CONNECT, undefined, early);
+    await sleep(5);
+    app.write('HTTP/1.1\r\n');
+    await sleep(5);
+    assert.equal(made[0]!.streams[0]!.text(), 'GET / HTTP/1.1\r\n', 'sent with the CONNECT');
+    refused.release();
+    await sleep(5);
+    app.write('\r\n');
+    await sleep(5);
+    answer.release();
+    const stream = (await connecting) as unknown as FakeStream;
+    assert.equal(stream, made[1]!.streams[0]);
+    assert.equal(stream.text(), 'GET / HTTP/1.1\r\n\r\n', 'replayed first, each byte once, in order');
+    app.write('later');
+    await sleep(5);
+    assert.equal(stream.text(), 'GET / HTTP/1.1\r\n\r\n', "after the answer the socket is the pipe's");
+    assert.ok(app.isPaused(), 'left paused for the pipe to resume');
+    assert.equal(String(app.read()), 'later');
+    pool.close();
+  });
+
+  test('early data is bounded: past the bound the app socket is read no more until the answer', async () => {
+    const pool = new HbonePool();
+    const app = new PassThrough();
+    const early = new SocketEarlyData(app as unknown as Socket, 8);
+    const answer = gated();
+    const d = dialer(() => {
+      const c = new FakeConnection();
+      c.answer = () => answer.gate;
+      return c;
+    });
+    const connecting = pool.connect(KEY, d.dial, CONNECT, undefined, early);
+    app.write('12345');
+    app.write('67890');
+    app.write('abc');
+    await sleep(5);
+    const stream = d.made[0]!.streams[0]!;
+    assert.equal(stream.text(), '1234567890');
+    assert.ok(app.isPaused());
+    answer.release();
+    await connecting;
+    assert.equal(stream.text(), '1234567890');
+    assert.equal(String(app.read()), 'abc', 'what was not read stays for the pipe');
+    pool.close();
+  });
+
+  test("early data: the app's FIN before the answer ends the stream after its bytes; its reset resets it", async () => {
+    const pool = new HbonePool();
+    const d = dialer(() => {
+      const c = new FakeConnection();
+      // Answered 200 never; a stream that goes fails the opening.
+      c.answer = (stream) =>
+        new Promise((_resolve, reject) =>
+          stream.once('close', () => reject(hboneError('ERR_HBONE_STREAM', 'HBONE CONNECT failed'))),
+        );
+      return c;
+    });
+    const open = (app: PassThrough, key: PoolKey) =>
+      pool.connect(key, d.dial, CONNECT, undefined, new SocketEarlyData(app as unknown as Socket));
+    const app = new PassThrough();
+    const connecting = open(app, KEY);
+    app.end('ping');
+    await sleep(5);
+    const ended = d.made[0]!.streams[0]!;
+    assert.equal(ended.text(), 'ping');
+    assert.equal(ended.writableEnded, true, 'END_STREAM after the early data');
+    assert.equal(ended.destroyed, false);
+
+    const reset = new PassThrough();
+    const failing = open(reset, { ...KEY, scope: 'pod-c' });
+    reset.write('x');
+    await sleep(5);
+    reset.destroy();
+    await assert.rejects(failing, { code: 'ERR_HBONE_STREAM' });
+    assert.equal(d.made[1]!.streams.length, 1, 'not opened again');
+    assert.equal(d.made[1]!.streams[0]!.destroyed, true, 'reset');
+    ended.destroy();
+    await assert.rejects(connecting);
     pool.close();
   });
 

@@ -115,6 +115,6 @@ describe('HBONE server drain', () => {
     const conn = await connectFramer(socket as unknown as TLSSocket, PEER, { host: '127.0.0.1', port });
     cleanup.push(() => conn.close());
     assert.ok(conn.tryReserve());
-    await assert.rejects(conn.connect(CONNECT), { code: 'ERR_HBONE_REFUSED' });
+    await assert.rejects(async () => conn.open(CONNECT).answered, { code: 'ERR_HBONE_REFUSED' });
   });
 });

@@ -21,10 +21,10 @@ import type {
   TunnelConnection,
   TunnelConnectionEvent,
   TunnelConnectionInfo,
+  TunnelOpening,
   TunnelRequestHeaders,
   TunnelServer,
   TunnelServerOptions,
-  TunnelStream,
   TunnelStreamHandler,
   TunnelTransport,
 } from '../transport.js';
@@ -81,22 +81,19 @@ export class FramerTunnelConnection extends EventEmitter implements TunnelConnec
     if (this.#reserved === 0) this.emit('idle' satisfies TunnelConnectionEvent);
   }
 
-  connect(headers: TunnelRequestHeaders): Promise<TunnelStream> {
-    return new Promise((resolve, reject) => {
-      let stream: FramerStream;
-      try {
-        stream = this.connection.request(headers);
-      } catch (err) {
-        this.#release();
-        // Nothing went out: a connection that is going away refused the stream unprocessed.
-        reject(
-          errorCode(err) === 'ERR_H2_CLOSED'
-            ? hboneError('ERR_HBONE_REFUSED', `HBONE stream not opened: ${(err as Error).message}`)
-            : hboneError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`),
-        );
-        return;
-      }
-      stream.once('close', () => this.#release());
+  open(headers: TunnelRequestHeaders): TunnelOpening {
+    let stream: FramerStream;
+    try {
+      stream = this.connection.request(headers);
+    } catch (err) {
+      this.#release();
+      // Nothing went out: a connection that is going away refused the stream unprocessed.
+      throw errorCode(err) === 'ERR_H2_CLOSED'
+        ? hboneError('ERR_HBONE_REFUSED', `HBONE stream not opened: ${(err as Error).message}`)
+        : hboneError('ERR_HBONE_STREAM', `HBONE stream could not be opened: ${(err as Error).message}`);
+    }
+    stream.once('close', () => this.#release());
+    const answered = new Promise<void>((resolve, reject) => {
       const onClose = () => {
         stream.off('response', onResponse);
         const err = stream.errored as FramerError | null;
@@ -113,7 +110,7 @@ export class FramerTunnelConnection extends EventEmitter implements TunnelConnec
       const onResponse = (status: number) => {
         stream.off('close', onClose);
         if (status === 200) {
-          resolve(stream);
+          resolve();
           return;
         }
         stream.reset(`answered ${status}`, ErrorCode.CANCEL);
@@ -122,6 +119,7 @@ export class FramerTunnelConnection extends EventEmitter implements TunnelConnec
       stream.once('close', onClose);
       stream.once('response', onResponse);
     });
+    return { stream, answered };
   }
 
   drain(): void {

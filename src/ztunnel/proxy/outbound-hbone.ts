@@ -1,10 +1,12 @@
 /**
  * HboneHandlers.outbound: a captured connection whose route is HBONE goes through the pod's pool to
- * `<peer ip>:15008` as a CONNECT stream; 200 opens the pipe, anything else resets the downstream.
+ * `<peer ip>:15008` as a CONNECT stream; the app's bytes read before the answer go out with it (early
+ * data), 200 opens the pipe, anything else resets the downstream.
  */
 import type { Socket } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { type DialOptions, dialHbone } from '../../hbone/client.js';
+import { SocketEarlyData } from '../../hbone/early-data.js';
 import { type BaggageSource, connectHeaders } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
 import type { HbonePool } from '../../hbone/pool.js';
@@ -77,6 +79,8 @@ export function handleHboneOutbound(
     serviceHostname: route.service?.hostname,
     baggage: baggageOf(pod),
   });
+  // The app's first bytes go with the CONNECT, not a round trip after it.
+  const early = new SocketEarlyData(downstream);
   void (async () => {
     let stream: TunnelStream;
     try {
@@ -87,8 +91,14 @@ export function handleHboneOutbound(
         (conn) => {
           info.dstIdentity = conn.peer;
         },
+        early,
       );
     } catch (err) {
+      if (downstream.destroyed) {
+        // The client gave up while the tunnel was opening (its reset reset the stream): no tunnel failure.
+        record.close(undefined, 'downstream closed before the tunnel opened');
+        return;
+      }
       info.responseFlags = responseFlagFor(err);
       downstream.resetAndDestroy();
       record.close(undefined, errorMessage(err));

@@ -242,6 +242,38 @@ ${policies ? `policies:\n${policies}` : ''}`;
     );
   });
 
+  test("the app's first bytes go with the CONNECT (early data): in order, then both ways, FIN after them", async () => {
+    // Written at connect time, while the tunnel is still opening.
+    const client = await dialApp();
+    client.write('GET /early HTTP/1.1\r\n');
+    client.write('\r\n');
+    const first = await new Promise<string>((resolve) =>
+      client.once('data', (d: Buffer) => resolve(String(d))),
+    );
+    assert.equal(first, 'GET /early HTTP/1.1\r\n\r\n'.slice(0, first.length));
+    const rest = readAll(client);
+    client.end('bye');
+    assert.equal(first + String(await rest), 'GET /early HTTP/1.1\r\n\r\nbye');
+
+    // The whole request and its FIN before the answer: END_STREAM follows the early data.
+    const size = 100_000; // above the early-data bound: the socket pauses, then the pipe takes it
+    const body = randomBytes(size);
+    const oneShot = await dialApp();
+    const echoed = readAll(oneShot);
+    oneShot.end(body);
+    assert.equal(sha256(await echoed), sha256(body));
+    const fields = [
+      'connection complete',
+      'direction=outbound',
+      `bytes_sent=${size} `,
+      `bytes_recv=${size} `,
+    ];
+    await waitFor(
+      () => logLines.some((l) => fields.every((f) => l.includes(f))),
+      'the outbound access log counts each byte once',
+    );
+  });
+
   test('100 concurrent connections from pod A to pod B share one TLS connection', async () => {
     const sockets = await Promise.all(Array.from({ length: 100 }, () => dialApp()));
     for (const s of sockets) s.on('error', () => {});

@@ -334,6 +334,20 @@ describe("ambit's ztunnel and Istio's ztunnel carry each other's HBONE", () => {
           rr.destroy();
         }
 
+        // The whole request and its FIN at connect time: they go with the CONNECT (early data, END_STREAM
+        // before the answer) where the client is ambit's; the echo comes back whole either way.
+        const oneShot = await connect(client, server, ECHO_PORT);
+        try {
+          const request = randomBytes(RR_SIZE);
+          const received = drain(oneShot);
+          oneShot.end(request);
+          const got = await within(received, 'the one-shot echo', logs);
+          assert.equal(got.end, 'EOF', `the one-shot echo ended with a FIN${logs()}`);
+          assert.ok(got.data.equals(request), `the one-shot echo came back intact${logs()}`);
+        } finally {
+          oneShot.destroy();
+        }
+
         // Bulk both ways at once: the app sends its 8 MiB and ends while the client sends its 8 MiB and ends.
         const request = randomBytes(BULK);
         const seen = bulkSeen.get(server.name)!;
