@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   const dirArg = arg('dir', 'up');
   const dirs: Direction[] = dirArg === 'all' ? ['up', 'down', 'bidi'] : [dirArg as Direction];
   const bytes = mib * 1024 * 1024;
-  const dir = mkdtempSync(join(tmpdir(), 'h2-framer-bench-'));
+  const dir = mkdtempSync(join(tmpdir(), 'ambit-h2-framer-bench-'));
   let child: ChildProcess | undefined;
   try {
     const keyPath = join(dir, 'key.pem');
