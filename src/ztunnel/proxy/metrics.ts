@@ -3,6 +3,7 @@
  * Bytes follow Istio's convention: downstream->upstream counts as `received`, the reverse as `sent`.
  */
 
+import type { Workload } from '../../discovery/types.js';
 import { Counter, type CounterSeries, type Registry } from '../../runtime/metrics.js';
 import type { ConnectionInfo } from './connection-info.js';
 
@@ -36,40 +37,35 @@ type Labels = Record<(typeof LABELS)[number], string>;
 
 const UNKNOWN = 'unknown';
 
-/**
- * The labels of a connection, in Istio's order: each end's workload and the identity it proved, the
- * service, the protocol and outcome. Spelled out rather than generated per side: this runs for every
- * connection, and building the keys at run time cost more than the rest of the record.
- */
+/** What Istio labels each end of a connection with: its workload, and the identity it proved. */
+const PEER_LABELS: ReadonlyArray<readonly [string, (w: Workload | undefined, principal?: string) => string]> =
+  [
+    ['workload', (w) => w?.workloadName || UNKNOWN],
+    ['canonical_service', (w) => w?.canonicalName || UNKNOWN],
+    ['canonical_revision', (w) => w?.canonicalRevision || UNKNOWN],
+    ['workload_namespace', (w) => w?.namespace || UNKNOWN],
+    ['principal', (_, principal) => principal || UNKNOWN],
+    ['app', (w) => w?.canonicalName || UNKNOWN],
+    ['version', (w) => w?.canonicalRevision || UNKNOWN],
+    ['cluster', (w) => w?.clusterId || UNKNOWN],
+  ];
+// The label names once, at load: building them per connection cost more than the rest of the record.
+const SOURCE = PEER_LABELS.map(([name, value]) => [`source_${name}`, value] as const);
+const DESTINATION = PEER_LABELS.map(([name, value]) => [`destination_${name}`, value] as const);
+
+/** The labels of a connection, in Istio's order: each end, the service, the protocol and outcome. */
 function labelsOf(c: ConnectionInfo): Labels {
-  const src = c.srcWorkload;
-  const dst = c.dstWorkload;
+  const labels: Record<string, string> = { reporter: c.direction === 'outbound' ? 'source' : 'destination' };
+  for (const [name, value] of SOURCE) labels[name] = value(c.srcWorkload, c.srcIdentity);
   const svc = c.dstService;
-  return {
-    reporter: c.direction === 'outbound' ? 'source' : 'destination',
-    source_workload: src?.workloadName || UNKNOWN,
-    source_canonical_service: src?.canonicalName || UNKNOWN,
-    source_canonical_revision: src?.canonicalRevision || UNKNOWN,
-    source_workload_namespace: src?.namespace || UNKNOWN,
-    source_principal: c.srcIdentity || UNKNOWN,
-    source_app: src?.canonicalName || UNKNOWN,
-    source_version: src?.canonicalRevision || UNKNOWN,
-    source_cluster: src?.clusterId || UNKNOWN,
-    destination_service: svc?.hostname || UNKNOWN,
-    destination_service_namespace: svc?.namespace || UNKNOWN,
-    destination_service_name: svc?.name || UNKNOWN,
-    destination_workload: dst?.workloadName || UNKNOWN,
-    destination_canonical_service: dst?.canonicalName || UNKNOWN,
-    destination_canonical_revision: dst?.canonicalRevision || UNKNOWN,
-    destination_workload_namespace: dst?.namespace || UNKNOWN,
-    destination_principal: c.dstIdentity || UNKNOWN,
-    destination_app: dst?.canonicalName || UNKNOWN,
-    destination_version: dst?.canonicalRevision || UNKNOWN,
-    destination_cluster: dst?.clusterId || UNKNOWN,
-    request_protocol: 'tcp',
-    response_flags: c.responseFlags,
-    connection_security_policy: c.securityPolicy,
-  };
+  labels['destination_service'] = svc?.hostname || UNKNOWN;
+  labels['destination_service_namespace'] = svc?.namespace || UNKNOWN;
+  labels['destination_service_name'] = svc?.name || UNKNOWN;
+  for (const [name, value] of DESTINATION) labels[name] = value(c.dstWorkload, c.dstIdentity);
+  labels['request_protocol'] = 'tcp';
+  labels['response_flags'] = c.responseFlags;
+  labels['connection_security_policy'] = c.securityPolicy;
+  return labels as Labels;
 }
 
 /** One connection's series of the four counters, its labels fixed when it was counted opened. */
