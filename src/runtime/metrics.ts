@@ -9,6 +9,7 @@
  * ones Istio's ztunnel and the Prometheus format define, so dashboards and scrapers see no change.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { openFileLimit } from '../sys/fd-budget.js';
 
 export type LabelValues<L extends string> = Partial<Record<L, string | number>>;
 
@@ -313,8 +314,7 @@ function openFds(): number {
 
 function maxFds(): number {
   try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return m ? Number(m[1]) : Number.NaN;
+    return openFileLimit(readFileSync('/proc/self/limits', 'utf8'));
   } catch {
     return Number.NaN;
   }
