@@ -19,3 +19,24 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * Bounds a wait on something the test expects to happen: rejects naming `what` (and whatever `context`
+ * returns then, e.g. component logs) after `timeoutMs`, so a hang fails with its reason, not at the
+ * runner's file timeout.
+ */
+export function within<T>(
+  p: Promise<T>,
+  what: string,
+  context: () => string = () => '',
+  timeoutMs = CONDITION_DEADLINE_MS,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}${context()}`)),
+      timeoutMs,
+    );
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}

@@ -14,6 +14,7 @@ import {
   socketMark,
 } from '../../../src/sys/index.js';
 import { run, TestNetns, uniqueSubnet } from '../../helpers/netns.js';
+import { within } from '../../helpers/wait.js';
 
 function acceptOne(server: Server): Promise<Socket> {
   return new Promise((resolve) => server.once('connection', resolve));
@@ -130,10 +131,21 @@ describe('sockets inside a pod network namespace', () => {
     pod.exec('iptables', redirect);
     pod.exec('ip6tables', redirect);
     try {
+      // Bounded, with the pod's nat counters and sockets on failure: this once hung to the file timeout in CI.
+      const state = () =>
+        `\n${pod.exec('iptables-save', ['-c', '-t', 'nat'])}\n${pod.exec('ip6tables-save', ['-c', '-t', 'nat'])}\n${pod.exec('ss', ['-tan'])}`;
       for (const dialled of [`${v6}2`, subnet.host(2)]) {
         const captured = acceptOne(capture);
-        const client = await connected(connectInNetns(netns, { host: dialled, port: 8080 }));
-        const accepted = await captured;
+        const client = await within(
+          connected(connectInNetns(netns, { host: dialled, port: 8080 })),
+          `the connection to ${dialled}:8080`,
+          state,
+        );
+        const accepted = await within(
+          captured,
+          `the redirected connection to ${dialled} at the capture`,
+          state,
+        );
         const dst = originalDst(accepted);
         assert.equal(dst.address, dialled);
         assert.equal(dst.port, 8080);
@@ -143,7 +155,7 @@ describe('sockets inside a pod network namespace', () => {
     } finally {
       pod.exec('iptables', ['-t', 'nat', '-F', 'OUTPUT']);
       pod.exec('ip6tables', ['-t', 'nat', '-F', 'OUTPUT']);
-      await close(capture);
+      await within(close(capture), 'the capture listener to close (every accepted connection gone)');
     }
   });
 

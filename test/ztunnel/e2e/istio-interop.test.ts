@@ -35,7 +35,7 @@ import type { LabNode, LabState } from '../../../src/lab/index.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../../src/sys/index.js';
 import { sha256 } from '../../helpers/bytes.js';
 import { uniqueLabCidrs } from '../../helpers/netns.js';
-import { CONDITION_DEADLINE_MS, eventually } from '../../helpers/wait.js';
+import { eventually, within } from '../../helpers/wait.js';
 
 const NAMESPACE = 'interop';
 const BULK = 8 * 1024 * 1024;
@@ -72,18 +72,6 @@ function drain(s: Socket): Promise<{ data: Buffer; end: End }> {
   const chunks: Buffer[] = [];
   s.on('data', (d: Buffer) => chunks.push(d));
   return ended(s).then((end) => ({ data: Buffer.concat(chunks), end }));
-}
-
-/** Bounds a wait on something the test expects to happen, naming it when it does not. */
-function within<T>(p: Promise<T>, what: string, context: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out waiting for ${what}${context()}`)),
-      CONDITION_DEADLINE_MS,
-    );
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Reads exactly `n` bytes from a socket in paused mode. */

@@ -19,6 +19,7 @@ import { parsePcap } from '../../hbone/pcap.js';
 import { readAll, sha256, waitFor } from '../../helpers/bytes.js';
 import { LabMesh, type LabMeshNode } from '../../helpers/lab-mesh.js';
 import { uniqueLabCidrs } from '../../helpers/netns.js';
+import { within } from '../../helpers/wait.js';
 
 const SINK_PORT = 8000;
 const ECHO_PORT = 8001;
@@ -64,17 +65,6 @@ function pump(socket: Socket): { written(): number } {
   };
   more();
   return { written: () => written };
-}
-
-function within<T>(p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${DEADLINE_MS} ms waiting for ${what}`)),
-      DEADLINE_MS,
-    );
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
