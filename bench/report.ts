@@ -30,6 +30,8 @@ export interface ProxySample {
   /** The anonymous part of rssIdle (RssAnon): without the executable's shared file pages. */
   rssAnonIdle: Record<string, number>;
   rssAfterLoad: Record<string, number>;
+  /** Resident bytes `--settle` seconds after the load ended: what a ztunnel keeps between bursts. */
+  rssSettled: Record<string, number>;
   /** istio_tcp_connections_opened_total over both nodes, and of it the mutual-TLS (HBONE) ones. */
   connectionsOpened: { all: number; mtls: number };
 }
@@ -50,6 +52,7 @@ export interface Memory {
   rssIdleMiB: number;
   rssAnonIdleMiB: number;
   rssAfterLoadMiB: number;
+  rssSettledMiB: number;
 }
 
 /** ambit's figure divided by Istio's, for each figure of a placement. */
@@ -66,6 +69,7 @@ export interface MemorySideBySide {
   rssIdle: number;
   rssAnonIdle: number;
   rssAfterLoad: number;
+  rssSettled: number;
 }
 
 export interface Summary {
@@ -134,6 +138,7 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
         rssIdleMiB: median(of.map((p) => p.rssIdle[node] ?? 0)) / MiB,
         rssAnonIdleMiB: median(of.map((p) => p.rssAnonIdle?.[node] ?? 0)) / MiB,
         rssAfterLoadMiB: median(of.map((p) => p.rssAfterLoad[node] ?? 0)) / MiB,
+        rssSettledMiB: median(of.map((p) => p.rssSettled?.[node] ?? 0)) / MiB,
       });
     }
   }
@@ -183,6 +188,7 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
         rssIdle: a.rssIdleMiB / i.rssIdleMiB,
         rssAnonIdle: a.rssAnonIdleMiB / i.rssAnonIdleMiB,
         rssAfterLoad: a.rssAfterLoadMiB / i.rssAfterLoadMiB,
+        rssSettled: a.rssSettledMiB / i.rssSettledMiB,
       });
     }
     summary.ambitOverIstio = { placements, memory: mem };
@@ -195,7 +201,7 @@ const f = (n: number | null | undefined, digits = 0) =>
 const pct = (p: Percentiles, digits = 0) => `${f(p.p50, digits)}/${f(p.p90, digits)}/${f(p.p99, digits)}`;
 const x = (n: number | null | undefined) => (n === null || n === undefined ? '–' : `${n.toFixed(2)}x`);
 
-export function tables(s: Summary, rounds: number): string {
+export function tables(s: Summary, rounds: number, settleSeconds: number): string {
   const lines = [
     `medians of ${rounds} round${rounds === 1 ? '' : 's'}`,
     '',
@@ -213,11 +219,11 @@ export function tables(s: Summary, rounds: number): string {
         `| ${r.path} | ${r.placement} | ${x(r.bulkRatio)} | ${f(r.rrP50OverheadUs)} | ${f(r.connP50OverheadUs)} |`,
     ),
     '',
-    '| ztunnel | node | RSS idle MiB | of it anonymous MiB | RSS after load MiB |',
-    '|---|---|---|---|---|',
+    `| ztunnel | node | RSS idle MiB | of it anonymous MiB | RSS after load MiB | RSS ${settleSeconds} s later MiB |`,
+    '|---|---|---|---|---|---|',
     ...s.memory.map(
       (m) =>
-        `| ${m.proxy} | ${m.node} | ${f(m.rssIdleMiB, 1)} | ${f(m.rssAnonIdleMiB, 1)} | ${f(m.rssAfterLoadMiB, 1)} |`,
+        `| ${m.proxy} | ${m.node} | ${f(m.rssIdleMiB, 1)} | ${f(m.rssAnonIdleMiB, 1)} | ${f(m.rssAfterLoadMiB, 1)} | ${f(m.rssSettledMiB, 1)} |`,
     ),
     '',
   ];
@@ -232,10 +238,11 @@ export function tables(s: Summary, rounds: number): string {
           `| ${p.placement} | ${x(p.bulkMBps)} | ${pct(p.rrUs, 2)} | ${pct(p.connUs, 2)} | ${x(p.cpuSecondsPerGiB)} |`,
       ),
       '',
-      '| node | RSS idle | anonymous idle | RSS after load |',
-      '|---|---|---|---|',
+      `| node | RSS idle | anonymous idle | RSS after load | RSS ${settleSeconds} s later |`,
+      '|---|---|---|---|---|',
       ...s.ambitOverIstio.memory.map(
-        (m) => `| ${m.node} | ${x(m.rssIdle)} | ${x(m.rssAnonIdle)} | ${x(m.rssAfterLoad)} |`,
+        (m) =>
+          `| ${m.node} | ${x(m.rssIdle)} | ${x(m.rssAnonIdle)} | ${x(m.rssAfterLoad)} | ${x(m.rssSettled)} |`,
       ),
       '',
     );

@@ -8,6 +8,7 @@
  *
  * Options: --bytes N (bulk size, default 1 GiB), --rr N (round trips, default 5000),
  *          --conns N (connections, default 500), --rounds N (default 3),
+ *          --settle S (seconds after the load before the ztunnels' memory is read again, default 20),
  *          --proxy ambit[,istio] (default ambit), --istio-ztunnel PATH (else $ISTIO_ZTUNNEL, else
  *          istio-ztunnel on PATH), --json-only.
  */
@@ -47,6 +48,7 @@ interface Options {
   conns: number;
   rounds: number;
   warmup: number;
+  settle: number;
 }
 
 function startServer(pod: BenchPod): Promise<ChildProcess> {
@@ -103,6 +105,7 @@ function parseOptions() {
       conns: { type: 'string', default: '500' },
       rounds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '1000' },
+      settle: { type: 'string', default: '20' },
       proxy: { type: 'string', default: 'ambit' },
       'istio-ztunnel': { type: 'string' },
       'json-only': { type: 'boolean', default: false },
@@ -114,6 +117,7 @@ function parseOptions() {
     conns: Number(values.conns),
     rounds: Number(values.rounds),
     warmup: Number(values.warmup),
+    settle: Number(values.settle),
   };
   for (const [name, v] of Object.entries(opts)) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} wants a whole number ≥ 1`);
@@ -235,18 +239,30 @@ async function main(): Promise<void> {
           samples.push({ round, path: proxy, placement, ...(await measure(targets[placement], opts, pids)) });
         }
         const rssAfterLoad = rss();
+        // A ztunnel runs for days between bursts: what it keeps once the load is over counts as much
+        // as its peak (ambit's gives memory back after 10 s quiet, runtime/idle-memory.ts).
+        await sleep(opts.settle * 1000);
+        const rssSettled = rss();
         const connectionsOpened = await nodeProxies.connectionsOpened();
         if (connectionsOpened.mtls === 0) {
           throw new Error(
             `${proxy}'s ztunnels counted no mutual-TLS connection: the traffic did not go through them`,
           );
         }
-        proxySamples.push({ round, proxy, rssIdle, rssAnonIdle, rssAfterLoad, connectionsOpened });
+        proxySamples.push({
+          round,
+          proxy,
+          rssIdle,
+          rssAnonIdle,
+          rssAfterLoad,
+          rssSettled,
+          connectionsOpened,
+        });
       }
     }
 
     const summary = summarize(samples, proxySamples);
-    if (!jsonOnly) process.stdout.write(tables(summary, opts.rounds));
+    if (!jsonOnly) process.stdout.write(tables(summary, opts.rounds, opts.settle));
     process.stdout.write(
       `${JSON.stringify({ options: { ...opts, proxies, ...(istioBinary ? { istioZtunnel: istioBinary } : {}) }, skipped, ...summary, samples, proxySamples })}\n`,
     );

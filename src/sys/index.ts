@@ -1,6 +1,7 @@
 // The proxy's socket code reads peer addresses through sys; their one home is net/ip.ts.
 export { unmapIPv4 } from '../net/ip.js';
 export { FdBudget, type FdBudgetOptions, openFileLimit } from './fd-budget.js';
+export { trimMallocArenas } from './memory.js';
 export {
   INIT_NETNS_INODE,
   identityKey,

@@ -44,6 +44,7 @@ export interface NativeAddon {
   pollStart(fd: number, events: number, cb: (status: number, events: number) => void): PollWatcher;
   pollUpdate(w: PollWatcher, events: number): void;
   pollStop(w: PollWatcher): void;
+  mallocTrim(): boolean;
 }
 
 export const POLL_READABLE = 1;

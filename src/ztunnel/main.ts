@@ -12,6 +12,7 @@ import { errorMessage } from '../errors.js';
 import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
 import type { HttpServer } from '../runtime/http-server.js';
+import { IdleMemoryRelease } from '../runtime/idle-memory.js';
 import type { RequestShutdown, Running } from '../runtime/lifecycle.js';
 import { logger, setLogLevel } from '../runtime/log.js';
 import { Registry, registerProcessMetrics } from '../runtime/metrics.js';
@@ -110,7 +111,8 @@ export async function startZtunnel(
   log.info('shared proxy mode - in-pod mode enabled');
   const missing = missingNodeFlags(process.execArgv);
   if (missing.length > 0) {
-    // Still correct, only slower: V8 then runs full collections every few ms under bulk traffic.
+    // Still correct, only slower (V8 runs full collections every few ms under bulk traffic) and
+    // without the full collection that lets memory go back after load.
     log.warn('node started without the ztunnel heap flags: throughput will be lower', {
       missing: missing.join(' '),
       hint: `start with: node ${missing.join(' ')} bin/ambit ztunnel`,
@@ -236,6 +238,7 @@ export async function startZtunnel(
   });
 
   const inPodManager = manager;
+  const memory = new IdleMemoryRelease().start();
   return {
     shutdown: async (reason: string) => {
       log.info('shutting down: draining pod proxies', { reason, deadline: `${config.drainDeadlineMs}ms` });
@@ -245,6 +248,7 @@ export async function startZtunnel(
         process.exit(1);
       }, config.drainDeadlineMs + 10_000);
       guard.unref();
+      memory.stop();
       try {
         await inPodManager.stop();
       } catch (err) {

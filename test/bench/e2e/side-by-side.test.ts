@@ -26,6 +26,8 @@ const TINY = [
   String(CONNS),
   '--warmup',
   String(WARMUP),
+  '--settle',
+  '1',
 ];
 
 interface Output extends Summary {
@@ -75,7 +77,7 @@ function assertThroughProxy(out: Output, proxy: string): void {
       `${proxy}'s ztunnels counted ${t.connectionsOpened.mtls} mTLS connections in round ${t.round}, want ≥ ${CONNECTIONS_PER_TURN}`,
     );
     for (const node of ['n1', 'n2']) {
-      assert.ok(t.rssIdle[node]! > 0 && t.rssAfterLoad[node]! > 0);
+      assert.ok(t.rssIdle[node]! > 0 && t.rssAfterLoad[node]! > 0 && t.rssSettled[node]! > 0);
       // The anonymous part is measured on its own and is a part: neither missing nor the whole.
       assert.ok(t.rssAnonIdle[node]! > 0 && t.rssAnonIdle[node]! < t.rssIdle[node]!);
     }
