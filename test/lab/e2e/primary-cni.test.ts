@@ -9,7 +9,7 @@
  * ipvlan and macvlan pods hang off the node's uplink and can never reach it, nor it them: the lab
  * gives each node a sub-interface of the same kind (ambit-shim) and the probe is asserted to go
  * through it, while the same connection pinned to the uplink is asserted to fail. A kernel without a
- * link type a plugin needs (this machine's has no ipvlan) gets the refusal asserted instead, after
+ * link type a plugin needs (e.g. one built without ipvlan) gets the refusal asserted instead, after
  * the test has seen for itself that the kernel cannot make such a link.
  */
 import assert from 'node:assert/strict';
