@@ -30,15 +30,19 @@ import {
   DEFAULT_NODE_CIDR,
   DEFAULT_NODE_MASK,
   DEFAULT_POD_CIDR,
+  DEFAULT_PRIMARY_CNI,
   deletePod,
   findNode,
   findPod,
+  isPrimaryCni,
   type LabState,
   labUp,
   listLabs,
   listNetns,
   loadLab,
+  PRIMARY_CNIS,
   parsePodRef,
+  primaryOf,
   renderTopology,
 } from '../lab/index.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
@@ -46,6 +50,7 @@ import { type Command, EXIT_OK, UsageError } from './command.js';
 const HELP = `Usage:
   ambit lab up     [--name NAME] [--nodes N] [--network-only [--pods-per-node K]] [--node-cidr CIDR]
                    [--pod-cidr CIDR] [--node-mask LEN] [--cni-path DIR]...
+                   [--primary-cni bridge|ptp|ipvlan|macvlan]
   ambit lab down   [--name NAME]
   ambit lab status [--name NAME] [--json]
   ambit lab exec   [--name NAME] <namespace>/<pod> -- CMD [ARGS...]
@@ -57,8 +62,8 @@ const HELP = `Usage:
 
 A lab is a local cluster on this machine's kernel: nodes are network namespaces joined by a bridge
 in the namespace ambit-NAME-fabric (the host's own network is not touched); pods are namespaces
-attached through the reference CNI plugins (bridge + host-local + loopback from /usr/lib/cni), with
-ambit-cni chained after them. 'up' starts, as background processes with pid and log files under
+attached through the reference CNI plugins (the primary plugin, bridge by default, + host-local +
+loopback from /usr/lib/cni), with ambit-cni chained after them. 'up' starts, as background processes with pid and log files under
 /var/run/ambit/lab/NAME/, the lab API server and, per node, the agent and ztunnel (inside the node's
 netns) and a kubelet stand-in that makes the sandboxes of the pods written to the API server.
 'up' prints the kubeconfig for kubectl. Needs root.
@@ -74,6 +79,9 @@ Options:
   --pod-cidr CIDR     cluster pod range (default ${DEFAULT_POD_CIDR})
   --node-mask LEN     prefix length of each node's pod CIDR; node nK gets block K (default ${DEFAULT_NODE_MASK})
   --cni-path DIR      extra CNI plugin directory searched before /usr/lib/cni (repeatable)
+  --primary-cni NAME  the reference plugin that attaches pods: bridge (default), ptp, ipvlan or
+                      macvlan (ipvlan/macvlan: pods on the node's uplink, the node reaches them
+                      through its sub-interface ambit-shim)
   --node NODE         'exec': run in the node's netns; 'pod add': the node (default: the one with fewest
                       pods); 'logs', 'start', 'stop', 'restart': the node of the component (default n1)
   --label K=V         'pod add': a pod label (repeatable; app=<image> by default)
@@ -105,8 +113,13 @@ async function up(argv: string[]): Promise<number> {
       'node-mask': { type: 'string' },
       'cni-path': { type: 'string', multiple: true },
       'network-only': { type: 'boolean', default: false },
+      'primary-cni': { type: 'string', default: DEFAULT_PRIMARY_CNI },
     },
   });
+  const primaryCni = values['primary-cni'];
+  if (!isPrimaryCni(primaryCni)) {
+    throw new UsageError(`--primary-cni must be one of ${PRIMARY_CNIS.join(', ')} (got '${primaryCni}')`);
+  }
   const podsPerNode = intOption(values['pods-per-node'], 'pods-per-node', 0);
   if (podsPerNode > 0 && !values['network-only']) {
     throw new UsageError(
@@ -121,6 +134,7 @@ async function up(argv: string[]): Promise<number> {
     podCidr: values['pod-cidr'],
     nodeMask: intOption(values['node-mask'], 'node-mask', DEFAULT_NODE_MASK),
     pluginDirs: values['cni-path'],
+    primaryCni,
   };
   const state = values['network-only'] ? await labUp(options) : await clusterUp(options);
   process.stdout.write(`${renderTopology(state, new Set(listNetns()))}\n`);
@@ -183,6 +197,7 @@ async function status(argv: string[]): Promise<number> {
 function withPresence(state: LabState, present: ReadonlySet<string>): unknown {
   return {
     ...state,
+    primaryCni: primaryOf(state),
     nodes: state.nodes.map((n) => ({ ...n, present: present.has(n.netns) })),
     pods: state.pods.map((p) => ({ ...p, present: present.has(p.netns) })),
   };

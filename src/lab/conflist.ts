@@ -1,11 +1,13 @@
 /**
- * The primary CNI network of a lab node, as a cluster's CNI would install it: the reference
- * `bridge` plugin (a bridge inside the node netns, pods' gateway, no masquerade) with `host-local`
- * IPAM over the node's pod CIDR, then `loopback`. Later issues chain ambit's plugin after these.
+ * The primary CNI network of a lab node, as a cluster's CNI would install it: the lab's primary
+ * plugin (bridge by default; ptp, ipvlan or macvlan per lab, see primary-cni.ts) with `host-local`
+ * IPAM, no masquerade, then `loopback`. The lab's kubelet chains ambit-cni after these.
  */
-import type { NetworkConfigList } from './cni-runtime/index.js';
-import { POD_BRIDGE, stateDir } from './names.js';
-import type { LabNode } from './state.js';
+import { hostAddress, parseCidr } from './cidr.js';
+import type { NetworkConfigList, PluginConf } from './cni-runtime/index.js';
+import { NODE_UPLINK, POD_BRIDGE, stateDir } from './names.js';
+import { DEFAULT_PRIMARY_CNI, onUplink, type PrimaryCni } from './primary-cni.js';
+import type { LabNode, LabState } from './state.js';
 
 export const LAB_NETWORK_NAME = 'ambit-lab';
 
@@ -13,24 +15,57 @@ export function ipamDir(lab: string, node: string): string {
   return `${stateDir(lab)}/ipam/${node}`;
 }
 
-export function nodeConflist(lab: string, node: LabNode): NetworkConfigList {
+/** A lab state as older versions wrote it has no primaryCni: those labs are bridge labs. */
+export function primaryOf(state: Pick<LabState, 'primaryCni'>): PrimaryCni {
+  return state.primaryCni ?? DEFAULT_PRIMARY_CNI;
+}
+
+/**
+ * The node's addresses out of host-local. Routed plugins get the node's pod CIDR as the subnet. The
+ * uplink plugins get the whole cluster pod CIDR as subnet (one L2 segment for every pod of the lab)
+ * and hand out only the node's block, past the gateway the node's shim holds.
+ */
+function ipam(state: Pick<LabState, 'name' | 'podCidr' | 'primaryCni'>, node: LabNode) {
+  const block = parseCidr(node.podCidr, 'node pod CIDR');
+  // The block's last address may be the cluster range's broadcast address: stop one short of it.
+  const range = onUplink(primaryOf(state))
+    ? {
+        subnet: state.podCidr,
+        rangeStart: hostAddress(block, 2),
+        rangeEnd: hostAddress(block, 2 ** (32 - block.prefix) - 2),
+        gateway: node.podGateway,
+      }
+    : { subnet: node.podCidr, gateway: node.podGateway };
+  return {
+    type: 'host-local',
+    ranges: [[range]],
+    routes: [{ dst: '0.0.0.0/0' }],
+    dataDir: ipamDir(state.name, node.name),
+  };
+}
+
+function primaryPlugin(state: Pick<LabState, 'name' | 'podCidr' | 'primaryCni'>, node: LabNode): PluginConf {
+  const primary = primaryOf(state);
+  const config = { ipam: ipam(state, node) };
+  switch (primary) {
+    case 'bridge':
+      return { type: 'bridge', bridge: POD_BRIDGE, isGateway: true, ipMasq: false, ...config };
+    case 'ptp':
+      return { type: 'ptp', ipMasq: false, ...config };
+    case 'ipvlan':
+      return { type: 'ipvlan', master: NODE_UPLINK, mode: 'l2', ...config };
+    case 'macvlan':
+      return { type: 'macvlan', master: NODE_UPLINK, mode: 'bridge', ...config };
+  }
+}
+
+export function nodeConflist(
+  state: Pick<LabState, 'name' | 'podCidr' | 'primaryCni'>,
+  node: LabNode,
+): NetworkConfigList {
   return {
     cniVersion: '1.0.0',
     name: LAB_NETWORK_NAME,
-    plugins: [
-      {
-        type: 'bridge',
-        bridge: POD_BRIDGE,
-        isGateway: true,
-        ipMasq: false,
-        ipam: {
-          type: 'host-local',
-          ranges: [[{ subnet: node.podCidr, gateway: node.podGateway }]],
-          routes: [{ dst: '0.0.0.0/0' }],
-          dataDir: ipamDir(lab, node.name),
-        },
-      },
-      { type: 'loopback' },
-    ],
+    plugins: [primaryPlugin(state, node), { type: 'loopback' }],
   };
 }

@@ -1,5 +1,5 @@
 export { formatCidr, parseCidr } from './cidr.js';
-export { LAB_NETWORK_NAME, nodeConflist } from './conflist.js';
+export { LAB_NETWORK_NAME, nodeConflist, primaryOf } from './conflist.js';
 export {
   createPod,
   DEFAULT_NODE_CIDR,
@@ -17,6 +17,13 @@ export {
   planNodes,
 } from './lab.js';
 export { chooseLab, DEFAULT_LAB, formatPodRef, type PodRef, parsePodRef } from './names.js';
+export {
+  DEFAULT_PRIMARY_CNI,
+  isPrimaryCni,
+  PRIMARY_CNIS,
+  type PrimaryCni,
+  parsePrimaryCni,
+} from './primary-cni.js';
 export { renderTopology } from './render.js';
 export { type LabNode, type LabPod, type LabState, listLabs } from './state.js';
 export { checkPrerequisites, listNetns } from './system.js';

@@ -3,7 +3,7 @@
  * lives in its own `fabric` namespace (the host's network is never touched); each node routes to
  * the others' pod CIDRs via their fabric addresses. Pods are namespaces attached the way a
  * container runtime attaches them: by running the node's CNI conflist through the CNI runtime,
- * inside the node's namespace.
+ * inside the node's namespace. The conflist's primary plugin is chosen per lab (primary-cni.ts).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { errorMessage } from '../errors.js';
 import { logger } from '../runtime/log.js';
 import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
 import { type CniResult, CniRuntime, type CniSandbox, DEFAULT_CNI_PATH } from './cni-runtime/index.js';
-import { nodeConflist } from './conflist.js';
+import { nodeConflist, primaryOf } from './conflist.js';
 import { labError } from './errors.js';
 import { withLock } from './lock.js';
 import {
@@ -21,6 +21,7 @@ import {
   fabricPort,
   formatPodRef,
   labPrefix,
+  NODE_SHIM,
   NODE_UPLINK,
   netnsPath,
   nodeName,
@@ -30,6 +31,13 @@ import {
   podNetns,
   stateDir,
 } from './names.js';
+import {
+  DEFAULT_PRIMARY_CNI,
+  onUplink,
+  type PrimaryCni,
+  parsePrimaryCni,
+  primaryPlugins,
+} from './primary-cni.js';
 import { type LabNode, type LabPod, type LabState, readState, writeState } from './state.js';
 import { checkPrerequisites, execIn, ipIn, listNetns, sh } from './system.js';
 
@@ -51,6 +59,8 @@ export interface LabUpOptions {
   nodeMask?: number;
   /** Extra plugin dirs searched before /usr/lib/cni. */
   pluginDirs?: string[];
+  /** The reference plugin that attaches pods (default bridge). */
+  primaryCni?: PrimaryCni;
 }
 
 export interface LabDownReport {
@@ -133,6 +143,7 @@ export function planNodes(lab: string, options: LabUpOptions): LabState {
     nodeCidr: formatCidr(nodeCidr),
     podCidr: formatCidr(podCidr),
     nodeMask,
+    primaryCni: parsePrimaryCni(options.primaryCni ?? DEFAULT_PRIMARY_CNI),
     pluginDirs: pluginDirsOf(options.pluginDirs),
     fabric: { netns: fabricNetns(lab), bridge: FABRIC_BRIDGE },
     nodes,
@@ -160,6 +171,31 @@ function createNode(state: LabState, node: LabNode): void {
   ipIn(node.netns, ['addr', 'add', `${node.ip}/${prefix}`, 'dev', NODE_UPLINK]);
   ipIn(node.netns, ['link', 'set', NODE_UPLINK, 'up']);
   execIn(node.netns, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+  if (onUplink(primaryOf(state))) addShim(state, node);
+}
+
+/**
+ * ipvlan/macvlan: the node's own sub-interface on its uplink, with the pods' gateway address and the
+ * route to the node's pod CIDR. The pods' sub-interfaces cannot reach the uplink itself (their
+ * master), but reach this one: it carries node-to-pod traffic (kubelet probes) and the pods' replies
+ * to anything off their subnet, such as the probe SNAT address.
+ */
+function addShim(state: LabState, node: LabNode): void {
+  const primary = primaryOf(state);
+  const kind = primary === 'ipvlan' ? ['ipvlan', 'mode', 'l2'] : ['macvlan', 'mode', 'bridge'];
+  try {
+    ipIn(node.netns, ['link', 'add', NODE_SHIM, 'link', NODE_UPLINK, 'type', ...kind]);
+  } catch (err) {
+    // The first link of this type the lab makes: a kernel without the driver says so here.
+    if (!/Unknown device type/.test(errorMessage(err))) throw err;
+    throw labError(
+      'LAB_PRIMARY_UNSUPPORTED',
+      `--primary-cni ${primary} needs the kernel's ${primary} link type, which this kernel does not have (built without CONFIG_${primary.toUpperCase()}, or the module cannot load: try 'modprobe ${primary}'); pick another --primary-cni`,
+    );
+  }
+  ipIn(node.netns, ['addr', 'add', `${node.podGateway}/32`, 'dev', NODE_SHIM]);
+  ipIn(node.netns, ['link', 'set', NODE_SHIM, 'up']);
+  ipIn(node.netns, ['route', 'add', node.podCidr, 'dev', NODE_SHIM, 'src', node.podGateway]);
 }
 
 function routeNodes(state: LabState): void {
@@ -178,7 +214,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   if (!Number.isInteger(podsPerNode) || podsPerNode < 0 || podsPerNode > 50) {
     throw labError('LAB_BAD_PODS', `--pods-per-node must be an integer from 0 to 50 (got ${podsPerNode})`);
   }
-  checkPrerequisites(state.pluginDirs);
+  checkPrerequisites(state.pluginDirs, primaryPlugins(primaryOf(state)));
   if (labExists(lab)) {
     throw labError(
       'LAB_EXISTS',
@@ -192,7 +228,12 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
       routeNodes(state);
       writeState(state);
     });
-    log.info('lab up', { lab, nodes: state.nodes.length, pod_cidr: state.podCidr });
+    log.info('lab up', {
+      lab,
+      nodes: state.nodes.length,
+      pod_cidr: state.podCidr,
+      primary_cni: primaryOf(state),
+    });
     for (const node of state.nodes) {
       for (let k = 1; k <= podsPerNode; k++) {
         await createPod(lab, node.name, { namespace: 'default', name: `${node.name}-pod${k}` });
@@ -275,7 +316,7 @@ export async function createPod(lab: string, node: string, ref: PodRef): Promise
     };
     sh('ip', ['netns', 'add', netns]);
     const runtime = runtimeFor(state, host);
-    const conflist = nodeConflist(lab, host);
+    const conflist = nodeConflist(state, host);
     const sandbox = sandboxOf(pod);
     try {
       const result = await runtime.add(conflist, sandbox);
@@ -314,7 +355,7 @@ async function cniDel(state: LabState, pod: LabPod): Promise<string | undefined>
   const node = state.nodes.find((n) => n.name === pod.node);
   if (!node || !listNetns().includes(node.netns)) return `node ${pod.node} is gone`;
   try {
-    await runtimeFor(state, node).del(nodeConflist(state.name, node), sandboxOf(pod), pod.cniResult);
+    await runtimeFor(state, node).del(nodeConflist(state, node), sandboxOf(pod), pod.cniResult);
     return undefined;
   } catch (err) {
     return errorMessage(err);

@@ -12,6 +12,8 @@ export const NETNS_DIR = '/var/run/netns';
 export const FABRIC_BRIDGE = 'ambit-fabric';
 export const NODE_UPLINK = 'ambit-up';
 export const POD_BRIDGE = 'ambit-cni0';
+/** ipvlan/macvlan labs: the node's own sub-interface on its uplink, through which it reaches its pods. */
+export const NODE_SHIM = 'ambit-shim';
 export const POD_IFNAME = 'eth0';
 
 const LAB_NAME = /^[a-z][a-z0-9]{0,15}$/;

@@ -1,5 +1,7 @@
 /** Human-readable lab topology for `lab status` and the demo. */
-import { formatPodRef } from './names.js';
+import { primaryOf } from './conflist.js';
+import { formatPodRef, NODE_SHIM } from './names.js';
+import { onUplink } from './primary-cni.js';
 import type { LabState } from './state.js';
 
 function table(rows: string[][]): string[] {
@@ -13,6 +15,7 @@ export function renderTopology(state: LabState, present: ReadonlySet<string>): s
   const lines = [
     `Lab ${state.name}: ${state.nodes.length} node(s), ${state.pods.length} pod(s)`,
     `  fabric bridge ${state.fabric.bridge} in netns ${mark(state.fabric.netns)}; nodes on ${state.nodeCidr}, pods in ${state.podCidr}`,
+    `  primary CNI ${primaryOf(state)}${onUplink(primaryOf(state)) ? ` (pods on each node's uplink; the node reaches them through ${NODE_SHIM})` : ''}`,
     '',
     'Nodes',
     ...table([

@@ -8,6 +8,7 @@ import { errorCode } from '../errors.js';
 import type { CniResult } from './cni-runtime/index.js';
 import { labError } from './errors.js';
 import { STATE_ROOT, stateDir } from './names.js';
+import { isPrimaryCni, type PrimaryCni } from './primary-cni.js';
 
 export interface LabNode {
   name: string;
@@ -16,7 +17,7 @@ export interface LabNode {
   /** Address on the fabric, e.g. 10.240.0.1. */
   ip: string;
   podCidr: string;
-  /** The pod bridge's address, pods' default gateway. */
+  /** Pods' default gateway: the pod bridge (bridge), each pod's host veth (ptp), the node's shim (ipvlan, macvlan). */
   podGateway: string;
 }
 
@@ -41,6 +42,8 @@ export interface LabState {
   nodeCidr: string;
   podCidr: string;
   nodeMask: number;
+  /** The primary CNI plugin; absent in states written before it was a choice, which were bridge labs. */
+  primaryCni?: PrimaryCni;
   pluginDirs: string[];
   fabric: { netns: string; bridge: string };
   nodes: LabNode[];
@@ -74,6 +77,12 @@ export function readState(lab: string, dir = stateDir(lab)): LabState | undefine
     throw labError(
       'LAB_STATE_CORRUPT',
       `lab state ${stateFile(lab, dir)} is not a version 1 state of lab '${lab}'; 'ambit lab down --name ${lab}' removes the lab anyway`,
+    );
+  }
+  if (s.primaryCni !== undefined && !isPrimaryCni(String(s.primaryCni))) {
+    throw labError(
+      'LAB_STATE_CORRUPT',
+      `lab state ${stateFile(lab, dir)} names an unknown primary CNI '${s.primaryCni}'; 'ambit lab down --name ${lab}' removes the lab anyway`,
     );
   }
   return s as LabState;

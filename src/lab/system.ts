@@ -56,8 +56,11 @@ export function toolExists(tool: string): boolean {
 
 export const LAB_PLUGINS = ['bridge', 'host-local', 'loopback'] as const;
 
-/** Root, iproute2, nsenter and the reference CNI plugins: what `lab up` and `demo` need. */
-export function checkPrerequisites(pluginDirs: readonly string[]): void {
+/** Root, iproute2, nsenter and the reference CNI plugins (`plugins`): what `lab up` and `demo` need. */
+export function checkPrerequisites(
+  pluginDirs: readonly string[],
+  plugins: readonly string[] = LAB_PLUGINS,
+): void {
   if (process.getuid?.() !== 0) {
     throw labError(
       'LAB_NOT_ROOT',
@@ -69,5 +72,5 @@ export function checkPrerequisites(pluginDirs: readonly string[]): void {
       throw labError('LAB_MISSING_TOOL', `'${tool}' is not installed: apt-get install ${pkg}`);
     }
   }
-  for (const plugin of LAB_PLUGINS) findPlugin(plugin, pluginDirs);
+  for (const plugin of plugins) findPlugin(plugin, pluginDirs);
 }

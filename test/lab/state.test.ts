@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { primaryOf } from '../../src/lab/conflist.js';
 import { planNodes } from '../../src/lab/lab.js';
 import { withLock } from '../../src/lab/lock.js';
 import { readState, stateFile, writeState } from '../../src/lab/state.js';
@@ -26,6 +27,20 @@ describe('lab state file and lock', () => {
     assert.throws(() => readState('st', dir), { code: 'LAB_STATE_CORRUPT', message: /lab down --name st/ });
     writeFileSync(stateFile('st', dir), JSON.stringify({ version: 1, name: 'other', nodes: [], pods: [] }));
     assert.throws(() => readState('st', dir), { code: 'LAB_STATE_CORRUPT' });
+  });
+
+  test('the primary CNI is recorded; a state without one (older labs) reads as bridge; an unknown one is corrupt', () => {
+    const state = planNodes('st', { name: 'st', nodes: 1, primaryCni: 'macvlan' });
+    writeState(state, dir);
+    assert.equal(readState('st', dir)?.primaryCni, 'macvlan');
+    const { primaryCni: _, ...older } = state;
+    writeState(older as typeof state, dir);
+    assert.equal(primaryOf(readState('st', dir)!), 'bridge');
+    writeState({ ...state, primaryCni: 'flannel' as never }, dir);
+    assert.throws(() => readState('st', dir), {
+      code: 'LAB_STATE_CORRUPT',
+      message: /unknown primary CNI 'flannel'/,
+    });
   });
 
   test('the lock runs holders one at a time', async () => {

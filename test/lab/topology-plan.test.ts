@@ -4,6 +4,7 @@ import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from '../../src/
 import { nodeConflist } from '../../src/lab/conflist.js';
 import { planNodes } from '../../src/lab/lab.js';
 import { checkLabName, chooseLab, parsePodRef, podNetns } from '../../src/lab/names.js';
+import { parsePrimaryCni } from '../../src/lab/primary-cni.js';
 
 describe('CIDR arithmetic', () => {
   test('parse, format, host and subnet', () => {
@@ -56,7 +57,7 @@ describe('lab plan', () => {
 
   test("the node conflist is bridge + host-local over the node's pod CIDR + loopback", () => {
     const state = planNodes('plan', { name: 'plan', nodes: 1 });
-    const list = nodeConflist('plan', state.nodes[0]!);
+    const list = nodeConflist(state, state.nodes[0]!);
     assert.deepEqual(
       list.plugins.map((p) => p.type),
       ['bridge', 'loopback'],
@@ -70,6 +71,84 @@ describe('lab plan', () => {
       routes: [{ dst: '0.0.0.0/0' }],
       dataDir: '/var/run/ambit/lab/plan/ipam/n1',
     });
+  });
+
+  test('--primary-cni: the default is bridge; an unknown plugin is refused naming the choices', () => {
+    assert.equal(planNodes('plan', { name: 'plan', nodes: 1 }).primaryCni, 'bridge');
+    assert.throws(() => planNodes('plan', { name: 'plan', nodes: 1, primaryCni: 'calico' as never }), {
+      code: 'LAB_BAD_PRIMARY_CNI',
+      message: "unknown primary CNI 'calico' (one of: bridge, ptp, ipvlan, macvlan)",
+    });
+    assert.equal(parsePrimaryCni('ptp'), 'ptp');
+  });
+
+  test("ptp: a veth per pod, routed by the node, host-local over the node's pod CIDR", () => {
+    const state = planNodes('plan', { name: 'plan', nodes: 2, primaryCni: 'ptp' });
+    const list = nodeConflist(state, state.nodes[1]!);
+    assert.deepEqual(list.plugins, [
+      {
+        type: 'ptp',
+        ipMasq: false,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: '10.244.2.0/24', gateway: '10.244.2.1' }]],
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir: '/var/run/ambit/lab/plan/ipam/n2',
+        },
+      },
+      { type: 'loopback' },
+    ]);
+  });
+
+  test("ipvlan and macvlan: on the node's uplink, the whole pod CIDR on-link, the node's block handed out", () => {
+    for (const [primary, mode] of [
+      ['ipvlan', 'l2'],
+      ['macvlan', 'bridge'],
+    ] as const) {
+      const state = planNodes('plan', { name: 'plan', nodes: 2, primaryCni: primary });
+      const [plugin, loopback] = nodeConflist(state, state.nodes[1]!).plugins;
+      assert.deepEqual(loopback, { type: 'loopback' });
+      assert.deepEqual(plugin, {
+        type: primary,
+        master: 'ambit-up',
+        mode,
+        ipam: {
+          type: 'host-local',
+          ranges: [
+            [
+              {
+                subnet: '10.244.0.0/16',
+                rangeStart: '10.244.2.2',
+                rangeEnd: '10.244.2.254',
+                gateway: '10.244.2.1',
+              },
+            ],
+          ],
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir: '/var/run/ambit/lab/plan/ipam/n2',
+        },
+      });
+    }
+    // The last node's block ends on the cluster range's broadcast address: never handed out.
+    const small = planNodes('plan', {
+      name: 'plan',
+      nodes: 3,
+      podCidr: '10.70.9.0/24',
+      nodeCidr: '10.71.0.0/24',
+      nodeMask: 26,
+      primaryCni: 'macvlan',
+    });
+    const ipam = nodeConflist(small, small.nodes[2]!).plugins[0]!['ipam'] as { ranges: unknown };
+    assert.deepEqual(ipam.ranges, [
+      [
+        {
+          subnet: '10.70.9.0/24',
+          rangeStart: '10.70.9.194',
+          rangeEnd: '10.70.9.254',
+          gateway: '10.70.9.193',
+        },
+      ],
+    ]);
   });
 });
 

@@ -1,8 +1,8 @@
 /**
- * A pod sandbox made as a container runtime makes one: a netns, the node's CNI chain (bridge +
- * host-local, loopback, then ambit-cni) run through the CNI runtime with the pod's CNI_ARGS, then the
- * pod's processes (a pause process, and the app for the lab's app images) inside that netns and the
- * pod's cgroup. The record on disk lets a restarted kubelet adopt or tear down what it made.
+ * A pod sandbox made as a container runtime makes one: a netns, the node's CNI chain (the lab's
+ * primary plugin + host-local, loopback, then ambit-cni) run through the CNI runtime with the pod's
+ * CNI_ARGS, then the pod's processes (a pause process, and the app for the lab's app images) inside
+ * that netns and the pod's cgroup. The record on disk lets a restarted kubelet adopt or tear down what it made.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -57,7 +57,7 @@ export class SandboxManager {
       pluginDirs: [this.layout.cniBinDir, ...state.pluginDirs],
       inNetns: node.netnsPath,
     });
-    const primary = nodeConflist(state.name, node);
+    const primary = nodeConflist(state, node);
     this.conflist = {
       ...primary,
       plugins: [
