@@ -9,8 +9,9 @@ import { type Command, EXIT_OK, UsageError } from './command.js';
 const HELP = `Usage: ambit control-plane --ca-dir DIR [options]
 
 Serves, on one TLS gRPC port, istio.v1.auth.IstioCertificateService/CreateCertificate and delta ADS
-for istio.workload.Address and istio.security.Authorization, built from the pods and services of the
-Kubernetes API. Callers of both send "authorization: Bearer <token>", checked by TokenReview.
+for istio.workload.Address and istio.security.Authorization, built from the pods, services and
+security.istio.io/v1 AuthorizationPolicies of the Kubernetes API. Callers of both send
+"authorization: Bearer <token>", checked by TokenReview.
 
 Options:
   --kubeconfig FILE        how to reach the Kubernetes API server (default: $KUBECONFIG, else
@@ -22,7 +23,10 @@ Options:
                            publish the root certificate (root-cert.pem) in this ConfigMap
                            (istiod's istio-ca-root-cert), for ztunnel's CA_ROOT_CA
   --listen HOST:PORT       address to serve on (default 127.0.0.1:15012; port 0 = any free port)
-  --policies FILE          YAML with a 'policies' list (local workload file shape), reloaded on change
+  --policies FILE          YAML with a 'policies' list (local workload file shape), reloaded on change,
+                           served beside the cluster's AuthorizationPolicies
+  --root-namespace NS      Istio's meshConfig.rootNamespace: AuthorizationPolicies there without a
+                           selector apply mesh-wide (default istio-system)
   --trust-domain NAME      SPIFFE trust domain (default cluster.local)
   --cluster-id ID          cluster id in workload uids (default Kubernetes)
   --token-audience AUD     token audience accepted from CA and xDS callers, repeatable (default istio-ca)
@@ -45,6 +49,7 @@ const command: Command = {
         'ca-dir': { type: 'string' },
         listen: { type: 'string', default: '127.0.0.1:15012' },
         policies: { type: 'string' },
+        'root-namespace': { type: 'string' },
         'trust-domain': { type: 'string' },
         'cluster-id': { type: 'string' },
         'token-audience': { type: 'string', multiple: true },
@@ -84,6 +89,7 @@ const command: Command = {
         caDir: values['ca-dir']!,
         listen: values.listen,
         ...(values.policies ? { policiesFile: values.policies } : {}),
+        ...(values['root-namespace'] ? { rootNamespace: values['root-namespace'] } : {}),
         ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
         ...(values['cluster-id'] ? { clusterId: values['cluster-id'] } : {}),
         ...(values['token-audience'] ? { audiences: values['token-audience'] } : {}),

@@ -1,7 +1,8 @@
 /**
  * `startControlPlane`: one TLS gRPC port (15012, as istiod) serving the Istio CA
  * (`IstioCertificateService/CreateCertificate`) and delta ADS for `istio.workload.Address` and
- * `istio.security.Authorization`, fed from the Kubernetes API and an optional policy file.
+ * `istio.security.Authorization`, fed from the Kubernetes API (pods, services, AuthorizationPolicies) and an
+ * optional policy file.
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -16,7 +17,7 @@ import { CertificateService } from './ca/service.js';
 import { issueServingCertificate } from './ca/serving-cert.js';
 import { controlPlaneError } from './errors.js';
 import { KubeCaStore, type ObjectRef } from './kube-ca-store.js';
-import { ApiPodLookup, KubeSource } from './kube-source.js';
+import { ApiPodLookup, DEFAULT_ROOT_NAMESPACE, KubeSource } from './kube-source.js';
 import { DeltaXdsServer } from './xds/delta-server.js';
 import { ResourceCache } from './xds/resource-cache.js';
 
@@ -40,6 +41,8 @@ export interface ControlPlaneOptions {
   caDir: string;
   /** YAML with a `policies` list in the local-config shape; reloaded when it changes. */
   policiesFile?: string;
+  /** Istio's meshConfig.rootNamespace: its AuthorizationPolicies without a selector are mesh-wide. */
+  rootNamespace?: string;
   trustDomain?: string;
   clusterId?: string;
   clusterDomain?: string;
@@ -89,7 +92,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   });
 
   const cache = new ResourceCache();
-  const source = new KubeSource(kubeconfig, cache, cluster);
+  const source = new KubeSource(kubeconfig, cache, cluster, o.rootNamespace ?? DEFAULT_ROOT_NAMESPACE);
   let policyFile: LocalFileSource | undefined;
   if (o.policiesFile) {
     const policies = new WorkloadStore();

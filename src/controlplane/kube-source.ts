@@ -1,10 +1,12 @@
 /**
- * Watches pods and services through @kubernetes/client-node informers (exactly as against a real cluster)
- * and rebuilds the xDS resource cache from them and the policy source. Rebuilds are coalesced: a burst
- * of events costs one rebuild. A failed watch is restarted after a pause, keeping the last state.
+ * Watches pods, services and `security.istio.io/v1` AuthorizationPolicies through @kubernetes/client-node
+ * informers (exactly as against a real cluster) and rebuilds the xDS resource cache from them and the
+ * policy file. Rebuilds are coalesced: a burst of events costs one rebuild. A failed watch is restarted
+ * after a pause, keeping the last state (a cluster without the CRD simply has no cluster policies).
  */
 import {
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   type Informer as KubeInformer,
   type KubernetesObject,
@@ -13,10 +15,19 @@ import {
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
-import type { Authorization } from '../discovery/types.js';
+import { type Authorization, policyKey } from '../discovery/types.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../runtime/log.js';
 import type { PodInfo, PodLookup } from './ca/service.js';
+import {
+  AUTHORIZATION_POLICY_GROUP,
+  AUTHORIZATION_POLICY_PLURAL,
+  AUTHORIZATION_POLICY_VERSION,
+  type AuthorizationPolicyObject,
+  type ConvertedPolicy,
+  convertAuthorizationPolicy,
+  selectsWorkload,
+} from './xds/authorization-policy.js';
 import { type ClusterIdentity, serviceOf, workloadOf } from './xds/cluster-model.js';
 import type { ResourceCache } from './xds/resource-cache.js';
 
@@ -24,37 +35,63 @@ const log = logger('ambit::controlplane::kube');
 const RESTART_DELAY_MS = 1000;
 
 type Informer<T extends KubernetesObject> = KubeInformer<T> & ObjectCache<T>;
+type PolicyObject = KubernetesObject & AuthorizationPolicyObject;
+
+/** Istio's default meshConfig.rootNamespace: policies there without a selector are mesh-wide. */
+export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
 
 export class KubeSource {
   readonly #pods: Informer<V1Pod>;
   readonly #services: Informer<V1Service>;
+  readonly #authorizationPolicies: Informer<PolicyObject>;
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** The last error logged per watch: a watch failing the same way again is not logged again. */
+  readonly #lastError = new Map<string, string>();
+  /** `namespace/name` -> resourceVersion of the policy last reported, so each version is logged once. */
+  #reported = new Map<string, string>();
   #scheduled = false;
   #stopped = false;
-  #policies: Authorization[] = [];
+  #filePolicies: Authorization[] = [];
 
   constructor(
     kubeconfig: KubeConfig,
     readonly cache: ResourceCache,
     readonly cluster: ClusterIdentity,
+    readonly rootNamespace = DEFAULT_ROOT_NAMESPACE,
   ) {
     const core = kubeconfig.makeApiClient(CoreV1Api);
+    const custom = kubeconfig.makeApiClient(CustomObjectsApi);
     this.#pods = makeInformer<V1Pod>(kubeconfig, '/api/v1/pods', () => core.listPodForAllNamespaces());
     this.#services = makeInformer<V1Service>(kubeconfig, '/api/v1/services', () =>
       core.listServiceForAllNamespaces(),
     );
+    const group = AUTHORIZATION_POLICY_GROUP;
+    const version = AUTHORIZATION_POLICY_VERSION;
+    const plural = AUTHORIZATION_POLICY_PLURAL;
+    this.#authorizationPolicies = makeInformer<PolicyObject>(
+      kubeconfig,
+      `/apis/${group}/${version}/${plural}`,
+      () => custom.listClusterCustomObject({ group, version, plural }),
+    );
     this.#watch('pods', this.#pods);
     this.#watch('services', this.#services);
+    this.#watch(plural, this.#authorizationPolicies);
   }
 
   #watch<T extends KubernetesObject>(name: string, informer: Informer<T>): void {
-    const changed = (): void => this.#schedule();
+    const changed = (): void => {
+      this.#lastError.delete(name);
+      this.#schedule();
+    };
     informer.on('add', changed);
     informer.on('update', changed);
     informer.on('delete', changed);
     informer.on('error', (err) => {
       if (this.#stopped) return;
-      log.warn('watch failed, restarting', { resource: name, error: errorMessage(err) });
+      const error = errorMessage(err);
+      if (this.#lastError.get(name) !== error)
+        log.warn('watch failed, restarting', { resource: name, error });
+      this.#lastError.set(name, error);
       const t = setTimeout(() => {
         this.#timers.delete(t);
         if (!this.#stopped) informer.start().catch(() => undefined);
@@ -63,25 +100,64 @@ export class KubeSource {
     });
   }
 
-  /** Resolves once both initial lists are in and the cache holds them. */
+  /** Resolves once the initial lists are in (or failed, to be retried) and the cache holds them. */
   async start(): Promise<void> {
-    await Promise.all([this.#pods.start(), this.#services.start()]);
+    await Promise.all([this.#pods.start(), this.#services.start(), this.#authorizationPolicies.start()]);
     this.rebuild();
   }
 
+  /** Policies from the policy file, served beside the cluster's (a cluster policy of the same key wins). */
   setPolicies(policies: Authorization[]): void {
-    this.#policies = policies;
+    this.#filePolicies = policies;
     this.#schedule();
   }
 
   rebuild(): void {
     const services = this.#services.list();
-    const workloads = this.#pods.list().flatMap((p) => workloadOf(p, services, this.cluster) ?? []);
+    const cluster = this.#clusterPolicies();
+    const selecting = cluster.filter((p) => p.selector !== undefined);
+    const workloads = this.#pods.list().flatMap((pod) => {
+      const w = workloadOf(pod, services, this.cluster);
+      if (!w) return [];
+      const target = { namespace: w.namespace, labels: pod.metadata?.labels ?? {} };
+      const selected = selecting
+        .filter((p) => selectsWorkload(p.authorization.namespace, p.selector!, this.rootNamespace, target))
+        .map((p) => policyKey(p.authorization))
+        .sort();
+      return [{ ...w, authorizationPolicies: selected }];
+    });
+    const policies = new Map(this.#filePolicies.map((p) => [policyKey(p), p]));
+    for (const p of cluster) policies.set(policyKey(p.authorization), p.authorization);
     this.cache.update(
       workloads,
       services.flatMap((s) => serviceOf(s, this.cluster) ?? []),
-      this.#policies,
+      [...policies.values()],
     );
+  }
+
+  /** The cluster's AuthorizationPolicies as ztunnel can enforce them; what changes is logged once per version. */
+  #clusterPolicies(): ConvertedPolicy[] {
+    const out: ConvertedPolicy[] = [];
+    const reported = new Map<string, string>();
+    for (const obj of this.#authorizationPolicies.list()) {
+      const key = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+      const version = obj.metadata?.resourceVersion ?? '';
+      const result = convertAuthorizationPolicy(obj, this.rootNamespace);
+      const fresh = this.#reported.get(key) !== version;
+      reported.set(key, version);
+      if (!result.ok) {
+        if (fresh) log.warn('authorization policy not applied', { policy: key, reason: result.reason });
+        continue;
+      }
+      if (fresh && result.policy.warning)
+        log.warn('authorization policy applied with changes', {
+          policy: key,
+          warning: result.policy.warning,
+        });
+      out.push(result.policy);
+    }
+    this.#reported = reported;
+    return out;
   }
 
   #schedule(): void {
@@ -96,7 +172,7 @@ export class KubeSource {
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const t of this.#timers) clearTimeout(t);
-    await Promise.all([this.#pods.stop(), this.#services.stop()]);
+    await Promise.all([this.#pods.stop(), this.#services.stop(), this.#authorizationPolicies.stop()]);
   }
 }
 

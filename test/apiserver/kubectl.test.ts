@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { AUTHORIZATION_POLICY_CRD } from '../../src/lab/cluster/istio-crds.js';
 import { eventually } from './helpers.js';
 
 const MAIN = new URL('../../src/cli/main.js', import.meta.url).href;
@@ -160,6 +161,37 @@ describe('lab API server with kubectl', () => {
     const gone = await kubectl('get', 'pod', 'db', '-n', 'shop');
     assert.notEqual(gone.code, 0);
     assert.match(gone.stderr, /pods "db" not found/);
+  });
+
+  test('kubectl apply -f a CRD, then an AuthorizationPolicy of it; get ap by short name; delete', async () => {
+    const crd = join(dir, 'crd.json');
+    writeFileSync(crd, JSON.stringify(AUTHORIZATION_POLICY_CRD));
+    assert.match(
+      await ok('apply', '-f', crd),
+      /customresourcedefinition.apiextensions.k8s.io\/authorizationpolicies.security.istio.io created/,
+    );
+    const ap = join(dir, 'ap.yaml');
+    writeFileSync(
+      ap,
+      [
+        'apiVersion: security.istio.io/v1',
+        'kind: AuthorizationPolicy',
+        'metadata: {name: deny-other, namespace: shop}',
+        'spec:',
+        '  action: DENY',
+        '  rules: [{from: [{source: {namespaces: [other]}}]}]',
+        '',
+      ].join('\n'),
+    );
+    // kubectl's discovery cache predates the CRD: it must find the new kind by asking again.
+    assert.match(await ok('apply', '-f', ap), /authorizationpolicy.security.istio.io\/deny-other created/);
+    assert.match(await ok('get', 'ap', '-n', 'shop'), /deny-other/);
+    const obj = JSON.parse(await ok('get', 'authorizationpolicy', 'deny-other', '-n', 'shop', '-o', 'json'));
+    assert.equal(obj.spec.action, 'DENY');
+    assert.match(
+      await ok('delete', 'ap', 'deny-other', '-n', 'shop'),
+      /authorizationpolicy.security.istio.io "deny-other" deleted/,
+    );
   });
 
   test('the CLI rejects unknown flags with exit code 2', async () => {

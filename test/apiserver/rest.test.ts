@@ -32,7 +32,12 @@ describe('lab API server: REST', () => {
     assert.deepEqual(core.body.resources.find((r: { name: string }) => r.name === 'pods').shortNames, ['po']);
     assert.deepEqual((await api.call('GET', '/api')).body.versions, ['v1']);
     const groups = (await api.call('GET', '/apis')).body.groups.map((g: { name: string }) => g.name);
-    assert.deepEqual(groups, ['discovery.k8s.io', 'authentication.k8s.io', 'authorization.k8s.io']);
+    assert.deepEqual(groups, [
+      'discovery.k8s.io',
+      'authentication.k8s.io',
+      'authorization.k8s.io',
+      'apiextensions.k8s.io',
+    ]);
     assert.equal(
       (await api.call('GET', '/apis/discovery.k8s.io')).body.preferredVersion.groupVersion,
       'discovery.k8s.io/v1',

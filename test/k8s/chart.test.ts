@@ -121,6 +121,7 @@ describe('Helm chart deploy/charts/ambit', () => {
       'ClusterRoleBinding/ambit-cni-ambient',
       'ClusterRoleBinding/istiod-clusterrole-istio-system',
       'ConfigMap/ambit-cni-config',
+      'CustomResourceDefinition/authorizationpolicies.security.istio.io',
       'DaemonSet/ambit-cni-node',
       'DaemonSet/ztunnel',
       'Deployment/istiod',
@@ -369,8 +370,14 @@ describe('Helm chart deploy/charts/ambit', () => {
     const cr = find(objs, 'ClusterRole', 'istiod-clusterrole-istio-system');
     assert.deepEqual(cr.rules, [
       { apiGroups: [''], resources: ['pods', 'services'], verbs: ['get', 'list', 'watch'] },
+      {
+        apiGroups: ['security.istio.io'],
+        resources: ['authorizationpolicies'],
+        verbs: ['get', 'list', 'watch'],
+      },
       { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
     ]);
+    assert.ok(c.args.includes('--root-namespace=istio-system'));
     const role = find(objs, 'Role', 'istiod');
     const named = role.rules.filter((x: Obj) => x.resourceNames).flatMap((x: Obj) => x.resourceNames);
     assert.deepEqual(named.sort(), ['istio-ca-root-cert', 'istio-ca-secret']);
@@ -386,6 +393,7 @@ describe('Helm chart deploy/charts/ambit', () => {
     assert.equal(envOf(ztunnel).CA_ADDRESS, 'istiod.mesh-x.svc:15012');
     const cp = container(find(objs, 'Deployment', 'istiod'), 'discovery');
     assert.ok(cp.args.includes('--node-proxy=mesh-x/ztunnel'));
+    assert.ok(cp.args.includes('--root-namespace=mesh-x'), 'the root namespace follows the release');
     assert.ok(cp.args.includes('--serving-dns=istiod.mesh-x.svc'));
     assert.equal(find(objs, 'ConfigMap', 'ambit-cni-config').data.SYSTEM_NAMESPACE, 'mesh-x');
     assert.ok(

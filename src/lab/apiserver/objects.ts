@@ -3,6 +3,7 @@
  * the few required fields, defaulting (the fields real clients read back), and the spec/status split
  * of the `status` subresource.
  */
+import { acceptedStatus, validateCrd } from './custom-resources.js';
 import type { ResourceType } from './resources.js';
 import { apiVersionOf } from './resources.js';
 import { badRequest, invalid, type StatusCause } from './status.js';
@@ -115,6 +116,7 @@ export function validate(r: ResourceType, obj: KObject): void {
       });
   }
   if (causes.length) throw invalid(r.kind, r.group, typeof name === 'string' ? name : '', causes);
+  if (r.plural === 'customresourcedefinitions' && r.group === 'apiextensions.k8s.io') validateCrd(obj);
 }
 
 /** The body must be an object of this resource's kind; apiVersion/kind are filled in when absent. */
@@ -185,6 +187,9 @@ export function applyCreateDefaults(r: ResourceType, obj: KObject, usedClusterIp
       obj.status = { loadBalancer: {} };
       break;
     }
+    case 'customresourcedefinitions':
+      if (r.group === 'apiextensions.k8s.io') obj.status = acceptedStatus(obj);
+      break;
   }
 }
 

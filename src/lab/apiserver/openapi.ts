@@ -3,23 +3,26 @@
  * `fieldValidation` parameter. kubectl reads that to decide the server validates fields, and then
  * skips client-side schema validation, which would need the (protobuf-only) OpenAPI v2 document.
  */
-import { apiVersionOf, GROUPS, RESOURCES } from './resources.js';
+import { apiVersionOf, groupsOf, RESOURCES, type ResourceType } from './resources.js';
 
 const groupPath = (group: string, version: string): string =>
   group ? `apis/${group}/${version}` : `api/${version}`;
 
-export function openApiRoot(): object {
+export function openApiRoot(served: readonly ResourceType[] = RESOURCES): object {
   const paths: Record<string, { serverRelativeURL: string }> = {};
-  for (const gv of [{ name: '', version: 'v1' }, ...GROUPS]) {
+  for (const gv of [{ name: '', version: 'v1' }, ...groupsOf(served)]) {
     const p = groupPath(gv.name, gv.version);
     paths[p] = { serverRelativeURL: `/openapi/v3/${p}` };
   }
   return { paths };
 }
 
-export function openApiGroupVersion(path: string): object | undefined {
-  const resources = RESOURCES.filter((r) => groupPath(r.group, r.version) === path);
-  if (resources.length === 0 && !Object.keys((openApiRoot() as { paths: object }).paths).includes(path))
+export function openApiGroupVersion(
+  path: string,
+  served: readonly ResourceType[] = RESOURCES,
+): object | undefined {
+  const resources = served.filter((r) => groupPath(r.group, r.version) === path);
+  if (resources.length === 0 && !Object.keys((openApiRoot(served) as { paths: object }).paths).includes(path))
     return undefined;
   const paths: Record<string, object> = {};
   for (const r of resources) {

@@ -21,6 +21,21 @@ export interface ResourceType {
 
 const CRUD = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
+/** CustomResourceDefinitions: each accepted one adds a served resource (custom-resources.ts). */
+export const CRD_RESOURCE: ResourceType = {
+  group: 'apiextensions.k8s.io',
+  version: 'v1',
+  plural: 'customresourcedefinitions',
+  singular: 'customresourcedefinition',
+  kind: 'CustomResourceDefinition',
+  namespaced: false,
+  shortNames: ['crd', 'crds'],
+  verbs: CRUD,
+  subresources: ['status'],
+  fields: [],
+  categories: ['api-extensions'],
+};
+
 export const RESOURCES: readonly ResourceType[] = [
   {
     group: '',
@@ -165,6 +180,7 @@ export const RESOURCES: readonly ResourceType[] = [
     subresources: [],
     fields: ['addressType'],
   },
+  CRD_RESOURCE,
 ];
 
 /** A question resource: only `create` is served, nothing is stored. */
@@ -220,12 +236,27 @@ export function resourceOfKind(kind: string): ResourceType | undefined {
   return RESOURCES.find((r) => r.kind === kind);
 }
 
-/** Groups served besides the legacy core group, in discovery order. */
-export const GROUPS: readonly { name: string; version: string }[] = [
+export interface GroupVersion {
+  name: string;
+  version: string;
+}
+
+/** Built-in groups served besides the legacy core group, in discovery order. */
+export const GROUPS: readonly GroupVersion[] = [
   { name: 'discovery.k8s.io', version: 'v1' },
   { name: 'authentication.k8s.io', version: 'v1' },
   { name: 'authorization.k8s.io', version: 'v1' },
+  { name: 'apiextensions.k8s.io', version: 'v1' },
 ];
+
+/** The built-in groups, then those of custom resources (each at the version its CRD serves). */
+export function groupsOf(resources: readonly ResourceType[]): GroupVersion[] {
+  const out = [...GROUPS];
+  for (const r of resources)
+    if (r.group !== '' && !out.some((g) => g.name === r.group))
+      out.push({ name: r.group, version: r.version });
+  return out;
+}
 
 export function apiVersions(serverAddress: string): object {
   return {
@@ -240,18 +271,22 @@ function groupDoc(g: { name: string; version: string }): object {
   return { name: g.name, versions: [gv], preferredVersion: gv };
 }
 
-export function apiGroupList(): object {
-  return { kind: 'APIGroupList', apiVersion: 'v1', groups: GROUPS.map(groupDoc) };
+export function apiGroupList(served: readonly ResourceType[] = RESOURCES): object {
+  return { kind: 'APIGroupList', apiVersion: 'v1', groups: groupsOf(served).map(groupDoc) };
 }
 
-export function apiGroup(name: string): object | undefined {
-  const g = GROUPS.find((x) => x.name === name);
+export function apiGroup(name: string, served: readonly ResourceType[] = RESOURCES): object | undefined {
+  const g = groupsOf(served).find((x) => x.name === name);
   return g ? { kind: 'APIGroup', apiVersion: 'v1', ...groupDoc(g) } : undefined;
 }
 
-export function apiResourceList(group: string, version: string): object | undefined {
+export function apiResourceList(
+  group: string,
+  version: string,
+  served: readonly ResourceType[] = RESOURCES,
+): object | undefined {
   const resources: object[] = [];
-  for (const r of RESOURCES.filter((x) => x.group === group && x.version === version)) {
+  for (const r of served.filter((x) => x.group === group && x.version === version)) {
     resources.push({
       name: r.plural,
       singularName: r.singular,

@@ -123,20 +123,22 @@ export class ApiHandler {
 
   private route(pathname: string): Route {
     const s = pathname.split('/').filter(Boolean);
+    // Built-in resources and those of the CustomResourceDefinitions stored now.
+    const served = this.o.store.resources();
     if (s.length === 1 && ['healthz', 'livez', 'readyz'].includes(s[0]!)) return { kind: 'health' };
     if (s.length === 1 && s[0] === 'version') return { kind: 'doc', body: VERSION_INFO };
     if (s[0] === 'api') {
       if (s.length === 1) return { kind: 'doc', body: apiVersions(this.o.serverAddress()) };
       if (s[1] !== 'v1') throw unknownPath();
-      if (s.length === 2) return { kind: 'doc', body: apiResourceList('', 'v1')! };
+      if (s.length === 2) return { kind: 'doc', body: apiResourceList('', 'v1', served)! };
       return this.resourceRoute('', 'v1', s.slice(2));
     }
     if (s[0] === 'apis') {
-      if (s.length === 1) return { kind: 'doc', body: apiGroupList() };
-      const group = apiGroup(s[1]!);
+      if (s.length === 1) return { kind: 'doc', body: apiGroupList(served) };
+      const group = apiGroup(s[1]!, served);
       if (!group) throw unknownPath();
       if (s.length === 2) return { kind: 'doc', body: group };
-      const list = apiResourceList(s[1]!, s[2]!);
+      const list = apiResourceList(s[1]!, s[2]!, served);
       if (!list) throw unknownPath();
       if (s.length === 3) return { kind: 'doc', body: list };
       const review = s.length === 4 ? findReview(s[1]!, s[2]!, s[3]!) : undefined;
@@ -144,7 +146,7 @@ export class ApiHandler {
       return this.resourceRoute(s[1]!, s[2]!, s.slice(3));
     }
     if (s[0] === 'openapi' && s[1] === 'v3') {
-      const doc = s.length === 2 ? openApiRoot() : openApiGroupVersion(s.slice(2).join('/'));
+      const doc = s.length === 2 ? openApiRoot(served) : openApiGroupVersion(s.slice(2).join('/'), served);
       if (doc) return { kind: 'doc', body: doc };
     }
     // Including /openapi/v2: kubectl only asks for it when v3 does not answer.
@@ -161,7 +163,7 @@ export class ApiHandler {
       tail = p.slice(2);
     }
     if (tail.length === 0 || tail.length > 3) throw unknownPath();
-    const r = findResource(group, version, tail[0]!);
+    const r = this.o.store.findResource(group, version, tail[0]!);
     if (!r || (namespace !== undefined && !r.namespaced)) throw unknownPath();
     const [, name, sub] = tail;
     if (sub !== undefined && !(r.subresources as string[]).includes(sub)) throw unknownPath();

@@ -4,9 +4,10 @@
  * resourceVersions are unique and strictly increasing without locks.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { CustomTypes } from './custom-resources.js';
 import { applyCreateDefaults, applyWriteStrategy, checkShape, type KObject, validate } from './objects.js';
 import { applyPatch, type Json, type PatchType } from './patch.js';
-import { findResource, RESOURCES, type ResourceType } from './resources.js';
+import { apiVersionOf, CRD_RESOURCE, findResource, RESOURCES, type ResourceType } from './resources.js';
 import { alreadyExists, conflict, expired, invalid, notFound, STALE_OBJECT, StatusError } from './status.js';
 
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -45,6 +46,8 @@ export class Store {
   /** Watches from a resourceVersion below this can no longer be served (410). */
   private oldestReplayable = 0;
   private readonly listeners = new Set<(e: StoredEvent) => void>();
+  /** The resources the stored CustomResourceDefinitions add. */
+  private readonly custom = new CustomTypes();
 
   constructor(
     private readonly historySize: number,
@@ -53,8 +56,16 @@ export class Store {
     for (const r of RESOURCES) this.objects.set(keyOf(r), new Map());
     if (snapshot) {
       this.rv = snapshot.resourceVersion;
+      // Built-in objects (CRDs among them) first: they say which custom objects can be read back.
+      const later: KObject[] = [];
       for (const obj of snapshot.objects) {
-        const r = resourceForObject(obj);
+        const r = resourceForObject(obj, RESOURCES);
+        if (r) this.bucket(r).set(objKey(obj.metadata.namespace, obj.metadata.name), obj);
+        else later.push(obj);
+      }
+      this.refreshCustomTypes();
+      for (const obj of later) {
+        const r = resourceForObject(obj, this.custom.types);
         if (r) this.bucket(r).set(objKey(obj.metadata.namespace, obj.metadata.name), obj);
       }
       // History does not survive a restart: older watches must relist, as after an etcd compaction.
@@ -67,6 +78,19 @@ export class Store {
 
   get resourceVersion(): number {
     return this.rv;
+  }
+
+  /** Every resource served now: the built-in ones and those of the stored CRDs. */
+  resources(): ResourceType[] {
+    return [...RESOURCES, ...this.custom.types];
+  }
+
+  findResource(group: string, version: string, plural: string): ResourceType | undefined {
+    return this.resources().find((r) => r.group === group && r.version === version && r.plural === plural);
+  }
+
+  private refreshCustomTypes(): void {
+    this.custom.update([...this.bucket(CRD_RESOURCE).values()], RESOURCES);
   }
 
   snapshot(): StoreSnapshot {
@@ -137,6 +161,7 @@ export class Store {
     };
     applyCreateDefaults(r, obj, this.clusterIps());
     this.commit(r, 'ADDED', obj, undefined);
+    if (r === CRD_RESOURCE) this.refreshCustomTypes();
     if (r.plural === 'namespaces') {
       // Real clusters' service-account controller does this; pods use `default` to get tokens.
       const sa = findResource('', 'v1', 'serviceaccounts')!;
@@ -196,9 +221,17 @@ export class Store {
         target,
         `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.metadata.resourceVersion}`,
       );
+    if (r === CRD_RESOURCE) {
+      // As the apiextensions finalizer does, but at once: the custom objects go, then their definition.
+      const type = this.custom.ofCrd(name);
+      if (type) for (const obj of this.list(type, undefined)) this.removeObject(type, obj);
+      const gone = this.removeObject(r, old);
+      this.refreshCustomTypes();
+      return gone;
+    }
     if (r.plural === 'namespaces') {
       // No namespace controller here: the namespace's objects go at once, each with its own event.
-      for (const child of RESOURCES.filter((x) => x.namespaced))
+      for (const child of this.resources().filter((x) => x.namespaced))
         for (const obj of this.list(child, name)) this.removeObject(child, obj);
       const gone: KObject = { ...old, status: { phase: 'Terminating' } };
       this.removeObject(r, gone);
@@ -257,6 +290,7 @@ export class Store {
     // A write that changes nothing is not an event, as in Kubernetes.
     if (JSON.stringify(merged) === JSON.stringify(old)) return old;
     this.commit(r, 'MODIFIED', merged, old);
+    if (r === CRD_RESOURCE) this.refreshCustomTypes();
     return merged;
   }
 
@@ -304,14 +338,17 @@ export class Store {
   }
 
   private bucket(r: ResourceType): Map<string, KObject> {
-    return this.objects.get(keyOf(r))!;
+    let bucket = this.objects.get(keyOf(r));
+    if (!bucket) {
+      bucket = new Map();
+      this.objects.set(keyOf(r), bucket);
+    }
+    return bucket;
   }
 }
 
-export function resourceForObject(obj: KObject): ResourceType | undefined {
-  return RESOURCES.find(
-    (r) => r.kind === obj.kind && (r.group ? `${r.group}/${r.version}` : r.version) === obj.apiVersion,
-  );
+export function resourceForObject(obj: KObject, among: readonly ResourceType[]): ResourceType | undefined {
+  return among.find((r) => r.kind === obj.kind && apiVersionOf(r) === obj.apiVersion);
 }
 
 /**

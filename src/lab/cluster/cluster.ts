@@ -24,8 +24,10 @@ import { formatPodRef, type PodRef } from '../names.js';
 import type { LabState } from '../state.js';
 import { labCgroup, removeCgroupTree } from './cgroup.js';
 import { killLabProcesses } from './cleanup.js';
+import { installIstioCrds } from './istio-crds.js';
 import {
   adminClient,
+  adminKubeconfig,
   ensureNamespace,
   ensureServiceAccount,
   readPod,
@@ -135,6 +137,7 @@ export async function clusterUp(options: LabUpOptions): Promise<LabState> {
     await launch(layout, state, { component: 'apiserver' });
     const core = adminClient(state.name);
     for (const ns of ['default', SYSTEM_NAMESPACE, 'kube-system']) await ensureNamespace(core, ns);
+    await installIstioCrds(adminKubeconfig(state.name));
     for (const sa of [ZTUNNEL_SERVICE_ACCOUNT, CNI_SERVICE_ACCOUNT, ISTIOD_SERVICE_ACCOUNT])
       await ensureServiceAccount(core, SYSTEM_NAMESPACE, sa);
     mkdirSync(dirname(layout.controlPlaneToken), { recursive: true });

@@ -5,10 +5,14 @@ import { API_AUDIENCE } from '../apiserver/index.js';
 import { labError } from '../errors.js';
 import { ClusterLayout } from './layout.js';
 
-export function adminClient(lab: string): CoreV1Api {
+export function adminKubeconfig(lab: string): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(new ClusterLayout(lab).kubeconfig);
-  return kc.makeApiClient(CoreV1Api);
+  return kc;
+}
+
+export function adminClient(lab: string): CoreV1Api {
+  return adminKubeconfig(lab).makeApiClient(CoreV1Api);
 }
 
 export function isStatus(err: unknown, code: number): boolean {
