@@ -4,7 +4,7 @@
  * with an echo app on 8000 and a service VIP (from the LOCAL_XDS_PATH file) mapping :80 to it.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,8 +186,12 @@ describe('the ambit ztunnel process', () => {
     for (const addr of ['*:15001', '*:15006', '*:15008', '127.0.0.1:15080']) {
       const line = out.split('\n').find((l) => l.includes(` ${addr} `));
       assert.ok(line, `${addr} in:\n${out}`);
-      assert.match(line, new RegExp(`users:\\(\\("node",pid=${z1.proc.pid},`));
+      // Named after its role, as the seed's `ss -ntlp` shows Istio's: ("ztunnel",pid=...), not ("node",...).
+      assert.match(line, new RegExp(`users:\\(\\("ztunnel",pid=${z1.proc.pid},`));
     }
+    assert.equal(readFileSync(`/proc/${z1.proc.pid}/comm`, 'utf8'), 'ztunnel\n');
+    // Only the name changed: the command line (which the lab reads to find its processes) is intact.
+    assert.match(readFileSync(`/proc/${z1.proc.pid}/cmdline`, 'utf8'), /\0ztunnel\0--inpod-uds\0/);
     assert.equal(out.trim().split('\n').length, 4, out);
     // Set for hand-over: queued connections move to the successor's listener instead of being reset.
     assert.equal(pair.a.exec('sysctl', ['-n', 'net.ipv4.tcp_migrate_req']).trim(), '1');
