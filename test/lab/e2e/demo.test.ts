@@ -119,7 +119,7 @@ function assertWalkthrough(out: string): void {
   // (f) both ztunnels' access lines with the identities
   const access = (direction: string, node: string) =>
     new RegExp(
-      `ztunnel --node ${node} \\| grep 'connection complete'.*\\n {2}\\S+Z {2}INFO access: connection complete .*src\\.identity=${IDENTITY} .*dst\\.hbone_addr=${httpbinIp}:8000 .*dst\\.identity=${IDENTITY} direction=${direction} .*connection_security_policy=mutual_tls`,
+      `ztunnel --node ${node} \\| grep 'connection complete'.*\\n {2}\\S+Z\tinfo\taccess\tconnection complete\t.*src\\.identity="${IDENTITY}" .*dst\\.hbone_addr=${httpbinIp}:8000 .*dst\\.identity="${IDENTITY}" .*direction="${direction}"`,
     );
   assert.match(out, access('outbound', 'n1'));
   assert.match(out, access('inbound', 'n2'));
