@@ -262,7 +262,6 @@ export async function doctor(c: DemoCluster, w: Walkthrough): Promise<void> {
       admin: parseListenAddress('localhost:15000', 'ztunnel admin'),
       backend: parseBackend('iptables'),
       inbound: parseInbound('tproxy'),
-      probe: { host: '192.0.2.1', port: 9 },
     }),
   );
   w.output(formatReport(report));
