@@ -36,7 +36,9 @@ function assertNothingLeft(pids: readonly number[] = []): void {
  */
 function assertListeners(ss: string): number {
   const owners = ['\\*:15001', '\\*:15006', '\\*:15008', '127\\.0\\.0\\.1:15080'].map((addr) => {
-    const m = new RegExp(`LISTEN\\s+0\\s+4096\\s+${addr}\\s+\\S+\\s+users:\\(\\("node",pid=(\\d+),`).exec(ss);
+    const m = new RegExp(`LISTEN\\s+0\\s+4096\\s+${addr}\\s+\\S+\\s+users:\\(\\("ztunnel",pid=(\\d+),`).exec(
+      ss,
+    );
     assert.ok(m, `listener ${addr} in:\n${ss}`);
     return Number(m[1]);
   });
