@@ -7,6 +7,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import type { RuntimeErrorCode } from '../runtime/errors.js';
 import { runUntilShutdown } from '../runtime/lifecycle.js';
 import { logger } from '../runtime/log.js';
+import { nameProcess } from '../runtime/process-name.js';
 import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
 
 const log = logger('ambit::agent');
@@ -30,6 +31,7 @@ const command: Command = {
       process.stderr.write(`ambit agent: ${errorMessage(err)} [${code}]\n`);
       return EXIT_USAGE;
     }
+    nameProcess('agent');
     return runUntilShutdown('agent', async () => {
       let agent: Agent;
       try {

@@ -2,6 +2,7 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { startApiServer } from '../lab/apiserver/index.js';
+import { nameProcess } from '../runtime/process-name.js';
 import { type Command, EXIT_OK } from './command.js';
 
 const HELP = `Usage: ambit lab-apiserver [options]
@@ -32,6 +33,7 @@ const command: Command = {
       process.stdout.write(HELP);
       return EXIT_OK;
     }
+    nameProcess('labApiserver');
     const server = await startApiServer({
       listen: values.listen,
       ...(values['state-file'] ? { stateFile: values['state-file'] } : {}),

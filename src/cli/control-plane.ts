@@ -4,6 +4,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { type ControlPlane, startControlPlane } from '../controlplane/index.js';
 import { type ObjectRef, parseObjectRef } from '../controlplane/kube-ca-store.js';
 import { runUntilShutdown } from '../runtime/lifecycle.js';
+import { nameProcess } from '../runtime/process-name.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage: ambit control-plane --ca-dir DIR [options]
@@ -80,6 +81,7 @@ const command: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
+    nameProcess('controlPlane');
     return runUntilShutdown('control-plane', async () => {
       const cp: ControlPlane = await startControlPlane({
         kubeconfig: values.kubeconfig ?? defaultKubeconfig(),

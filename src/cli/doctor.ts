@@ -11,10 +11,12 @@ const HELP = `Usage: ambit doctor <namespace>/<pod> [options]
 
 Runs the seed's "observing and debugging traffic redirection" checks for one pod:
   ztunnel   ztunnel received the pod's netns and its proxy is Up (admin /config_dump workloadState)
-  listeners *:15001, *:15006, *:15008 and 127.0.0.1:15080 exist in the pod and belong to ztunnel
+  listeners *:15001, *:15006, *:15008 exist in the pod and belong to ztunnel, and 127.0.0.1:15080
+            when ztunnel runs SOCKS5 (its /config_dump socks5Addr, or UNSTABLE_ENABLE_SOCKS5)
   rules     the in-pod rules equal the expected ruleset (the diff is printed otherwise)
   annotation the pod is annotated ambient.istio.io/redirection=enabled (needs the Kubernetes API)
-  probe     a connection from the pod to a TEST-NET address is captured by ztunnel on 15001
+  probe     a connection from the pod to an address of its node, where the doctor listens, is
+            captured by ztunnel on 15001 (nothing leaves the node; ztunnel logs it at INFO)
 Each failure names the likely cause and the command to run next. Exit 0 only when every check
 passed; 1 when one failed or could not run (SKIP, with the reason, e.g. no API server).
 
@@ -28,7 +30,8 @@ Options:
   --ztunnel-admin ADDR    ztunnel's admin address (default localhost:15000)
   --kubeconfig PATH       Kubernetes API for the annotation check (default: the lab's, or $KUBECONFIG)
   --backend iptables|nftables, --inbound tproxy|redirect   the expected ruleset (default iptables, tproxy)
-  --probe HOST:PORT       probe destination (default 192.0.2.1:9, TEST-NET-1: nothing answers there)
+  --probe HOST:PORT       probe this destination instead (default: the node's address toward the pod,
+                          on a port the doctor listens on while it runs)
   --json                  the report as JSON
   -h, --help
 Needs root (it enters network namespaces).
@@ -49,7 +52,7 @@ const doctor: Command = {
         kubeconfig: { type: 'string' },
         backend: { type: 'string', default: 'iptables' },
         inbound: { type: 'string', default: 'tproxy' },
-        probe: { type: 'string', default: '192.0.2.1:9' },
+        probe: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -63,14 +66,14 @@ const doctor: Command = {
     const pod = parsePodRef(positionals[0]!);
     if (values.pid !== undefined && !/^\d+$/.test(values.pid))
       throw new UsageError(`--pid ${values.pid}: expected a process id`);
-    const probe = parseListenAddress(values.probe, '--probe');
+    const probe = values.probe === undefined ? undefined : parseListenAddress(values.probe, '--probe');
     const common = {
       pod,
       admin: parseListenAddress(values['ztunnel-admin'], '--ztunnel-admin'),
       kubeconfig: values.kubeconfig,
       backend: parseBackend(values.backend),
       inbound: parseInbound(values.inbound),
-      probe: { host: probe.host, port: probe.port },
+      probe: probe && { host: probe.host, port: probe.port },
     };
     if (process.getuid?.() !== 0)
       throw doctorError(

@@ -2,6 +2,7 @@
 import { errorCode, errorMessage } from '../errors.js';
 import type { RuntimeErrorCode } from '../runtime/errors.js';
 import { runUntilShutdown } from '../runtime/lifecycle.js';
+import { nameProcess } from '../runtime/process-name.js';
 import { parseZtunnelConfig, type ZtunnelConfig, ztunnelHelp } from '../ztunnel/config.js';
 import { appLog, startZtunnel } from '../ztunnel/main.js';
 import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
@@ -20,6 +21,7 @@ const command: Command = {
       process.stderr.write(`ambit ztunnel: ${errorMessage(err)} [ERR_CONFIG]\n`);
       return EXIT_USAGE;
     }
+    nameProcess('ztunnel');
     return runUntilShutdown('ztunnel', (requestShutdown) => startZtunnel(config, requestShutdown), {
       log: appLog,
     });

@@ -1,6 +1,6 @@
 /**
  * `ss -Htnp` / `ss -Htlnp` lines as records: state, local and peer address, and the processes
- * holding the socket (`users:(("node",pid=42,fd=21))`). ss matches sockets to processes by inode,
+ * holding the socket (`users:(("ztunnel",pid=42,fd=21))`). ss matches sockets to processes by inode,
  * so a ztunnel in another netns still shows as the owner of the sockets it made in the pod.
  */
 import { execIn } from './netns-exec.js';

@@ -18,7 +18,7 @@ interface Common {
   kubeconfig?: string;
   backend: BackendName;
   inbound: InboundMode;
-  probe: { host: string; port: number };
+  probe?: { host: string; port: number };
 }
 
 export interface LabTargetOptions extends Common {
@@ -52,6 +52,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
     podNetns: pod.netnsPath,
     podIps: [pod.ip],
     nodeNetns: node.netnsPath,
+    hostNetns: node.netnsPath,
     admin: o.admin,
     kubeconfig,
     kubeconfigMissing: kubeconfig
@@ -96,6 +97,8 @@ export function nodeTarget(o: NodeTargetOptions): DoctorTarget {
     uid: o.uid,
     podNetns,
     nodeNetns: o.nodeNetns ?? null,
+    // The doctor runs on the pod's node, so its own netns is the node's.
+    hostNetns: null,
     admin: o.admin,
     kubeconfig,
     kubeconfigMissing: kubeconfig ? undefined : 'no --kubeconfig and no KUBECONFIG',

@@ -38,8 +38,13 @@ export interface DoctorTarget {
   kubeconfigMissing?: string;
   backend: BackendName;
   inbound: InboundMode;
-  /** Where the probe connects: an address no namespace owns, so only capture can answer. */
-  probe: { host: string; port: number };
+  /**
+   * The netns the pod's network hangs off (the node's; null = this process's): the probe goes to an
+   * address of it, where the doctor listens while it runs.
+   */
+  hostNetns: string | null;
+  /** A given probe destination instead of the node's address (`--probe`); undefined = the node's. */
+  probe?: { host: string; port: number };
   /** Commands the report suggests, in the form that works where the pod runs. */
   hints: DoctorHints;
 }

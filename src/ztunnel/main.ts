@@ -11,6 +11,7 @@ import { XdsClient } from '../discovery/xds-client.js';
 import { errorMessage } from '../errors.js';
 import type { CertificateAuthority } from '../identity/ca.js';
 import { IstioCaClient } from '../identity/ca-client.js';
+import { SOCKS5_PORT } from '../node/contract.js';
 import type { HttpServer } from '../runtime/http-server.js';
 import { IdleMemoryRelease } from '../runtime/idle-memory.js';
 import type { RequestShutdown, Running } from '../runtime/lifecycle.js';
@@ -204,7 +205,11 @@ export async function startZtunnel(
             store,
             workloadState: () => workloadState(),
             certificates: pods.hbone?.certificates,
-            config,
+            // Istio's dump shows socks5Addr (null when UNSTABLE_ENABLE_SOCKS5 is off): tools read it there.
+            config: {
+              ...config,
+              socks5Addr: config.socks5 ? { host: '127.0.0.1', port: SOCKS5_PORT } : null,
+            },
           },
           startupLogLevels: config.log,
           quit: () => requestShutdown('POST /quitquitquit'),

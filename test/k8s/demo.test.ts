@@ -46,7 +46,7 @@ describe('ambit demo --kubernetes', () => {
     ])
       assert.ok(out.includes(step), `no '${step}' in the output`);
     // what the user sees matches the seed: the listeners, the rules, the annotation, TLS on 15008
-    assert.match(out, /LISTEN .*[*:]15008 .*users:\(\("node"/);
+    assert.match(out, /LISTEN .*[*:]15008 .*users:\(\("ztunnel"/);
     assert.match(out, /-A ISTIO_PRERT -p tcp -m tcp --dport 15008 .*-j TPROXY --on-port 15008/);
     assert.match(out, /sleep-\S+\s+enabled/);
     assert.match(out, /> \S+:15008 .* TLS \{.*"application_data"/);

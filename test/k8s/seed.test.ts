@@ -376,11 +376,11 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
         .split('\n')
         .some(
           (l) =>
-            l.includes('access: connection complete') &&
-            l.includes(`dst.service=httpbin.${NS}.svc.cluster.local`) &&
+            l.includes('\taccess\tconnection complete\t') &&
+            l.includes(`dst.service="httpbin.${NS}.svc.cluster.local"`) &&
             l.includes(`dst.addr=${httpbin.status.podIP}:${HBONE_PORT}`) &&
-            l.includes('direction=outbound') &&
-            l.includes('connection_security_policy=mutual_tls'),
+            l.includes('direction="outbound"') &&
+            l.includes('src.identity="spiffe://'),
         ),
     );
   });

@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { TLSSocket } from 'node:tls';
 import {
   Server,
   ServerCredentials,
@@ -69,6 +70,10 @@ async function closedPort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
+
+/** Node's process warnings, from the start: DEP0123 (an IP address as TLS SNI) is printed once per process. */
+const warnings: string[] = [];
+process.on('warning', (w: Error & { code?: string }) => warnings.push(`${w.code ?? w.name}: ${w.message}`));
 
 describe('gRPC client over node:http2', () => {
   let dir: { path: string; remove(): Promise<void> };
@@ -328,6 +333,8 @@ describe('gRPC client over node:http2', () => {
     let target: string;
     const sessions = new Set<http2.ServerHttp2Session>();
     const resets = new Map<string, number>();
+    /** The SNI each TLS connection carried (false or null: none). */
+    const servernames: (string | false | null)[] = [];
 
     const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
     const messageHeader = (flag: number, length: number): Buffer => {
@@ -352,6 +359,7 @@ describe('gRPC client over node:http2', () => {
     before(async () => {
       server = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
       server.on('session', (s) => {
+        servernames.push((s.socket as TLSSocket).servername);
         sessions.add(s);
         s.on('close', () => sessions.delete(s));
       });
@@ -447,6 +455,32 @@ describe('gRPC client over node:http2', () => {
         c.close();
       }
     }
+
+    it('an IP target: no SNI in the TLS hello and no DEP0123 warning; the certificate is checked against the IP', async () => {
+      servernames.length = 0;
+      const err = await outcome('/trailers-only');
+      assert.equal(err.code, GrpcStatus.UNAUTHENTICATED, err.message);
+      assert.ok(servernames.length === 1 && !servernames[0], `SNI sent: ${servernames}`);
+      // Every test so far dialled 127.0.0.1: Node would have printed the warning by now.
+      assert.deepEqual(
+        warnings.filter((w) => w.startsWith('DEP0123')),
+        [],
+      );
+      // The certificate names 127.0.0.1, not 127.0.0.2: dialled there it is refused, so without SNI
+      // the IP is still what is verified.
+      const other = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
+      await new Promise<void>((r) => other.listen(0, '127.0.0.2', r));
+      const c = new GrpcChannel({
+        target: `127.0.0.2:${(other.address() as { port: number }).port}`,
+        ca: cert.rootPem,
+      });
+      try {
+        await rejectsWith(c.unary('/x', serialize, deserialize, {}), GrpcStatus.UNAVAILABLE, /127\.0\.0\.2/);
+      } finally {
+        c.close();
+        await new Promise((r) => other.close(r));
+      }
+    });
 
     const cases: [path: string, code: number, details: RegExp][] = [
       ['/trailers-only', GrpcStatus.UNAUTHENTICATED, /^who are you\?$/],

@@ -3,15 +3,19 @@
  * `httpbin` (the app inside a pod). The agent and ztunnel are started as `ambit agent|ztunnel`.
  */
 import { errorCode, errorMessage } from '../../errors.js';
+import { nameProcess } from '../../runtime/process-name.js';
 
 async function main(argv: string[]): Promise<number> {
   const [role, lab, node] = argv;
   switch (role) {
     case 'apiserver':
+      nameProcess('labApiserver');
       return (await import('./apiserver-process.js')).runApiServerProcess(lab!);
     case 'controlplane':
+      nameProcess('controlPlane');
       return (await import('./controlplane-process.js')).runControlPlaneProcess(lab!);
     case 'kubelet':
+      nameProcess('labKubelet');
       return (await import('./kubelet.js')).runKubeletProcess(lab!, node!);
     case 'httpbin':
       return (await import('./httpbin.js')).runHttpbin();

@@ -6,6 +6,7 @@
 
 import type { Socket } from 'node:net';
 import type { WorkloadStore } from '../../discovery/store.js';
+import type { Service, Workload } from '../../discovery/types.js';
 import { errorCode, errorMessage } from '../../errors.js';
 import { parseAuthority } from '../../hbone/headers.js';
 import { pipeSocketStream } from '../../hbone/pipe.js';
@@ -139,7 +140,8 @@ export class HboneInbound {
     const record = new ConnectionRecord(pod.deps.metrics, {
       direction: 'inbound',
       srcAddr: hostPort(conn.remoteIp, conn.remotePort),
-      dstAddr: hostPort(conn.localIp, 0),
+      // As ztunnel logs it: the HBONE address the connection arrived at; the app's is dst.hbone_addr.
+      dstAddr: hostPort(conn.localIp, INBOUND_HBONE_PORT),
     });
     const info = record.info;
     info.srcWorkload = this.#deps.store.workloadByIp(conn.remoteIp);
@@ -163,7 +165,7 @@ export class HboneInbound {
       refuse(400, errorMessage(err));
       return;
     }
-    info.dstAddr = hostPort(target.ip, target.port);
+    info.dstService = inboundService(this.#deps.store, info.dstWorkload, target.port);
     if (unmapIPv4(target.ip) !== conn.localIp) {
       refuse(400, `ip mismatch: ${conn.localIp} != ${target.ip}`);
       return;
@@ -287,4 +289,24 @@ export class HboneInbound {
     }
     this.#listeners.clear();
   }
+}
+
+/**
+ * The service an inbound connection was for, guessed as ztunnel does: the :authority names the pod,
+ * not the VIP, so it is the first service of the workload whose ports lead to the target port.
+ */
+function inboundService(
+  store: WorkloadStore,
+  workload: Workload | undefined,
+  targetPort: number,
+): Service | undefined {
+  if (!workload) return undefined;
+  for (const [key, ports] of workload.services) {
+    const leads = [...ports].some(([port, target]) => (target || port) === targetPort);
+    if (!leads) continue;
+    const slash = key.indexOf('/');
+    const service = store.service(key.slice(0, slash), key.slice(slash + 1));
+    if (service) return service;
+  }
+  return undefined;
 }

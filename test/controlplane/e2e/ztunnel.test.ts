@@ -210,8 +210,15 @@ describe('ztunnel with the control plane: xDS workloads, CA certificates, HBONE 
     s2.destroy();
     const line = await ztunnels
       .get('n1')!
-      .waitFor(new RegExp(`connection complete .*dst\\.addr=${pod('n2-pod1').ip}:15008`));
-    assert.match(line[0]!, /src\.identity=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1 /);
-    assert.match(line[0]!, /dst\.identity=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n2-pod1 /);
+      .waitFor(new RegExp(`connection complete\t.*dst\\.addr=${pod('n2-pod1').ip}:15008`));
+    assert.match(line[0]!, /src\.identity="spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1" /);
+    assert.match(line[0]!, /dst\.identity="spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n2-pod1" /);
+    // The CA and xDS are dialled at an IP: no IP as TLS SNI, so Node printed no DEP0123 warning.
+    for (const [name, z] of ztunnels)
+      assert.doesNotMatch(
+        `${z.stderr}\n${z.lines.join('\n')}`,
+        /DEP0123|ServerName to an IP/,
+        `ztunnel ${name}`,
+      );
   });
 });

@@ -23,11 +23,11 @@ import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../../
 import type { ConfigDump } from '../../../src/ztunnel/admin/config-dump.js';
 import { LabMesh } from '../../helpers/lab-mesh.js';
 import { run, uniqueSubnet } from '../../helpers/netns.js';
+import { eventually } from '../../helpers/wait.js';
 
 const MAIN = new URL('../../../src/cli/main.js', import.meta.url).href;
 const ENTRY = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
 const ADMIN = { host: 'localhost', port: 15000 };
-const PROBE = { host: '192.0.2.1', port: 9 };
 const R = {
   namespaces: findResource('', 'v1', 'namespaces')!,
   pods: findResource('', 'v1', 'pods')!,
@@ -70,13 +70,15 @@ describe('ambit doctor on a lab pod', () => {
       kubeconfig,
       backend: 'iptables',
       inbound: 'tproxy',
-      probe: PROBE,
     });
   };
   const doctor = (ref: string) => runDoctor(target(ref));
 
+  let podCidr = '';
+
   before(async () => {
     const podNet = uniqueSubnet();
+    podCidr = podNet.cidr;
     let nodeNet = uniqueSubnet();
     while (nodeNet.cidr === podNet.cidr) nodeNet = uniqueSubnet();
     await labUp({ name: lab, nodes: 1, nodeCidr: nodeNet.cidr, podCidr: podNet.cidr, nodeMask: 26 });
@@ -163,7 +165,64 @@ describe('ambit doctor on a lab pod', () => {
   });
 
   test('a healthy enrolled pod passes all five checks, and the CLI exits 0', async () => {
-    const report = await doctor('ambient-demo/sleep');
+    // Counts what the node forwards from the pod to anything but its pods (bound off the node); removed below.
+    const node = (await import('../../../src/lab/index.js')).loadLab(lab).nodes[0]!;
+    const sleep = pods.get('ambient-demo/sleep')!;
+    const counter = [
+      '-s',
+      `${sleep.ip}/32`,
+      '!',
+      '-d',
+      podCidr,
+      '-m',
+      'comment',
+      '--comment',
+      'ambit-doctor-test',
+    ];
+    await run('nsenter', [`--net=${node.netnsPath}`, 'iptables', '-w', '-I', 'FORWARD', ...counter]);
+    const logMark = mesh!.nodes.get('n1')!.lines.length;
+    let report: DoctorReport;
+    try {
+      report = await doctor('ambient-demo/sleep');
+      const forwarded = await run('nsenter', [
+        `--net=${node.netnsPath}`,
+        'iptables',
+        '-w',
+        '-L',
+        'FORWARD',
+        '-v',
+        '-x',
+        '-n',
+      ]);
+      const line = forwarded.split('\n').find((l) => l.includes('ambit-doctor-test'));
+      assert.match(line ?? '', /^\s*0\s+0\s/, `the node forwarded packets from the pod:\n${forwarded}`);
+    } finally {
+      await run('nsenter', [`--net=${node.netnsPath}`, 'iptables', '-w', '-D', 'FORWARD', ...counter]);
+    }
+    // The probe went to an address of the node and ztunnel carried it there: no ERROR in its log.
+    const probe = check(report, 'probe');
+    const host = /-> ([\d.]+):\d+ /.exec(probe.detail)?.[1];
+    const nodeAddrs = await run('nsenter', [`--net=${node.netnsPath}`, 'ip', '-o', 'addr', 'show']);
+    assert.ok(host && nodeAddrs.includes(` ${host}/`), `${probe.detail}\n${nodeAddrs}`);
+    assert.match(probe.detail, /carried it on to the doctor's listener on the node/);
+    const ztunnelLog = mesh!.nodes.get('n1')!;
+    await eventually('ztunnel to log the probe', () =>
+      ztunnelLog.lines
+        .slice(logMark)
+        .some((l) => l.includes(`${host}:`) && l.includes('connection complete')),
+    );
+    const logged = ztunnelLog.lines.slice(logMark);
+    assert.deepEqual(
+      logged.filter((l) => /\bERROR\b|\terror\t/.test(l)),
+      [],
+      logged.join('\n'),
+    );
+    // The seed's `ss -ntlp`: the pod's listeners are owned by ("ztunnel",pid=...), not ("node",...).
+    const listeners = check(report, 'listeners');
+    const ss = await run('nsenter', [`--net=${sleep.netnsPath}`, 'ss', '-Htlnp']);
+    for (const port of [15001, 15006, 15008, 15080])
+      assert.match(ss, new RegExp(`:${port} .*users:\\(\\("ztunnel",pid=\\d+`), ss);
+    assert.match(listeners.detail, /all 4 held by ztunnel pid \d+ \(SOCKS5 on: ztunnel's \/config_dump/);
     assert.deepEqual(
       status(report),
       {
@@ -259,5 +318,29 @@ describe('ambit doctor on a lab pod', () => {
     assert.match(check(report, 'ztunnel').cause!, /ztunnel is not running/);
     assert.match(check(report, 'probe').detail, /ECONNREFUSED/);
     assert.match(check(report, 'probe').cause!, /nothing accepts there/);
+  });
+
+  test("a ztunnel without SOCKS5 (Istio's default): no 127.0.0.1:15080 in the pod, and the pod still passes", async () => {
+    mesh = await LabMesh.start((await import('../../../src/lab/index.js')).loadLab(lab), {
+      dir: join(dir, 'mesh-nosocks'),
+      ztunnelEnv: { UNSTABLE_ENABLE_SOCKS5: 'false' },
+    });
+    const quiet = await createPod(lab, 'n1', { namespace: 'ambient-demo', name: 'quiet' });
+    pods.set('ambient-demo/quiet', quiet);
+    api.store.create(R.pods, 'ambient-demo', {
+      metadata: { name: 'quiet', annotations: { 'ambient.istio.io/redirection': 'enabled' } },
+      spec: { nodeName: 'n1', containers: [{ name: 'app', image: 'quiet' }] },
+    });
+    await mesh.enroll(quiet, 'quiet');
+    const report = await doctor('ambient-demo/quiet');
+    assert.equal(report.ok, true, JSON.stringify(report, null, 2));
+    const listeners = check(report, 'listeners');
+    assert.match(listeners.title, /SOCKS5 127\.0\.0\.1:15080 off/);
+    assert.match(
+      listeners.detail,
+      /all 3 held by ztunnel pid \d+ \(SOCKS5 off: ztunnel's \/config_dump: socks5Addr null\)/,
+    );
+    const ss = await run('nsenter', [`--net=${quiet.netnsPath}`, 'ss', '-Htlnp']);
+    assert.doesNotMatch(ss, /:15080 /);
   });
 });

@@ -39,6 +39,7 @@ describe('doctor: listeners in another netns than the pod current one', () => {
       uid: UID,
       podNetns: current.path,
       nodeNetns: null,
+      hostNetns: null,
       admin: { host: '127.0.0.1', port: 15000 },
       backend: 'iptables',
       inbound: 'tproxy',

@@ -204,7 +204,7 @@ ${policies ? `policies:\n${policies}` : ''}`;
           (l) =>
             l.includes('connection complete') &&
             l.includes('bytes_sent=4194304') &&
-            l.includes('direction=outbound'),
+            l.includes('direction="outbound"'),
         ),
       'the outbound access log',
     );
@@ -212,19 +212,21 @@ ${policies ? `policies:\n${policies}` : ''}`;
       (l) =>
         l.includes('connection complete') &&
         l.includes('bytes_sent=4194304') &&
-        l.includes('direction=outbound'),
+        l.includes('direction="outbound"'),
     )!;
     assert.match(
       out,
-      new RegExp(`src\\.identity=${ID_A} dst\\.addr=${pair.addrB}:15008 dst\\.hbone_addr=${pair.addrB}:8000`),
+      new RegExp(
+        `src\\.identity="${ID_A}"(?: src\\.cluster="[^"]+")? dst\\.addr=${pair.addrB}:15008 dst\\.hbone_addr=${pair.addrB}:8000`,
+      ),
     );
-    assert.match(out, new RegExp(`dst\\.identity=${ID_B}`));
+    assert.match(out, new RegExp(`dst\\.identity="${ID_B}"`));
     await waitFor(
       () =>
         logLines.some(
           (l) =>
             l.includes('connection complete') &&
-            l.includes('direction=inbound') &&
+            l.includes('direction="inbound"') &&
             l.includes('bytes_recv=4194304'),
         ),
       'the inbound access log',
@@ -264,7 +266,7 @@ ${policies ? `policies:\n${policies}` : ''}`;
     assert.equal(sha256(await echoed), sha256(body));
     const fields = [
       'connection complete',
-      'direction=outbound',
+      'direction="outbound"',
       `bytes_sent=${size} `,
       `bytes_recv=${size} `,
     ];
@@ -431,7 +433,7 @@ ${policies ? `policies:\n${policies}` : ''}`;
     const foreignContexts = new HboneTlsContexts(foreignCerts);
     try {
       const rejectedBefore = logLines.filter(
-        (l) => l.includes('connection failed') && l.includes('direction=inbound'),
+        (l) => l.includes('connection failed') && l.includes('direction="inbound"'),
       ).length;
       const tcp = connectInNetns(a, { host: pair.addrB, port: 15008, mark: MARK });
       const { socket } = await connectHbone(foreignContexts, {
@@ -452,7 +454,8 @@ ${policies ? `policies:\n${policies}` : ''}`;
       assert.notEqual(await outcome(bare), 'data');
       await waitFor(
         () =>
-          logLines.filter((l) => l.includes('connection failed') && l.includes('direction=inbound')).length >=
+          logLines.filter((l) => l.includes('connection failed') && l.includes('direction="inbound"'))
+            .length >=
           rejectedBefore + 2,
         'both rejections logged',
       );

@@ -36,7 +36,9 @@ function assertNothingLeft(pids: readonly number[] = []): void {
  */
 function assertListeners(ss: string): number {
   const owners = ['\\*:15001', '\\*:15006', '\\*:15008', '127\\.0\\.0\\.1:15080'].map((addr) => {
-    const m = new RegExp(`LISTEN\\s+0\\s+4096\\s+${addr}\\s+\\S+\\s+users:\\(\\("node",pid=(\\d+),`).exec(ss);
+    const m = new RegExp(`LISTEN\\s+0\\s+4096\\s+${addr}\\s+\\S+\\s+users:\\(\\("ztunnel",pid=(\\d+),`).exec(
+      ss,
+    );
     assert.ok(m, `listener ${addr} in:\n${ss}`);
     return Number(m[1]);
   });
@@ -119,7 +121,7 @@ function assertWalkthrough(out: string): void {
   // (f) both ztunnels' access lines with the identities
   const access = (direction: string, node: string) =>
     new RegExp(
-      `ztunnel --node ${node} \\| grep 'connection complete'.*\\n {2}\\S+Z {2}INFO access: connection complete .*src\\.identity=${IDENTITY} .*dst\\.hbone_addr=${httpbinIp}:8000 .*dst\\.identity=${IDENTITY} direction=${direction} .*connection_security_policy=mutual_tls`,
+      `ztunnel --node ${node} \\| grep 'connection complete'.*\\n {2}\\S+Z\tinfo\taccess\tconnection complete\t.*src\\.identity="${IDENTITY}" .*dst\\.hbone_addr=${httpbinIp}:8000 .*dst\\.identity="${IDENTITY}" .*direction="${direction}"`,
     );
   assert.match(out, access('outbound', 'n1'));
   assert.match(out, access('inbound', 'n2'));

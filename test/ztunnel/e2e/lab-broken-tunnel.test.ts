@@ -181,10 +181,10 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
     s.destroy();
     const size = body.length;
     const outbound = new RegExp(
-      `INFO access: connection complete .*dst\\.hbone_addr=${server.ip}:${ECHO_PORT} .*direction=outbound bytes_sent=${size} bytes_recv=${size} `,
+      `\tinfo\taccess\tconnection complete\t.*dst\\.hbone_addr=${server.ip}:${ECHO_PORT} .*direction="outbound" bytes_sent=${size} bytes_recv=${size} `,
     );
     const inbound = new RegExp(
-      `INFO access: connection complete .*direction=inbound bytes_sent=${size} bytes_recv=${size} `,
+      `\tinfo\taccess\tconnection complete\t.*direction="inbound" bytes_sent=${size} bytes_recv=${size} `,
     );
     await until(() => node('n1').matching(outbound).length === 1, 'the outbound INFO line');
     await until(() => node('n2').matching(inbound).length === 1, 'the inbound INFO line');
@@ -217,7 +217,7 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
         `the client saw ${end.end} after writing ${writer.written()} bytes (the app received ${sinkBytes[index]!()})\n${logs()}`,
       );
       const line = new RegExp(
-        `ERROR access: connection complete .*dst\\.hbone_addr=${server.ip}:${SINK_PORT} .*direction=outbound .* error=`,
+        `\terror\taccess\tconnection complete\t.*dst\\.hbone_addr=${server.ip}:${SINK_PORT} .*direction="outbound" .* error=`,
       );
       await until(() => node('n1').matching(line).length === 1, 'the outbound ERROR line');
       t.diagnostic(
@@ -240,7 +240,7 @@ describe('a broken HBONE tunnel between ztunnel processes reaches the apps as a 
   test("SIGKILL of the client's ztunnel mid-transfer: the server app is sent a reset, not a FIN; logged as ERROR", async (t) => {
     const capture = await capturing();
     const inboundError = new RegExp(
-      `ERROR access: connection complete .*dst\\.addr=${server.ip}:${SINK_PORT} .*direction=inbound .* error=`,
+      `\terror\taccess\tconnection complete\t.*dst\\.addr=${server.ip}:15008 dst\\.hbone_addr=${server.ip}:${SINK_PORT} .*direction="inbound" .* error=`,
     );
     const errorsBefore = node('n2').matching(inboundError).length;
     const index = sinkEnds.length;

@@ -87,20 +87,20 @@ describe('HBONE between ztunnel processes across lab nodes', () => {
 
       const n1 = mesh!.nodes.get('n1')!;
       const re = new RegExp(
-        `connection complete .*dst\\.addr=${server.ip}:15008 dst\\.hbone_addr=${server.ip}:8000`,
+        `connection complete\t.*dst\\.addr=${server.ip}:15008 dst\\.hbone_addr=${server.ip}:8000`,
       );
       await waitFor(() => n1.matching(re).length > 0, 'the outbound access log', 15_000);
       const line = n1.matching(re)[0]!;
-      assert.match(line, /src\.identity=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1 /);
-      assert.match(line, new RegExp(`dst\\.identity=spiffe://cluster\\.local/ns/default/sa/sa-${target} `));
+      assert.match(line, /src\.identity="spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1" /);
+      assert.match(line, new RegExp(`dst\\.identity="spiffe://cluster\\.local/ns/default/sa/sa-${target}" `));
       assert.match(line, new RegExp(`bytes_sent=${SIZE} bytes_recv=${SIZE} `));
       const inbound = mesh!.nodes.get(server.node)!;
       await waitFor(
         () =>
-          inbound.matching(new RegExp(`direction=inbound bytes_sent=${SIZE} bytes_recv=${SIZE}`)).length >
+          inbound.matching(new RegExp(`direction="inbound" bytes_sent=${SIZE} bytes_recv=${SIZE}`)).length >
             0 &&
           inbound.matching(
-            /src\.identity=spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1 .*direction=inbound/,
+            /src\.identity="spiffe:\/\/cluster\.local\/ns\/default\/sa\/sa-n1-pod1" .*direction="inbound"/,
           ).length > 0,
         'the inbound access log',
         15_000,

@@ -128,7 +128,9 @@ describe('ambit ztunnel processes in a two-node lab', () => {
       const out = await procs
         .get('n1')!
         .waitFor(
-          new RegExp(`INFO access: connection complete .*dst\\.addr=${server.ip}:8000 direction=outbound`),
+          new RegExp(
+            `\tinfo\taccess\tconnection complete\t.*dst\\.addr=${server.ip}:8000 direction="outbound"`,
+          ),
         );
       assert.match(out[0]!, new RegExp(`src\\.addr=${client.ip}:\\d+ `));
       assert.match(out[0]!, new RegExp(`bytes_sent=${SIZE} bytes_recv=${SIZE} `));
@@ -136,13 +138,13 @@ describe('ambit ztunnel processes in a two-node lab', () => {
       for (const [node, proc] of procs) {
         const inbound = proc.matching(
           new RegExp(
-            `connection complete src\\.addr=${client.ip}:\\d+ dst\\.addr=${server.ip}:8000 direction=inbound`,
+            `connection complete\tsrc\\.addr=${client.ip}:\\d+ dst\\.addr=${server.ip}:8000 direction="inbound"`,
           ),
         );
         if (node === inboundOn) {
           await proc.waitFor(
             new RegExp(
-              `dst\\.addr=${server.ip}:8000 direction=inbound bytes_sent=${SIZE} bytes_recv=${SIZE}`,
+              `dst\\.addr=${server.ip}:8000 direction="inbound" bytes_sent=${SIZE} bytes_recv=${SIZE}`,
             ),
           );
         } else assert.equal(inbound.length, 0, `no inbound log on ${node} for ${target}`);

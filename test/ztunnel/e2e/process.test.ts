@@ -4,7 +4,7 @@
  * with an echo app on 8000 and a service VIP (from the LOCAL_XDS_PATH file) mapping :80 to it.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,8 +186,12 @@ describe('the ambit ztunnel process', () => {
     for (const addr of ['*:15001', '*:15006', '*:15008', '127.0.0.1:15080']) {
       const line = out.split('\n').find((l) => l.includes(` ${addr} `));
       assert.ok(line, `${addr} in:\n${out}`);
-      assert.match(line, new RegExp(`users:\\(\\("node",pid=${z1.proc.pid},`));
+      // Named after its role, as the seed's `ss -ntlp` shows Istio's: ("ztunnel",pid=...), not ("node",...).
+      assert.match(line, new RegExp(`users:\\(\\("ztunnel",pid=${z1.proc.pid},`));
     }
+    assert.equal(readFileSync(`/proc/${z1.proc.pid}/comm`, 'utf8'), 'ztunnel\n');
+    // Only the name changed: the command line (which the lab reads to find its processes) is intact.
+    assert.match(readFileSync(`/proc/${z1.proc.pid}/cmdline`, 'utf8'), /\0ztunnel\0--inpod-uds\0/);
     assert.equal(out.trim().split('\n').length, 4, out);
     // Set for hand-over: queued connections move to the successor's listener instead of being reset.
     assert.equal(pair.a.exec('sysctl', ['-n', 'net.ipv4.tcp_migrate_req']).trim(), '1');
@@ -198,9 +202,9 @@ describe('the ambit ztunnel process', () => {
     assert.equal((await echo(s, 'x'.repeat(11))).toString(), 'x'.repeat(11));
     s.end();
     await closed(s);
-    const [log] = await z1.proc.waitFor(/INFO access: connection complete .*direction=outbound/);
+    const [log] = await z1.proc.waitFor(/\tinfo\taccess\tconnection complete\t.*direction="outbound"/);
     assert.match(log!, new RegExp(`src\\.addr=${pair.addrA}:\\d+ dst\\.addr=${pair.addrB}:8000 `));
-    assert.match(log!, /bytes_sent=11 bytes_recv=11 duration=\d+ms/);
+    assert.match(log!, /bytes_sent=11 bytes_recv=11 duration="\d+ms"/);
     for (const path of ['/metrics', '/stats/prometheus']) {
       const m = await httpIn(z1.handle, 15020, path);
       assert.equal(m.status, 200);
@@ -219,7 +223,7 @@ describe('the ambit ztunnel process', () => {
       assert.equal((await echo(s, 'via service')).toString(), 'via service');
       s.destroy();
       await z1.proc.waitFor(
-        new RegExp(`connection complete .*dst\\.addr=${pair.addrB}:8000 dst\\.service=${SERVICE}`),
+        new RegExp(`connection complete\t.*dst\\.addr=${pair.addrB}:8000 dst\\.service="${SERVICE}"`),
         n,
       );
     };
@@ -360,6 +364,29 @@ describe('the ambit ztunnel process', () => {
         new RegExp(`ambit ztunnel: .*make sure ztunnel has ${name}.*\\[ERR_CAPABILITY\\]`),
       );
       assert.ok(!proc.lines.some((l) => l.startsWith('inpod_enabled')), 'refused before anything started');
+    }
+  });
+
+  test('LOG_FORMAT=json: every line ztunnel prints is one JSON object with level, time, scope and message', async () => {
+    const ns = new TestNetns();
+    nets.push(ns);
+    // No agent at this socket: ztunnel starts, then logs its retries, all of it as JSON.
+    const proc = new ZtunnelCli(['--inpod-uds', join(dir, 'no-agent.sock')], {
+      netns: ns.name,
+      env: { LOG_FORMAT: 'json' },
+    });
+    procs.push(proc);
+    await proc.waitFor(/"message":"shared proxy mode - in-pod mode enabled"/);
+    await proc.waitFor(/"scope":"ztunnel::inpod/);
+    proc.signal('SIGTERM');
+    await proc.exited;
+    const lines = proc.lines.filter((l) => l.trim() !== '');
+    assert.ok(lines.length >= 2, lines.join('\n'));
+    for (const line of lines) {
+      const o = JSON.parse(line) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(o).slice(0, 4), ['level', 'time', 'scope', 'message'], line);
+      assert.match(String(o['level']), /^(error|warn|info|debug|trace)$/, line);
+      assert.match(String(o['time']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, line);
     }
   });
 });

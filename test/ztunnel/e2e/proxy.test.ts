@@ -122,10 +122,12 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
       () => logLines.filter((l) => l.includes('connection complete')).length >= 2,
       'both access logs',
     );
-    const out = logLines.find((l) => l.includes('connection complete') && l.includes('direction=outbound'))!;
-    const inb = logLines.find((l) => l.includes('connection complete') && l.includes('direction=inbound'))!;
+    const out = logLines.find(
+      (l) => l.includes('connection complete') && l.includes('direction="outbound"'),
+    )!;
+    const inb = logLines.find((l) => l.includes('connection complete') && l.includes('direction="inbound"'))!;
     assert.match(out, new RegExp(`src\\.addr=${pair.addrA}:\\d+ dst\\.addr=${pair.addrB}:8000`));
-    assert.match(out, /bytes_sent=10485760 bytes_recv=10485760 duration=\d+ms/);
+    assert.match(out, /bytes_sent=10485760 bytes_recv=10485760 duration="\d+ms"/);
     assert.match(inb, new RegExp(`src\\.addr=${pair.addrA}:\\d+ dst\\.addr=${pair.addrB}:8000`));
 
     const metrics = await registry.metrics();

@@ -72,7 +72,7 @@ describe('ConnectionRecord', () => {
     assert.deepEqual(await flagsOf('istio_tcp_connections_closed_total'), ['-']);
     assert.match(
       lines.find((l) => l.includes('connection complete'))!,
-      /ERROR.*response_flags=CONNECT.*error=/,
+      /\terror\taccess\tconnection complete\t.*error="connection failed: ECONNREFUSED"/,
     );
   });
 
