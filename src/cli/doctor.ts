@@ -28,11 +28,17 @@ Options:
   --ztunnel-admin ADDR    ztunnel's admin address (default localhost:15000)
   --kubeconfig PATH       Kubernetes API for the annotation check (default: the lab's, or $KUBECONFIG)
   --backend iptables|nftables, --inbound tproxy|redirect   the expected ruleset (default iptables, tproxy)
+  --dns-capture true|false   whether the agent captures DNS (AMBIENT_DNS_CAPTURE; default true)
   --probe HOST:PORT       probe destination (default 192.0.2.1:9, TEST-NET-1: nothing answers there)
   --json                  the report as JSON
   -h, --help
 Needs root (it enters network namespaces).
 `;
+
+function dnsCaptureFlag(value: string): boolean {
+  if (value === 'true' || value === 'false') return value === 'true';
+  throw new UsageError(`--dns-capture ${value}: expected true or false`);
+}
 
 const doctor: Command = {
   async run(argv) {
@@ -49,6 +55,7 @@ const doctor: Command = {
         kubeconfig: { type: 'string' },
         backend: { type: 'string', default: 'iptables' },
         inbound: { type: 'string', default: 'tproxy' },
+        'dns-capture': { type: 'string', default: 'true' },
         probe: { type: 'string', default: '192.0.2.1:9' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -70,6 +77,7 @@ const doctor: Command = {
       kubeconfig: values.kubeconfig,
       backend: parseBackend(values.backend),
       inbound: parseInbound(values.inbound),
+      dnsCapture: dnsCaptureFlag(values['dns-capture']),
       probe: { host: probe.host, port: probe.port },
     };
     if (process.getuid?.() !== 0)

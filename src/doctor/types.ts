@@ -38,6 +38,8 @@ export interface DoctorTarget {
   kubeconfigMissing?: string;
   backend: BackendName;
   inbound: InboundMode;
+  /** Whether the pod's rules capture DNS (the agent's AMBIENT_DNS_CAPTURE). */
+  dnsCapture: boolean;
   /** Where the probe connects: an address no namespace owns, so only capture can answer. */
   probe: { host: string; port: number };
   /** Commands the report suggests, in the form that works where the pod runs. */

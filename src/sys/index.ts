@@ -28,4 +28,6 @@ export {
   setSocketOptions,
   socketFd,
   socketMark,
+  type UdpInNetnsOptions,
+  udpSocketInNetns,
 } from './socket.js';
