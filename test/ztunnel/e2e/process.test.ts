@@ -176,19 +176,23 @@ describe('the ambit ztunnel process', () => {
     await z1.proc.waitFor(/INFO ztunnel::inpod::statemanager: pod received snapshot sent/);
   });
 
-  test('after enrollment the pod lists the seed four listeners, owned by the ztunnel process', async () => {
+  test("after enrollment the pod lists the seed four listeners and the DNS proxy's, owned by the ztunnel process", async () => {
     await zds.addWorkload(uid, INFO, a);
     snapshot = [{ uid, info: INFO, netns: a }];
     await z1.proc.waitFor(
       /INFO ztunnel::inpod::statemanager: pod WorkloadUid\("uid-client"\) received netns, starting proxy/,
     );
     const out = listeners();
-    for (const addr of ['*:15001', '*:15006', '*:15008', '127.0.0.1:15080']) {
+    // DNS_CAPTURE is on by default (as in Istio): its TCP half on the pod's loopback, both families.
+    const loopbackV6 = pair.a.exec('cat', ['/proc/sys/net/ipv6/conf/lo/disable_ipv6']).trim() === '0';
+    const expected = ['*:15001', '*:15006', '*:15008', '127.0.0.1:15080', '127.0.0.1:15053'];
+    if (loopbackV6) expected.push('[::1]:15053');
+    for (const addr of expected) {
       const line = out.split('\n').find((l) => l.includes(` ${addr} `));
       assert.ok(line, `${addr} in:\n${out}`);
       assert.match(line, new RegExp(`users:\\(\\("node",pid=${z1.proc.pid},`));
     }
-    assert.equal(out.trim().split('\n').length, 4, out);
+    assert.equal(out.trim().split('\n').length, expected.length, out);
     // Set for hand-over: queued connections move to the successor's listener instead of being reset.
     assert.equal(pair.a.exec('sysctl', ['-n', 'net.ipv4.tcp_migrate_req']).trim(), '1');
   });
