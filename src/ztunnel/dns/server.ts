@@ -53,12 +53,18 @@ export interface DnsServerOptions {
   port?: number;
 }
 
-/** A header-only answer to `query` with `rcode`: for queries that cannot be read or served. */
-export function errorAnswer(query: Buffer, rcode: number): Buffer {
+/**
+ * An answer to `query` with `rcode` and no records: for queries that cannot be read or served. It echoes
+ * the question when there is one that was read (stub resolvers such as c-ares reject an answer without
+ * it), else it is the header alone.
+ */
+export function errorAnswer(query: Buffer, rcode: number, question?: dnsPacket.Question): Buffer {
+  const flags = (query.readUInt16BE(2) & ((OPCODE_MASK << OPCODE_SHIFT) | RD)) | rcode;
+  if (question)
+    return dnsPacket.encode({ type: 'response', id: query.readUInt16BE(0), flags, questions: [question] });
   const out = Buffer.alloc(HEADER_BYTES);
   query.copy(out, 0, 0, 2);
-  const flags = query.readUInt16BE(2);
-  out.writeUInt16BE(QR | (flags & ((OPCODE_MASK << OPCODE_SHIFT) | RD)) | rcode, 2);
+  out.writeUInt16BE(QR | flags, 2);
   return out;
 }
 
@@ -212,7 +218,7 @@ export class DnsServer {
       answer = await this.options.forwarder.forward(this.pod.sockets, message, transport);
     } catch (err) {
       this.#accessLog(question, `forwarding failed (${errorMessage(err)})`, 0);
-      return errorAnswer(message, RCODE.SERVFAIL);
+      return errorAnswer(message, RCODE.SERVFAIL, question);
     }
     this.#accessLog(question, 'forwarded', answer.length >= HEADER_BYTES ? answer.readUInt16BE(6) : 0);
     return transport === 'udp' && answer.length > udpLimit(query) ? truncated(answer) : answer;

@@ -1,6 +1,7 @@
 /** The DNS proxy's pure parts: the names a query may mean, answers from the store, resolv.conf, error answers. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import * as dnsPacket from 'dns-packet';
 import { WorkloadStore } from '../../../src/discovery/store.js';
 import type { Service } from '../../../src/discovery/types.js';
 import { lookupService } from '../../../src/ztunnel/dns/lookup.js';
@@ -101,5 +102,19 @@ describe('errorAnswer', () => {
     const query = Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
     const answer = errorAnswer(query, RCODE.FORMERR);
     assert.deepEqual([...answer], [0x12, 0x34, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+  it('echoes the question it read (SERVFAIL when forwarding failed)', () => {
+    const query = dnsPacket.encode({
+      type: 'query',
+      id: 9,
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ type: 'A', name: 'example.test' }],
+    });
+    const answer = dnsPacket.decode(errorAnswer(query, RCODE.SERVFAIL, { type: 'A', name: 'example.test' }));
+    assert.equal(answer.id, 9);
+    assert.equal(answer.type, 'response');
+    assert.equal((answer as { rcode?: string }).rcode, 'SERVFAIL');
+    assert.equal(answer.flag_rd, true);
+    assert.deepEqual(answer.questions, [{ type: 'A', name: 'example.test', class: 'IN' }]);
   });
 });
