@@ -213,21 +213,21 @@ static bool parse_sock_opts(napi_env env, napi_value obj, sock_opts *o) {
 }
 
 /*
- * tcpSocket(netnsFd, options) -> fd
+ * tcpSocket(netnsFd, options) -> fd, udpSocket(netnsFd, options) -> fd
  * netnsFd < 0 creates the socket in the caller's namespace. The socket belongs to the namespace
  * it was created in for its whole life, so only socket() needs to run while switched.
  */
-static napi_value tcp_socket(napi_env env, napi_callback_info info) {
+static napi_value netns_socket(napi_env env, napi_callback_info info, int type, const char *usage) {
   size_t argc = 2;
   napi_value argv[2];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t nsfd;
-  if (argc < 2 || !get_int_arg(env, argv[0], &nsfd)) return throw_type(env, "tcpSocket(netnsFd, options)");
+  if (argc < 2 || !get_int_arg(env, argv[0], &nsfd)) return throw_type(env, usage);
   sock_opts o;
-  if (!parse_sock_opts(env, argv[1], &o)) return throw_type(env, "tcpSocket: invalid options");
+  if (!parse_sock_opts(env, argv[1], &o)) return throw_type(env, usage);
 
   if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0) return throw_errno(env, "setns(pod netns)", errno);
-  int fd = socket(o.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(o.family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int socket_errno = errno;
   if (nsfd >= 0 && setns(home_netns_fd, CLONE_NEWNET) < 0) {
     /* Continuing in the wrong namespace would silently misroute every later socket. */
@@ -248,6 +248,15 @@ static napi_value tcp_socket(napi_env env, napi_callback_info info) {
     return throw_errno(env, "bind", e);
   }
   return make_int(env, fd);
+}
+
+static napi_value tcp_socket(napi_env env, napi_callback_info info) {
+  return netns_socket(env, info, SOCK_STREAM, "tcpSocket(netnsFd, options)");
+}
+
+/* UDP for the DNS proxy: TCP-only options (TCP_NODELAY) are not set on it by callers. */
+static napi_value udp_socket(napi_env env, napi_callback_info info) {
+  return netns_socket(env, info, SOCK_DGRAM, "udpSocket(netnsFd, options)");
 }
 
 /* setSocketOptions(fd, options): the same options on a socket Node created. */
@@ -721,6 +730,7 @@ static napi_value init(napi_env env, napi_value exports) {
   }
   napi_property_descriptor props[] = {
       {"tcpSocket", NULL, tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"udpSocket", NULL, udp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setSocketOptions", NULL, set_socket_options, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getSocketMark", NULL, get_socket_mark, NULL, NULL, NULL, napi_enumerable, NULL},
       {"originalDst", NULL, original_dst, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -83,7 +83,12 @@ export class Agent {
 
   async #start(options: AgentOptions): Promise<void> {
     const c = this.config;
-    log.info('starting node agent', { node: c.nodeName, backend: c.backend, inbound: c.inbound });
+    log.info('starting node agent', {
+      node: c.nodeName,
+      backend: c.backend,
+      inbound: c.inbound,
+      dnsCapture: c.dnsCapture,
+    });
     const health = await serveHttp('health', c.healthAddr, (req, res) => {
       const path = req.url?.split('?')[0];
       if (path === '/healthz') return reply(res, 200, 'ok\n');
@@ -109,7 +114,12 @@ export class Agent {
       registers: [this.registry],
     });
 
-    const redirector = createRedirector({ backend: c.backend, inbound: c.inbound, nodeNetns: c.hostNetns });
+    const redirector = createRedirector({
+      backend: c.backend,
+      inbound: c.inbound,
+      dnsCapture: c.dnsCapture,
+      nodeNetns: c.hostNetns,
+    });
     const probes = await redirector.hostProbes();
     await installProbes(probes, options.probeInstallAttempts ?? 10);
 

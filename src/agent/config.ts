@@ -40,6 +40,8 @@ export interface AgentConfig extends AgentSelection {
   systemNamespace: string;
   backend: BackendName;
   inbound: InboundMode;
+  /** Capture each pod's DNS to ztunnel's 15053 (AMBIENT_DNS_CAPTURE; on, as Istio's chart sets it). */
+  dnsCapture: boolean;
   /** Where the host probe set and rules live; null = this process's netns. */
   hostNetns: string | null;
   procRoot: string;
@@ -100,6 +102,12 @@ const OPTIONS: readonly OptionSpec[] = [
     env: 'REDIRECT_INBOUND',
     default: 'tproxy',
     help: 'inbound capture: tproxy (the seed) or redirect',
+  },
+  {
+    flag: 'dns-capture',
+    env: 'AMBIENT_DNS_CAPTURE',
+    default: 'true',
+    help: "send each pod's DNS (port 53) to ztunnel's DNS proxy on 15053 (true/false; false keeps the seed's rules exactly)",
   },
   {
     flag: 'host-netns',
@@ -201,6 +209,7 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   const runDir = text('run-dir')!;
   const reconcile = must('reconcile-on-startup');
   const safeUpgrade = must('disable-safe-upgrade');
+  const dnsCapture = must('dns-capture');
   return {
     nodeName,
     kubeconfig: text('kubeconfig'),
@@ -215,6 +224,7 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     systemNamespace: text('system-namespace')!,
     backend: withSource('redirect-backend', parseBackend),
     inbound: withSource('redirect-inbound', parseInbound),
+    dnsCapture: parseBool(dnsCapture.text) ?? bad(dnsCapture, 'expected true or false'),
     hostNetns: text('host-netns') ?? null,
     procRoot: text('proc-root')!,
     healthAddr: addr('health-addr'),

@@ -30,12 +30,18 @@ Options:
   --ztunnel-admin ADDR    ztunnel's admin address (default localhost:15000)
   --kubeconfig PATH       Kubernetes API for the annotation check (default: the lab's, or $KUBECONFIG)
   --backend iptables|nftables, --inbound tproxy|redirect   the expected ruleset (default iptables, tproxy)
+  --dns-capture true|false   whether the agent captures DNS (AMBIENT_DNS_CAPTURE; default true)
   --probe HOST:PORT       probe this destination instead (default: the node's address toward the pod,
                           on a port the doctor listens on while it runs)
   --json                  the report as JSON
   -h, --help
 Needs root (it enters network namespaces).
 `;
+
+function dnsCaptureFlag(value: string): boolean {
+  if (value === 'true' || value === 'false') return value === 'true';
+  throw new UsageError(`--dns-capture ${value}: expected true or false`);
+}
 
 const doctor: Command = {
   async run(argv) {
@@ -52,6 +58,7 @@ const doctor: Command = {
         kubeconfig: { type: 'string' },
         backend: { type: 'string', default: 'iptables' },
         inbound: { type: 'string', default: 'tproxy' },
+        'dns-capture': { type: 'string', default: 'true' },
         probe: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -73,6 +80,7 @@ const doctor: Command = {
       kubeconfig: values.kubeconfig,
       backend: parseBackend(values.backend),
       inbound: parseInbound(values.inbound),
+      dnsCapture: dnsCaptureFlag(values['dns-capture']),
       probe: probe && { host: probe.host, port: probe.port },
     };
     if (process.getuid?.() !== 0)

@@ -16,6 +16,7 @@ Options:
   --netns PATH          the pod's netns (/var/run/netns/NAME or /proc/PID/ns/net)
   --backend NAME        iptables (default) or nftables
   --inbound MODE        tproxy (default, the seed's rules) or redirect (nat REDIRECT to 15006)
+  --dns-capture         also send the pod's DNS (port 53) to ztunnel's 15053 (default off: the seed's rules)
   --pod-ip IP           the pod's address (repeatable); default: the netns' global addresses
   -h, --help            show this help
 `;
@@ -32,6 +33,7 @@ const command: Command = {
         netns: { type: 'string' },
         backend: { type: 'string', default: 'iptables' },
         inbound: { type: 'string', default: 'tproxy' },
+        'dns-capture': { type: 'boolean', default: false },
         'pod-ip': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
@@ -55,7 +57,7 @@ const command: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    const redirector = createRedirector({ backend, inbound });
+    const redirector = createRedirector({ backend, inbound, dnsCapture: values['dns-capture'] });
     const podIps = values['pod-ip'];
     switch (action as Action) {
       case 'verify': {

@@ -263,7 +263,7 @@ export async function kubernetesWalkthrough(w: Walkthrough): Promise<K8sCluster>
       w.command(`ip netns exec ${sleepNetns} iptables-save`);
       w.output(execIn(sleepNetns, 'iptables-save', []));
       const sleep = appPod(k, 'sleep');
-      const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
+      const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy', dnsCapture: true }).verify(
         `/var/run/netns/${sleepNetns}`,
         [sleep.status.podIP],
       );

@@ -18,6 +18,8 @@ interface Common {
   kubeconfig?: string;
   backend: BackendName;
   inbound: InboundMode;
+  /** The agent's DNS capture setting the pod's rules were written with (default on, as the agent's). */
+  dnsCapture?: boolean;
   probe?: { host: string; port: number };
 }
 
@@ -60,6 +62,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
       : `lab '${o.lab}' has no API server (a network-only lab); pass --kubeconfig`,
     backend: o.backend,
     inbound: o.inbound,
+    dnsCapture: o.dnsCapture ?? true,
     probe: o.probe,
     hints: {
       inPod: `ambit lab exec --name ${o.lab} ${pod.namespace}/${pod.name} --`,
@@ -104,6 +107,7 @@ export function nodeTarget(o: NodeTargetOptions): DoctorTarget {
     kubeconfigMissing: kubeconfig ? undefined : 'no --kubeconfig and no KUBECONFIG',
     backend: o.backend,
     inbound: o.inbound,
+    dnsCapture: o.dnsCapture ?? true,
     probe: o.probe,
     hints: {
       inPod: `nsenter --net=${podNetns}`,

@@ -38,6 +38,8 @@ export interface DoctorTarget {
   kubeconfigMissing?: string;
   backend: BackendName;
   inbound: InboundMode;
+  /** Whether the pod's rules capture DNS (the agent's AMBIENT_DNS_CAPTURE). */
+  dnsCapture: boolean;
   /**
    * The netns the pod's network hangs off (the node's; null = this process's): the probe goes to an
    * address of it, where the doctor listens while it runs.

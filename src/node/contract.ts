@@ -9,6 +9,8 @@ export const OUTBOUND_PORT = 15001;
 export const INBOUND_PLAINTEXT_PORT = 15006;
 export const INBOUND_HBONE_PORT = 15008;
 export const SOCKS5_PORT = 15080;
+/** ztunnel's DNS proxy in each pod (UDP and TCP), where the in-pod rules send port 53 when DNS capture is on. */
+export const DNS_PORT = 15053;
 export const ADMIN_PORT = 15000;
 export const METRICS_PORT = 15020;
 export const READINESS_PORT = 15021;

@@ -8,6 +8,15 @@ import { PROBE_SNAT_V4, PROBE_SNAT_V6 } from '../node/contract.js';
 export const ROUTE_TABLE = 100;
 export const RULE_PRIORITY = 32764;
 
+/**
+ * The conntrack zone of the proxy's own DNS traffic with upstream resolvers (istio-cni's raw rules): its
+ * flows live apart from the app's redirected ones, so a proxy query and an app query from the same port
+ * never collide in conntrack (istio/istio#33469).
+ */
+export const DNS_CT_ZONE = 1;
+/** The port of DNS, captured when DNS capture is on. */
+export const DNS_SERVICE_PORT = 53;
+
 export const PROBE_SET_PREFIX = 'istio-inpod-probes';
 
 export const CHAIN_PRERT = 'ISTIO_PRERT';

@@ -1,7 +1,7 @@
 /**
  * In-pod traffic redirection, the programmatic API (the node agent calls this):
  *
- *   const r = createRedirector({ backend: 'iptables', inbound: 'tproxy' });
+ *   const r = createRedirector({ backend: 'iptables', inbound: 'tproxy', dnsCapture: true });
  *   await r.apply(netns, podIps);   // idempotent; 'unchanged' when already correct
  *   await r.verify(netns, podIps);  // { ok, missing, unexpected }
  *   await r.reconcile(netns, podIps); // repairs drifted ISTIO_* chains / foreign jumps
@@ -30,6 +30,8 @@ export type BackendName = 'iptables' | 'nftables';
 export interface RedirectorOptions {
   backend?: BackendName;
   inbound?: InboundMode;
+  /** Capture the pod's DNS (port 53) to the proxy's 15053 (default false: the seed's ruleset exactly). */
+  dnsCapture?: boolean;
   /** The node netns, where the iptables variant is detected and host probe rules live (default: ours). */
   nodeNetns?: NetnsRef | null;
   /** PATH used to find iptables, nft, ip, nsenter, ipset (default: this process's PATH). */
@@ -74,7 +76,7 @@ export function parseInbound(value: string): InboundMode {
 }
 
 export function createRedirector(options: RedirectorOptions = {}): Redirector {
-  const known = new Set(['backend', 'inbound', 'nodeNetns', 'path', 'xtables']);
+  const known = new Set(['backend', 'inbound', 'dnsCapture', 'nodeNetns', 'path', 'xtables']);
   for (const key of Object.keys(options)) {
     if (!known.has(key))
       throw redirectError(
@@ -84,6 +86,7 @@ export function createRedirector(options: RedirectorOptions = {}): Redirector {
   }
   const backendName = parseBackend(options.backend ?? 'iptables');
   const inbound = parseInbound(options.inbound ?? 'tproxy');
+  const dnsCapture = options.dnsCapture ?? false;
   const path = options.path ?? process.env.PATH ?? '';
   const nodePlace = (): Place => ({
     netns: options.nodeNetns == null ? null : netnsPath(options.nodeNetns),
@@ -106,7 +109,12 @@ export function createRedirector(options: RedirectorOptions = {}): Redirector {
     const b = await backend();
     const families = await podFamilies(place, podIps);
     requireTools(place, b.tools(families));
-    return { place, b, families, rulesets: families.map((family) => podRuleset({ family, inbound })) };
+    return {
+      place,
+      b,
+      families,
+      rulesets: families.map((family) => podRuleset({ family, inbound, dnsCapture })),
+    };
   }
 
   async function verify(netns: NetnsRef, podIps?: readonly string[]): Promise<VerifyResult> {

@@ -5,7 +5,7 @@
 import { type Family, hex } from './constants.js';
 import type { AddressMatch, Match, Rule, Ruleset, Table, Target } from './model.js';
 
-export const TABLES: readonly Table[] = ['mangle', 'nat'];
+export const TABLES: readonly Table[] = ['mangle', 'nat', 'raw'];
 
 function address(flag: string, m: AddressMatch): string {
   return `${m.negate ? '! ' : ''}${flag} ${m.address}/${m.prefix}`;
@@ -15,6 +15,8 @@ function match(m: Match): string {
   switch (m.kind) {
     case 'tcp':
       return m.dport === undefined ? '-m tcp' : `-m tcp ${m.negateDport ? '! ' : ''}--dport ${m.dport}`;
+    case 'udp':
+      return `-m udp${m.dport === undefined ? '' : ` --dport ${m.dport}`}${m.sport === undefined ? '' : ` --sport ${m.sport}`}`;
     case 'mark':
       return `-m mark ${m.negate ? '! ' : ''}--mark ${hex(m.value)}/${hex(m.mask)}`;
     case 'connmark':
@@ -44,6 +46,8 @@ function target(t: Target, family: Family): string {
       return `-j REDIRECT --to-ports ${t.port}`;
     case 'snat':
       return `-j SNAT --to-source ${t.to}`;
+    case 'ct-zone':
+      return `-j CT --zone ${t.zone}`;
   }
 }
 
@@ -53,7 +57,7 @@ export function ruleSpec(rule: Rule, family: Family): string {
   if (rule.source) parts.push(address('-s', rule.source));
   if (rule.destination) parts.push(address('-d', rule.destination));
   if (rule.inInterface) parts.push(`-i ${rule.inInterface}`);
-  if (rule.outInterface) parts.push(`-o ${rule.outInterface}`);
+  if (rule.outInterface) parts.push(`${rule.negateOutInterface ? '! ' : ''}-o ${rule.outInterface}`);
   if (rule.protocol) parts.push(`-p ${rule.protocol}`);
   for (const m of rule.matches) parts.push(match(m));
   parts.push(target(rule.target, family));

@@ -4,6 +4,7 @@
  */
 
 import {
+  DNS_PORT,
   INBOUND_HBONE_PORT,
   INBOUND_PLAINTEXT_PORT,
   OUTBOUND_PORT,
@@ -17,6 +18,8 @@ import {
   CHAIN_OUTPUT,
   CHAIN_POSTRT,
   CHAIN_PRERT,
+  DNS_CT_ZONE,
+  DNS_SERVICE_PORT,
   type Family,
   type InboundMode,
   loopbackHost,
@@ -24,7 +27,7 @@ import {
   probeSnatAddress,
 } from './constants.js';
 
-export type Table = 'mangle' | 'nat';
+export type Table = 'mangle' | 'nat' | 'raw';
 export type Hook = 'PREROUTING' | 'OUTPUT' | 'POSTROUTING';
 export type ChainName = Hook | typeof CHAIN_PRERT | typeof CHAIN_OUTPUT | typeof CHAIN_POSTRT;
 
@@ -38,6 +41,8 @@ export interface AddressMatch {
 export type Match =
   /** `-m tcp` with an optional (negated) destination port. */
   | { kind: 'tcp'; dport?: number; negateDport?: boolean }
+  /** `-m udp` with a destination or source port. */
+  | { kind: 'udp'; dport?: number; sport?: number }
   | { kind: 'mark'; value: number; mask: number; negate?: boolean }
   | { kind: 'connmark'; value: number; mask: number }
   | { kind: 'ctstate'; states: readonly ('RELATED' | 'ESTABLISHED')[] }
@@ -52,7 +57,9 @@ export type Target =
   | { kind: 'connmark-restore'; nfmask: number; ctmask: number }
   | { kind: 'tproxy'; port: number; mark: number; mask: number }
   | { kind: 'redirect'; port: number }
-  | { kind: 'snat'; to: string };
+  | { kind: 'snat'; to: string }
+  /** `-j CT --zone N`: the packet's connection is tracked in conntrack zone N. */
+  | { kind: 'ct-zone'; zone: number };
 
 export interface Rule {
   table: Table;
@@ -61,7 +68,9 @@ export interface Rule {
   destination?: AddressMatch;
   inInterface?: string;
   outInterface?: string;
-  protocol?: 'tcp';
+  /** `! -o IF`: the packet leaves by any interface but `outInterface`. */
+  negateOutInterface?: boolean;
+  protocol?: 'tcp' | 'udp';
   matches: Match[];
   target: Target;
   /** Insert at the head of the chain instead of appending (the host POSTROUTING jump). */
@@ -78,6 +87,11 @@ export interface Ruleset {
 export interface PodRulesetOptions {
   family: Family;
   inbound: InboundMode;
+  /**
+   * Istio's DNS capture: the pod's DNS (UDP and TCP port 53) goes to the proxy's DNS server on 15053, and the
+   * proxy's own upstream queries get a conntrack zone of their own. Off, the ruleset is the seed's exactly.
+   */
+  dnsCapture?: boolean;
 }
 
 const notProxy: Match = { kind: 'mark', value: PROXY_MARK, mask: PROXY_MASK, negate: true };
@@ -86,7 +100,7 @@ const notProxy: Match = { kind: 'mark', value: PROXY_MARK, mask: PROXY_MASK, neg
  * The in-pod ruleset. With `inbound: 'tproxy'` it is the seed's listing rule for rule; with
  * `'redirect'` inbound capture is a nat REDIRECT to 15006 (newer Istio) and 15008 is left alone.
  */
-export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
+export function podRuleset({ family, inbound, dnsCapture = false }: PodRulesetOptions): Ruleset {
   const probe: AddressMatch = { address: probeSnatAddress(family), prefix: family === 'ipv4' ? 32 : 128 };
   const notLoopback: AddressMatch = {
     address: loopbackHost(family),
@@ -121,6 +135,7 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
       matches: [{ kind: 'tcp' }],
       target: { kind: 'accept' },
     },
+    ...(dnsCapture ? dnsRedirect(notLoopback) : []),
     {
       table: 'nat',
       chain: CHAIN_OUTPUT,
@@ -190,7 +205,12 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
       },
       ...natOutput,
     ];
-    return { family, chains: { mangle: [CHAIN_OUTPUT, CHAIN_PRERT], nat: [CHAIN_OUTPUT] }, rules };
+    if (dnsCapture) rules.push(...dnsConntrackZone());
+    return {
+      family,
+      chains: { mangle: [CHAIN_OUTPUT, CHAIN_PRERT], nat: [CHAIN_OUTPUT], raw: dnsCapture ? RAW_CHAINS : [] },
+      rules,
+    };
   }
 
   const rules: Rule[] = [
@@ -213,15 +233,78 @@ export function podRuleset({ family, inbound }: PodRulesetOptions): Ruleset {
       target: { kind: 'redirect', port: INBOUND_PLAINTEXT_PORT },
     },
     ...natOutput,
+    ...(dnsCapture ? dnsConntrackZone() : []),
   ];
-  return { family, chains: { mangle: [CHAIN_OUTPUT, CHAIN_PRERT], nat: [CHAIN_OUTPUT, CHAIN_PRERT] }, rules };
+  return {
+    family,
+    chains: {
+      mangle: [CHAIN_OUTPUT, CHAIN_PRERT],
+      nat: [CHAIN_OUTPUT, CHAIN_PRERT],
+      raw: dnsCapture ? RAW_CHAINS : [],
+    },
+    rules,
+  };
+}
+
+const RAW_CHAINS: ChainName[] = [CHAIN_OUTPUT, CHAIN_PRERT];
+
+/**
+ * DNS from the app to the proxy's 15053 (istio-cni's rules): UDP leaving by any interface but lo (a
+ * resolver on the pod's own loopback is left alone), TCP to anything but localhost; the proxy's own
+ * queries carry its mark and go out untouched.
+ */
+function dnsRedirect(notLoopback: AddressMatch): Rule[] {
+  return [
+    {
+      table: 'nat',
+      chain: CHAIN_OUTPUT,
+      outInterface: 'lo',
+      negateOutInterface: true,
+      protocol: 'udp',
+      matches: [notProxy, { kind: 'udp', dport: DNS_SERVICE_PORT }],
+      target: { kind: 'redirect', port: DNS_PORT },
+    },
+    {
+      table: 'nat',
+      chain: CHAIN_OUTPUT,
+      destination: notLoopback,
+      protocol: 'tcp',
+      matches: [{ kind: 'tcp', dport: DNS_SERVICE_PORT }, notProxy],
+      target: { kind: 'redirect', port: DNS_PORT },
+    },
+  ];
+}
+
+/** The proxy's upstream DNS queries and their answers are tracked in a zone of their own (raw table). */
+function dnsConntrackZone(): Rule[] {
+  return [
+    { table: 'raw', chain: 'PREROUTING', matches: [], target: { kind: 'jump', chain: CHAIN_PRERT } },
+    { table: 'raw', chain: 'OUTPUT', matches: [], target: { kind: 'jump', chain: CHAIN_OUTPUT } },
+    {
+      table: 'raw',
+      chain: CHAIN_OUTPUT,
+      protocol: 'udp',
+      matches: [
+        { kind: 'mark', value: PROXY_MARK, mask: PROXY_MASK },
+        { kind: 'udp', dport: DNS_SERVICE_PORT },
+      ],
+      target: { kind: 'ct-zone', zone: DNS_CT_ZONE },
+    },
+    {
+      table: 'raw',
+      chain: CHAIN_PRERT,
+      protocol: 'udp',
+      matches: [notProxy, { kind: 'udp', sport: DNS_SERVICE_PORT }],
+      target: { kind: 'ct-zone', zone: DNS_CT_ZONE },
+    },
+  ];
 }
 
 /** Node-side rule: TCP from local sockets (kubelet) to enrolled pod IPs leaves with the probe source. */
 export function hostProbeRuleset(family: Family): Ruleset {
   return {
     family,
-    chains: { mangle: [], nat: [CHAIN_POSTRT] },
+    chains: { mangle: [], nat: [CHAIN_POSTRT], raw: [] },
     rules: [
       {
         table: 'nat',

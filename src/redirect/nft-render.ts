@@ -5,7 +5,11 @@
 import { type Family, hex } from './constants.js';
 import type { AddressMatch, ChainName, Match, Rule, Ruleset, Table, Target } from './model.js';
 
-export const NFT_TABLES: Record<Table, string> = { mangle: 'istio-ambient-mangle', nat: 'istio-ambient-nat' };
+export const NFT_TABLES: Record<Table, string> = {
+  mangle: 'istio-ambient-mangle',
+  nat: 'istio-ambient-nat',
+  raw: 'istio-ambient-raw',
+};
 
 const CHAINS: Record<ChainName, string> = {
   PREROUTING: 'prerouting',
@@ -27,6 +31,10 @@ const BASE_CHAINS: Record<Table, Partial<Record<ChainName, string>>> = {
     OUTPUT: 'type nat hook output priority -100; policy accept;',
     POSTROUTING: 'type nat hook postrouting priority 100; policy accept;',
   },
+  raw: {
+    PREROUTING: 'type filter hook prerouting priority -300; policy accept;',
+    OUTPUT: 'type filter hook output priority -300; policy accept;',
+  },
 };
 
 const ip = (f: Family) => (f === 'ipv4' ? 'ip' : 'ip6');
@@ -45,6 +53,13 @@ function match(m: Match): string | undefined {
   switch (m.kind) {
     case 'tcp':
       return m.dport === undefined ? undefined : `tcp dport ${m.negateDport ? '!= ' : ''}${m.dport}`;
+    case 'udp':
+      return (
+        [
+          ...(m.dport === undefined ? [] : [`udp dport ${m.dport}`]),
+          ...(m.sport === undefined ? [] : [`udp sport ${m.sport}`]),
+        ].join(' ') || undefined
+      );
     case 'mark':
       return `meta mark & ${hex(m.mask)} ${m.negate ? '!=' : '=='} ${hex(m.value)}`;
     case 'connmark':
@@ -74,13 +89,15 @@ function target(t: Target, f: Family): string {
       return `redirect to :${t.port}`;
     case 'snat':
       return `snat ${ip(f)} to ${t.to}`;
+    case 'ct-zone':
+      return `ct zone set ${t.zone}`;
   }
 }
 
 export function nftRule(rule: Rule, f: Family): string {
   const parts: string[] = [];
   if (rule.inInterface) parts.push(`iifname "${rule.inInterface}"`);
-  if (rule.outInterface) parts.push(`oifname "${rule.outInterface}"`);
+  if (rule.outInterface) parts.push(`oifname ${rule.negateOutInterface ? '!= ' : ''}"${rule.outInterface}"`);
   if (rule.source) parts.push(address(f, 'saddr', rule.source));
   if (rule.destination) parts.push(address(f, 'daddr', rule.destination));
   if (rule.protocol) parts.push(`meta l4proto ${rule.protocol}`);
@@ -100,7 +117,7 @@ export function renderNft(rulesets: readonly Ruleset[]): string {
   const [first, ...others] = rulesets;
   if (!first) return '';
   const out: string[] = [];
-  for (const table of ['mangle', 'nat'] as const) {
+  for (const table of ['mangle', 'nat', 'raw'] as const) {
     const rules = first.rules.filter((r) => r.table === table);
     if (rules.length === 0) continue;
     const name = NFT_TABLES[table];

@@ -29,4 +29,6 @@ export {
   setSocketOptions,
   socketFd,
   socketMark,
+  type UdpInNetnsOptions,
+  udpSocketInNetns,
 } from './socket.js';

@@ -31,6 +31,7 @@ export type PollWatcher = { readonly __brand: 'PollWatcher' };
 
 export interface NativeAddon {
   tcpSocket(netnsFd: number, options: NativeSocketOptions): number;
+  udpSocket(netnsFd: number, options: NativeSocketOptions): number;
   setSocketOptions(fd: number, options: NativeSocketOptions): void;
   getSocketMark(fd: number): number;
   originalDst(fd: number, family: 4 | 6): NativeAddress;

@@ -1,7 +1,8 @@
 /**
- * TCP sockets created inside another network namespace and handed to Node's `net` module, plus
- * the socket options and SO_ORIGINAL_DST that Node does not expose.
+ * TCP and UDP sockets created inside another network namespace and handed to Node's `net` and `dgram`
+ * modules, plus the socket options and SO_ORIGINAL_DST that Node does not expose.
  */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIP, isIPv4, Server, type ServerOpts, Socket } from 'node:net';
 import { unmapIPv4 } from '../net/ip.js';
 import { sysError } from './errors.js';
@@ -115,6 +116,37 @@ export function listenInNetns(netns: NetnsHandle | null, options: ListenInNetnsO
     server.listen({ fd }, options.backlog ?? 128, () => {
       server.off('error', onError);
       resolve(server);
+    });
+  });
+}
+
+export interface UdpInNetnsOptions extends Pick<SocketOptions, 'mark' | 'reusePort'> {
+  /** Local address; its family is the socket's. */
+  host: string;
+  /** Default 0 (any free port): a client socket. */
+  port?: number;
+}
+
+const UDP_KEYS = new Set(['mark', 'reusePort', 'host', 'port']);
+
+/** A bound `dgram.Socket` whose socket lives in `netns`. Bind errors throw with the errno name as `code`. */
+export function udpSocketInNetns(netns: NetnsHandle | null, options: UdpInNetnsOptions): Promise<UdpSocket> {
+  checkKeys('udpSocketInNetns', options, UDP_KEYS);
+  const family = familyOf('udpSocketInNetns', options.host);
+  const port = checkPort('udpSocketInNetns', options.port ?? 0, true);
+  const fd = native().udpSocket(netns ? netns.fd : -1, {
+    ...nativeOptions(options, family),
+    reuseAddr: true,
+    bindAddress: options.host,
+    bindPort: port,
+  });
+  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once('error', onError);
+    socket.bind({ fd }, () => {
+      socket.off('error', onError);
+      resolve(socket);
     });
   });
 }

@@ -31,6 +31,12 @@ export interface ZtunnelConfig {
   /** Only workloads on this node are matched to ZDS pods. */
   nodeName: string | undefined;
   socks5: boolean;
+  /** ztunnel's DNS proxy on 15053 in each pod (DNS_CAPTURE, on by default as in Istio). */
+  dnsCapture: boolean;
+  /** The cluster's DNS domain: service hostnames end in svc.<it>. */
+  clusterDomain: string;
+  /** Where the upstream resolvers of the DNS proxy are read (the node's resolv.conf, as ztunnel's). */
+  dnsResolvConf: string;
   /** How long SIGTERM lets connections finish before cutting them. */
   drainDeadlineMs: number;
   log: LogDirective[];
@@ -153,6 +159,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'the SOCKS5 listener on 127.0.0.1:15080 in each pod',
   },
   {
+    flag: 'dns-capture',
+    env: 'DNS_CAPTURE',
+    default: 'true',
+    help: "the DNS proxy on 127.0.0.1:15053 (and [::1]:15053) in each pod, where the agent's DNS capture sends port 53: service hostnames answered from the workload store, the rest forwarded upstream",
+  },
+  {
+    flag: 'cluster-domain',
+    env: 'CLUSTER_DOMAIN',
+    default: 'cluster.local',
+    help: 'the cluster DNS domain (service hostnames are <name>.<namespace>.svc.<domain>)',
+  },
+  {
+    flag: 'dns-resolv-conf',
+    env: 'AMBIT_DNS_RESOLV_CONF',
+    default: '/etc/resolv.conf',
+    help: "the DNS proxy's upstream resolvers: the nameserver lines of this file (Istio's ztunnel reads its own /etc/resolv.conf)",
+  },
+  {
     flag: 'connection-termination-deadline',
     env: 'CONNECTION_TERMINATION_DEADLINE',
     default: '5s',
@@ -204,6 +228,13 @@ function bad(raw: Raw, why: string): never {
 
 function bool(raw: Raw): boolean {
   return parseBool(raw.text.trim()) ?? bad(raw, 'expected true or false');
+}
+
+function domain(raw: Raw): string {
+  const text = raw.text.trim().toLowerCase().replace(/\.$/, '');
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(text))
+    bad(raw, 'expected a DNS domain such as cluster.local');
+  return text;
 }
 
 function mark(raw: Raw): number {
@@ -279,6 +310,9 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     localXdsPath: raw('local-xds-path')?.text.trim(),
     nodeName: raw('node-name')?.text.trim(),
     socks5: bool(must('unstable-enable-socks5')),
+    dnsCapture: bool(must('dns-capture')),
+    clusterDomain: domain(must('cluster-domain')),
+    dnsResolvConf: must('dns-resolv-conf').text.trim(),
     drainDeadlineMs: drainDeadline(
       must('connection-termination-deadline'),
       raw('termination-grace-period-seconds'),
@@ -320,7 +354,7 @@ export function ztunnelHelp(): string {
     'Usage: ambit ztunnel [options]',
     '',
     "The node proxy (ztunnel role): connects to the node agent over ZDS and runs each enrolled pod's",
-    'listeners (15001, 15006, 15008, 127.0.0.1:15080) inside the pod network namespace. Needs',
+    'listeners (15001, 15006, 15008, 127.0.0.1:15080, DNS on 127.0.0.1:15053) inside the pod network namespace. Needs',
     'CAP_SYS_ADMIN and CAP_NET_ADMIN. SIGTERM/SIGINT (or POST /quitquitquit on the admin address)',
     'drain gracefully; a second SIGINT exits at once. A flag wins over its environment variable.',
     '',

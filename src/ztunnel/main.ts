@@ -23,6 +23,8 @@ import { FdBudget } from '../sys/index.js';
 import { serveAdmin } from './admin/admin-server.js';
 import { Readiness, serveReadiness } from './admin/readiness.js';
 import type { ZtunnelConfig } from './config.js';
+import { DNS_UPSTREAM_PORT } from './dns/forwarder.js';
+import { readResolvConf } from './dns/resolv-conf.js';
 import { missingNodeFlags } from './heap.js';
 import {
   type InPodConfig,
@@ -73,6 +75,22 @@ async function certificateAuthority(config: ZtunnelConfig): Promise<CertificateA
     return LocalCa.open(config.localCaDir, { trustDomain: config.trustDomain });
   }
   return undefined;
+}
+
+/** The DNS proxy's upstream resolvers, read once at start as ztunnel reads its resolv.conf. */
+function dnsOptions(config: ZtunnelConfig) {
+  let servers: string[];
+  try {
+    servers = readResolvConf(config.dnsResolvConf);
+  } catch (err) {
+    throw configError(
+      `--dns-resolv-conf=${config.dnsResolvConf}: cannot read the upstream resolvers (or set DNS_CAPTURE=false): ${errorMessage(err)}`,
+    );
+  }
+  return {
+    upstreams: servers.map((host) => ({ host, port: DNS_UPSTREAM_PORT })),
+    clusterDomain: config.clusterDomain,
+  };
 }
 
 function applyLogDirectives(config: ZtunnelConfig): void {
@@ -183,6 +201,7 @@ export async function startZtunnel(
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       drainDeadlineMs: config.drainDeadlineMs,
       socks5: config.socks5,
+      ...(config.dnsCapture ? { dns: dnsOptions(config) } : {}),
       fds: new FdBudget(),
       ca,
       trustDomain: config.trustDomain,

@@ -15,6 +15,7 @@ import { CertificateManager } from '../identity/manager.js';
 import { ConnectionTracker } from '../policy/tracker.js';
 import type { FdBudget, NetnsHandle } from '../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../zds/messages.js';
+import { Forwarder, type Upstream } from './dns/forwarder.js';
 import type { InPodProxy, InPodProxyFactory } from './inpod/proxy.js';
 import type { HboneHandlers, ProxyDeps } from './proxy/context.js';
 import { HboneInbound } from './proxy/inbound-hbone.js';
@@ -54,6 +55,8 @@ export interface ProxyFactoryOptions {
   keepalive?: KeepaliveOptions;
   /** The HTTP/2 that carries HBONE, client and server (default: default-transport.ts's). */
   transport?: TunnelTransport;
+  /** The DNS proxy on 15053 in each pod (DNS_CAPTURE): where it forwards what it cannot answer. */
+  dns?: { upstreams: readonly Upstream[]; clusterDomain: string; upstreamTimeoutMs?: number };
 }
 
 /** The HBONE half, when there is a certificate authority. */
@@ -130,6 +133,17 @@ export class ProxyFactory implements InPodProxyFactory {
       drainDeadlineMs: options.drainDeadlineMs,
       socks5: options.socks5,
       fds: options.fds,
+      ...(options.dns
+        ? {
+            dns: {
+              forwarder: new Forwarder({
+                upstreams: options.dns.upstreams,
+                timeoutMs: options.dns.upstreamTimeoutMs,
+              }),
+              clusterDomain: options.dns.clusterDomain,
+            },
+          }
+        : {}),
       inboundPolicy: plaintextInboundPolicy(options.store, this.tracker),
       hbone: handlers,
     };

@@ -61,7 +61,8 @@ export class LabMeshNode {
 export class LabMesh {
   readonly nodes = new Map<string, LabMeshNode>();
   readonly #workloads: object[] = [];
-  readonly #redirector = createRedirector({ backend: 'iptables', inbound: 'tproxy' });
+  // The rules the agent writes by default (AMBIENT_DNS_CAPTURE on), for the ztunnel's DNS proxy too.
+  readonly #redirector = createRedirector({ backend: 'iptables', inbound: 'tproxy', dnsCapture: true });
 
   private constructor(
     readonly lab: LabState,

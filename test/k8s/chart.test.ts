@@ -431,7 +431,7 @@ describe('Helm chart deploy/charts/ambit', () => {
 
   it('refuses values ambit cannot honour (values.schema.json)', () => {
     for (const set of [
-      'ambient.dnsCapture=true',
+      'ambient.dnsCapture=maybe',
       'ambient.enabled=false',
       'pilot.unknownKey=1',
       'global.imagePullPolicy=Sometimes',

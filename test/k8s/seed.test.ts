@@ -281,7 +281,7 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     assert.match(agentLog, new RegExp(`CNI add event pod=${NS}/sleep-new netns=/var/run/netns/cni-`));
     assert.ok(!agentLog.includes(`found netns of running pod uid=${p.metadata.uid}`));
     const netns = podNetnsName(p);
-    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
+    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy', dnsCapture: true }).verify(
       `/var/run/netns/${netns}`,
       [p.status.podIP],
     );
@@ -326,8 +326,10 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     }
   });
 
-  test("iptables-save in each pod equals the seed's ruleset", async () => {
-    const redirector = createRedirector({ backend: 'iptables', inbound: 'tproxy' });
+  // The chart captures DNS as Istio's does: the seed's ruleset plus Istio's DNS rules (with the switch off
+  // it is the seed's byte for byte: test/redirect/render.test.ts).
+  test("iptables-save in each pod equals the seed's ruleset with Istio's DNS capture", async () => {
+    const redirector = createRedirector({ backend: 'iptables', inbound: 'tproxy', dnsCapture: true });
     for (const app of ['sleep', 'httpbin']) {
       const p = appPod(app);
       const r = await redirector.verify(`/var/run/netns/${podNetnsName(p)}`, [p.status.podIP]);
@@ -488,7 +490,7 @@ describe('the seed on a real Kubernetes cluster (helm install of deploy/charts/a
     t.diagnostic(`ztunnel back to the waiting pod Ready: ${secondsSince(t1).toFixed(1)} s`);
     const started = appPod('sleep-waits');
     assert.ok(enrolled(started));
-    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy' }).verify(
+    const r = await createRedirector({ backend: 'iptables', inbound: 'tproxy', dnsCapture: true }).verify(
       `/var/run/netns/${podNetnsName(started)}`,
       [started.status.podIP],
     );

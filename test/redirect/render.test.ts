@@ -20,6 +20,12 @@ describe('golden: iptables-restore input', () => {
           golden(`iptables-${inbound}-${family}.rules`),
         );
       });
+      it(`${inbound} ${family} with DNS capture`, () => {
+        assert.equal(
+          renderRestore(podRuleset({ family, inbound, dnsCapture: true })),
+          golden(`iptables-${inbound}-${family}-dns.rules`),
+        );
+      });
     }
   }
   for (const family of ['ipv4', 'ipv6'] as const) {
@@ -41,11 +47,29 @@ describe('golden: nft -f input', () => {
       const rulesets = (['ipv4', 'ipv6'] as const).map((family) => podRuleset({ family, inbound }));
       assert.equal(renderNft(rulesets), golden(`nftables-${inbound}-dual.nft`));
     });
+    it(`${inbound} ipv4 and dual stack with DNS capture`, () => {
+      assert.equal(
+        renderNft([podRuleset({ family: 'ipv4', inbound, dnsCapture: true })]),
+        golden(`nftables-${inbound}-ipv4-dns.nft`),
+      );
+      const rulesets = (['ipv4', 'ipv6'] as const).map((family) =>
+        podRuleset({ family, inbound, dnsCapture: true }),
+      );
+      assert.equal(renderNft(rulesets), golden(`nftables-${inbound}-dual-dns.nft`));
+    });
   }
   it('removal adds then deletes each table so it works whether or not they exist', () => {
     assert.equal(
       renderNftRemoval(),
-      'add table inet istio-ambient-mangle\ndelete table inet istio-ambient-mangle\nadd table inet istio-ambient-nat\ndelete table inet istio-ambient-nat\n',
+      [
+        'add table inet istio-ambient-mangle',
+        'delete table inet istio-ambient-mangle',
+        'add table inet istio-ambient-nat',
+        'delete table inet istio-ambient-nat',
+        'add table inet istio-ambient-raw',
+        'delete table inet istio-ambient-raw',
+        '',
+      ].join('\n'),
     );
   });
 });
@@ -64,6 +88,33 @@ describe('iptables-save state', () => {
   it('the seed listing is exactly the default ruleset (nothing missing, nothing unexpected)', () => {
     assert.deepEqual(diffState(tproxy, seed), { missing: [], unexpected: [] });
     assert.equal(seedLines().filter((l) => l.startsWith('-A ')).length, tproxy.rules.length);
+  });
+
+  it('with DNS capture off the ruleset is the seed listing line for line, in order', () => {
+    const off = renderRestore(podRuleset({ family: 'ipv4', inbound: 'tproxy', dnsCapture: false }));
+    assert.deepEqual(
+      off.split('\n').filter((l) => l.startsWith('-A ') || l.startsWith('*')),
+      seedLines(),
+    );
+  });
+
+  it("with DNS capture on it is the seed plus Istio's six DNS rules, and the seed listing lacks them", () => {
+    const on = podRuleset({ family: 'ipv4', inbound: 'tproxy', dnsCapture: true });
+    const d = diffState(on, seed);
+    assert.deepEqual(d.unexpected, []);
+    assert.deepEqual(d.missing, [
+      'nat: -A ISTIO_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539/0xfff -m udp --dport 53 -j REDIRECT --to-ports 15053',
+      'nat: -A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15053',
+      'raw: :ISTIO_OUTPUT',
+      'raw: :ISTIO_PRERT',
+      'raw: -A PREROUTING -j ISTIO_PRERT',
+      'raw: -A OUTPUT -j ISTIO_OUTPUT',
+      'raw: -A ISTIO_OUTPUT -p udp -m mark --mark 0x539/0xfff -m udp --dport 53 -j CT --zone 1',
+      'raw: -A ISTIO_PRERT -p udp -m mark ! --mark 0x539/0xfff -m udp --sport 53 -j CT --zone 1',
+    ]);
+    // And a pod that has them while capture is off is reported, so a switch never goes unnoticed.
+    const withDns = parseSave(renderRestore(on));
+    assert.equal(diffState(tproxy, withDns).unexpected.length, 8);
   });
 
   it('reports a deleted rule as missing and a foreign one in ISTIO_PRERT as unexpected', () => {

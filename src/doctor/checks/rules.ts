@@ -10,7 +10,12 @@ export async function checkRules(ctx: DoctorContext): Promise<CheckResult> {
   const t = ctx.target;
   const verifyCmd = `ambit redirect verify --netns ${t.hints.netnsArg} --backend ${t.backend} --inbound ${t.inbound}`;
   try {
-    const redirector = createRedirector({ backend: t.backend, inbound: t.inbound, nodeNetns: t.nodeNetns });
+    const redirector = createRedirector({
+      backend: t.backend,
+      inbound: t.inbound,
+      dnsCapture: t.dnsCapture,
+      nodeNetns: t.nodeNetns,
+    });
     const result = await redirector.verify(t.podNetns, t.podIps);
     if (result.ok) {
       return {

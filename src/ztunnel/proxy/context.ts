@@ -5,6 +5,7 @@ import type { WorkloadStore } from '../../discovery/store.js';
 import type { Workload } from '../../discovery/types.js';
 import type { FdBudget } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
+import type { Forwarder } from '../dns/forwarder.js';
 import type { StopMode } from '../inpod/proxy.js';
 import type { ConnectionRecord } from './connection-record.js';
 import type { TrafficMetrics } from './metrics.js';
@@ -53,6 +54,8 @@ export interface ProxyDeps {
   hbone: HboneHandlers;
   /** When set, new connections are refused while open files run short of the process limit. */
   fds?: FdBudget;
+  /** The DNS proxy on 15053 in each pod (DNS_CAPTURE); unset: none. */
+  dns?: { forwarder: Forwarder; clusterDomain: string };
 }
 
 export interface PodContext {

@@ -1,6 +1,7 @@
 /**
- * One pod's proxy: the listener set inside the pod's network namespace (bound in ztunnel's order
- * 15008, 15006, 15001, then 15080 on the pod's loopback) and every connection it carries.
+ * One pod's proxy: the listener set inside the pod's network namespace (bound in ztunnel's order: the
+ * DNS proxy on the pod's loopback :15053 when on, 15008, 15006, 15001, then 15080 on the pod's loopback)
+ * and every connection it carries.
  * Implements the in-pod state manager's InPodProxy; the ProxyFactory starts one per enrolled pod.
  */
 import type { Server, Socket } from 'node:net';
@@ -13,6 +14,7 @@ import {
 } from '../../node/contract.js';
 import { logger } from '../../runtime/log.js';
 import type { WorkloadInfo, WorkloadUid } from '../../zds/messages.js';
+import { DnsServer } from '../dns/server.js';
 import type { InPodProxy, StopMode } from '../inpod/proxy.js';
 import type { PodContext, ProxyDeps } from './context.js';
 import type { ProxyErrorCode } from './errors.js';
@@ -53,6 +55,7 @@ function closeServer(server: Server): Promise<void> {
 
 export class PodProxy implements InPodProxy, PodContext {
   readonly #listeners: Server[] = [];
+  #dns: DnsServer | undefined;
   #stopped: Promise<void> | undefined;
   transparent = true;
 
@@ -115,6 +118,11 @@ export class PodProxy implements InPodProxy, PodContext {
   /** Binds every listener; on any failure closes the ones already bound and rejects. */
   async start(): Promise<void> {
     try {
+      if (this.deps.dns) {
+        const dns = new DnsServer(this, { store: this.deps.store, ...this.deps.dns });
+        await dns.start();
+        this.#dns = dns;
+      }
       for (const spec of this.#specs()) {
         const server = await this.sockets.listen(spec);
         server.on('connection', (socket: Socket) => {
@@ -142,6 +150,8 @@ export class PodProxy implements InPodProxy, PodContext {
       }
     } catch (err) {
       await Promise.all(this.#listeners.splice(0).map(closeServer));
+      await this.#dns?.stop();
+      this.#dns = undefined;
       // A failed start keeps its cause's code (EADDRINUSE, ...): a plain AmbitError.
       const code = errorCode(err) ?? ('ERR_PROXY_START' satisfies ProxyErrorCode);
       throw new AmbitError(code, `failed to start proxy for pod ${this.uid}: ${errorMessage(err)}`, {
@@ -161,8 +171,10 @@ export class PodProxy implements InPodProxy, PodContext {
   async #stop(mode: StopMode): Promise<void> {
     // Stop accepting first: nothing new may arrive while connections are cut or drained.
     const closing = this.#listeners.splice(0).map(closeServer);
+    const dns = this.#dns?.stop();
+    this.#dns = undefined;
     this.deps.hbone.podStopped(this, mode);
     await this.sockets.closeAll(mode, this.deps.drainDeadlineMs);
-    await Promise.all(closing);
+    await Promise.all([...closing, dns]);
   }
 }

@@ -3,8 +3,15 @@
  * inside the pod's netns and carries the packet mark, so the pod's rules let it out; each socket is
  * tracked until it closes, so stopping the pod's proxy can drain or cut what is still open.
  */
+import type { Socket as UdpSocket } from 'node:dgram';
 import type { Server, Socket } from 'node:net';
-import { connectInNetns, listenInNetns, type NetnsHandle, resetSocket } from '../../sys/index.js';
+import {
+  connectInNetns,
+  listenInNetns,
+  type NetnsHandle,
+  resetSocket,
+  udpSocketInNetns,
+} from '../../sys/index.js';
 import type { StopMode } from '../inpod/proxy.js';
 
 /** Stream buffer of proxied sockets (both directions): bulk data moves in fewer turns. */
@@ -44,6 +51,8 @@ export interface ConnectOptions {
 export interface PodSockets {
   /** Binds a listener in the pod (marked, SO_REUSEPORT when the proxy hands over ports). */
   listen(spec: ListenSpec): Promise<Server>;
+  /** A marked UDP socket in the pod bound to host:port (0: any free port); its owner closes it. */
+  udp(host: string, port: number): Promise<UdpSocket>;
   /** Starts a connection from the pod, tracked from the start; throws when the socket cannot be made. */
   connect(target: ConnectTarget, options?: ConnectOptions): Socket;
   /** Registers a socket (an accepted one) to be drained or cut with the pod's; it unregisters on close. */
@@ -81,6 +90,15 @@ export class InPodSockets implements PodSockets {
       transparent: spec.transparent,
       backlog: LISTEN_BACKLOG,
       server: { allowHalfOpen: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as never,
+    });
+  }
+
+  udp(host: string, port: number): Promise<UdpSocket> {
+    return udpSocketInNetns(this.netns, {
+      host,
+      port,
+      mark: this.options.mark,
+      ...(port === 0 ? {} : { reusePort: this.options.portReuse }),
     });
   }
 

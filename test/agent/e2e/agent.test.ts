@@ -69,7 +69,8 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
   let app: Server;
   let ztunnel: ZtunnelCli | undefined;
   let agent: Agent | undefined;
-  const redirector = createRedirector();
+  // The agent's default rules: the seed's plus Istio's DNS capture.
+  const redirector = createRedirector({ dnsCapture: true });
 
   const newNetns = () => {
     const ns = new TestNetns();

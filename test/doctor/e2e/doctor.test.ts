@@ -299,7 +299,7 @@ describe('ambit doctor on a lab pod', () => {
     assert.equal(res.code, 1);
     assert.match(res.stdout, /FAIL {2}in-pod redirection rules equal the expected ruleset/);
     assert.match(res.stdout, /likely cause: /);
-    await createRedirector().reconcile(sleep.netnsPath, [sleep.ip]);
+    await createRedirector({ dnsCapture: true }).reconcile(sleep.netnsPath, [sleep.ip]);
     assert.equal((await doctor('ambient-demo/sleep')).ok, true);
   });
 

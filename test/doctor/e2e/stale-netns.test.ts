@@ -43,6 +43,7 @@ describe('doctor: listeners in another netns than the pod current one', () => {
       admin: { host: '127.0.0.1', port: 15000 },
       backend: 'iptables',
       inbound: 'tproxy',
+      dnsCapture: false,
       probe: { host: '169.254.7.127', port: 15021 },
       hints: {
         inPod: `ip netns exec ${current.name}`,

@@ -176,14 +176,18 @@ describe('the ambit ztunnel process', () => {
     await z1.proc.waitFor(/INFO ztunnel::inpod::statemanager: pod received snapshot sent/);
   });
 
-  test('after enrollment the pod lists the seed four listeners, owned by the ztunnel process', async () => {
+  test("after enrollment the pod lists the seed four listeners and the DNS proxy's, owned by the ztunnel process", async () => {
     await zds.addWorkload(uid, INFO, a);
     snapshot = [{ uid, info: INFO, netns: a }];
     await z1.proc.waitFor(
       /INFO ztunnel::inpod::statemanager: pod WorkloadUid\("uid-client"\) received netns, starting proxy/,
     );
     const out = listeners();
-    for (const addr of ['*:15001', '*:15006', '*:15008', '127.0.0.1:15080']) {
+    // DNS_CAPTURE is on by default (as in Istio): its TCP half on the pod's loopback, both families.
+    const loopbackV6 = pair.a.exec('cat', ['/proc/sys/net/ipv6/conf/lo/disable_ipv6']).trim() === '0';
+    const expected = ['*:15001', '*:15006', '*:15008', '127.0.0.1:15080', '127.0.0.1:15053'];
+    if (loopbackV6) expected.push('[::1]:15053');
+    for (const addr of expected) {
       const line = out.split('\n').find((l) => l.includes(` ${addr} `));
       assert.ok(line, `${addr} in:\n${out}`);
       // Named after its role, as the seed's `ss -ntlp` shows Istio's: ("ztunnel",pid=...), not ("node",...).
@@ -192,7 +196,7 @@ describe('the ambit ztunnel process', () => {
     assert.equal(readFileSync(`/proc/${z1.proc.pid}/comm`, 'utf8'), 'ztunnel\n');
     // Only the name changed: the command line (which the lab reads to find its processes) is intact.
     assert.match(readFileSync(`/proc/${z1.proc.pid}/cmdline`, 'utf8'), /\0ztunnel\0--inpod-uds\0/);
-    assert.equal(out.trim().split('\n').length, 4, out);
+    assert.equal(out.trim().split('\n').length, expected.length, out);
     // Set for hand-over: queued connections move to the successor's listener instead of being reset.
     assert.equal(pair.a.exec('sysctl', ['-n', 'net.ipv4.tcp_migrate_req']).trim(), '1');
   });
