@@ -41,6 +41,7 @@ import {
   parsePodRef,
   renderTopology,
 } from '../lab/index.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage:
@@ -52,8 +53,8 @@ const HELP = `Usage:
   ambit lab exec   [--name NAME] --node NODE -- CMD [ARGS...]
   ambit lab pod add [--name NAME] [--node NODE] [--label K=V]... [--image httpbin|sleep] [--no-wait] <namespace>/<pod>
   ambit lab pod del [--name NAME] <namespace>/<pod>
-  ambit lab logs   [--name NAME] ztunnel|agent|apiserver|kubelet [--node NODE] [-f]
-  ambit lab start|stop|restart [--name NAME] ztunnel|agent|apiserver|kubelet [--node NODE]
+  ambit lab logs   [--name NAME] ztunnel|agent|kubelet|apiserver|controlplane [--node NODE] [-f]
+  ambit lab start|stop|restart [--name NAME] ztunnel|agent|kubelet|apiserver|controlplane [--node NODE]
 
 A lab is a local cluster on this machine's kernel: nodes are network namespaces joined by a bridge
 in the namespace ambit-NAME-fabric (the host's own network is not touched); pods are namespaces
@@ -65,7 +66,8 @@ netns) and a kubelet stand-in that makes the sandboxes of the pods written to th
 
 Options:
   --name NAME         lab name, lowercase letters and digits. 'up' defaults to ${DEFAULT_LAB}; the other
-                      commands default to $AMBIT_LAB, else the only running lab, else ${DEFAULT_LAB}
+                      commands default to $AMBIT_LAB, else the only lab there is, else ${DEFAULT_LAB}
+                      (with several labs and none named, the command lists them and asks for one)
   --nodes N           number of nodes, n1..nN (default 2)
   --network-only      only the network (nodes, fabric); pods are made directly, without API server,
                       agents or ztunnels
@@ -75,7 +77,8 @@ Options:
   --node-mask LEN     prefix length of each node's pod CIDR; node nK gets block K (default ${DEFAULT_NODE_MASK})
   --cni-path DIR      extra CNI plugin directory searched before /usr/lib/cni (repeatable)
   --node NODE         'exec': run in the node's netns; 'pod add': the node (default: the one with fewest
-                      pods); 'logs', 'start', 'stop', 'restart': the node of the component (default n1)
+                      pods); 'logs', 'start', 'stop', 'restart': the node of a per-node component
+                      (ztunnel, agent, kubelet; default n1); apiserver and controlplane run once per lab
   --label K=V         'pod add': a pod label (repeatable; app=<image> by default)
   --image IMAGE       'pod add': httpbin (HTTP server on :8000, GET /get, POST /post) or sleep (default)
   --no-wait           'pod add': return once the pod is written, without waiting until it runs
@@ -110,7 +113,7 @@ async function up(argv: string[]): Promise<number> {
   const podsPerNode = intOption(values['pods-per-node'], 'pods-per-node', 0);
   if (podsPerNode > 0 && !values['network-only']) {
     throw new UsageError(
-      "--pods-per-node needs --network-only; in a cluster add pods with 'ambit lab pod add'",
+      `--pods-per-node needs --network-only; in a cluster add pods with '${ambitCommand()} lab pod add'`,
     );
   }
   const options = {
@@ -203,7 +206,7 @@ async function exec(argv: string[]): Promise<number> {
   const dashes = argv.indexOf('--');
   if (dashes < 0 || dashes === argv.length - 1) {
     throw new UsageError(
-      "lab exec needs a command after '--', e.g. ambit lab exec ambient-demo/sleep -- ss -ntlp",
+      `lab exec needs a command after '--', e.g. ${ambitCommand()} lab exec ambient-demo/sleep -- ss -ntlp`,
     );
   }
   const { values, positionals } = parseArgs({

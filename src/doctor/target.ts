@@ -8,6 +8,7 @@ import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
 import { stateDir } from '../lab/names.js';
 import type { BackendName, InboundMode } from '../redirect/index.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import type { ListenAddress } from '../runtime/listen-address.js';
 import { doctorError } from './errors.js';
 import type { DoctorTarget } from './types.js';
@@ -61,13 +62,13 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
     inbound: o.inbound,
     probe: o.probe,
     hints: {
-      inPod: `ambit lab exec --name ${o.lab} ${pod.namespace}/${pod.name} --`,
+      inPod: `${ambitCommand()} lab exec --name ${o.lab} ${pod.namespace}/${pod.name} --`,
       ztunnelLogs: existsSync(ztunnelLog)
         ? `grep inpod ${ztunnelLog}`
         : `ip netns pids ${node.netns}   # is ambit ztunnel running on ${node.name}? its log shows 'grep inpod' lines`,
       agentLogs: existsSync(agentLog)
         ? `grep ${pod.namespace}/${pod.name} ${agentLog}`
-        : `ambit lab status --name ${o.lab}   # the node agent enrolls pods of labelled namespaces`,
+        : `${ambitCommand()} lab status --name ${o.lab}   # the node agent enrolls pods of labelled namespaces`,
       netnsArg: pod.netnsPath,
     },
   };

@@ -11,6 +11,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { readKubeconfig, renderPluginKubeconfig } from '../../cni/kubeconfig.js';
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../../cni/names.js';
 import { LocalCa } from '../../identity/local-ca.js';
+import { ambitCommand } from '../../runtime/invocation.js';
 import { logger } from '../../runtime/log.js';
 import {
   CNI_SERVICE_ACCOUNT,
@@ -331,7 +332,7 @@ export async function podDel(lab: string, ref: PodRef): Promise<void> {
     if (Date.now() > deadline) {
       throw labError(
         'LAB_POD_STUCK',
-        `pod ${formatPodRef(ref)} is still Terminating after ${POD_TIMEOUT_MS / 1000} s: is the kubelet of ${pod.spec?.nodeName} running? (ambit lab status --name ${lab})`,
+        `pod ${formatPodRef(ref)} is still Terminating after ${POD_TIMEOUT_MS / 1000} s: is the kubelet of ${pod.spec?.nodeName} running? (${ambitCommand()} lab status --name ${lab})`,
       );
     }
     await sleep(100);
