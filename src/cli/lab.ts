@@ -10,9 +10,10 @@ import { parseArgs } from 'node:util';
 import {
   ClusterLayout,
   clusterDown,
-  clusterPodNetns,
+  clusterPods,
   clusterStatus,
   clusterUp,
+  findClusterPod,
   isCluster,
   isLabComponent,
   nodeOf,
@@ -166,15 +167,26 @@ async function status(argv: string[]): Promise<number> {
   const name = labName(values.name);
   const state = loadLab(name);
   const present = new Set(listNetns());
-  const cluster = isCluster(name);
+  // A cluster lab's pods live in its API server (what kubectl lists), not in the lab state.
+  const cluster = isCluster(name) ? await clusterPods(name) : undefined;
+  if (cluster?.apiError) {
+    process.stderr.write(
+      `warning: the lab's API server did not answer (${cluster.apiError}); pods shown are the sandboxes its kubelets made\n`,
+    );
+  }
   if (values.json) {
     const shown = {
       ...(withPresence(state, present) as object),
-      ...(cluster ? { components: clusterStatus(state) } : {}),
+      ...(cluster
+        ? {
+            pods: cluster.pods.map((p) => ({ ...p, present: p.netns !== undefined && present.has(p.netns) })),
+            components: clusterStatus(state),
+          }
+        : {}),
     };
     process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
   } else {
-    process.stdout.write(`${renderTopology(state, present)}\n`);
+    process.stdout.write(`${renderTopology(state, present, cluster?.pods)}\n`);
     if (cluster) {
       process.stdout.write(`${renderComponents(state)}\n`);
       process.stdout.write(`kubeconfig: ${new ClusterLayout(name).kubeconfig}\n`);
@@ -227,7 +239,7 @@ async function exec(argv: string[]): Promise<number> {
 /** A pod made by the kubelet (cluster) or directly (network-only lab). */
 function podNetnsOf(lab: string, state: LabState, text: string): string {
   const ref = parsePodRef(text);
-  return (isCluster(lab) ? clusterPodNetns(lab, ref) : undefined) ?? findPod(state, ref).netns;
+  return isCluster(lab) ? findClusterPod(lab, ref).netns : findPod(state, ref).netns;
 }
 
 async function pod(argv: string[]): Promise<number> {

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
+import { findClusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
 import { stateDir } from '../lab/names.js';
 import type { BackendName, InboundMode } from '../redirect/index.js';
@@ -36,7 +36,7 @@ export interface NodeTargetOptions extends Common {
 export function labTarget(o: LabTargetOptions): DoctorTarget {
   const state = loadLab(o.lab);
   // A cluster lab's pods are the kubelet's sandboxes; a network-only lab's are in its state file.
-  const pod = (isCluster(o.lab) ? clusterPod(o.lab, o.pod) : undefined) ?? findPod(state, o.pod);
+  const pod = isCluster(o.lab) ? findClusterPod(o.lab, o.pod) : findPod(state, o.pod);
   const node = state.nodes.find((n) => n.name === pod.node);
   if (!node)
     throw doctorError(

@@ -17,6 +17,6 @@ export {
   planNodes,
 } from './lab.js';
 export { chooseLab, DEFAULT_LAB, formatPodRef, type PodRef, parsePodRef } from './names.js';
-export { renderTopology } from './render.js';
+export { type ClusterPodRow, renderTopology } from './render.js';
 export { type LabNode, type LabPod, type LabState, listLabs } from './state.js';
 export { checkPrerequisites, listNetns } from './system.js';
