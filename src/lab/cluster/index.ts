@@ -1,4 +1,4 @@
-export { cgroupV2Root, labCgroup, podCgroup } from './cgroup.js';
+export { cgroupV2Root, containerCgroup, labCgroup, podCgroup } from './cgroup.js';
 export { labProcesses } from './cleanup.js';
 export {
   type ClusterPods,
