@@ -3,14 +3,20 @@
 // root, the real-kernel tests (dist/test/*/e2e/**); with --k8s only the real-cluster tests
 // (dist/test/k8s/**, which bring up scripts/k8s), which are otherwise left out. Afterwards sweeps any `ambit-t-*` network
 // namespace a failed test left behind and fails the run if there were some.
+// Output: scripts/test-reporter.mjs, a line per top-level test, failures in full with the last lines
+// of what their file printed, and the counts; everything the test files print (component logs) goes
+// to one file per test file in /tmp/ambit-test-logs-<run>/, kept when the run fails. --verbose: Node's
+// spec reporter with all output on the terminal, as before.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
+const verbose = args.includes('--verbose');
 const k8sOnly = args.includes('--k8s');
 const filters = args.filter((a) => !a.startsWith('--'));
 
@@ -47,11 +53,17 @@ const concurrency = process.env.AMBIT_TEST_CONCURRENCY ?? (k8sOnly ? '1' : '4');
 // Every test namespace of this run is named ambit-t-<runId>..., so the sweep below never touches
 // another run's namespaces.
 const runId = randomBytes(2).toString('hex');
+const logDir = mkdtempSync(join(tmpdir(), `ambit-test-logs-${runId}-`));
+const reporter = verbose
+  ? ['--test-reporter=spec']
+  : [`--test-reporter=${join(root, 'scripts', 'test-reporter.mjs')}`, '--test-reporter-destination=stdout'];
 const r = spawnSync(
   process.execPath,
-  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
-  { stdio: 'inherit', cwd: root, env: { ...process.env, AMBIT_TEST_RUN: runId } },
+  ['--test', ...reporter, `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
+  { stdio: 'inherit', cwd: root, env: { ...process.env, AMBIT_TEST_RUN: runId, AMBIT_TEST_LOG_DIR: logDir } },
 );
+// The logs explain failures; a run that passed needs none of them.
+if (r.status === 0) rmSync(logDir, { recursive: true, force: true });
 
 let leaked = [];
 if (isRoot) {

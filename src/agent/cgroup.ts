@@ -1,7 +1,9 @@
 /**
  * The pod UID in a process's `/proc/PID/cgroup`, as kubelets name pod cgroups: cgroupfs
- * (`/kubepods/burstable/pod<uid>/<container>`), systemd (`…-pod<uid with _>.slice/cri-containerd-<id>.scope`)
- * and the lab's bare pod cgroup (`/ambit/kubepods/pod<uid>`, no container level).
+ * (`/kubepods/burstable/pod<uid>/<container>`, also the lab's), systemd
+ * (`…-pod<uid with _>.slice/cri-containerd-<id>.scope`), and a bare pod cgroup with no container
+ * level (`…/kubepods/pod<uid>`), which Istio's pattern rejects and this one accepts: the UID alone is
+ * what the agent needs.
  */
 import { agentError } from './errors.js';
 

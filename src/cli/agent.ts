@@ -2,13 +2,11 @@
 
 import { Agent } from '../agent/agent.js';
 import { type AgentConfig, agentHelp, parseAgentConfig } from '../agent/config.js';
-import type { CniErrorCode } from '../cni/errors.js';
 import { errorCode, errorMessage } from '../errors.js';
-import type { RuntimeErrorCode } from '../runtime/errors.js';
 import { runUntilShutdown } from '../runtime/lifecycle.js';
 import { logger } from '../runtime/log.js';
 import { nameProcess } from '../runtime/process-name.js';
-import { type Command, EXIT_OK, EXIT_USAGE } from './command.js';
+import { type Command, EXIT_OK } from './command.js';
 
 const log = logger('ambit::agent');
 
@@ -18,19 +16,8 @@ const command: Command = {
       process.stdout.write(`${agentHelp()}\n`);
       return EXIT_OK;
     }
-    let config: AgentConfig;
-    try {
-      config = parseAgentConfig(argv);
-    } catch (err) {
-      const code = errorCode(err);
-      if (
-        code !== ('ERR_CONFIG' satisfies RuntimeErrorCode) &&
-        code !== ('SELECTOR_INVALID' satisfies CniErrorCode)
-      )
-        throw err;
-      process.stderr.write(`ambit agent: ${errorMessage(err)} [${code}]\n`);
-      return EXIT_USAGE;
-    }
+    // A bad flag or variable (ERR_CONFIG, SELECTOR_INVALID) is a usage error: main says so, exit 2.
+    const config: AgentConfig = parseAgentConfig(argv);
     nameProcess('agent');
     return runUntilShutdown('agent', async () => {
       let agent: Agent;

@@ -23,6 +23,7 @@ import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from
 import { Walkthrough } from '../demo/walkthrough.js';
 import { clusterDown } from '../lab/cluster/index.js';
 import { checkLabName } from '../lab/names.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const DEFAULT_NAME = 'demo';
@@ -139,17 +140,17 @@ async function walkthrough(lab: string, w: Walkthrough): Promise<DemoCluster> {
 
 function nextSteps(w: Walkthrough, lab: string, kubeconfig: string, kept: boolean): void {
   w.heading('What to try next');
-  if (!kept) w.line(`Run 'ambit demo --keep' to leave the lab running, then:`);
+  if (!kept) w.line(`Run '${ambitCommand()} demo --keep' to leave the lab running, then:`);
   w.output(
     [
       `kubectl --kubeconfig ${kubeconfig} get pods -A -o wide`,
       `kubectl --kubeconfig ${kubeconfig} get pod -n ${DEMO_NAMESPACE} sleep -o yaml   # the annotation`,
-      `AMBIT_LAB=${lab} ambit lab exec ${DEMO_NAMESPACE}/sleep -- ss -ntlp`,
-      `AMBIT_LAB=${lab} ambit lab exec ${DEMO_NAMESPACE}/sleep -- iptables-save`,
-      `AMBIT_LAB=${lab} ambit lab logs ztunnel --node n1 | grep inpod`,
-      `AMBIT_LAB=${lab} ambit doctor ${DEMO_NAMESPACE}/sleep`,
-      `AMBIT_LAB=${lab} ambit lab pod add --node n1 ${DEMO_NAMESPACE}/another   # enrolled on creation`,
-      `ambit lab down --name ${lab}                      # removes everything the demo made`,
+      `AMBIT_LAB=${lab} ${ambitCommand()} lab exec ${DEMO_NAMESPACE}/sleep -- ss -ntlp`,
+      `AMBIT_LAB=${lab} ${ambitCommand()} lab exec ${DEMO_NAMESPACE}/sleep -- iptables-save`,
+      `AMBIT_LAB=${lab} ${ambitCommand()} lab logs ztunnel --node n1 | grep inpod`,
+      `AMBIT_LAB=${lab} ${ambitCommand()} doctor ${DEMO_NAMESPACE}/sleep`,
+      `AMBIT_LAB=${lab} ${ambitCommand()} lab pod add --node n1 ${DEMO_NAMESPACE}/another   # enrolled on creation`,
+      `${ambitCommand()} lab down --name ${lab}                      # removes everything the demo made`,
     ].join('\n'),
   );
 }
@@ -184,8 +185,8 @@ const demo: Command = {
     } finally {
       if (values.keep) {
         w.heading('The lab keeps running');
-        w.line(`Explore: AMBIT_LAB=${lab} ambit lab exec ${DEMO_NAMESPACE}/sleep -- ss -ntlp`);
-        w.line(`Remove:  ambit lab down --name ${lab}`);
+        w.line(`Explore: AMBIT_LAB=${lab} ${ambitCommand()} lab exec ${DEMO_NAMESPACE}/sleep -- ss -ntlp`);
+        w.line(`Remove:  ${ambitCommand()} lab down --name ${lab}`);
       } else {
         w.heading('Removing the lab');
         await clusterDown(lab);

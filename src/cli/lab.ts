@@ -10,9 +10,10 @@ import { parseArgs } from 'node:util';
 import {
   ClusterLayout,
   clusterDown,
-  clusterPodNetns,
+  clusterPods,
   clusterStatus,
   clusterUp,
+  findClusterPod,
   isCluster,
   isLabComponent,
   nodeOf,
@@ -45,6 +46,7 @@ import {
   primaryOf,
   renderTopology,
 } from '../lab/index.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage:
@@ -57,8 +59,8 @@ const HELP = `Usage:
   ambit lab exec   [--name NAME] --node NODE -- CMD [ARGS...]
   ambit lab pod add [--name NAME] [--node NODE] [--label K=V]... [--image httpbin|sleep] [--no-wait] <namespace>/<pod>
   ambit lab pod del [--name NAME] <namespace>/<pod>
-  ambit lab logs   [--name NAME] ztunnel|agent|apiserver|kubelet [--node NODE] [-f]
-  ambit lab start|stop|restart [--name NAME] ztunnel|agent|apiserver|kubelet [--node NODE]
+  ambit lab logs   [--name NAME] ztunnel|agent|kubelet|apiserver|controlplane [--node NODE] [-f]
+  ambit lab start|stop|restart [--name NAME] ztunnel|agent|kubelet|apiserver|controlplane [--node NODE]
 
 A lab is a local cluster on this machine's kernel: nodes are network namespaces joined by a bridge
 in the namespace ambit-NAME-fabric (the host's own network is not touched); pods are namespaces
@@ -70,7 +72,8 @@ netns) and a kubelet stand-in that makes the sandboxes of the pods written to th
 
 Options:
   --name NAME         lab name, lowercase letters and digits. 'up' defaults to ${DEFAULT_LAB}; the other
-                      commands default to $AMBIT_LAB, else the only running lab, else ${DEFAULT_LAB}
+                      commands default to $AMBIT_LAB, else the only lab there is, else ${DEFAULT_LAB}
+                      (with several labs and none named, the command lists them and asks for one)
   --nodes N           number of nodes, n1..nN (default 2)
   --network-only      only the network (nodes, fabric); pods are made directly, without API server,
                       agents or ztunnels
@@ -83,7 +86,8 @@ Options:
                       macvlan (ipvlan/macvlan: pods on the node's uplink, the node reaches them
                       through its sub-interface ambit-shim)
   --node NODE         'exec': run in the node's netns; 'pod add': the node (default: the one with fewest
-                      pods); 'logs', 'start', 'stop', 'restart': the node of the component (default n1)
+                      pods); 'logs', 'start', 'stop', 'restart': the node of a per-node component
+                      (ztunnel, agent, kubelet; default n1); apiserver and controlplane run once per lab
   --label K=V         'pod add': a pod label (repeatable; app=<image> by default)
   --image IMAGE       'pod add': httpbin (HTTP server on :8000, GET /get, POST /post) or sleep (default)
   --no-wait           'pod add': return once the pod is written, without waiting until it runs
@@ -123,7 +127,7 @@ async function up(argv: string[]): Promise<number> {
   const podsPerNode = intOption(values['pods-per-node'], 'pods-per-node', 0);
   if (podsPerNode > 0 && !values['network-only']) {
     throw new UsageError(
-      "--pods-per-node needs --network-only; in a cluster add pods with 'ambit lab pod add'",
+      `--pods-per-node needs --network-only; in a cluster add pods with '${ambitCommand()} lab pod add'`,
     );
   }
   const options = {
@@ -177,15 +181,26 @@ async function status(argv: string[]): Promise<number> {
   const name = labName(values.name);
   const state = loadLab(name);
   const present = new Set(listNetns());
-  const cluster = isCluster(name);
+  // A cluster lab's pods live in its API server (what kubectl lists), not in the lab state.
+  const cluster = isCluster(name) ? await clusterPods(name) : undefined;
+  if (cluster?.apiError) {
+    process.stderr.write(
+      `warning: the lab's API server did not answer (${cluster.apiError}); pods shown are the sandboxes its kubelets made\n`,
+    );
+  }
   if (values.json) {
     const shown = {
       ...(withPresence(state, present) as object),
-      ...(cluster ? { components: clusterStatus(state) } : {}),
+      ...(cluster
+        ? {
+            pods: cluster.pods.map((p) => ({ ...p, present: p.netns !== undefined && present.has(p.netns) })),
+            components: clusterStatus(state),
+          }
+        : {}),
     };
     process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
   } else {
-    process.stdout.write(`${renderTopology(state, present)}\n`);
+    process.stdout.write(`${renderTopology(state, present, cluster?.pods)}\n`);
     if (cluster) {
       process.stdout.write(`${renderComponents(state)}\n`);
       process.stdout.write(`kubeconfig: ${new ClusterLayout(name).kubeconfig}\n`);
@@ -218,7 +233,7 @@ async function exec(argv: string[]): Promise<number> {
   const dashes = argv.indexOf('--');
   if (dashes < 0 || dashes === argv.length - 1) {
     throw new UsageError(
-      "lab exec needs a command after '--', e.g. ambit lab exec ambient-demo/sleep -- ss -ntlp",
+      `lab exec needs a command after '--', e.g. ${ambitCommand()} lab exec ambient-demo/sleep -- ss -ntlp`,
     );
   }
   const { values, positionals } = parseArgs({
@@ -239,7 +254,7 @@ async function exec(argv: string[]): Promise<number> {
 /** A pod made by the kubelet (cluster) or directly (network-only lab). */
 function podNetnsOf(lab: string, state: LabState, text: string): string {
   const ref = parsePodRef(text);
-  return (isCluster(lab) ? clusterPodNetns(lab, ref) : undefined) ?? findPod(state, ref).netns;
+  return isCluster(lab) ? findClusterPod(lab, ref).netns : findPod(state, ref).netns;
 }
 
 async function pod(argv: string[]): Promise<number> {

@@ -4,7 +4,9 @@
  */
 import { pathToFileURL } from 'node:url';
 import { errorCode, errorMessage } from '../errors.js';
-import { type Command, EXIT_FAILURE, EXIT_USAGE, UsageError } from './command.js';
+import { ambitCommand } from '../runtime/invocation.js';
+import { type Command, EXIT_FAILURE, EXIT_USAGE } from './command.js';
+import { isUsageError, usageMessage } from './usage.js';
 
 interface Entry {
   summary: string;
@@ -56,18 +58,24 @@ const COMMANDS: Record<string, Entry> = {
 };
 
 function usage(): string {
+  const ambit = ambitCommand();
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length), 8);
   const lines = Object.entries(COMMANDS).map(([name, e]) => `  ${name.padEnd(width)}  ${e.summary}`);
   return [
-    'Usage: ambit <command> [options]',
+    `Usage: ${ambit} <command> [options]`,
     '',
     "ambit: Istio ambient mode's in-pod traffic redirection (CNI plugin, node agent, node proxy, lab).",
     '',
     'Commands:',
     ...lines,
     '',
-    "Run 'ambit <command> --help' for a command's options.",
+    `Run '${ambit} <command> --help' for a command's options.`,
   ].join('\n');
+}
+
+/** The line after every usage error, in every command. */
+export function usageHint(command: string): string {
+  return `Run '${ambitCommand()} ${command} --help' for usage.`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -90,12 +98,8 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (err) {
     const code = errorCode(err);
-    if (
-      err instanceof UsageError ||
-      code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
-      code?.startsWith('ERR_PARSE_ARGS')
-    ) {
-      process.stderr.write(`ambit ${name}: ${errorMessage(err)}\nRun 'ambit ${name} --help' for usage.\n`);
+    if (isUsageError(err)) {
+      process.stderr.write(`ambit ${name}: ${usageMessage(err)}\n${usageHint(name)}\n`);
       return EXIT_USAGE;
     }
     process.stderr.write(`ambit ${name}: ${errorMessage(err)}${code ? ` [${code}]` : ''}\n`);

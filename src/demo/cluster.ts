@@ -16,6 +16,7 @@ import {
 } from '../lab/cluster/index.js';
 import { ensureNamespace, readPod } from '../lab/cluster/kube.js';
 import { loadLab, type PodRef } from '../lab/index.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import { demoError } from './errors.js';
 
 export const DEMO_NAMESPACE = 'ambient-demo';
@@ -88,7 +89,7 @@ export async function waitEnrolled(lab: string, pods: readonly DemoPod[]): Promi
     if (Date.now() > deadline) {
       throw demoError(
         'DEMO_NOT_ENROLLED',
-        `${pending.map((p) => `${p.ref.namespace}/${p.ref.name}`).join(', ')} not annotated ${REDIRECTION_ANNOTATION}: enabled after ${ENROLL_TIMEOUT_MS / 1000} s (see ambit lab logs agent --node ${pending[0]!.node})`,
+        `${pending.map((p) => `${p.ref.namespace}/${p.ref.name}`).join(', ')} not annotated ${REDIRECTION_ANNOTATION}: enabled after ${ENROLL_TIMEOUT_MS / 1000} s (see ${ambitCommand()} lab logs agent --node ${pending[0]!.node})`,
       );
     }
     await sleep(100);

@@ -13,6 +13,7 @@ import { startCapture } from '../lab/capture.js';
 import { execIn } from '../lab/system.js';
 import { INBOUND_HBONE_PORT } from '../node/contract.js';
 import { parseBackend, parseInbound } from '../redirect/index.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import { parseListenAddress } from '../runtime/listen-address.js';
 import { type DemoCluster, ztunnelPid } from './cluster.js';
 import { readPcap, streamsOf } from './pcap.js';
@@ -32,7 +33,7 @@ function ztunnelLog(c: DemoCluster, node: string): string {
 /** (a) `kubectl logs ds/ztunnel | grep inpod`: in-pod mode on, the pod's netns received, its proxy started. */
 export function inpodLogs(c: DemoCluster, w: Walkthrough): void {
   for (const pod of [c.sleep, c.httpbin]) {
-    w.command(`ambit lab logs ztunnel --node ${pod.node} | grep inpod`);
+    w.command(`${ambitCommand()} lab logs ztunnel --node ${pod.node} | grep inpod`);
     const lines = ztunnelLog(c, pod.node)
       .split('\n')
       .filter((l) => l.includes('inpod'));
@@ -54,7 +55,7 @@ export function inpodLogs(c: DemoCluster, w: Walkthrough): void {
 
 /** (b) `ss -ntlp` in the sleep pod: the seed's four listeners, owned by the node's ztunnel. */
 export function sockets(c: DemoCluster, w: Walkthrough): void {
-  w.command(`ambit lab exec ${podName(c, 'sleep')} -- ss -ntlp`);
+  w.command(`${ambitCommand()} lab exec ${podName(c, 'sleep')} -- ss -ntlp`);
   const ss = execIn(c.sleep.netns, 'ss', ['-ntlp']);
   w.output(ss);
   const pid = ztunnelPid(c.lab, c.sleep.node);
@@ -72,7 +73,7 @@ export function sockets(c: DemoCluster, w: Walkthrough): void {
 
 /** (c) `iptables-save` in the sleep pod: the ISTIO_ chains of the mangle and nat tables. */
 export function rules(c: DemoCluster, w: Walkthrough): void {
-  w.command(`ambit lab exec ${podName(c, 'sleep')} -- iptables-save`);
+  w.command(`${ambitCommand()} lab exec ${podName(c, 'sleep')} -- iptables-save`);
   const saved = execIn(c.sleep.netns, 'iptables-save', []);
   w.output(saved);
   for (const [pattern, what] of [
@@ -116,7 +117,7 @@ const httpbinUrl = (c: DemoCluster, path: string) => `http://${c.httpbin.ip}:${H
 
 /** (d) sleep -> httpbin: GET /get and POST /post succeed through both ztunnels. */
 export async function request(c: DemoCluster, w: Walkthrough): Promise<void> {
-  w.command(`ambit lab exec ${podName(c, 'sleep')} -- curl -sS ${httpbinUrl(c, '/get')}`);
+  w.command(`${ambitCommand()} lab exec ${podName(c, 'sleep')} -- curl -sS ${httpbinUrl(c, '/get')}`);
   const get = await curl(c, [httpbinUrl(c, '/get')]);
   w.output(JSON.stringify(get, null, 2));
   expect(
@@ -126,7 +127,7 @@ export async function request(c: DemoCluster, w: Walkthrough): Promise<void> {
 
   const body = 'hello httpbin, from sleep';
   w.command(
-    `ambit lab exec ${podName(c, 'sleep')} -- curl -sS --data-binary '${body}' ${httpbinUrl(c, '/post')}`,
+    `${ambitCommand()} lab exec ${podName(c, 'sleep')} -- curl -sS --data-binary '${body}' ${httpbinUrl(c, '/post')}`,
   );
   const post = await curl(c, [
     '-H',
@@ -155,9 +156,9 @@ function logMarks(c: DemoCluster): LogMarks {
 /** (e) A capture on sleep's eth0 during a request with a unique marker: TCP to 15008, TLS, no marker. */
 export async function encrypted(c: DemoCluster, w: Walkthrough): Promise<LogMarks> {
   const marker = `ambit-demo-secret-${randomBytes(8).toString('hex')}`;
-  w.command(`ambit lab exec ${podName(c, 'sleep')} -- tcpdump -i eth0 -nn -w - tcp   # while:`);
+  w.command(`${ambitCommand()} lab exec ${podName(c, 'sleep')} -- tcpdump -i eth0 -nn -w - tcp   # while:`);
   w.command(
-    `ambit lab exec ${podName(c, 'sleep')} -- curl -sS --data-binary '${marker}' ${httpbinUrl(c, '/post')}`,
+    `${ambitCommand()} lab exec ${podName(c, 'sleep')} -- curl -sS --data-binary '${marker}' ${httpbinUrl(c, '/post')}`,
   );
   const capture = await startCapture(c.sleep.netns, 'eth0', 'tcp');
   const marks = logMarks(c);
@@ -235,7 +236,7 @@ export async function accessLog(c: DemoCluster, w: Walkthrough, marks: LogMarks)
   const identity = SERVICE_ACCOUNT(c.sleep.ref.namespace);
   for (const { pod, direction } of ends) {
     w.command(
-      `ambit lab logs ztunnel --node ${pod.node} | grep 'connection complete'   # ${direction}, on ${pod.node}`,
+      `${ambitCommand()} lab logs ztunnel --node ${pod.node} | grep 'connection complete'   # ${direction}, on ${pod.node}`,
     );
     const lines = found(pod.node, direction);
     expect(
@@ -252,9 +253,9 @@ export async function accessLog(c: DemoCluster, w: Walkthrough, marks: LogMarks)
   }
 }
 
-/** (g) `ambit doctor ambient-demo/sleep`: the checks above, automated. */
+/** (g) `${ambitCommand()} doctor ambient-demo/sleep`: the checks above, automated. */
 export async function doctor(c: DemoCluster, w: Walkthrough): Promise<void> {
-  w.command(`ambit doctor --lab ${c.lab} ${podName(c, 'sleep')}`);
+  w.command(`${ambitCommand()} doctor --lab ${c.lab} ${podName(c, 'sleep')}`);
   const report = await runDoctor(
     labTarget({
       lab: c.lab,

@@ -4,10 +4,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
+import { findClusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
 import { stateDir } from '../lab/names.js';
 import type { BackendName, InboundMode } from '../redirect/index.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import type { ListenAddress } from '../runtime/listen-address.js';
 import { doctorError } from './errors.js';
 import type { DoctorTarget } from './types.js';
@@ -37,7 +38,7 @@ export interface NodeTargetOptions extends Common {
 export function labTarget(o: LabTargetOptions): DoctorTarget {
   const state = loadLab(o.lab);
   // A cluster lab's pods are the kubelet's sandboxes; a network-only lab's are in its state file.
-  const pod = (isCluster(o.lab) ? clusterPod(o.lab, o.pod) : undefined) ?? findPod(state, o.pod);
+  const pod = isCluster(o.lab) ? findClusterPod(o.lab, o.pod) : findPod(state, o.pod);
   const node = state.nodes.find((n) => n.name === pod.node);
   if (!node)
     throw doctorError(
@@ -65,13 +66,13 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
     dnsCapture: o.dnsCapture ?? true,
     probe: o.probe,
     hints: {
-      inPod: `ambit lab exec --name ${o.lab} ${pod.namespace}/${pod.name} --`,
+      inPod: `${ambitCommand()} lab exec --name ${o.lab} ${pod.namespace}/${pod.name} --`,
       ztunnelLogs: existsSync(ztunnelLog)
         ? `grep inpod ${ztunnelLog}`
         : `ip netns pids ${node.netns}   # is ambit ztunnel running on ${node.name}? its log shows 'grep inpod' lines`,
       agentLogs: existsSync(agentLog)
         ? `grep ${pod.namespace}/${pod.name} ${agentLog}`
-        : `ambit lab status --name ${o.lab}   # the node agent enrolls pods of labelled namespaces`,
+        : `${ambitCommand()} lab status --name ${o.lab}   # the node agent enrolls pods of labelled namespaces`,
       netnsArg: pod.netnsPath,
     },
   };

@@ -18,6 +18,7 @@ export type LabErrorCode =
   | 'LAB_BAD_COMPONENT'
   | 'LAB_EXISTS'
   | 'LAB_NOT_FOUND'
+  | 'LAB_NOT_CHOSEN' // several labs exist and the command names none
   | 'LAB_STATE_CORRUPT' // the lab's state file is not a state this version reads
   | 'LAB_NODE_NOT_FOUND'
   | 'LAB_POD_EXISTS'

@@ -24,6 +24,6 @@ export {
   type PrimaryCni,
   parsePrimaryCni,
 } from './primary-cni.js';
-export { renderTopology } from './render.js';
+export { type ClusterPodRow, renderTopology } from './render.js';
 export { type LabNode, type LabPod, type LabState, listLabs } from './state.js';
 export { checkPrerequisites, listNetns } from './system.js';

@@ -8,6 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import { logger } from '../runtime/log.js';
 import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
 import { type CniResult, CniRuntime, type CniSandbox, DEFAULT_CNI_PATH } from './cni-runtime/index.js';
@@ -38,7 +39,7 @@ import {
   parsePrimaryCni,
   primaryPlugins,
 } from './primary-cni.js';
-import { type LabNode, type LabPod, type LabState, readState, writeState } from './state.js';
+import { type LabNode, type LabPod, type LabState, listLabs, readState, writeState } from './state.js';
 import { checkPrerequisites, execIn, ipIn, listNetns, sh } from './system.js';
 
 const log = logger('ambit::lab');
@@ -93,9 +94,14 @@ export function loadLab(lab: string): LabState {
   checkLabName(lab);
   const state = readState(lab);
   if (!state) {
+    const others = listLabs();
+    const where =
+      others.length === 0
+        ? 'no lab exists here'
+        : `labs here: ${others.join(', ')}; pick one with --name NAME or AMBIT_LAB=NAME`;
     throw labError(
       'LAB_NOT_FOUND',
-      `lab '${lab}' does not exist; create it with 'ambit lab up --name ${lab}'`,
+      `lab '${lab}' does not exist (${where}); create it with '${ambitCommand()} lab up --name ${lab}'`,
     );
   }
   return state;
@@ -218,7 +224,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   if (labExists(lab)) {
     throw labError(
       'LAB_EXISTS',
-      `lab '${lab}' already exists; use it, or remove it first with 'ambit lab down --name ${lab}'`,
+      `lab '${lab}' already exists; use it, or remove it first with '${ambitCommand()} lab down --name ${lab}'`,
     );
   }
   try {
@@ -289,7 +295,7 @@ export function findPod(state: LabState, ref: PodRef): LabPod {
     const known = state.pods.map(formatPodRef).join(', ') || 'none';
     throw labError(
       'LAB_POD_NOT_FOUND',
-      `lab '${state.name}' has no pod ${formatPodRef(ref)} (pods: ${known}); add one with 'ambit lab pod add'`,
+      `lab '${state.name}' has no pod ${formatPodRef(ref)} (pods: ${known}); add one with '${ambitCommand()} lab pod add'`,
     );
   }
   return found;

@@ -2,6 +2,7 @@
  * Every name the lab gives the kernel. All netns of lab L start with `ambit-L-` and lab names
  * hold no `-`, so `lab down` can find a lab's leftovers by prefix without touching another lab's.
  */
+import { ambitCommand } from '../runtime/invocation.js';
 import { labError } from './errors.js';
 
 export const DEFAULT_LAB = 'ambit';
@@ -105,15 +106,23 @@ export function stateDir(lab: string): string {
 }
 
 /**
- * The lab a command means when `--name` is not given: $AMBIT_LAB, else the only lab running,
- * else `ambit`. So after `ambit demo --keep`, `ambit lab exec ambient-demo/sleep -- ss -ntlp` works.
+ * The lab a command means when `--name` is not given: $AMBIT_LAB, else the only lab there is, else
+ * `ambit` (whose absence then says how to create it). With several labs it does not guess: it names
+ * them and how to pick one. So after `ambit demo --keep`, `ambit lab exec ambient-demo/sleep -- ss -ntlp`
+ * works.
  */
 export function chooseLab(
   explicit: string | undefined,
   env: string | undefined,
-  running: readonly string[],
+  existing: readonly string[],
 ): string {
   if (explicit !== undefined) return explicit;
   if (env) return env;
-  return running.length === 1 ? running[0]! : DEFAULT_LAB;
+  if (existing.length > 1) {
+    throw labError(
+      'LAB_NOT_CHOSEN',
+      `${existing.length} labs exist (${existing.join(', ')}): pick one with --name NAME, e.g. '${ambitCommand()} lab status --name ${existing[0]}', or set AMBIT_LAB=NAME`,
+    );
+  }
+  return existing[0] ?? DEFAULT_LAB;
 }

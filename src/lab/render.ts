@@ -1,6 +1,6 @@
 /** Human-readable lab topology for `lab status` and the demo. */
 import { primaryOf } from './conflist.js';
-import { formatPodRef, NODE_SHIM } from './names.js';
+import { formatPodRef, NODE_SHIM, type PodRef } from './names.js';
 import { onUplink } from './primary-cni.js';
 import type { LabState } from './state.js';
 
@@ -9,11 +9,28 @@ function table(rows: string[][]): string[] {
   return rows.map((r) => `  ${r.map((cell, col) => cell.padEnd(widths[col]!)).join('  ')}`.trimEnd());
 }
 
-/** `present` tells which namespaces exist right now, so a half-removed lab shows what is missing. */
-export function renderTopology(state: LabState, present: ReadonlySet<string>): string {
+/** A pod of a cluster lab: its API object's place and phase (the lab state holds none of them). */
+export interface ClusterPodRow extends PodRef {
+  node: string;
+  ip: string;
+  phase: string;
+  hostNetwork: boolean;
+  netns: string | undefined;
+}
+
+/**
+ * `present` tells which namespaces exist right now, so a half-removed lab shows what is missing.
+ * `clusterPods`: a cluster lab's pods, from its API server; without it, the pods the lab made itself.
+ */
+export function renderTopology(
+  state: LabState,
+  present: ReadonlySet<string>,
+  clusterPods?: readonly ClusterPodRow[],
+): string {
   const mark = (netns: string) => (present.has(netns) ? netns : `${netns} (MISSING)`);
+  const pods: readonly { node: string }[] = clusterPods ?? state.pods;
   const lines = [
-    `Lab ${state.name}: ${state.nodes.length} node(s), ${state.pods.length} pod(s)`,
+    `Lab ${state.name}: ${state.nodes.length} node(s), ${pods.length} pod(s)`,
     `  fabric bridge ${state.fabric.bridge} in netns ${mark(state.fabric.netns)}; nodes on ${state.nodeCidr}, pods in ${state.podCidr}`,
     `  primary CNI ${primaryOf(state)}${onUplink(primaryOf(state)) ? ` (pods on each node's uplink; the node reaches them through ${NODE_SHIM})` : ''}`,
     '',
@@ -25,15 +42,24 @@ export function renderTopology(state: LabState, present: ReadonlySet<string>): s
         n.ip,
         n.podCidr,
         n.podGateway,
-        String(state.pods.filter((p) => p.node === n.name).length),
+        String(pods.filter((p) => p.node === n.name).length),
         mark(n.netns),
       ]),
     ]),
     '',
     'Pods',
   ];
-  if (state.pods.length === 0) lines.push('  (none)');
-  else {
+  if (pods.length === 0) lines.push('  (none)');
+  else if (clusterPods) {
+    const netns = (p: ClusterPodRow) =>
+      p.hostNetwork ? '(host network)' : p.netns === undefined ? '(no sandbox)' : mark(p.netns);
+    lines.push(
+      ...table([
+        ['POD', 'NODE', 'IP', 'STATUS', 'NETNS'],
+        ...clusterPods.map((p) => [formatPodRef(p), p.node || '-', p.ip || '-', p.phase, netns(p)]),
+      ]),
+    );
+  } else {
     lines.push(
       ...table([
         ['POD', 'NODE', 'IP', 'NETNS'],

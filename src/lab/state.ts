@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorCode } from '../errors.js';
+import { ambitCommand } from '../runtime/invocation.js';
 import type { CniResult } from './cni-runtime/index.js';
 import { labError } from './errors.js';
 import { STATE_ROOT, stateDir } from './names.js';
@@ -69,14 +70,14 @@ export function readState(lab: string, dir = stateDir(lab)): LabState | undefine
   } catch {
     throw labError(
       'LAB_STATE_CORRUPT',
-      `lab state ${stateFile(lab, dir)} is not valid JSON; 'ambit lab down --name ${lab}' removes the lab anyway`,
+      `lab state ${stateFile(lab, dir)} is not valid JSON; '${ambitCommand()} lab down --name ${lab}' removes the lab anyway`,
     );
   }
   const s = value as Partial<LabState>;
   if (s.version !== 1 || s.name !== lab || !Array.isArray(s.nodes) || !Array.isArray(s.pods)) {
     throw labError(
       'LAB_STATE_CORRUPT',
-      `lab state ${stateFile(lab, dir)} is not a version 1 state of lab '${lab}'; 'ambit lab down --name ${lab}' removes the lab anyway`,
+      `lab state ${stateFile(lab, dir)} is not a version 1 state of lab '${lab}'; '${ambitCommand()} lab down --name ${lab}' removes the lab anyway`,
     );
   }
   if (s.primaryCni !== undefined && !isPrimaryCni(String(s.primaryCni))) {

@@ -5,14 +5,17 @@
  * `lab exec` and `doctor --lab` still treat the lab as a cluster (issue 13).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { labTarget } from '../../src/doctor/index.js';
 import { type ApiServer, startApiServer } from '../../src/lab/apiserver/index.js';
-import { ClusterLayout, isCluster, labKubeconfig } from '../../src/lab/cluster/index.js';
+import { adminClient, ClusterLayout, isCluster, labKubeconfig } from '../../src/lab/cluster/index.js';
+import { ensureNamespace, ztunnelPod } from '../../src/lab/cluster/kube.js';
 import type { SandboxRecord } from '../../src/lab/cluster/sandbox.js';
 import { stateDir } from '../../src/lab/names.js';
 import { writeState } from '../../src/lab/state.js';
@@ -22,9 +25,19 @@ import { ambit } from './cli.js';
 const lab = `td${randomBytes(3).toString('hex')}`;
 const layout = new ClusterLayout(lab);
 const apiDir = mkdtempSync(join(tmpdir(), 'ambit-labdetect-'));
-let api: ApiServer;
+let api: ApiServer | undefined;
 let nodeNs: TestNetns;
 let podNs: TestNetns;
+
+/** kubectl against the lab's (the test's) API server, as a user of the lab would run it. */
+async function kubectl(args: string[]): Promise<string> {
+  // Async: the API server answering it runs in this process.
+  const { stdout } = await promisify(execFile)('kubectl', ['--kubeconfig', layout.kubeconfig, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return stdout;
+}
 
 before(async () => {
   nodeNs = new TestNetns();
@@ -80,7 +93,7 @@ describe('cluster lab detection', () => {
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /pod shop\/web on n1: \(pending\) \(Pending\)/);
-    const pod = api.store.get(
+    const pod = api!.store.get(
       (await import('../../src/lab/apiserver/resources.js')).findResource('', 'v1', 'pods')!,
       'shop',
       'web',
@@ -121,6 +134,78 @@ describe('cluster lab detection', () => {
     assert.deepEqual(target.podIps, ['10.251.0.7']);
     assert.equal(target.nodeNetns, nodeNs.path);
     assert.equal(target.kubeconfig, layout.kubeconfig);
+  });
+
+  test('lab status counts the pods the API server has, as kubectl lists them, with each sandbox', async () => {
+    const add = await ambit([
+      'lab',
+      'pod',
+      'add',
+      '--name',
+      lab,
+      '--node',
+      'n1',
+      '--no-wait',
+      'default/sleep',
+    ]);
+    assert.equal(add.code, 0, add.stderr);
+    // The node proxy's pod: host network, no sandbox (the lab's clusterUp writes one per node).
+    await ensureNamespace(adminClient(lab), 'istio-system');
+    await adminClient(lab).createNamespacedPod({
+      namespace: 'istio-system',
+      body: ztunnelPod({ name: 'n1' }),
+    });
+    const listed = await kubectl(['get', 'pods', '-A', '--no-headers', '-o', 'name']);
+    const count = listed.split('\n').filter(Boolean).length;
+    assert.equal(count, 3, listed);
+
+    const r = await ambit(['lab', 'status', '--name', lab]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^Lab ${lab}: 1 node\\(s\\), ${count} pod\\(s\\)$`, 'm'));
+    assert.match(
+      r.stdout,
+      new RegExp(`^ {2}n1 .* ${count} +${nodeNs.name}$`, 'm'),
+      'the node counts its pods',
+    );
+    assert.match(r.stdout, /^ {2}POD +NODE +IP +STATUS +NETNS$/m);
+    assert.match(r.stdout, /^ {2}default\/sleep +n1 +- +Pending +\(no sandbox\)$/m);
+    assert.match(r.stdout, /^ {2}istio-system\/ztunnel-n1 +n1 +- +Pending +\(host network\)$/m);
+    assert.match(r.stdout, new RegExp(`^ {2}shop/web +n1 +- +Pending +${podNs.name}$`, 'm'));
+
+    const json = await ambit(['lab', 'status', '--name', lab, '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const shown = JSON.parse(json.stdout) as { pods: { name: string; netns?: string; present: boolean }[] };
+    assert.deepEqual(
+      shown.pods.map((p) => [p.name, p.netns, p.present]),
+      [
+        ['sleep', undefined, false],
+        ['ztunnel-n1', undefined, false],
+        ['web', podNs.name, true],
+      ],
+    );
+  });
+
+  test('lab exec of a pod without a sandbox names the pods that have one, not "pods: none"', async () => {
+    const r = await ambit(['lab', 'exec', '--name', lab, 'default/sleep', '--', 'true']);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /has no running pod default\/sleep \(pods with a sandbox: shop\/web\); see 'ambit lab status --name \w+'.*\[LAB_POD_NOT_FOUND\]/,
+    );
+    assert.doesNotMatch(r.stderr, /pods: none/);
+  });
+
+  test('with its API server down, lab status shows the sandboxes and says why', async () => {
+    await api!.close();
+    api = undefined;
+    const r = await ambit(['lab', 'status', '--name', lab]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^warning: the lab's API server did not answer \(.+\); pods shown are the sandboxes its kubelets made$/m,
+    );
+    assert.match(r.stdout, new RegExp(`^Lab ${lab}: 1 node\\(s\\), 1 pod\\(s\\)$`, 'm'));
+    assert.match(r.stdout, new RegExp(`^ {2}shop/web +n1 +10\\.251\\.0\\.7 +Unknown +${podNs.name}$`, 'm'));
   });
 
   test('without the kubeconfig (a network-only lab) it is not a cluster lab', () => {

@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { podFromCgroupPath } from '../../src/agent/cgroup.js';
-import { podCgroup } from '../../src/lab/cluster/cgroup.js';
+import { containerCgroup, podCgroup } from '../../src/lab/cluster/cgroup.js';
 import { killLabProcesses, labProcesses } from '../../src/lab/cluster/cleanup.js';
 import { pendingReason } from '../../src/lab/cluster/cluster.js';
 import { appOf } from '../../src/lab/cluster/kubelet.js';
@@ -23,6 +23,7 @@ import {
   startDetached,
   stopByPidFile,
 } from '../../src/lab/cluster/supervisor.js';
+import { istioPodOf } from '../helpers/istio-cgroup.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ambit-labint-'));
 const started: number[] = [];
@@ -105,15 +106,18 @@ describe('crash leftovers', () => {
 });
 
 describe('layout and kubelet rules', () => {
-  test('the kubelet puts pods where the agent attributes them by UID', () => {
+  test('the kubelet nests each container in its pod cgroup as containerd does; the agent and Istio both attribute it', () => {
     const uid = '1e054806-e667-4109-a5af-08b3e6ba0c42';
-    assert.deepEqual(
-      podFromCgroupPath(podCgroup('lab1', uid).replace(/^\/sys\/fs\/cgroup(\/unified)?/, '')),
-      {
-        uid,
-        containerId: undefined,
-      },
-    );
+    const id = 'ab'.repeat(32);
+    const pod = podCgroup('lab1', uid);
+    const path = containerCgroup(pod, id).replace(/^\/sys\/fs\/cgroup(\/unified)?/, '');
+    assert.equal(path, `/ambit/lab1/kubepods/besteffort/pod${uid}/${id}`);
+    assert.deepEqual(podFromCgroupPath(path), { uid, containerId: id });
+    assert.deepEqual(istioPodOf(path), { uid, containerId: id });
+    // The bare pod cgroup the lab used before: Istio's scan finds no pod in it (the agent still does).
+    const bare = pod.replace(/^\/sys\/fs\/cgroup(\/unified)?/, '');
+    assert.equal(istioPodOf(bare), undefined);
+    assert.equal(podFromCgroupPath(bare)?.uid, uid);
   });
 
   test('components and per-node process names', () => {

@@ -171,11 +171,15 @@ describe('names', () => {
     );
   });
 
-  test('without --name: $AMBIT_LAB, else the only running lab, else ambit', () => {
+  test('without --name: $AMBIT_LAB, else the only lab, else ambit; several labs are named, not guessed', () => {
     assert.equal(chooseLab('x', 'y', ['z']), 'x');
     assert.equal(chooseLab(undefined, 'y', ['z']), 'y');
     assert.equal(chooseLab(undefined, undefined, ['demo']), 'demo');
-    assert.equal(chooseLab(undefined, undefined, ['demo', 'other']), 'ambit');
     assert.equal(chooseLab(undefined, undefined, []), 'ambit');
+    assert.throws(() => chooseLab(undefined, undefined, ['ambit', 'demo']), {
+      code: 'LAB_NOT_CHOSEN',
+      message:
+        /^2 labs exist \(ambit, demo\): pick one with --name NAME, .*lab status --name ambit.*AMBIT_LAB=NAME/,
+    });
   });
 });

@@ -1,6 +1,7 @@
 /** Seed: "Check the iptables rules setup": the in-pod rules equal the expected ruleset, diff otherwise. */
 import { errorMessage } from '../../errors.js';
 import { createRedirector } from '../../redirect/index.js';
+import { ambitCommand } from '../../runtime/invocation.js';
 import type { DoctorContext } from '../context.js';
 import type { CheckResult } from '../types.js';
 
@@ -8,7 +9,7 @@ const title = 'in-pod redirection rules equal the expected ruleset';
 
 export async function checkRules(ctx: DoctorContext): Promise<CheckResult> {
   const t = ctx.target;
-  const verifyCmd = `ambit redirect verify --netns ${t.hints.netnsArg} --backend ${t.backend} --inbound ${t.inbound}`;
+  const verifyCmd = `${ambitCommand()} redirect verify --netns ${t.hints.netnsArg} --backend ${t.backend} --inbound ${t.inbound}`;
   try {
     const redirector = createRedirector({
       backend: t.backend,
@@ -39,7 +40,7 @@ export async function checkRules(ctx: DoctorContext): Promise<CheckResult> {
       cause: none
         ? 'the pod has no redirection rules: the node agent has not enrolled it (or removed it)'
         : 'the rules were changed after the node agent installed them (another tool, or a manual edit)',
-      next: `${verifyCmd}   # then repair: ambit redirect reconcile --netns ${t.hints.netnsArg}`,
+      next: `${verifyCmd}   # then repair: ${ambitCommand()} redirect reconcile --netns ${t.hints.netnsArg}`,
     };
   } catch (err) {
     return {

@@ -1,6 +1,9 @@
 /**
- * Pod cgroups as a kubelet's cgroupfs driver makes them (`…/kubepods/pod<uid>`), under the lab's own
- * subtree of the cgroup v2 hierarchy, so the agent's /proc scan attributes pod processes by UID.
+ * Pod and container cgroups laid out as a kubelet (cgroupfs driver) and containerd make them:
+ * `…/kubepods/besteffort/pod<uid>/<64-hex container id>` (the lab's pods request no resources, so
+ * their QoS class is BestEffort), under the lab's own subtree of the cgroup v2 hierarchy. The /proc
+ * scans of ambit's agent and of Istio's istio-cni attribute a process to its pod from that path; Istio's
+ * pattern requires the container level, so a process in a bare pod cgroup belongs to no pod for it.
  */
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +18,12 @@ export function labCgroup(lab: string): string {
 }
 
 export function podCgroup(lab: string, uid: string): string {
-  return join(labCgroup(lab), 'kubepods', `pod${uid}`);
+  return join(labCgroup(lab), 'kubepods', 'besteffort', `pod${uid}`);
+}
+
+/** A container's cgroup under its pod's, named by the container id, as containerd names it. */
+export function containerCgroup(pod: string, containerId: string): string {
+  return join(pod, containerId);
 }
 
 /** Pids in a cgroup and all its descendants. */

@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
 import { readKubeconfig, renderPluginKubeconfig } from '../../cni/kubeconfig.js';
 import { PLUGIN_KUBECONFIG_NAME, PLUGIN_TYPE } from '../../cni/names.js';
+import { errorMessage } from '../../errors.js';
 import { LocalCa } from '../../identity/local-ca.js';
+import { ambitCommand } from '../../runtime/invocation.js';
 import { logger } from '../../runtime/log.js';
 import {
   CNI_SERVICE_ACCOUNT,
@@ -334,26 +336,98 @@ export async function podDel(lab: string, ref: PodRef): Promise<void> {
     if (Date.now() > deadline) {
       throw labError(
         'LAB_POD_STUCK',
-        `pod ${formatPodRef(ref)} is still Terminating after ${POD_TIMEOUT_MS / 1000} s: is the kubelet of ${pod.spec?.nodeName} running? (ambit lab status --name ${lab})`,
+        `pod ${formatPodRef(ref)} is still Terminating after ${POD_TIMEOUT_MS / 1000} s: is the kubelet of ${pod.spec?.nodeName} running? (${ambitCommand()} lab status --name ${lab})`,
       );
     }
     await sleep(100);
   }
 }
 
-/** The netns of a cluster pod that has a sandbox on its node. */
 /** The sandbox the lab kubelet made for a pod, with the node it is on. */
 export function clusterPod(lab: string, ref: PodRef): (SandboxRecord & { node: string }) | undefined {
+  return sandboxes(lab).find((r) => r.namespace === ref.namespace && r.name === ref.name);
+}
+
+/** Every sandbox the lab's kubelets made, node by node. */
+function sandboxes(lab: string): (SandboxRecord & { node: string })[] {
   const state = loadLab(lab);
-  for (const node of state.nodes) {
-    const record = new SandboxManager(state, node)
-      .records()
-      .find((r) => r.namespace === ref.namespace && r.name === ref.name);
-    if (record) return { ...record, node: node.name };
-  }
-  return undefined;
+  return state.nodes.flatMap((node) =>
+    new SandboxManager(state, node).records().map((r) => ({ ...r, node: node.name })),
+  );
+}
+
+/** The pod's sandbox; LAB_POD_NOT_FOUND naming the pods that have one when it has none. */
+export function findClusterPod(lab: string, ref: PodRef): SandboxRecord & { node: string } {
+  const found = clusterPod(lab, ref);
+  if (found) return found;
+  const running = sandboxes(lab).map(formatPodRef).sort();
+  throw labError(
+    'LAB_POD_NOT_FOUND',
+    `lab '${lab}' has no running pod ${formatPodRef(ref)} (${running.length > 0 ? `pods with a sandbox: ${running.join(', ')}` : 'no pod has a sandbox'}); see '${ambitCommand()} lab status --name ${lab}', add one with '${ambitCommand()} lab pod add'`,
+  );
 }
 
 export function clusterPodNetns(lab: string, ref: PodRef): string | undefined {
   return clusterPod(lab, ref)?.netns;
+}
+
+/** A cluster pod as `lab status` shows it: the API object's place and phase, its sandbox's netns. */
+export interface ClusterPodView {
+  namespace: string;
+  name: string;
+  node: string;
+  ip: string;
+  phase: string;
+  hostNetwork: boolean;
+  /** The sandbox's netns; undefined for host-network pods and pods without a sandbox. */
+  netns: string | undefined;
+}
+
+export interface ClusterPods {
+  pods: ClusterPodView[];
+  /** Why the API server could not be asked; the pods are then the kubelets' sandboxes. */
+  apiError: string | undefined;
+}
+
+/**
+ * The pods the cluster has, as `kubectl get pods -A` lists them (the lab state holds no pods of a
+ * cluster lab: the API server does), each with the netns of its sandbox. When the API server does
+ * not answer, the sandboxes the kubelets made, with the reason.
+ */
+export async function clusterPods(lab: string): Promise<ClusterPods> {
+  const records = sandboxes(lab);
+  const netnsOf = (namespace: string, name: string) =>
+    records.find((r) => r.namespace === namespace && r.name === name)?.netns;
+  let items: V1Pod[];
+  try {
+    items = (await adminClient(lab).listPodForAllNamespaces()).items;
+  } catch (err) {
+    return {
+      pods: records.map((r) => ({
+        namespace: r.namespace,
+        name: r.name,
+        node: r.node,
+        ip: r.ip,
+        phase: 'Unknown',
+        hostNetwork: false,
+        netns: r.netns,
+      })),
+      apiError: errorMessage(err),
+    };
+  }
+  const pods = items.map((p) => {
+    const namespace = p.metadata?.namespace ?? 'default';
+    const name = p.metadata?.name ?? '';
+    return {
+      namespace,
+      name,
+      node: p.spec?.nodeName ?? '',
+      ip: p.status?.podIP ?? '',
+      phase: p.metadata?.deletionTimestamp ? 'Terminating' : (p.status?.phase ?? 'Pending'),
+      hostNetwork: p.spec?.hostNetwork === true,
+      netns: netnsOf(namespace, name),
+    };
+  });
+  pods.sort((a, b) => formatPodRef(a).localeCompare(formatPodRef(b)));
+  return { pods, apiError: undefined };
 }

@@ -1,12 +1,16 @@
-export { cgroupV2Root, labCgroup, podCgroup } from './cgroup.js';
+export { cgroupV2Root, containerCgroup, labCgroup, podCgroup } from './cgroup.js';
 export { labProcesses } from './cleanup.js';
 export {
+  type ClusterPods,
+  type ClusterPodView,
   type ComponentStatus,
   clusterDown,
   clusterPod,
   clusterPodNetns,
+  clusterPods,
   clusterStatus,
   clusterUp,
+  findClusterPod,
   findCniBundle,
   isCluster,
   labKubeconfig,

@@ -17,7 +17,7 @@ import { labError } from '../errors.js';
 import { netnsPath, POD_IFNAME, podNetns } from '../names.js';
 import type { LabNode, LabState } from '../state.js';
 import { listNetns, sh } from '../system.js';
-import { podCgroup, removeCgroupTree } from './cgroup.js';
+import { containerCgroup, podCgroup, removeCgroupTree } from './cgroup.js';
 import { ClusterLayout } from './layout.js';
 import { terminate } from './supervisor.js';
 
@@ -34,11 +34,15 @@ export interface SandboxSpec {
 }
 
 export interface SandboxRecord extends SandboxSpec {
+  /** The sandbox's id (CNI_CONTAINERID), also the pause container's, as containerd has it. */
   containerId: string;
+  /** The app container's id, when the pod runs a lab app. */
+  appContainerId?: string;
   netns: string;
   netnsPath: string;
   ip: string;
   cniResult: CniResult;
+  /** The pod's cgroup; each container has its own below it, named by its id. */
   cgroup: string;
   pids: number[];
 }
@@ -130,10 +134,13 @@ export class SandboxManager {
       cgroup,
       pids: [],
     };
-    record.pids.push(this.#spawnInPod(record, ['sleep', 'infinity'], '/dev/null'));
+    record.pids.push(this.#spawnInPod(record, containerId, ['sleep', 'infinity'], '/dev/null'));
     if (spec.app && APP_PORTS[spec.app]) {
       const log = join(this.layout.nodeDir(this.node.name), 'pods', `${spec.namespace}_${spec.name}.log`);
-      record.pids.push(this.#spawnInPod(record, [process.execPath, ENTRY, spec.app], log));
+      record.appContainerId = randomBytes(32).toString('hex');
+      record.pids.push(
+        this.#spawnInPod(record, record.appContainerId, [process.execPath, ENTRY, spec.app], log),
+      );
     }
     mkdirSync(this.layout.sandboxDir(this.node.name), { recursive: true });
     writeFileSync(this.#recordFile(spec.uid), `${JSON.stringify(record, null, 2)}\n`);
@@ -141,14 +148,16 @@ export class SandboxManager {
     return record;
   }
 
-  /** A detached process that joins the pod cgroup first, then enters the pod netns. */
-  #spawnInPod(record: SandboxRecord, argv: string[], logFile: string): number {
+  /** A detached process that joins its container's cgroup in the pod first, then enters the pod netns. */
+  #spawnInPod(record: SandboxRecord, containerId: string, argv: string[], logFile: string): number {
     mkdirSync(join(logFile, '..'), { recursive: true });
+    const cgroup = containerCgroup(record.cgroup, containerId);
+    mkdirSync(cgroup, { recursive: true });
     const out = openSync(logFile, 'a');
     try {
       const script =
         'echo $$ > "$1/cgroup.procs" && net="$2" && shift 2 && exec nsenter --net="$net" -- "$@"';
-      const child = spawn('sh', ['-c', script, 'pod', record.cgroup, record.netnsPath, ...argv], {
+      const child = spawn('sh', ['-c', script, 'pod', cgroup, record.netnsPath, ...argv], {
         detached: true,
         stdio: ['ignore', out, out],
       });

@@ -22,6 +22,7 @@ import {
   type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
+import { podFromCgroupFile } from '../../../src/agent/cgroup.js';
 import { PLUGIN_KUBECONFIG_NAME } from '../../../src/cni/names.js';
 import { cgroupPids, labCgroup } from '../../../src/lab/cluster/cgroup.js';
 import {
@@ -40,6 +41,7 @@ import { processAlive } from '../../../src/lab/cluster/supervisor.js';
 import { listNetns, loadLab } from '../../../src/lab/index.js';
 import { connectInNetns, listenInNetns, NetnsHandle } from '../../../src/sys/index.js';
 import { missingNodeFlags } from '../../../src/ztunnel/heap.js';
+import { istioPodOf } from '../../helpers/istio-cgroup.js';
 import { run, uniqueSubnet } from '../../helpers/netns.js';
 import { CONDITION_DEADLINE_MS } from '../../helpers/wait.js';
 import { ambit } from '../../lab/cli.js';
@@ -513,6 +515,29 @@ describe('lab cluster', () => {
       );
     }
     assert.doesNotMatch(out, /\bgone\b/);
+  });
+
+  test("pod processes sit in kubepods/besteffort/pod<uid>/<container id>, as containerd puts them; ambit's agent and Istio's pattern both attribute them", async () => {
+    const { items } = await core.listPodForAllNamespaces();
+    const records = items
+      .filter((p) => !p.spec?.hostNetwork)
+      .map((p) => clusterPod(lab, { namespace: p.metadata!.namespace!, name: p.metadata!.name! })!);
+    assert.ok(
+      records.some((r) => r.appContainerId !== undefined),
+      'some pod runs an app container',
+    );
+    for (const r of records) {
+      const containers = [r.containerId, ...(r.appContainerId ? [r.appContainerId] : [])];
+      assert.equal(r.pids.length, containers.length, `${r.namespace}/${r.name}: pause + app`);
+      r.pids.forEach((pid, i) => {
+        const text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+        const path = /^0::(.*)$/m.exec(text)?.[1] ?? '';
+        assert.equal(path, `/ambit/${lab}/kubepods/besteffort/pod${r.uid}/${containers[i]}`, text);
+        assert.match(containers[i]!, /^[0-9a-f]{64}$/);
+        assert.deepEqual(podFromCgroupFile(text), { uid: r.uid, containerId: containers[i] });
+        assert.deepEqual(istioPodOf(path), { uid: r.uid, containerId: containers[i] });
+      });
+    }
   });
 
   test('down stops every process and leaves no netns, process, cgroup or file; a second down is a no-op', async () => {

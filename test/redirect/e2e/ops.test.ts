@@ -292,7 +292,7 @@ describe('ambit redirect (CLI)', () => {
   it('usage errors exit 2 with a message; --help exits 0', () => {
     const unknown = cli('apply', '--netns', '/x', '--colour', 'red');
     assert.equal(unknown.status, 2);
-    assert.match(unknown.stderr, /Unknown option '--colour'/);
+    assert.match(unknown.stderr, /^ambit redirect: unknown option '--colour'$/m);
     const badBackend = cli('apply', '--netns', '/x', '--backend', 'pf');
     assert.equal(badBackend.status, 2);
     assert.match(badBackend.stderr, /use --backend iptables or --backend nftables/);
