@@ -92,6 +92,24 @@ export interface Match {
   notServiceAccounts: ServiceAccountMatch[];
 }
 
+/** A match with every field empty (matches anything), to fill in field by field. */
+export function emptyMatch(): Match {
+  return {
+    namespaces: [],
+    notNamespaces: [],
+    principals: [],
+    notPrincipals: [],
+    sourceIps: [],
+    notSourceIps: [],
+    destinationIps: [],
+    notDestinationIps: [],
+    destinationPorts: [],
+    notDestinationPorts: [],
+    serviceAccounts: [],
+    notServiceAccounts: [],
+  };
+}
+
 /** Rules are ORed; a rule's clauses are ANDed; a clause's matches are ORed. */
 export type Rule = Match[][];
 

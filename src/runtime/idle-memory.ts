@@ -30,16 +30,33 @@ export interface IdleMemoryOptions {
 
 const DEFAULTS = { checkMs: 5_000, quietMs: 10_000, busyShare: 0.05, idleShare: 0.01 };
 
+/** How long the buffers' memory must hold still after the collection before the trim, and the bound. */
+const SETTLE_STEP_MS = 10;
+const SETTLE_STEADY_STEPS = 5;
+const SETTLE_LIMIT_MS = 2_000;
+
 /**
  * A full collection when --expose-gc put `gc` on the global object; then the C heap's free pages.
- * The trim waits one turn of the event loop: V8 frees the backing stores of the buffers the
- * collection found dead in a task of its own, and a trim right after `gc()` found nothing to return
- * (measured: 256 MiB of dropped 64 KiB buffers stayed resident; one turn later the trim returned all).
+ * V8 frees the backing stores of the buffers the collection found dead afterwards, in tasks and on a
+ * background thread: a trim right after `gc()` found nothing to return (256 MiB of dropped 64 KiB
+ * buffers stayed resident), and one turn of the event loop later was not always enough on a loaded
+ * machine. So the trim waits until the buffers' memory (`arrayBuffers`) has stopped falling for
+ * 50 ms, at most 2 s; whatever is freed later goes back at the next release.
  */
 export async function releaseFreeMemory(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (typeof gc === 'function') gc();
-  await new Promise((resolve) => setTimeout(resolve, 0));
+  if (typeof gc === 'function') {
+    gc();
+    const deadline = Date.now() + SETTLE_LIMIT_MS;
+    let last = process.memoryUsage().arrayBuffers;
+    let steady = 0;
+    while (steady < SETTLE_STEADY_STEPS && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_STEP_MS));
+      const now = process.memoryUsage().arrayBuffers;
+      steady = now < last ? 0 : steady + 1;
+      last = now;
+    }
+  }
   trimMallocArenas();
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Authorization, Match } from '../../src/discovery/types.js';
+import { type Authorization, emptyMatch, type Match } from '../../src/discovery/types.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { authorize, type ConnectionAttributes } from '../../src/policy/authorize.js';
 
@@ -8,21 +8,7 @@ const SLEEP = parseSpiffeId('spiffe://cluster.local/ns/default/sa/sleep');
 const OTHER = parseSpiffeId('spiffe://cluster.local/ns/prod/sa/web');
 
 function m(fields: Partial<Match>): Match {
-  return {
-    namespaces: [],
-    notNamespaces: [],
-    principals: [],
-    notPrincipals: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
-    serviceAccounts: [],
-    notServiceAccounts: [],
-    ...fields,
-  };
+  return { ...emptyMatch(), ...fields };
 }
 
 function policy(

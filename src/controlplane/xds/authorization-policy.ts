@@ -10,15 +10,16 @@
  * out, as istiod leaves them out, rather than failing the policy.
  */
 import { isIP } from 'node:net';
-import type {
-  Authorization,
-  Cidr,
-  Match,
-  PolicyAction,
-  PolicyScope,
-  Rule,
-  ServiceAccountMatch,
-  StringMatch,
+import {
+  type Authorization,
+  type Cidr,
+  emptyMatch,
+  type Match,
+  type PolicyAction,
+  type PolicyScope,
+  type Rule,
+  type ServiceAccountMatch,
+  type StringMatch,
 } from '../../discovery/types.js';
 
 export const AUTHORIZATION_POLICY_GROUP = 'security.istio.io';
@@ -101,23 +102,6 @@ function serviceAccounts(values: string[], namespace: string): ServiceAccountMat
       ? { namespace: v.slice(0, slash), serviceAccount: v.slice(slash + 1) }
       : { namespace, serviceAccount: v };
   });
-}
-
-function emptyMatch(): Match {
-  return {
-    namespaces: [],
-    notNamespaces: [],
-    principals: [],
-    notPrincipals: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
-    serviceAccounts: [],
-    notServiceAccounts: [],
-  };
 }
 
 const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];
