@@ -28,7 +28,8 @@ Options:
   --ztunnel-admin ADDR    ztunnel's admin address (default localhost:15000)
   --kubeconfig PATH       Kubernetes API for the annotation check (default: the lab's, or $KUBECONFIG)
   --backend iptables|nftables, --inbound tproxy|redirect   the expected ruleset (default iptables, tproxy)
-  --probe HOST:PORT       probe destination (default 192.0.2.1:9, TEST-NET-1: nothing answers there)
+  --probe HOST:PORT       probe destination (default 192.0.2.1:9, TEST-NET-1: nothing answers there;
+                          for a lab pod with only IPv6, [2001:db8::1]:9 of the documentation prefix)
   --json                  the report as JSON
   -h, --help
 Needs root (it enters network namespaces).
@@ -49,7 +50,7 @@ const doctor: Command = {
         kubeconfig: { type: 'string' },
         backend: { type: 'string', default: 'iptables' },
         inbound: { type: 'string', default: 'tproxy' },
-        probe: { type: 'string', default: '192.0.2.1:9' },
+        probe: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -63,14 +64,14 @@ const doctor: Command = {
     const pod = parsePodRef(positionals[0]!);
     if (values.pid !== undefined && !/^\d+$/.test(values.pid))
       throw new UsageError(`--pid ${values.pid}: expected a process id`);
-    const probe = parseListenAddress(values.probe, '--probe');
+    const probe = values.probe === undefined ? undefined : parseListenAddress(values.probe, '--probe');
     const common = {
       pod,
       admin: parseListenAddress(values['ztunnel-admin'], '--ztunnel-admin'),
       kubeconfig: values.kubeconfig,
       backend: parseBackend(values.backend),
       inbound: parseInbound(values.inbound),
-      probe: { host: probe.host, port: probe.port },
+      probe: probe && { host: probe.host, port: probe.port },
     };
     if (process.getuid?.() !== 0)
       throw doctorError(

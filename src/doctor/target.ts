@@ -3,6 +3,7 @@
  * state) or a pod on a real node (netns from --netns or --pid, ztunnel's netns from --node-netns).
  */
 import { existsSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { clusterPod, isCluster, labKubeconfig } from '../lab/cluster/index.js';
 import { findPod, loadLab, type PodRef } from '../lab/index.js';
@@ -18,7 +19,16 @@ interface Common {
   kubeconfig?: string;
   backend: BackendName;
   inbound: InboundMode;
-  probe: { host: string; port: number };
+  /** Default: TEST-NET-1 192.0.2.1:9, or for a lab pod with only IPv6 the documentation prefix's [2001:db8::1]:9. */
+  probe?: { host: string; port: number } | undefined;
+}
+
+/** Addresses nothing answers at (RFC 5737, RFC 3849), in the family the pod can reach. */
+const PROBE_V4 = { host: '192.0.2.1', port: 9 };
+const PROBE_V6 = { host: '2001:db8::1', port: 9 };
+
+function defaultProbe(podIps: readonly string[]): { host: string; port: number } {
+  return podIps.length > 0 && podIps.every((ip) => isIPv6(ip)) ? PROBE_V6 : PROBE_V4;
 }
 
 export interface LabTargetOptions extends Common {
@@ -43,6 +53,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
       `lab '${o.lab}' has no node ${pod.node} for pod ${pod.namespace}/${pod.name}`,
     );
   const kubeconfig = o.kubeconfig ?? labKubeconfig(o.lab);
+  const podIps = pod.ips && pod.ips.length > 0 ? pod.ips : [pod.ip];
   const ztunnelLog = join(stateDir(o.lab), 'logs', `ztunnel-${node.name}.log`);
   const agentLog = join(stateDir(o.lab), 'logs', `agent-${node.name}.log`);
   return {
@@ -50,7 +61,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
     name: pod.name,
     uid: pod.uid,
     podNetns: pod.netnsPath,
-    podIps: [pod.ip],
+    podIps,
     nodeNetns: node.netnsPath,
     admin: o.admin,
     kubeconfig,
@@ -59,7 +70,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
       : `lab '${o.lab}' has no API server (a network-only lab); pass --kubeconfig`,
     backend: o.backend,
     inbound: o.inbound,
-    probe: o.probe,
+    probe: o.probe ?? defaultProbe(podIps),
     hints: {
       inPod: `ambit lab exec --name ${o.lab} ${pod.namespace}/${pod.name} --`,
       ztunnelLogs: existsSync(ztunnelLog)
@@ -101,7 +112,7 @@ export function nodeTarget(o: NodeTargetOptions): DoctorTarget {
     kubeconfigMissing: kubeconfig ? undefined : 'no --kubeconfig and no KUBECONFIG',
     backend: o.backend,
     inbound: o.inbound,
-    probe: o.probe,
+    probe: o.probe ?? PROBE_V4,
     hints: {
       inPod: `nsenter --net=${podNetns}`,
       ztunnelLogs: 'kubectl logs ds/ztunnel -n istio-system | grep inpod',

@@ -12,6 +12,7 @@ export type LabErrorCode =
   | 'LAB_BAD_PODS'
   | 'LAB_BAD_POD' // not <namespace>/<name>, or not a valid namespace or name
   | 'LAB_BAD_CIDR' // not a CIDR, or node and pod ranges that do not fit together
+  | 'LAB_BAD_IP_FAMILY' // not ipv4, ipv6 or dual
   | 'LAB_SUBNET_TOO_SMALL' // a CIDR with no room for the host or block asked for
   | 'LAB_BAD_COMPONENT'
   | 'LAB_EXISTS'
