@@ -7,6 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { applyCreateDefaults, applyWriteStrategy, checkShape, type KObject, validate } from './objects.js';
 import { applyPatch, type Json, type PatchType } from './patch.js';
 import { findResource, RESOURCES, type ResourceType } from './resources.js';
+import type { ServiceFamily } from './service-ips.js';
 import { alreadyExists, conflict, expired, invalid, notFound, STALE_OBJECT, StatusError } from './status.js';
 
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -45,6 +46,8 @@ export class Store {
   /** Watches from a resourceVersion below this can no longer be served (410). */
   private oldestReplayable = 0;
   private readonly listeners = new Set<(e: StoredEvent) => void>();
+  /** The cluster's service IP families, primary first (kube-apiserver's --service-cluster-ip-range). */
+  serviceFamilies: readonly ServiceFamily[] = ['IPv4'];
 
   constructor(
     private readonly historySize: number,
@@ -135,7 +138,7 @@ export class Store {
       generation: 1,
       creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     };
-    applyCreateDefaults(r, obj, this.clusterIps());
+    applyCreateDefaults(r, obj, this.clusterIps(), this.serviceFamilies);
     this.commit(r, 'ADDED', obj, undefined);
     if (r.plural === 'namespaces') {
       // Real clusters' service-account controller does this; pods use `default` to get tokens.
@@ -299,6 +302,8 @@ export class Store {
     for (const svc of this.bucket(findResource('', 'v1', 'services')!).values()) {
       const ip = svc.spec?.['clusterIP'];
       if (typeof ip === 'string') used.add(ip);
+      const ips = svc.spec?.['clusterIPs'];
+      if (Array.isArray(ips)) for (const a of ips) if (typeof a === 'string') used.add(a);
     }
     return used;
   }

@@ -186,6 +186,48 @@ async function checkIpv6(c: DemoCluster, local: DemoPod): Promise<void> {
   assert.equal(probe.origin, PROBE_SNAT_V6);
 }
 
+/**
+ * A Service over the httpbin pods (both carry app=httpbin) with the given family policy: each of its
+ * cluster IPs reaches httpbin through sleep's ztunnel, which logs the service; returns the VIPs.
+ */
+async function checkServiceVips(
+  c: DemoCluster,
+  core: CoreV1Api,
+  spec: Record<string, unknown>,
+): Promise<string[]> {
+  const namespace = c.sleep.ref.namespace;
+  const svc = await core.createNamespacedService({
+    namespace,
+    body: {
+      metadata: { name: 'httpbin' },
+      spec: { selector: { app: 'httpbin' }, ports: [{ port: 8000, name: 'http' }], ...spec },
+    },
+  });
+  const vips = svc.spec?.clusterIPs ?? [];
+  const sleepIps = sandboxIps(clusterPod(c.lab, c.sleep.ref)!);
+  for (const vip of vips) {
+    const line = new RegExp(
+      `connection complete .*dst\\.service=httpbin\\.${namespace}\\.svc\\.cluster\\.local .*direction=outbound`,
+    );
+    const before = ztunnelLog(c, c.sleep.node).length;
+    // Until ztunnel has the service from xDS, the VIP is an unknown address; then it picks an endpoint.
+    let echo: Echo | undefined;
+    await eventually(`a request to the service VIP ${vip} through ztunnel`, async () => {
+      echo = await curlIn(c.sleep.netns, `http://${formatAuthority(vip, 8000)}/get`, '--max-time', '2').catch(
+        () => undefined,
+      );
+      return echo !== undefined && line.test(ztunnelLog(c, c.sleep.node).slice(before));
+    });
+    const family = isIPv6(vip) ? isIPv6 : isIPv4;
+    assert.equal(
+      echo?.origin,
+      sleepIps.find((ip) => family(ip)),
+      `the app sees sleep's address of ${vip}'s family`,
+    );
+  }
+  return vips;
+}
+
 function ztunnelLog(c: DemoCluster, node: string): string {
   return readFileSync(c.layout.logFile({ component: 'ztunnel', node }), 'utf8');
 }
@@ -216,6 +258,9 @@ describe('IPv6-only lab', () => {
     );
     assert.deepEqual(await workloadIps(c, 'n1', 'httpbin'), [c.httpbin.ip]);
     await checkIpv6(c, local);
+    const vips = await checkServiceVips(c, core, {});
+    assert.equal(vips.length, 1);
+    assert.ok(vips[0]!.startsWith('fd00:10:96::'), `an IPv6 cluster IP: ${vips}`);
   });
 });
 
@@ -244,5 +289,9 @@ describe('dual-stack lab', () => {
     );
     assert.match(await inNetns(c.sleep.netns, 'ip', ['-4', 'rule']), /fwmark 0x111\/0xfff lookup 100/);
     assert.match(await inNetns(c.sleep.netns, 'iptables-save', []), /-j TPROXY --on-port 15008 /);
+
+    // A dual-stack Service: a cluster IP in each family, each reaching httpbin in its own family.
+    const vips = await checkServiceVips(c, core, { ipFamilyPolicy: 'RequireDualStack' });
+    assert.ok(vips.length === 2 && isIPv4(vips[0]!) && isIPv6(vips[1]!), `both families: ${vips}`);
   });
 });
