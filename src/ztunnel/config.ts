@@ -31,6 +31,8 @@ export interface ZtunnelConfig {
   /** Only workloads on this node are matched to ZDS pods. */
   nodeName: string | undefined;
   socks5: boolean;
+  /** IPV6_ENABLED: the wildcard listeners bind `::` (dual-stack), else `0.0.0.0`. */
+  ipv6Enabled: boolean;
   /** How long SIGTERM lets connections finish before cutting them. */
   drainDeadlineMs: number;
   log: LogDirective[];
@@ -153,6 +155,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'the SOCKS5 listener on 127.0.0.1:15080 in each pod',
   },
   {
+    flag: 'ipv6-enabled',
+    env: 'IPV6_ENABLED',
+    default: 'true',
+    help: "listeners on [::], dual-stack (Istio's ztunnel default); false: on 0.0.0.0, IPv4 only",
+  },
+  {
     flag: 'connection-termination-deadline',
     env: 'CONNECTION_TERMINATION_DEADLINE',
     default: '5s',
@@ -197,6 +205,11 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 type Raw = OptionValue;
+
+/** As Istio's ztunnel picks its wildcard: `[::]` with IPv6 enabled, else `0.0.0.0`. */
+function wildcardFamily(a: ListenAddress, ipv6Enabled: boolean): ListenAddress {
+  return !ipv6Enabled && a.host === '::' ? { ...a, host: '0.0.0.0' } : a;
+}
 
 function bad(raw: Raw, why: string): never {
   throw optionError(raw, why);
@@ -269,6 +282,7 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   };
   exclusive('local-xds-path', 'xds-address');
   exclusive('local-ca-dir', 'ca-address');
+  const ipv6Enabled = bool(must('ipv6-enabled'));
   const uds = must('inpod-uds');
   if (uds.text.trim() === '') bad(uds, 'expected a socket path');
 
@@ -279,6 +293,7 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     localXdsPath: raw('local-xds-path')?.text.trim(),
     nodeName: raw('node-name')?.text.trim(),
     socks5: bool(must('unstable-enable-socks5')),
+    ipv6Enabled,
     drainDeadlineMs: drainDeadline(
       must('connection-termination-deadline'),
       raw('termination-grace-period-seconds'),
@@ -286,8 +301,11 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     log: parseLogDirectives(must('log-level')),
     workers: 1,
     adminAddr: parseListenAddress(must('admin-addr').text, '--admin-addr'),
-    metricsAddr: parseListenAddress(must('metrics-addr').text, '--metrics-addr'),
-    readinessAddr: parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
+    metricsAddr: wildcardFamily(parseListenAddress(must('metrics-addr').text, '--metrics-addr'), ipv6Enabled),
+    readinessAddr: wildcardFamily(
+      parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
+      ipv6Enabled,
+    ),
     localCaDir: raw('local-ca-dir')?.text.trim(),
     trustDomain: must('trust-domain').text.trim(),
     hboneKeepalive: {

@@ -180,6 +180,7 @@ export async function startZtunnel(
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       drainDeadlineMs: config.drainDeadlineMs,
       socks5: config.socks5,
+      ipv6Enabled: config.ipv6Enabled,
       fds: new FdBudget(),
       ca,
       trustDomain: config.trustDomain,
