@@ -1,7 +1,8 @@
 /**
  * A lab: a local cluster on the real kernel. Nodes are network namespaces joined by a bridge that
  * lives in its own `fabric` namespace (the host's network is never touched); each node routes to
- * the others' pod CIDRs via their fabric addresses. Pods are namespaces attached the way a
+ * the others' pod CIDRs via their fabric addresses, in each of the lab's IP families (ip-family.ts).
+ * Pods are namespaces attached the way a
  * container runtime attaches them: by running the node's CNI conflist through the CNI runtime,
  * inside the node's namespace.
  */

@@ -1,16 +1,17 @@
 /**
- * IPv6 and dual stack on the lab cluster (issue 16): an IPv6-only lab and a dual-stack lab, each with
- * sleep on n1, httpbin on n2 and a second httpbin on n1, enrolled in ambient. Over IPv6, sleep reaches
- * both through ztunnel (the demo's own request, wire check and access-log steps), a capture on the
- * node's link carries only TLS to 15008, the pod has the ISTIO chains in ip6tables, the fwmark rule in
- * `ip -6 rule` and ztunnel's listeners on IPv6, the host probe leaves with Istio's IPv6 SNAT address,
- * and the control plane gives ztunnel every address of each workload; in dual stack IPv4 still works.
+ * IPv6 and dual stack on the lab (issue 16): a dual-stack network-only lab (routes per family), and
+ * an IPv6-only and a dual-stack lab cluster, each with sleep on n1, httpbin on n2 and a second
+ * httpbin on n1, enrolled in ambient. Over IPv6, sleep reaches both through ztunnel (the demo's own
+ * request, wire check and access-log steps), a capture on the node's link carries only TLS to 15008,
+ * the pod has the ISTIO chains in ip6tables, the fwmark rule in `ip -6 rule` and ztunnel's listeners
+ * on IPv6, the host probe leaves with Istio's IPv6 SNAT address, the control plane gives ztunnel every
+ * address of each workload, and a Service's IPv6 VIP reaches httpbin; in dual stack IPv4 still works.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
+import { type AddressInfo, isIPv4, isIPv6, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { CoreV1Api } from '@kubernetes/client-node';
@@ -36,6 +37,7 @@ import {
 import { sandboxIps } from '../../../src/lab/cluster/sandbox.js';
 import { type IpFamily, loadLab } from '../../../src/lab/index.js';
 import { NODE_UPLINK } from '../../../src/lab/names.js';
+import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../../src/sys/index.js';
 import { eventually } from '../../helpers/wait.js';
 import { ambit } from '../../lab/cli.js';
 
@@ -236,6 +238,42 @@ const regexQuote = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 after(async () => {
   for (const lab of labs) await clusterDown(lab);
+});
+
+describe('dual-stack network-only lab', () => {
+  test('pods get an address per family from host-local; each family routes between the nodes', async () => {
+    const lab = `t6${randomBytes(3).toString('hex')}`;
+    labs.push(lab);
+    const up = await ambit([
+      ...['lab', 'up', '--name', lab, '--network-only', '--pods-per-node', '1', '--ip-family', 'dual'],
+    ]);
+    assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+    const state = loadLab(lab);
+    const [p1, p2] = state.pods;
+    assert.deepEqual(p1!.ips, ['10.244.1.2', 'fd00:10:244:1::2']);
+    assert.deepEqual(p2!.ips, ['10.244.2.2', 'fd00:10:244:2::2']);
+    assert.match(up.stdout, /default\/n1-pod1 +n1 +10\.244\.1\.2,fd00:10:244:1::2 /);
+    const server = NetnsHandle.open(p2!.netnsPath);
+    const client = NetnsHandle.open(p1!.netnsPath);
+    const listener = await listenInNetns(server, { host: '::', port: 0 });
+    try {
+      const seen: string[] = [];
+      listener.on('connection', (s: Socket) => {
+        seen.push(s.remoteAddress ?? '');
+        s.end();
+      });
+      const port = (listener.address() as AddressInfo).port;
+      for (const host of p2!.ips!) {
+        const socket = await connected(connectInNetns(client, { host, port }));
+        await new Promise((r) => socket.once('close', r).resume());
+      }
+      assert.deepEqual(seen, ['::ffff:10.244.1.2', 'fd00:10:244:1::2'], 'n1-pod1 over IPv4, then over IPv6');
+    } finally {
+      listener.close();
+      server.close();
+      client.close();
+    }
+  });
 });
 
 describe('IPv6-only lab', () => {
