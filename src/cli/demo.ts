@@ -22,13 +22,14 @@ import { checkDemoPrerequisites } from '../demo/prerequisites.js';
 import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from '../demo/steps.js';
 import { Walkthrough } from '../demo/walkthrough.js';
 import { clusterDown } from '../lab/cluster/index.js';
+import { IP_FAMILIES, type IpFamily } from '../lab/index.js';
 import { checkLabName } from '../lab/names.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const DEFAULT_NAME = 'demo';
 
-const HELP = `Usage: ambit demo [--keep] [--name NAME]
+const HELP = `Usage: ambit demo [--keep] [--name NAME] [--ip-family ipv4|ipv6|dual]
        ambit demo --kubernetes [--keep]
 
 The seed ("ztunnel traffic redirection"), step by step on a local lab cluster:
@@ -52,16 +53,22 @@ Options:
   --keep         leave the lab (or cluster) running afterwards, to explore it (otherwise it is
                  removed, also on failure)
   --name NAME    lab name (default ${DEFAULT_NAME})
+  --ip-family F  the lab's IP family (as 'ambit lab up'): ipv4 (default), ipv6 or dual; with ipv6 or
+                 dual the request, the capture and the rules shown are IPv6
   -h, --help
 `;
 
 /** The seed's starting point and its walkthrough; resolves once every step held. */
-async function walkthrough(lab: string, w: Walkthrough): Promise<DemoCluster> {
+async function walkthrough(
+  lab: string,
+  w: Walkthrough,
+  ipFamily: IpFamily | undefined,
+): Promise<DemoCluster> {
   const layout = await w.step(
     'Bring up a two-node lab cluster',
     'The lab API server, the control plane (CA + xDS), and on each node the istio-cni node agent, ' +
       'the ztunnel node proxy and a kubelet stand-in: every node is a network namespace on this machine.',
-    () => bringUpCluster(lab),
+    () => bringUpCluster(lab, ipFamily),
   );
   w.line(`kubeconfig: ${layout.kubeconfig}`);
 
@@ -164,6 +171,7 @@ const demo: Command = {
         keep: { type: 'boolean', default: false },
         kubernetes: { type: 'boolean', default: false },
         name: { type: 'string', default: DEFAULT_NAME },
+        'ip-family': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -174,13 +182,16 @@ const demo: Command = {
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     if (values.kubernetes) return kubernetesDemo(values.keep);
     const lab = checkLabName(values.name);
+    const ipFamily = values['ip-family'];
+    if (ipFamily !== undefined && !(IP_FAMILIES as readonly string[]).includes(ipFamily))
+      throw new UsageError(`--ip-family must be one of ${IP_FAMILIES.join(', ')} (got '${ipFamily}')`);
     checkDemoPrerequisites();
     const w = new Walkthrough((text) => process.stdout.write(text));
 
     if (await removeLeftover(lab)) w.line(`Removed the lab '${lab}' left by an earlier run.`);
     let kubeconfig: string | undefined;
     try {
-      kubeconfig = (await walkthrough(lab, w)).layout.kubeconfig;
+      kubeconfig = (await walkthrough(lab, w, ipFamily as IpFamily | undefined)).layout.kubeconfig;
       nextSteps(w, lab, kubeconfig, values.keep);
     } finally {
       if (values.keep) {

@@ -29,12 +29,16 @@ import {
   createPod,
   DEFAULT_LAB,
   DEFAULT_NODE_CIDR,
+  DEFAULT_NODE_CIDR6,
   DEFAULT_NODE_MASK,
   DEFAULT_POD_CIDR,
+  DEFAULT_POD_CIDR6,
   DEFAULT_PRIMARY_CNI,
   deletePod,
   findNode,
   findPod,
+  IP_FAMILIES,
+  type IpFamily,
   isPrimaryCni,
   type LabState,
   labUp,
@@ -51,7 +55,7 @@ import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage:
   ambit lab up     [--name NAME] [--nodes N] [--network-only [--pods-per-node K]] [--node-cidr CIDR]
-                   [--pod-cidr CIDR] [--node-mask LEN] [--cni-path DIR]...
+                   [--pod-cidr CIDR] [--node-mask LEN] [--ip-family ipv4|ipv6|dual] [--cni-path DIR]...
                    [--primary-cni bridge|ptp|ipvlan|macvlan]
   ambit lab down   [--name NAME]
   ambit lab status [--name NAME] [--json]
@@ -81,6 +85,9 @@ Options:
   --node-cidr CIDR    node addresses on the fabric, node nK = host K (default ${DEFAULT_NODE_CIDR})
   --pod-cidr CIDR     cluster pod range (default ${DEFAULT_POD_CIDR})
   --node-mask LEN     prefix length of each node's pod CIDR; node nK gets block K (default ${DEFAULT_NODE_MASK})
+  --ip-family FAMILY  ipv4 (default), ipv6 (IPv6-only nodes and pods) or dual (both; IPv4 first). IPv6
+                      ranges are unique local: nodes on ${DEFAULT_NODE_CIDR6}, pods in ${DEFAULT_POD_CIDR6}, a /64
+                      per node (n1 = fd00:10:244:1::/64); --node-cidr, --pod-cidr, --node-mask set IPv4's
   --cni-path DIR      extra CNI plugin directory searched before /usr/lib/cni (repeatable)
   --primary-cni NAME  the reference plugin that attaches pods: bridge (default), ptp, ipvlan or
                       macvlan (ipvlan/macvlan: pods on the node's uplink, the node reaches them
@@ -105,6 +112,13 @@ function intOption(value: string | undefined, name: string, fallback: number): n
   return Number(value);
 }
 
+function ipFamilyOption(value: string | undefined): IpFamily | undefined {
+  if (value === undefined) return undefined;
+  if (!(IP_FAMILIES as readonly string[]).includes(value))
+    throw new UsageError(`--ip-family must be one of ${IP_FAMILIES.join(', ')} (got '${value}')`);
+  return value as IpFamily;
+}
+
 async function up(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -115,6 +129,7 @@ async function up(argv: string[]): Promise<number> {
       'node-cidr': { type: 'string' },
       'pod-cidr': { type: 'string' },
       'node-mask': { type: 'string' },
+      'ip-family': { type: 'string' },
       'cni-path': { type: 'string', multiple: true },
       'network-only': { type: 'boolean', default: false },
       'primary-cni': { type: 'string', default: DEFAULT_PRIMARY_CNI },
@@ -137,6 +152,7 @@ async function up(argv: string[]): Promise<number> {
     nodeCidr: values['node-cidr'],
     podCidr: values['pod-cidr'],
     nodeMask: intOption(values['node-mask'], 'node-mask', DEFAULT_NODE_MASK),
+    ipFamily: ipFamilyOption(values['ip-family']),
     pluginDirs: values['cni-path'],
     primaryCni,
   };

@@ -21,6 +21,8 @@ const USAGE_CODES = new Set([
   'LAB_BAD_PODS',
   'LAB_BAD_POD',
   'LAB_BAD_CIDR',
+  'LAB_BAD_IP_FAMILY',
+  'LAB_BAD_PRIMARY_CNI',
   'LAB_SUBNET_TOO_SMALL',
   'LAB_BAD_COMPONENT',
   'LAB_NOT_CHOSEN', // several labs, none named

@@ -3,6 +3,7 @@
  * client on n1 and httpbin on n2, then the namespace labelled for ambient so the running pods get
  * enrolled, as the seed's "namespace tagged for ambient mode".
  */
+import { isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
@@ -15,7 +16,8 @@ import {
   podAdd,
 } from '../lab/cluster/index.js';
 import { ensureNamespace, readPod } from '../lab/cluster/kube.js';
-import { loadLab, type PodRef } from '../lab/index.js';
+import { sandboxIps } from '../lab/cluster/sandbox.js';
+import { type IpFamily, loadLab, type PodRef } from '../lab/index.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { demoError } from './errors.js';
 
@@ -27,6 +29,7 @@ const ENROLL_TIMEOUT_MS = 30_000;
 export interface DemoPod {
   ref: PodRef;
   node: string;
+  /** The address the walkthrough uses: IPv6 in a lab that has it, else IPv4. */
   ip: string;
   uid: string;
   /** The pod's network namespace name, for `ip netns exec`. */
@@ -46,15 +49,17 @@ export async function removeLeftover(lab: string): Promise<boolean> {
   return report.removedNetns.length > 0 || report.stopped.length > 0;
 }
 
-export async function bringUpCluster(lab: string): Promise<ClusterLayout> {
-  await clusterUp({ name: lab, nodes: 2 });
+export async function bringUpCluster(lab: string, ipFamily?: IpFamily): Promise<ClusterLayout> {
+  await clusterUp({ name: lab, nodes: 2, ...(ipFamily ? { ipFamily } : {}) });
   return new ClusterLayout(lab);
 }
 
 function demoPod(lab: string, ref: PodRef): DemoPod {
   const record = clusterPod(lab, ref);
   if (!record) throw demoError('DEMO_NO_POD', `pod ${ref.namespace}/${ref.name} has no sandbox`);
-  return { ref, node: record.node, ip: record.ip, uid: record.uid, netns: record.netns };
+  // In a lab with IPv6 (IPv6-only or dual stack) the walkthrough shows IPv6, the new family.
+  const ip = sandboxIps(record).find((a) => isIPv6(a)) ?? record.ip;
+  return { ref, node: record.node, ip, uid: record.uid, netns: record.netns };
 }
 
 /** Namespace ambient-demo (not yet labelled), sleep on n1 and httpbin on n2, both Running. */

@@ -24,10 +24,11 @@ function badCapture(message: string): AmbitError {
   return demoError('DEMO_BAD_CAPTURE', `the packet capture is not readable: ${message}`);
 }
 
+/** The compressed form (RFC 5952, as tcpdump and `ip` print it; the URL serializer compresses). */
 function ipv6Text(b: Buffer): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
-  return groups.join(':');
+  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
 }
 
 /** The TCP segments of a pcap file; other frames (ARP, UDP, ...) are counted, not returned. */

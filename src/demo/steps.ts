@@ -5,10 +5,12 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { formatReport, labTarget, runDoctor } from '../doctor/index.js';
 import { errorMessage } from '../errors.js';
+import { formatAuthority } from '../hbone/headers.js';
 import { startCapture } from '../lab/capture.js';
 import { execIn } from '../lab/system.js';
 import { INBOUND_HBONE_PORT } from '../node/contract.js';
@@ -73,8 +75,10 @@ export function sockets(c: DemoCluster, w: Walkthrough): void {
 
 /** (c) `iptables-save` in the sleep pod: the ISTIO_ chains of the mangle and nat tables. */
 export function rules(c: DemoCluster, w: Walkthrough): void {
-  w.command(`${ambitCommand()} lab exec ${podName(c, 'sleep')} -- iptables-save`);
-  const saved = execIn(c.sleep.netns, 'iptables-save', []);
+  // The family the demo's request uses: an IPv6 lab's pods get the same ISTIO chains in ip6tables.
+  const save = isIPv6(c.sleep.ip) ? 'ip6tables-save' : 'iptables-save';
+  w.command(`${ambitCommand()} lab exec ${podName(c, 'sleep')} -- ${save}`);
+  const saved = execIn(c.sleep.netns, save, []);
   w.output(saved);
   for (const [pattern, what] of [
     [/^:ISTIO_PRERT - /m, 'the ISTIO_PRERT chain (mangle)'],
@@ -83,7 +87,7 @@ export function rules(c: DemoCluster, w: Walkthrough): void {
     [/^-A ISTIO_PRERT .*-j TPROXY --on-port 15006 /m, 'inbound plaintext to 15006'],
     [/^-A ISTIO_OUTPUT .*-j REDIRECT --to-ports 15001$/m, 'outbound to 15001'],
   ] as const) {
-    expect(pattern.test(saved), `iptables-save in the sleep pod shows no rule for ${what}`);
+    expect(pattern.test(saved), `${save} in the sleep pod shows no rule for ${what}`);
   }
 }
 
@@ -113,7 +117,9 @@ async function curl(c: DemoCluster, args: string[]): Promise<HttpbinEcho> {
   }
 }
 
-const httpbinUrl = (c: DemoCluster, path: string) => `http://${c.httpbin.ip}:${HTTPBIN_PORT}${path}`;
+/** IPv6 in brackets, as a URL and an access log's `dst.hbone_addr` write it. */
+const httpbinAddress = (c: DemoCluster) => formatAuthority(c.httpbin.ip, HTTPBIN_PORT);
+const httpbinUrl = (c: DemoCluster, path: string) => `http://${httpbinAddress(c)}${path}`;
 
 /** (d) sleep -> httpbin: GET /get and POST /post succeed through both ztunnels. */
 export async function request(c: DemoCluster, w: Walkthrough): Promise<void> {
@@ -217,8 +223,7 @@ function accessLines(c: DemoCluster, node: string, from: number): string[] {
     .split('\n')
     .filter(
       (l) =>
-        l.includes('\taccess\tconnection complete\t') &&
-        l.includes(`dst.hbone_addr=${c.httpbin.ip}:${HTTPBIN_PORT}`),
+        l.includes('\taccess\tconnection complete\t') && l.includes(`dst.hbone_addr=${httpbinAddress(c)}`),
     );
 }
 

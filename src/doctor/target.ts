@@ -46,6 +46,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
       `lab '${o.lab}' has no node ${pod.node} for pod ${pod.namespace}/${pod.name}`,
     );
   const kubeconfig = o.kubeconfig ?? labKubeconfig(o.lab);
+  const podIps = pod.ips && pod.ips.length > 0 ? pod.ips : [pod.ip];
   const ztunnelLog = join(stateDir(o.lab), 'logs', `ztunnel-${node.name}.log`);
   const agentLog = join(stateDir(o.lab), 'logs', `agent-${node.name}.log`);
   return {
@@ -53,7 +54,7 @@ export function labTarget(o: LabTargetOptions): DoctorTarget {
     name: pod.name,
     uid: pod.uid,
     podNetns: pod.netnsPath,
-    podIps: [pod.ip],
+    podIps,
     nodeNetns: node.netnsPath,
     hostNetns: node.netnsPath,
     admin: o.admin,

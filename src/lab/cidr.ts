@@ -1,4 +1,4 @@
-/** IPv4 CIDR arithmetic for the lab's node and pod subnets (the lab is IPv4-only for now). */
+/** IPv4 CIDR arithmetic for the lab's node and pod subnets (cidr6.ts does IPv6). */
 import { isIPv4 } from 'node:net';
 import { labError } from './errors.js';
 

@@ -3,8 +3,10 @@
  * plugin (bridge by default; ptp, ipvlan or macvlan per lab, see primary-cni.ts) with `host-local`
  * IPAM, no masquerade, then `loopback`. The lab's kubelet chains ambit-cni after these.
  */
+import { isIPv6 } from 'node:net';
 import { hostAddress, parseCidr } from './cidr.js';
 import type { NetworkConfigList, PluginConf } from './cni-runtime/index.js';
+import { nodePodCidrs } from './ip-family.js';
 import { NODE_UPLINK, POD_BRIDGE, stateDir } from './names.js';
 import { DEFAULT_PRIMARY_CNI, onUplink, type PrimaryCni } from './primary-cni.js';
 import type { LabNode, LabState } from './state.js';
@@ -26,21 +28,27 @@ export function primaryOf(state: Pick<LabState, 'primaryCni'>): PrimaryCni {
  * and hand out only the node's block, past the gateway the node's shim holds.
  */
 function ipam(state: Pick<LabState, 'name' | 'podCidr' | 'primaryCni'>, node: LabNode) {
-  const block = parseCidr(node.podCidr, 'node pod CIDR');
-  // The block's last address may be the cluster range's broadcast address: stop one short of it.
-  const range = onUplink(primaryOf(state))
-    ? {
-        subnet: state.podCidr,
-        rangeStart: hostAddress(block, 2),
-        rangeEnd: hostAddress(block, 2 ** (32 - block.prefix) - 2),
-        gateway: node.podGateway,
-      }
-    : { subnet: node.podCidr, gateway: node.podGateway };
+  const dataDir = ipamDir(state.name, node.name);
+  if (onUplink(primaryOf(state))) {
+    // IPv4 only (lab.ts refuses other families with these plugins).
+    const block = parseCidr(node.podCidr, 'node pod CIDR');
+    // The block's last address may be the cluster range's broadcast address: stop one short of it.
+    const range = {
+      subnet: state.podCidr,
+      rangeStart: hostAddress(block, 2),
+      rangeEnd: hostAddress(block, 2 ** (32 - block.prefix) - 2),
+      gateway: node.podGateway,
+    };
+    return { type: 'host-local', ranges: [[range]], routes: [{ dst: '0.0.0.0/0' }], dataDir };
+  }
+  // One range and one default route per family, primary first: a dual-stack pod gets an address
+  // from each, and its default route in each via that family's gateway.
+  const nets = nodePodCidrs(node);
   return {
     type: 'host-local',
-    ranges: [[range]],
-    routes: [{ dst: '0.0.0.0/0' }],
-    dataDir: ipamDir(state.name, node.name),
+    ranges: nets.map((n) => [{ subnet: n.podCidr, gateway: n.podGateway }]),
+    routes: nets.map((n) => ({ dst: isIPv6(n.podGateway) ? '::/0' : '0.0.0.0/0' })),
+    dataDir,
   };
 }
 

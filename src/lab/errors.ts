@@ -14,6 +14,7 @@ export type LabErrorCode =
   | 'LAB_BAD_PRIMARY_CNI' // not one of the reference plugins a lab can use as its primary
   | 'LAB_PRIMARY_UNSUPPORTED' // this kernel lacks the link type the primary CNI needs (ipvlan, macvlan)
   | 'LAB_BAD_CIDR' // not a CIDR, or node and pod ranges that do not fit together
+  | 'LAB_BAD_IP_FAMILY' // not ipv4, ipv6 or dual
   | 'LAB_SUBNET_TOO_SMALL' // a CIDR with no room for the host or block asked for
   | 'LAB_BAD_COMPONENT'
   | 'LAB_EXISTS'

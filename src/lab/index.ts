@@ -1,6 +1,13 @@
 export { formatCidr, parseCidr } from './cidr.js';
 export { LAB_NETWORK_NAME, nodeConflist, primaryOf } from './conflist.js';
 export {
+  DEFAULT_NODE_CIDR6,
+  DEFAULT_POD_CIDR6,
+  IP_FAMILIES,
+  type IpFamily,
+  nodeIps,
+} from './ip-family.js';
+export {
   createPod,
   DEFAULT_NODE_CIDR,
   DEFAULT_NODE_MASK,

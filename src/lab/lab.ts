@@ -1,12 +1,14 @@
 /**
  * A lab: a local cluster on the real kernel. Nodes are network namespaces joined by a bridge that
  * lives in its own `fabric` namespace (the host's network is never touched); each node routes to
- * the others' pod CIDRs via their fabric addresses. Pods are namespaces attached the way a
+ * the others' pod CIDRs via their fabric addresses, in each of the lab's IP families (ip-family.ts).
+ * Pods are namespaces attached the way a
  * container runtime attaches them: by running the node's CNI conflist through the CNI runtime,
  * inside the node's namespace. The conflist's primary plugin is chosen per lab (primary-cni.ts).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import { errorMessage } from '../errors.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { logger } from '../runtime/log.js';
@@ -14,6 +16,7 @@ import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js'
 import { type CniResult, CniRuntime, type CniSandbox, DEFAULT_CNI_PATH } from './cni-runtime/index.js';
 import { nodeConflist, primaryOf } from './conflist.js';
 import { labError } from './errors.js';
+import { checkIpFamily, type FamilyPlan, hasIpv4, hasIpv6, nodeNetworks, planIpv6 } from './ip-family.js';
 import { withLock } from './lock.js';
 import {
   checkLabName,
@@ -39,7 +42,16 @@ import {
   parsePrimaryCni,
   primaryPlugins,
 } from './primary-cni.js';
-import { type LabNode, type LabPod, type LabState, listLabs, readState, writeState } from './state.js';
+import {
+  type IpFamily,
+  type LabNode,
+  type LabPod,
+  type LabState,
+  listLabs,
+  type NodeNetwork,
+  readState,
+  writeState,
+} from './state.js';
 import { checkPrerequisites, execIn, ipIn, listNetns, sh } from './system.js';
 
 const log = logger('ambit::lab');
@@ -58,6 +70,11 @@ export interface LabUpOptions {
   podCidr?: string;
   /** Prefix length of each node's share of the pod CIDR. */
   nodeMask?: number;
+  /** `ipv4` (default), `ipv6` or `dual`: which families nodes and pods get addresses in. */
+  ipFamily?: IpFamily;
+  /** IPv6 ranges (default fd00:10:240::/64 and fd00:10:244::/56, a /64 per node). */
+  nodeCidr6?: string;
+  podCidr6?: string;
   /** Extra plugin dirs searched before /usr/lib/cni. */
   pluginDirs?: string[];
   /** The reference plugin that attaches pods (default bridge). */
@@ -107,12 +124,8 @@ export function loadLab(lab: string): LabState {
   return state;
 }
 
-/** Plans node addresses and pod CIDRs, failing on a bad or too small CIDR before anything is created. */
-export function planNodes(lab: string, options: LabUpOptions): LabState {
-  const count = options.nodes;
-  if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) {
-    throw labError('LAB_BAD_NODES', `--nodes must be an integer from 1 to ${MAX_NODES} (got ${count})`);
-  }
+/** The IPv4 plan: node nK = host K on the node CIDR, pod block K of the per-node mask. */
+function planIpv4(count: number, options: LabUpOptions): FamilyPlan {
   const nodeCidr = parseCidr(options.nodeCidr ?? DEFAULT_NODE_CIDR, 'node CIDR');
   const podCidr = parseCidr(options.podCidr ?? DEFAULT_POD_CIDR, 'pod CIDR');
   const nodeMask = options.nodeMask ?? DEFAULT_NODE_MASK;
@@ -128,28 +141,65 @@ export function planNodes(lab: string, options: LabUpOptions): LabState {
       `node CIDR ${formatCidr(nodeCidr)} overlaps pod CIDR ${formatCidr(podCidr)}; pick disjoint ranges`,
     );
   }
+  const networks: NodeNetwork[] = [];
+  for (let i = 1; i <= count; i++) {
+    // Block 0 stays unused so node nK owns block K, which reads well: n1 = 10.244.1.0/24.
+    const pods = subnet(podCidr, nodeMask, i);
+    networks.push({
+      ip: hostAddress(nodeCidr, i),
+      nodePrefix: nodeCidr.prefix,
+      podCidr: formatCidr(pods),
+      podGateway: hostAddress(pods, 1),
+    });
+  }
+  return { nodeCidr: formatCidr(nodeCidr), podCidr: formatCidr(podCidr), nodeMask, networks };
+}
+
+/** Plans node addresses and pod CIDRs, failing on a bad or too small CIDR before anything is created. */
+export function planNodes(lab: string, options: LabUpOptions): LabState {
+  const count = options.nodes;
+  if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) {
+    throw labError('LAB_BAD_NODES', `--nodes must be an integer from 1 to ${MAX_NODES} (got ${count})`);
+  }
+  const ipFamily = checkIpFamily(options.ipFamily ?? 'ipv4');
+  const primaryCni = parsePrimaryCni(options.primaryCni ?? DEFAULT_PRIMARY_CNI);
+  if (onUplink(primaryCni) && ipFamily !== 'ipv4') {
+    // The uplink plugins share one L2 segment carved out of the IPv4 pod range (conflist.ts); the lab
+    // has no IPv6 plan for them.
+    throw labError(
+      'LAB_BAD_IP_FAMILY',
+      `--primary-cni ${primaryCni} runs IPv4 labs only here; use --primary-cni bridge or ptp with --ip-family ${ipFamily}`,
+    );
+  }
+  // Primary family first, as Kubernetes lists a dual-stack node's podCIDRs.
+  const plans = [
+    hasIpv4(ipFamily) ? planIpv4(count, options) : undefined,
+    hasIpv6(ipFamily) ? planIpv6(count, options.nodeCidr6, options.podCidr6) : undefined,
+  ].filter((p): p is FamilyPlan => p !== undefined);
+  const primary = plans[0]!;
   const nodes: LabNode[] = [];
   for (let i = 1; i <= count; i++) {
     const name = nodeName(i);
-    // Block 0 stays unused so node nK owns block K, which reads well: n1 = 10.244.1.0/24.
-    const pods = subnet(podCidr, nodeMask, i);
+    const networks = plans.map((p) => p.networks[i - 1]!);
     nodes.push({
       name,
       netns: nodeNetns(lab, name),
       netnsPath: netnsPath(nodeNetns(lab, name)),
-      ip: hostAddress(nodeCidr, i),
-      podCidr: formatCidr(pods),
-      podGateway: hostAddress(pods, 1),
+      ip: networks[0]!.ip,
+      podCidr: networks[0]!.podCidr,
+      podGateway: networks[0]!.podGateway,
+      ...(ipFamily === 'ipv4' ? {} : { networks }),
     });
   }
   return {
     version: 1,
     name: lab,
     createdAt: new Date().toISOString(),
-    nodeCidr: formatCidr(nodeCidr),
-    podCidr: formatCidr(podCidr),
-    nodeMask,
-    primaryCni: parsePrimaryCni(options.primaryCni ?? DEFAULT_PRIMARY_CNI),
+    nodeCidr: primary.nodeCidr,
+    podCidr: primary.podCidr,
+    nodeMask: primary.nodeMask,
+    ...(ipFamily === 'ipv4' ? {} : { ipFamily }),
+    primaryCni,
     pluginDirs: pluginDirsOf(options.pluginDirs),
     fabric: { netns: fabricNetns(lab), bridge: FABRIC_BRIDGE },
     nodes,
@@ -167,16 +217,17 @@ function createFabric(state: LabState): void {
 
 function createNode(state: LabState, node: LabNode): void {
   const fabric = state.fabric.netns;
-  const prefix = state.nodeCidr.split('/')[1];
   sh('ip', ['netns', 'add', node.netns]);
   ipIn(node.netns, ['link', 'set', 'lo', 'up']);
   const port = fabricPort(node.name);
   ipIn(fabric, ['link', 'add', port, 'type', 'veth', 'peer', 'name', NODE_UPLINK, 'netns', node.netns]);
   ipIn(fabric, ['link', 'set', port, 'master', FABRIC_BRIDGE]);
   ipIn(fabric, ['link', 'set', port, 'up']);
-  ipIn(node.netns, ['addr', 'add', `${node.ip}/${prefix}`, 'dev', NODE_UPLINK]);
+  addNodeAddresses(state, node);
   ipIn(node.netns, ['link', 'set', NODE_UPLINK, 'up']);
   execIn(node.netns, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+  if (state.ipFamily && hasIpv6(state.ipFamily))
+    execIn(node.netns, 'sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
   if (onUplink(primaryOf(state))) addShim(state, node);
 }
 
@@ -204,10 +255,24 @@ function addShim(state: LabState, node: LabNode): void {
   ipIn(node.netns, ['route', 'add', node.podCidr, 'dev', NODE_SHIM, 'src', node.podGateway]);
 }
 
+/**
+ * The node's fabric address in each family. IPv6 ones skip duplicate address detection (`nodad`):
+ * the lab assigns them uniquely, and a tentative address could not be routed from for a second or two.
+ */
+function addNodeAddresses(state: LabState, node: LabNode): void {
+  for (const net of nodeNetworks(node, state.nodeCidr)) {
+    const nodad = isIPv6(net.ip) ? ['nodad'] : [];
+    ipIn(node.netns, ['addr', 'add', `${net.ip}/${net.nodePrefix}`, 'dev', NODE_UPLINK, ...nodad]);
+  }
+}
+
+/** Each node routes every peer's pod CIDR, per family, via the peer's fabric address in that family. */
 function routeNodes(state: LabState): void {
   for (const node of state.nodes) {
     for (const peer of state.nodes) {
-      if (peer !== node) ipIn(node.netns, ['route', 'add', peer.podCidr, 'via', peer.ip, 'dev', NODE_UPLINK]);
+      if (peer === node) continue;
+      for (const net of nodeNetworks(peer, state.nodeCidr))
+        ipIn(node.netns, ['route', 'add', net.podCidr, 'via', net.ip, 'dev', NODE_UPLINK]);
     }
   }
 }
@@ -269,13 +334,14 @@ function runtimeFor(state: LabState, node: LabNode): CniRuntime {
   return new CniRuntime({ pluginDirs: state.pluginDirs, inNetns: node.netnsPath });
 }
 
-function podAddress(result: CniResult, ifname: string): string {
+/** The pod's addresses on `ifname`, in the CNI result's order (host-local's: its ranges', primary first). */
+export function podAddresses(result: CniResult, ifname: string): string[] {
   const ifIndex = (result.interfaces ?? []).findIndex((i) => i.name === ifname && i.sandbox);
-  const ip = (result.ips ?? []).find(
-    (i) => ifIndex < 0 || i.interface === undefined || i.interface === ifIndex,
-  );
-  if (!ip) throw labError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${ifname}`);
-  return ip.address.split('/')[0]!;
+  const ips = (result.ips ?? [])
+    .filter((i) => ifIndex < 0 || i.interface === undefined || i.interface === ifIndex)
+    .map((i) => i.address.split('/')[0]!);
+  if (ips.length === 0) throw labError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${ifname}`);
+  return ips;
 }
 
 export function findNode(state: LabState, node: string): LabNode {
@@ -326,7 +392,8 @@ export async function createPod(lab: string, node: string, ref: PodRef): Promise
     const sandbox = sandboxOf(pod);
     try {
       const result = await runtime.add(conflist, sandbox);
-      const added: LabPod = { ...pod, ip: podAddress(result, POD_IFNAME), cniResult: result };
+      const ips = podAddresses(result, POD_IFNAME);
+      const added: LabPod = { ...pod, ip: ips[0]!, ...(ips.length > 1 ? { ips } : {}), cniResult: result };
       state.pods.push(added);
       writeState(state);
       log.info('pod added', { pod: formatPodRef(ref), node: host.name, ip: added.ip });

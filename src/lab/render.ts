@@ -2,11 +2,24 @@
 import { primaryOf } from './conflist.js';
 import { formatPodRef, NODE_SHIM, type PodRef } from './names.js';
 import { onUplink } from './primary-cni.js';
-import type { LabState } from './state.js';
+import type { LabNode, LabState } from './state.js';
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
   return rows.map((r) => `  ${r.map((cell, col) => cell.padEnd(widths[col]!)).join('  ')}`.trimEnd());
+}
+
+/** Node IP, pod CIDR and gateway, each family's comma-separated, primary first. */
+function perFamily(node: LabNode): string[] {
+  const nets = node.networks ?? [node];
+  return [nets.map((n) => n.ip), nets.map((n) => n.podCidr), nets.map((n) => n.podGateway)].map((v) =>
+    v.join(','),
+  );
+}
+
+/** The lab's families when not the default (a dual-stack lab's IPv6 ranges show in the node table). */
+function familyNote(state: LabState): string {
+  return state.ipFamily && state.ipFamily !== 'ipv4' ? ` (IP family ${state.ipFamily})` : '';
 }
 
 /** A pod of a cluster lab: its API object's place and phase (the lab state holds none of them). */
@@ -31,7 +44,7 @@ export function renderTopology(
   const pods: readonly { node: string }[] = clusterPods ?? state.pods;
   const lines = [
     `Lab ${state.name}: ${state.nodes.length} node(s), ${pods.length} pod(s)`,
-    `  fabric bridge ${state.fabric.bridge} in netns ${mark(state.fabric.netns)}; nodes on ${state.nodeCidr}, pods in ${state.podCidr}`,
+    `  fabric bridge ${state.fabric.bridge} in netns ${mark(state.fabric.netns)}; nodes on ${state.nodeCidr}, pods in ${state.podCidr}${familyNote(state)}`,
     `  primary CNI ${primaryOf(state)}${onUplink(primaryOf(state)) ? ` (pods on each node's uplink; the node reaches them through ${NODE_SHIM})` : ''}`,
     '',
     'Nodes',
@@ -39,9 +52,7 @@ export function renderTopology(
       ['NAME', 'NODE IP', 'POD CIDR', 'GATEWAY', 'PODS', 'NETNS'],
       ...state.nodes.map((n) => [
         n.name,
-        n.ip,
-        n.podCidr,
-        n.podGateway,
+        ...perFamily(n),
         String(pods.filter((p) => p.node === n.name).length),
         mark(n.netns),
       ]),
@@ -63,7 +74,7 @@ export function renderTopology(
     lines.push(
       ...table([
         ['POD', 'NODE', 'IP', 'NETNS'],
-        ...state.pods.map((p) => [formatPodRef(p), p.node, p.ip, mark(p.netns)]),
+        ...state.pods.map((p) => [formatPodRef(p), p.node, (p.ips ?? [p.ip]).join(','), mark(p.netns)]),
       ]),
     );
   }

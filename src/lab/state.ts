@@ -20,6 +20,24 @@ export interface LabNode {
   podCidr: string;
   /** Pods' default gateway: the pod bridge (bridge), each pod's host veth (ptp), the node's shim (ipvlan, macvlan). */
   podGateway: string;
+  /**
+   * Every family's network, primary first (its fields are the ones above), in an IPv6 or dual-stack
+   * lab; absent in an IPv4 lab.
+   */
+  networks?: NodeNetwork[];
+}
+
+/** The lab's IP families (ip-family.ts): absent in state means ipv4. */
+export type IpFamily = 'ipv4' | 'ipv6' | 'dual';
+
+/** A node's address and pod range in one IP family. */
+export interface NodeNetwork {
+  /** Address on the fabric. */
+  ip: string;
+  /** Prefix length of the node CIDR the address is on. */
+  nodePrefix: number;
+  podCidr: string;
+  podGateway: string;
 }
 
 export interface LabPod {
@@ -31,7 +49,10 @@ export interface LabPod {
   netns: string;
   netnsPath: string;
   ifname: string;
+  /** The pod's address in the lab's primary family. */
   ip: string;
+  /** Every address, primary first (dual stack: IPv4 then IPv6); absent in state of an older lab. */
+  ips?: string[];
   /** The final CNI ADD result; DEL gets it back as prevResult. */
   cniResult: CniResult;
 }
@@ -45,6 +66,8 @@ export interface LabState {
   nodeMask: number;
   /** The primary CNI plugin; absent in states written before it was a choice, which were bridge labs. */
   primaryCni?: PrimaryCni;
+  /** `ipv6`: the CIDRs and addresses above are IPv6; `dual`: they are IPv4, nodes' `networks` add IPv6. */
+  ipFamily?: IpFamily;
   pluginDirs: string[];
   fabric: { netns: string; bridge: string };
   nodes: LabNode[];

@@ -37,6 +37,8 @@ export interface ZtunnelConfig {
   clusterDomain: string;
   /** Where the upstream resolvers of the DNS proxy are read (the node's resolv.conf, as ztunnel's). */
   dnsResolvConf: string;
+  /** IPV6_ENABLED: the wildcard listeners bind `::` (dual-stack), else `0.0.0.0`. */
+  ipv6Enabled: boolean;
   /** How long SIGTERM lets connections finish before cutting them. */
   drainDeadlineMs: number;
   log: LogDirective[];
@@ -177,6 +179,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "the DNS proxy's upstream resolvers: the nameserver lines of this file (Istio's ztunnel reads its own /etc/resolv.conf)",
   },
   {
+    flag: 'ipv6-enabled',
+    env: 'IPV6_ENABLED',
+    default: 'true',
+    help: "listeners on [::], dual-stack (Istio's ztunnel default); false: on 0.0.0.0, IPv4 only",
+  },
+  {
     flag: 'connection-termination-deadline',
     env: 'CONNECTION_TERMINATION_DEADLINE',
     default: '5s',
@@ -221,6 +229,11 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 type Raw = OptionValue;
+
+/** As Istio's ztunnel picks its wildcard: `[::]` with IPv6 enabled, else `0.0.0.0`. */
+function wildcardFamily(a: ListenAddress, ipv6Enabled: boolean): ListenAddress {
+  return !ipv6Enabled && a.host === '::' ? { ...a, host: '0.0.0.0' } : a;
+}
 
 function bad(raw: Raw, why: string): never {
   throw optionError(raw, why);
@@ -300,6 +313,7 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   };
   exclusive('local-xds-path', 'xds-address');
   exclusive('local-ca-dir', 'ca-address');
+  const ipv6Enabled = bool(must('ipv6-enabled'));
   const uds = must('inpod-uds');
   if (uds.text.trim() === '') bad(uds, 'expected a socket path');
 
@@ -313,6 +327,7 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     dnsCapture: bool(must('dns-capture')),
     clusterDomain: domain(must('cluster-domain')),
     dnsResolvConf: must('dns-resolv-conf').text.trim(),
+    ipv6Enabled,
     drainDeadlineMs: drainDeadline(
       must('connection-termination-deadline'),
       raw('termination-grace-period-seconds'),
@@ -320,8 +335,11 @@ export function parseZtunnelConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     log: parseLogDirectives(must('log-level')),
     workers: 1,
     adminAddr: parseListenAddress(must('admin-addr').text, '--admin-addr'),
-    metricsAddr: parseListenAddress(must('metrics-addr').text, '--metrics-addr'),
-    readinessAddr: parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
+    metricsAddr: wildcardFamily(parseListenAddress(must('metrics-addr').text, '--metrics-addr'), ipv6Enabled),
+    readinessAddr: wildcardFamily(
+      parseListenAddress(must('readiness-addr').text, '--readiness-addr'),
+      ipv6Enabled,
+    ),
     localCaDir: raw('local-ca-dir')?.text.trim(),
     trustDomain: must('trust-domain').text.trim(),
     hboneKeepalive: {

@@ -202,6 +202,7 @@ export async function startZtunnel(
       drainDeadlineMs: config.drainDeadlineMs,
       socks5: config.socks5,
       ...(config.dnsCapture ? { dns: dnsOptions(config) } : {}),
+      ipv6Enabled: config.ipv6Enabled,
       fds: new FdBudget(),
       ca,
       trustDomain: config.trustDomain,

@@ -39,6 +39,8 @@ export interface ProxyFactoryOptions {
   drainDeadlineMs: number;
   /** The SOCKS5 listener on 127.0.0.1:15080. */
   socks5: boolean;
+  /** IPV6_ENABLED (default true): pod listeners on `::`, else `0.0.0.0`. */
+  ipv6Enabled?: boolean;
   /** When set, new connections are refused while open files run short of the process limit. */
   fds?: FdBudget;
   /** Where workload certificates come from; without one HBONE is off and the mesh paths are plaintext only. */
@@ -132,6 +134,7 @@ export class ProxyFactory implements InPodProxyFactory {
       connectTimeoutMs: options.connectTimeoutMs,
       drainDeadlineMs: options.drainDeadlineMs,
       socks5: options.socks5,
+      ipv6Enabled: options.ipv6Enabled,
       fds: options.fds,
       ...(options.dns
         ? {

@@ -347,7 +347,7 @@ describe('Helm chart deploy/charts/ambit', () => {
     assert.equal(c.args[0], 'control-plane');
     assert.ok(!c.args.some((a: string) => a.startsWith('--kubeconfig')), 'in-cluster config');
     for (const want of [
-      '--listen=0.0.0.0:15012',
+      '--listen=[::]:15012',
       '--node-proxy=istio-system/ztunnel',
       '--ca-secret=istio-system/istio-ca-secret',
       '--root-cert-configmap=istio-system/istio-ca-root-cert',

@@ -34,6 +34,22 @@ describe('ztunnel configuration', () => {
     assert.deepEqual(c.hboneKeepalive, { intervalMs: 10_000, timeoutMs: 20_000 });
   });
 
+  test("IPV6_ENABLED (default true) picks the wildcard: [::] dual-stack, else 0.0.0.0, as Istio's ztunnel", () => {
+    assert.equal(parse([]).ipv6Enabled, true);
+    const v4 = parse([], { IPV6_ENABLED: 'false' });
+    assert.equal(v4.ipv6Enabled, false);
+    assert.deepEqual(v4.metricsAddr, { host: '0.0.0.0', port: 15020 });
+    assert.deepEqual(v4.readinessAddr, { host: '0.0.0.0', port: 15021 });
+    assert.deepEqual(parse(['--ipv6-enabled', 'false', '--metrics-addr', '127.0.0.1:9']).metricsAddr, {
+      host: '127.0.0.1',
+      port: 9,
+    });
+    assert.match(
+      configError(() => parse([], { IPV6_ENABLED: 'maybe' })),
+      /^IPV6_ENABLED=maybe: expected true or false/,
+    );
+  });
+
   test('the HBONE handshake timeout: AMBIT_HBONE_HANDSHAKE_TIMEOUT or --hbone-handshake-timeout, above zero', () => {
     assert.equal(parse([], { AMBIT_HBONE_HANDSHAKE_TIMEOUT: '3s' }).hboneHandshakeTimeoutMs, 3000);
     assert.equal(parse(['--hbone-handshake-timeout', '500ms']).hboneHandshakeTimeoutMs, 500);

@@ -13,6 +13,7 @@ import { apiServerError } from './errors.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { type Credentials, readStateFile, StateWriter } from './persistence.js';
 import { ApiHandler } from './server.js';
+import type { ServiceFamily } from './service-ips.js';
 import { Store } from './store.js';
 import { newServingTls } from './tls.js';
 import { ensureStaticUsers, newTokenSecrets, TokenAuthority } from './tokens.js';
@@ -26,6 +27,7 @@ export {
   ISTIOD_SERVICE_ACCOUNT,
   ZTUNNEL_SERVICE_ACCOUNT,
 } from './roles.js';
+export type { ServiceFamily } from './service-ips.js';
 export { StatusError } from './status.js';
 export { API_AUDIENCE } from './tokens.js';
 
@@ -48,6 +50,8 @@ export interface ApiServerOptions {
    * `system:node:<name>` in `system:nodes`; their tokens persist in the state file.
    */
   users?: { name: string; groups?: string[] }[];
+  /** The service IP families, primary first (default IPv4 only): which cluster IPs Services get. */
+  serviceFamilies?: readonly ServiceFamily[];
 }
 
 export interface ApiServer {
@@ -85,6 +89,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   };
   ensureStaticUsers(credentials, opts.users ?? []);
   const store = new Store(opts.historySize ?? 1000, saved);
+  if (opts.serviceFamilies) store.serviceFamilies = opts.serviceFamilies;
   const tokens = new TokenAuthority(credentials, store);
 
   const stateFile = opts.stateFile;

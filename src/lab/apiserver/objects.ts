@@ -6,6 +6,7 @@
 import { acceptedStatus, validateCrd } from './custom-resources.js';
 import type { ResourceType } from './resources.js';
 import { apiVersionOf } from './resources.js';
+import { assignClusterIps, type ServiceFamily } from './service-ips.js';
 import { badRequest, invalid, type StatusCause } from './status.js';
 
 export interface ObjectMeta {
@@ -136,18 +137,13 @@ export function checkShape(r: ResourceType, body: unknown): KObject {
   return { ...body, apiVersion, kind: r.kind, metadata: metadata as unknown as ObjectMeta };
 }
 
-function firstFreeClusterIp(used: Set<string>): string {
-  for (let i = 10; i < 65535; i++) {
-    const ip = `10.96.${i >> 8}.${i & 255}`;
-    if (!used.has(ip)) return ip;
-  }
-  throw invalid('Service', '', '', [
-    { reason: 'FieldValueInvalid', field: 'spec.clusterIP', message: 'no free cluster IP' },
-  ]);
-}
-
 /** Defaults set on create, mirroring what real clusters fill in (namespace name label, pod phase, cluster IPs). */
-export function applyCreateDefaults(r: ResourceType, obj: KObject, usedClusterIps: Set<string>): void {
+export function applyCreateDefaults(
+  r: ResourceType,
+  obj: KObject,
+  usedClusterIps: Set<string>,
+  serviceFamilies: readonly ServiceFamily[] = ['IPv4'],
+): void {
   switch (r.plural) {
     case 'namespaces':
       obj.metadata.labels = { ...obj.metadata.labels, 'kubernetes.io/metadata.name': obj.metadata.name };
@@ -172,13 +168,7 @@ export function applyCreateDefaults(r: ResourceType, obj: KObject, usedClusterIp
     }
     case 'services': {
       const spec = { type: 'ClusterIP', sessionAffinity: 'None', ...obj.spec } as Record<string, unknown>;
-      if (spec['clusterIP'] === undefined || spec['clusterIP'] === '')
-        spec['clusterIP'] = firstFreeClusterIp(usedClusterIps);
-      spec['clusterIPs'] ??= [spec['clusterIP']];
-      if (spec['clusterIP'] !== 'None') {
-        spec['ipFamilies'] ??= ['IPv4'];
-        spec['ipFamilyPolicy'] ??= 'SingleStack';
-      }
+      assignClusterIps(spec, serviceFamilies, usedClusterIps);
       if (Array.isArray(spec['ports']))
         spec['ports'] = spec['ports'].map((p) =>
           isMap(p) ? { protocol: 'TCP', targetPort: p['port'], ...p } : p,

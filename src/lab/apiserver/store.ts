@@ -8,6 +8,7 @@ import { CustomTypes } from './custom-resources.js';
 import { applyCreateDefaults, applyWriteStrategy, checkShape, type KObject, validate } from './objects.js';
 import { applyPatch, type Json, type PatchType } from './patch.js';
 import { apiVersionOf, CRD_RESOURCE, findResource, RESOURCES, type ResourceType } from './resources.js';
+import type { ServiceFamily } from './service-ips.js';
 import { alreadyExists, conflict, expired, invalid, notFound, STALE_OBJECT, StatusError } from './status.js';
 
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -48,6 +49,8 @@ export class Store {
   private readonly listeners = new Set<(e: StoredEvent) => void>();
   /** The resources the stored CustomResourceDefinitions add. */
   private readonly custom = new CustomTypes();
+  /** The cluster's service IP families, primary first (kube-apiserver's --service-cluster-ip-range). */
+  serviceFamilies: readonly ServiceFamily[] = ['IPv4'];
 
   constructor(
     private readonly historySize: number,
@@ -159,7 +162,7 @@ export class Store {
       generation: 1,
       creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     };
-    applyCreateDefaults(r, obj, this.clusterIps());
+    applyCreateDefaults(r, obj, this.clusterIps(), this.serviceFamilies);
     this.commit(r, 'ADDED', obj, undefined);
     if (r === CRD_RESOURCE) this.refreshCustomTypes();
     if (r.plural === 'namespaces') {
@@ -333,6 +336,8 @@ export class Store {
     for (const svc of this.bucket(findResource('', 'v1', 'services')!).values()) {
       const ip = svc.spec?.['clusterIP'];
       if (typeof ip === 'string') used.add(ip);
+      const ips = svc.spec?.['clusterIPs'];
+      if (Array.isArray(ips)) for (const a of ips) if (typeof a === 'string') used.add(a);
     }
     return used;
   }

@@ -8,12 +8,20 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
-import { nodeUser, startApiServer, writeKubeconfig } from '../apiserver/index.js';
+import { nodeUser, type ServiceFamily, startApiServer, writeKubeconfig } from '../apiserver/index.js';
 import { loadLab } from '../lab.js';
+import type { IpFamily } from '../state.js';
 import { ClusterLayout, NODE_APISERVER_PORT } from './layout.js';
 import { routeIntoNodes } from './node-route.js';
 
 const log = logger('ambit::lab::apiserver');
+
+/** Services get cluster IPs in the lab's families, primary first, as its pods get pod IPs. */
+function serviceFamiliesOf(family: IpFamily | undefined): ServiceFamily[] {
+  if (family === 'ipv6') return ['IPv6'];
+  if (family === 'dual') return ['IPv4', 'IPv6'];
+  return ['IPv4'];
+}
 
 export async function runApiServerProcess(lab: string): Promise<number> {
   const layout = new ClusterLayout(lab);
@@ -24,6 +32,7 @@ export async function runApiServerProcess(lab: string): Promise<number> {
     stateFile: layout.apiserverState,
     kubeconfigPath: layout.kubeconfig,
     users: state.nodes.map((n) => nodeUser(n.name)),
+    serviceFamilies: serviceFamiliesOf(state.ipFamily),
   });
   const port = Number(new URL(api.url).port);
   const forwarders = await routeIntoNodes(state, NODE_APISERVER_PORT, port);

@@ -21,6 +21,7 @@ import {
   ZTUNNEL_SERVICE_ACCOUNT,
 } from '../apiserver/index.js';
 import { labError } from '../errors.js';
+import { nodeIps, nodePodCidrs } from '../ip-family.js';
 import { findNode, type LabDownReport, type LabUpOptions, labDown, labUp, loadLab } from '../lab.js';
 import { formatPodRef, type PodRef } from '../names.js';
 import type { LabState } from '../state.js';
@@ -103,10 +104,10 @@ function nodeObject(node: LabState['nodes'][number]) {
       name: node.name,
       labels: { 'kubernetes.io/hostname': node.name, 'kubernetes.io/os': 'linux' },
     },
-    spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] },
+    spec: { podCIDR: node.podCidr, podCIDRs: nodePodCidrs(node).map((n) => n.podCidr) },
     status: {
       addresses: [
-        { type: 'InternalIP', address: node.ip },
+        ...nodeIps(node).map((address) => ({ type: 'InternalIP', address })),
         { type: 'Hostname', address: node.name },
       ],
       conditions: [

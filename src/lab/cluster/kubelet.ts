@@ -21,11 +21,12 @@ import {
 } from '@kubernetes/client-node';
 import { errorMessage } from '../../errors.js';
 import { logger } from '../../runtime/log.js';
+import { nodeIps } from '../ip-family.js';
 import { findNode, loadLab } from '../lab.js';
 import { formatPodRef } from '../names.js';
 import type { LabNode } from '../state.js';
 import { ClusterLayout } from './layout.js';
-import { APP_PORTS, SandboxManager, type SandboxRecord, type SandboxSpec } from './sandbox.js';
+import { APP_PORTS, SandboxManager, type SandboxRecord, type SandboxSpec, sandboxIps } from './sandbox.js';
 
 const log = logger('ambit::lab::kubelet');
 const BACKOFF_START_MS = 500;
@@ -252,9 +253,9 @@ export class Kubelet {
           {
             phase: 'Running',
             hostIP: this.node.ip,
-            hostIPs: [{ ip: this.node.ip }],
+            hostIPs: nodeIps(this.node).map((ip) => ({ ip })),
             podIP: this.node.ip,
-            podIPs: [{ ip: this.node.ip }],
+            podIPs: nodeIps(this.node).map((ip) => ({ ip })),
             conditions: [{ type: 'Ready', status: 'True' }],
             containerStatuses: (pod.spec.containers ?? []).map((c) => ({
               name: c.name,
@@ -279,7 +280,12 @@ export class Kubelet {
     const existing = this.#sandboxes.record(spec.uid);
     if (existing) {
       const s = pod.status;
-      if (s?.phase !== 'Running' || s.podIP !== existing.ip || !s.hostIPs?.length || !s.podIPs?.length)
+      if (
+        s?.phase !== 'Running' ||
+        s.podIP !== existing.ip ||
+        !s.hostIPs?.length ||
+        s.podIPs?.length !== sandboxIps(existing).length
+      )
         await this.#reportRunning(existing);
       return;
     }
@@ -323,9 +329,10 @@ export class Kubelet {
       reason: null,
       message: null,
       hostIP: this.node.ip,
-      hostIPs: [{ ip: this.node.ip }],
+      hostIPs: nodeIps(this.node).map((ip) => ({ ip })),
+      // Every family's address, primary first, as a dual-stack kubelet reports them.
       podIP: record.ip,
-      podIPs: [{ ip: record.ip }],
+      podIPs: sandboxIps(record).map((ip) => ({ ip })),
       startTime: now,
       containerStatuses: [
         {

@@ -14,6 +14,7 @@ import { connected, connectInNetns, NetnsHandle } from '../../sys/index.js';
 import { type CniResult, CniRuntime, type CniSandbox, type NetworkConfigList } from '../cni-runtime/index.js';
 import { nodeConflist } from '../conflist.js';
 import { labError } from '../errors.js';
+import { podAddresses } from '../lab.js';
 import { netnsPath, POD_IFNAME, podNetns } from '../names.js';
 import type { LabNode, LabState } from '../state.js';
 import { listNetns, sh } from '../system.js';
@@ -40,7 +41,10 @@ export interface SandboxRecord extends SandboxSpec {
   appContainerId?: string;
   netns: string;
   netnsPath: string;
+  /** The pod's address in the lab's primary family. */
   ip: string;
+  /** Every address, primary first (dual stack: IPv4 then IPv6), as the kubelet reports podIPs. */
+  ips?: string[];
   cniResult: CniResult;
   /** The pod's cgroup; each container has its own below it, named by its id. */
   cgroup: string;
@@ -124,12 +128,14 @@ export class SandboxManager {
     }
     const cgroup = podCgroup(this.state.name, spec.uid);
     mkdirSync(cgroup, { recursive: true });
+    const ips = podAddresses(result, POD_IFNAME);
     const record: SandboxRecord = {
       ...spec,
       containerId,
       netns,
       netnsPath: path,
-      ip: podIp(result),
+      ip: ips[0]!,
+      ips,
       cniResult: result,
       cgroup,
       pids: [],
@@ -200,13 +206,9 @@ export class SandboxManager {
   }
 }
 
-function podIp(result: CniResult): string {
-  const ifIndex = (result.interfaces ?? []).findIndex((i) => i.name === POD_IFNAME && i.sandbox);
-  const ip = (result.ips ?? []).find(
-    (i) => ifIndex < 0 || i.interface === undefined || i.interface === ifIndex,
-  );
-  if (!ip) throw labError('LAB_NO_POD_IP', `the CNI chain returned no IP address for ${POD_IFNAME}`);
-  return ip.address.split('/')[0]!;
+/** Every address of the sandbox, primary first; a record written before there were several has only `ip`. */
+export function sandboxIps(record: SandboxRecord): string[] {
+  return record.ips && record.ips.length > 0 ? record.ips : [record.ip];
 }
 
 /** The kubelet's readiness probe for lab apps: a TCP connect to the app's port inside the pod. */

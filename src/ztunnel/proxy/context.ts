@@ -50,6 +50,8 @@ export interface ProxyDeps {
   drainDeadlineMs: number;
   /** The SOCKS5 listener on 127.0.0.1:15080. */
   socks5: boolean;
+  /** IPV6_ENABLED (default true): the pod listeners bind `::` (dual-stack), else `0.0.0.0`. */
+  ipv6Enabled?: boolean;
   inboundPolicy: InboundPolicy;
   hbone: HboneHandlers;
   /** When set, new connections are refused while open files run short of the process limit. */

@@ -80,24 +80,26 @@ export class PodProxy implements InPodProxy, PodContext {
   }
 
   #specs(): ListenerSpec[] {
+    // Istio's ztunnel: [::] (dual-stack) unless IPV6_ENABLED=false, then 0.0.0.0.
+    const wildcard = this.deps.ipv6Enabled === false ? '0.0.0.0' : '::';
     const specs: ListenerSpec[] = [
       {
         port: INBOUND_HBONE_PORT,
-        host: '::',
+        host: wildcard,
         component: 'inbound',
         transparent: true,
         handle: (pod, s) => pod.deps.hbone.inbound(pod, s),
       },
       {
         port: INBOUND_PLAINTEXT_PORT,
-        host: '::',
+        host: wildcard,
         component: 'inbound plaintext',
         transparent: true,
         handle: handleInboundPlaintext,
       },
       {
         port: OUTBOUND_PORT,
-        host: '::',
+        host: wildcard,
         component: 'outbound',
         transparent: true,
         handle: handleOutbound,

@@ -146,6 +146,13 @@ describe('ambit demo', () => {
     assert.deepEqual(demoNetns(), []);
   });
 
+  test('an unknown --ip-family is a usage error; creates nothing', async () => {
+    const r = await ambit(['demo', '--ip-family', 'ipv5']);
+    assert.equal(r.code, 2, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /--ip-family must be one of ipv4, ipv6, dual \(got 'ipv5'\)/);
+    assert.deepEqual(demoNetns(), []);
+  });
+
   test('fails early naming a missing walkthrough tool and scripts/setup; creates nothing', async () => {
     // A PATH with everything the lab needs but tcpdump.
     const bin = mkdtempSync(join(tmpdir(), 'ambit-demo-path-'));
@@ -169,6 +176,26 @@ describe('ambit demo', () => {
     assert.match(demo.stdout, /Removed the lab 'demo' left by an earlier run\./);
     assertWalkthrough(demo.stdout);
     assert.match(demo.stdout, /== Removing the lab ==\n[\s\S]*^lab 'demo' removed$/m);
+    assertNothingLeft();
+  });
+
+  test('--ip-family ipv6: every step holds over IPv6 (the request, the capture, ip6tables-save, doctor)', async () => {
+    const demo = await ambit(['demo', '--ip-family', 'ipv6']);
+    assert.equal(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
+    const pods =
+      /pod ambient-demo\/sleep\s+node n1\s+ip (\S+)[\s\S]*pod ambient-demo\/httpbin\s+node n2\s+ip (\S+)/.exec(
+        demo.stdout,
+      );
+    assert.ok(pods, 'sleep and httpbin with their IPs');
+    const [, sleepIp, httpbinIp] = pods;
+    assert.match(sleepIp!, /^fd00:10:244:1::/);
+    assert.match(demo.stdout, /ambit lab exec ambient-demo\/sleep -- ip6tables-save/);
+    assert.ok(demo.stdout.includes(`"origin": "${sleepIp}"`), 'httpbin saw sleep over IPv6');
+    assert.ok(demo.stdout.includes(`IP6 ${sleepIp}.`), 'tcpdump shows IPv6 packets');
+    assert.ok(demo.stdout.includes(`${sleepIp}:`) && demo.stdout.includes(`> ${httpbinIp}:15008 `));
+    assert.ok(demo.stdout.includes(`dst.hbone_addr=[${httpbinIp}]:8000`), 'the access log brackets IPv6');
+    assert.doesNotMatch(demo.stdout, /NOT TLS/);
+    assert.match(demo.stdout, /Demo finished: every step held\./);
     assertNothingLeft();
   });
 

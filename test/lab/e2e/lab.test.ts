@@ -249,6 +249,9 @@ describe('lab: two nodes, two pods each, real CNI plugins', () => {
     assert.match(badCidr.stderr, /\[LAB_BAD_CIDR\]/);
     const usage = await ambit(['lab', 'exec', '--name', lab, 'default/n1-pod1']);
     assert.equal(usage.code, 2);
+    const badFamily = await ambit(['lab', 'up', '--name', uniqueLab(), '--ip-family', 'ipv5']);
+    assert.equal(badFamily.code, 2);
+    assert.match(badFamily.stderr, /--ip-family must be one of ipv4, ipv6, dual \(got 'ipv5'\)/);
   });
 
   test('lab down removes every netns, link, bridge and the IPAM state; a second down is a no-op', async () => {
