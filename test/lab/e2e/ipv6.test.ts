@@ -161,7 +161,7 @@ async function checkIpv6(c: DemoCluster, local: DemoPod): Promise<void> {
   assert.equal(echo.origin, c.sleep.ip, "the app sees sleep's IPv6 address");
   const hbone = `dst.hbone_addr=${formatAuthority(local.ip, 8000)}`;
   for (const direction of ['outbound', 'inbound']) {
-    const line = new RegExp(`connection complete .*${regexQuote(hbone)} .*direction=${direction}`);
+    const line = new RegExp(`connection complete\\t.*${regexQuote(hbone)} .*direction="${direction}"`);
     await eventually(`n1's ztunnel logging the same-node ${direction} connection`, () =>
       line.test(ztunnelLog(c, 'n1')),
     );
@@ -177,7 +177,7 @@ async function checkIpv6(c: DemoCluster, local: DemoPod): Promise<void> {
   sockets(c, w);
   const ss6 = await inNetns(c.sleep.netns, 'ss', ['-6', '-ntlp']);
   for (const port of [15001, 15006, 15008]) {
-    assert.match(ss6, new RegExp(`LISTEN .*\\*:${port}\\s.*users:\\(\\("node"`), `IPv6 listener on ${port}`);
+    assert.match(ss6, new RegExp(`LISTEN .*\\*:${port}\\s.*users:\\(\\("ztunnel"`), `IPv6 listener on ${port}`);
   }
 
   // The node's probe to the pod leaves with Istio's IPv6 SNAT address and reaches the app directly.
@@ -209,7 +209,7 @@ async function checkServiceVips(
   const sleepIps = sandboxIps(clusterPod(c.lab, c.sleep.ref)!);
   for (const vip of vips) {
     const line = new RegExp(
-      `connection complete .*dst\\.service=httpbin\\.${namespace}\\.svc\\.cluster\\.local .*direction=outbound`,
+      `connection complete\\t.*dst\\.service="httpbin\\.${namespace}\\.svc\\.cluster\\.local" .*direction="outbound"`,
     );
     const before = ztunnelLog(c, c.sleep.node).length;
     // Until ztunnel has the service from xDS, the VIP is an unknown address; then it picks an endpoint.
@@ -320,7 +320,7 @@ describe('dual-stack lab', () => {
     const v4 = await curlIn(c.sleep.netns, `http://${ips[0]}:8000/get`);
     assert.equal(v4.origin, sleepV4);
     const hbone = new RegExp(
-      `connection complete .*dst\\.hbone_addr=${regexQuote(ips[0]!)}:8000 .*direction=inbound`,
+      `connection complete\\t.*dst\\.hbone_addr=${regexQuote(ips[0]!)}:8000 .*direction="inbound"`,
     );
     await eventually("n2's ztunnel logging the IPv4 inbound connection", () =>
       hbone.test(ztunnelLog(c, 'n2')),
