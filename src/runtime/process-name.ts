@@ -18,9 +18,12 @@ export const PROCESS_NAMES = {
   agent: 'install-cni',
   /** istiod's binary, which serves the CA and xDS as ambit's control plane does. */
   controlPlane: 'pilot-discovery',
-  /** The lab's stand-ins for the Kubernetes API server and the kubelet. */
-  labApiserver: 'kube-apiserver',
-  labKubelet: 'kubelet',
+  /**
+   * The lab's stand-ins for the Kubernetes API server and the kubelet keep names of their own: on a
+   * machine that also runs a real node, `pgrep -x kubelet` (or a `pkill`) must find the real one only.
+   */
+  labApiserver: 'ambit-apiserver',
+  labKubelet: 'ambit-kubelet',
 } as const;
 
 export type ProcessRole = keyof typeof PROCESS_NAMES;

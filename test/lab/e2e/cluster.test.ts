@@ -201,6 +201,16 @@ describe('lab cluster', () => {
       const argv = readFileSync(`/proc/${c.pid!}/cmdline`, 'utf8').split('\0');
       assert.deepEqual(missingNodeFlags(argv), [], `${c.name}: ${argv.join(' ')}`);
     }
+    // Each names itself after its role (runtime/process-name.ts): what `ps -e`, `top` and `ss -p` show.
+    const comm: Record<string, string> = {
+      apiserver: 'ambit-apiserver',
+      controlplane: 'pilot-discovery',
+      agent: 'install-cni',
+      ztunnel: 'ztunnel',
+      kubelet: 'ambit-kubelet',
+    };
+    for (const c of status)
+      assert.equal(readFileSync(`/proc/${c.pid!}/comm`, 'utf8').trim(), comm[c.component], c.name);
     const nodes = await core.listNode();
     assert.deepEqual(nodes.items.map((n) => n.metadata?.name).sort(), ['n1', 'n2']);
     const logs = await ambit(['lab', 'logs', '--name', lab, 'ztunnel', '--node', 'n2']);
