@@ -177,7 +177,11 @@ async function checkIpv6(c: DemoCluster, local: DemoPod): Promise<void> {
   sockets(c, w);
   const ss6 = await inNetns(c.sleep.netns, 'ss', ['-6', '-ntlp']);
   for (const port of [15001, 15006, 15008]) {
-    assert.match(ss6, new RegExp(`LISTEN .*\\*:${port}\\s.*users:\\(\\("ztunnel"`), `IPv6 listener on ${port}`);
+    assert.match(
+      ss6,
+      new RegExp(`LISTEN .*\\*:${port}\\s.*users:\\(\\("ztunnel"`),
+      `IPv6 listener on ${port}`,
+    );
   }
 
   // The node's probe to the pod leaves with Istio's IPv6 SNAT address and reaches the app directly.
