@@ -16,7 +16,6 @@ import { WorkloadStore } from '../../../src/discovery/store.js';
 import type { Service } from '../../../src/discovery/types.js';
 import { createRedirector } from '../../../src/redirect/index.js';
 import { setLogSink } from '../../../src/runtime/log.js';
-import { Registry } from '../../../src/runtime/metrics.js';
 import {
   connected,
   connectInNetns,
@@ -26,9 +25,9 @@ import {
 } from '../../../src/sys/index.js';
 import type { WorkloadUid } from '../../../src/zds/messages.js';
 import { readTcpMessage, tcpMessageReader, writeTcpMessage } from '../../../src/ztunnel/dns/tcp-framing.js';
-import { TrafficMetrics } from '../../../src/ztunnel/proxy/metrics.js';
-import { ProxyFactory } from '../../../src/ztunnel/proxy-factory.js';
+import type { ProxyFactory } from '../../../src/ztunnel/proxy-factory.js';
 import { VethPair } from '../../helpers/netns.js';
+import { testProxyFactory } from '../../helpers/proxy-factory.js';
 import { within } from '../../helpers/wait.js';
 
 const execFileAsync = promisify(execFile);
@@ -143,14 +142,8 @@ describe('ztunnel DNS proxy (DNS capture in the pod)', () => {
 
     const store = new WorkloadStore();
     store.apply({ services: [service('httpbin', ['10.96.0.10', 'fd00:96::10']), service('many', MANY)] });
-    factory = new ProxyFactory({
+    factory = testProxyFactory({
       store,
-      metrics: new TrafficMetrics(new Registry()),
-      mark: 0x539,
-      portReuse: true,
-      connectTimeoutMs: 10_000,
-      drainDeadlineMs: 1000,
-      socks5: false,
       dns: { upstreams: [{ host: pair.addrB, port: 53 }], clusterDomain: 'cluster.local' },
     });
     await factory.start('pod-a' as WorkloadUid, { name: 'sleep', namespace: NS, serviceAccount: 'sleep' }, a);

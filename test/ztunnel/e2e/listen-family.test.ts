@@ -5,13 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { WorkloadStore } from '../../../src/discovery/store.js';
-import { Registry } from '../../../src/runtime/metrics.js';
 import { NetnsHandle } from '../../../src/sys/index.js';
 import type { WorkloadUid } from '../../../src/zds/messages.js';
-import { TrafficMetrics } from '../../../src/ztunnel/proxy/metrics.js';
-import { ProxyFactory } from '../../../src/ztunnel/proxy-factory.js';
+import type { ProxyFactory } from '../../../src/ztunnel/proxy-factory.js';
 import { VethPair } from '../../helpers/netns.js';
+import { testProxyFactory } from '../../helpers/proxy-factory.js';
 
 const pairs: VethPair[] = [];
 const factories: ProxyFactory[] = [];
@@ -25,16 +23,7 @@ after(async () => {
 async function listenersWith(ipv6Enabled: boolean | undefined): Promise<{ v4: string; v6: string }> {
   const pair = new VethPair();
   pairs.push(pair);
-  const factory = new ProxyFactory({
-    store: new WorkloadStore(),
-    metrics: new TrafficMetrics(new Registry()),
-    mark: 0x539,
-    portReuse: true,
-    connectTimeoutMs: 10_000,
-    drainDeadlineMs: 1000,
-    socks5: false,
-    ...(ipv6Enabled === undefined ? {} : { ipv6Enabled }),
-  });
+  const factory = testProxyFactory(ipv6Enabled === undefined ? {} : { ipv6Enabled });
   factories.push(factory);
   const netns = NetnsHandle.open(pair.a.path);
   try {

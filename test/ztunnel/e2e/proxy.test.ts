@@ -13,10 +13,10 @@ import { setLogSink } from '../../../src/runtime/log.js';
 import { Registry } from '../../../src/runtime/metrics.js';
 import { connected, connectInNetns, listenInNetns, NetnsHandle } from '../../../src/sys/index.js';
 import type { WorkloadUid } from '../../../src/zds/messages.js';
-import { TrafficMetrics } from '../../../src/ztunnel/proxy/metrics.js';
-import { ProxyFactory } from '../../../src/ztunnel/proxy-factory.js';
+import type { ProxyFactory } from '../../../src/ztunnel/proxy-factory.js';
 import { readAll, sha256, waitFor } from '../../helpers/bytes.js';
 import { openFdCount, run, VethPair } from '../../helpers/netns.js';
+import { testProxyFactory } from '../../helpers/proxy-factory.js';
 
 const logLines: string[] = [];
 
@@ -53,15 +53,7 @@ describe('ztunnel per-pod proxy (plaintext paths)', () => {
     await redirector.apply(b, [pair.addrB]);
     registry = new Registry();
     store = new WorkloadStore();
-    factory = new ProxyFactory({
-      store,
-      metrics: new TrafficMetrics(registry),
-      mark: 0x539,
-      portReuse: true,
-      connectTimeoutMs: 10_000,
-      drainDeadlineMs: 1000,
-      socks5: true,
-    });
+    factory = testProxyFactory({ store, registry, socks5: true });
     const info = (name: string) => ({ name, namespace: 'default', serviceAccount: 'default' });
     await factory.start('pod-a' as WorkloadUid, info('a'), a);
     await factory.start('pod-b' as WorkloadUid, info('b'), b);
@@ -295,15 +287,7 @@ describe('ztunnel per-pod proxy with the REDIRECT inbound rules', () => {
     const redirector = createRedirector({ backend: 'iptables', inbound: 'redirect' });
     await redirector.apply(a, [pair.addrA]);
     await redirector.apply(b, [pair.addrB]);
-    factory = new ProxyFactory({
-      store: new WorkloadStore(),
-      metrics: new TrafficMetrics(new Registry()),
-      mark: 0x539,
-      portReuse: true,
-      connectTimeoutMs: 10_000,
-      drainDeadlineMs: 1000,
-      socks5: true,
-    });
+    factory = testProxyFactory({ socks5: true });
     const info = (name: string) => ({ name, namespace: 'default', serviceAccount: 'default' });
     await factory.start('pod-a' as WorkloadUid, info('a'), a);
     await factory.start('pod-b' as WorkloadUid, info('b'), b);
