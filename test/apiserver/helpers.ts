@@ -22,12 +22,16 @@ export class LabApi {
     readonly dir: string,
   ) {}
 
-  static async start(
-    opts: ApiServerOptions = {},
-    dir = mkdtempSync(join(tmpdir(), 'ambit-apiserver-')),
-  ): Promise<LabApi> {
-    const server = await startApiServer({ stateFile: join(dir, 'state.json'), persistDelayMs: 5, ...opts });
-    return new LabApi(server, dir);
+  static async start(opts: ApiServerOptions = {}, given?: string): Promise<LabApi> {
+    const dir = given ?? mkdtempSync(join(tmpdir(), 'ambit-apiserver-'));
+    try {
+      const server = await startApiServer({ stateFile: join(dir, 'state.json'), persistDelayMs: 5, ...opts });
+      return new LabApi(server, dir);
+    } catch (err) {
+      // A server that did not start leaves no directory of ours behind (a given one is the caller's).
+      if (given === undefined) rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   async stop(removeDir = true): Promise<void> {
