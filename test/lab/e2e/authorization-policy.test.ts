@@ -175,9 +175,11 @@ describe('AuthorizationPolicy objects in a lab cluster', () => {
         ['other/client', 'mesh/httpbin', false],
         ['mesh/sleep', 'mesh/httpbin', true],
       ]);
+      // Refused at connect time, or, when the connection came in just before ztunnel had the policy,
+      // cut by the policy change a moment later (seen once in CI): either way ztunnel's decision.
       assert.match(
         logOf({ component: 'ztunnel', node: 'n2' }),
-        /connection closed due to policy rejection: allow policies exist, but none allowed/,
+        /connection closed due to policy (?:rejection|change): allow policies exist, but none allowed/,
       );
     } finally {
       await removeAll();
@@ -198,7 +200,7 @@ describe('AuthorizationPolicy objects in a lab cluster', () => {
       ]);
       assert.match(
         logOf({ component: 'ztunnel', node: 'n2' }),
-        /policy rejection: explicitly denied by: istio-system\/deny-other/,
+        /policy (?:rejection|change): explicitly denied by: istio-system\/deny-other/,
       );
     } finally {
       await removeAll();
