@@ -3,7 +3,7 @@
  * `ipv6` or `dual` (IPv4 first, then IPv6, as a dual-stack Kubernetes cluster lists podCIDRs and
  * podIPs). The IPv6 ranges are unique local addresses (fd00::/8): never routed off the machine.
  */
-import { formatCidr6, hostAddress6, overlaps6, parseCidr6, subnet6 } from './cidr6.js';
+import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
 import { labError } from './errors.js';
 import type { IpFamily, LabNode, NodeNetwork } from './state.js';
 
@@ -44,25 +44,25 @@ export function planIpv6(
   nodeCidrText = DEFAULT_NODE_CIDR6,
   podCidrText = DEFAULT_POD_CIDR6,
 ): FamilyPlan {
-  const nodeCidr = parseCidr6(nodeCidrText, 'IPv6 node CIDR', 64, 120);
-  const podCidr = parseCidr6(podCidrText, 'IPv6 pod CIDR', 32, NODE_MASK6 - 1);
-  if (overlaps6(nodeCidr, podCidr)) {
+  const nodeCidr = parseCidr(nodeCidrText, 'IPv6 node CIDR', 6, 64, 120);
+  const podCidr = parseCidr(podCidrText, 'IPv6 pod CIDR', 6, 32, NODE_MASK6 - 1);
+  if (overlaps(nodeCidr, podCidr)) {
     throw labError(
       'LAB_BAD_CIDR',
-      `IPv6 node CIDR ${formatCidr6(nodeCidr)} overlaps IPv6 pod CIDR ${formatCidr6(podCidr)}; pick disjoint ranges`,
+      `IPv6 node CIDR ${formatCidr(nodeCidr)} overlaps IPv6 pod CIDR ${formatCidr(podCidr)}; pick disjoint ranges`,
     );
   }
   const networks: NodeNetwork[] = [];
   for (let i = 1; i <= count; i++) {
-    const pods = subnet6(podCidr, NODE_MASK6, i);
+    const pods = subnet(podCidr, NODE_MASK6, i);
     networks.push({
-      ip: hostAddress6(nodeCidr, i),
+      ip: hostAddress(nodeCidr, i),
       nodePrefix: nodeCidr.prefix,
-      podCidr: formatCidr6(pods),
-      podGateway: hostAddress6(pods, 1),
+      podCidr: formatCidr(pods),
+      podGateway: hostAddress(pods, 1),
     });
   }
-  return { nodeCidr: formatCidr6(nodeCidr), podCidr: formatCidr6(podCidr), nodeMask: NODE_MASK6, networks };
+  return { nodeCidr: formatCidr(nodeCidr), podCidr: formatCidr(podCidr), nodeMask: NODE_MASK6, networks };
 }
 
 /**

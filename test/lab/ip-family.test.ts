@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { formatCidr6, hostAddress6, overlaps6, parseCidr6, subnet6 } from '../../src/lab/cidr6.js';
+import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from '../../src/lab/cidr.js';
 import { nodeConflist } from '../../src/lab/conflist.js';
 import { nodeIps, nodeNetworks, nodePodCidrs } from '../../src/lab/ip-family.js';
 import { planNodes } from '../../src/lab/lab.js';
@@ -13,25 +13,36 @@ import { renderTopology } from '../../src/lab/render.js';
 
 describe('IPv6 CIDR arithmetic', () => {
   test('parse, format (compressed), host and subnet', () => {
-    const c = parseCidr6('fd00:10:244::/56');
-    assert.equal(formatCidr6(c), 'fd00:10:244::/56');
-    assert.equal(formatCidr6(subnet6(c, 64, 1)), 'fd00:10:244:1::/64');
-    assert.equal(formatCidr6(subnet6(c, 64, 255)), 'fd00:10:244:ff::/64');
-    assert.equal(hostAddress6(subnet6(c, 64, 2), 1), 'fd00:10:244:2::1');
-    assert.equal(formatCidr6(parseCidr6('FD00:0:0:0:0:0:0:0/64')), 'fd00::/64');
-    assert.equal(overlaps6(c, parseCidr6('fd00:10:244:7::/64')), true);
-    assert.equal(overlaps6(c, parseCidr6('fd00:10:240::/64')), false);
+    const c = parseCidr('fd00:10:244::/56', 'IPv6 CIDR', 6);
+    assert.equal(formatCidr(c), 'fd00:10:244::/56');
+    assert.equal(formatCidr(subnet(c, 64, 1)), 'fd00:10:244:1::/64');
+    assert.equal(formatCidr(subnet(c, 64, 255)), 'fd00:10:244:ff::/64');
+    assert.equal(hostAddress(subnet(c, 64, 2), 1), 'fd00:10:244:2::1');
+    assert.equal(formatCidr(parseCidr('FD00:0:0:0:0:0:0:0/64', 'IPv6 CIDR', 6)), 'fd00::/64');
+    assert.equal(overlaps(c, parseCidr('fd00:10:244:7::/64', 'IPv6 CIDR', 6)), true);
+    assert.equal(overlaps(c, parseCidr('fd00:10:240::/64', 'IPv6 CIDR', 6)), false);
   });
 
   test('bad IPv6 CIDRs fail with LAB_BAD_CIDR or LAB_SUBNET_TOO_SMALL and say why', () => {
-    assert.throws(() => parseCidr6('fd00:10:244::1/56'), {
+    assert.throws(() => parseCidr('fd00:10:244::1/56', 'IPv6 CIDR', 6), {
       code: 'LAB_BAD_CIDR',
       message: /did you mean fd00:10:244::\/56/,
     });
-    assert.throws(() => parseCidr6('10.0.0.0/8'), { code: 'LAB_BAD_CIDR', message: /not IPv6/ });
-    assert.throws(() => parseCidr6('fd00::/129'), { code: 'LAB_BAD_CIDR', message: /between 8 and 120/ });
-    assert.throws(() => parseCidr6('fd00:::1/64'), { code: 'LAB_BAD_CIDR', message: /not an IPv6 address/ });
-    assert.throws(() => subnet6(parseCidr6('fd00::/62'), 64, 4), { code: 'LAB_SUBNET_TOO_SMALL' });
+    assert.throws(() => parseCidr('10.0.0.0/8', 'IPv6 CIDR', 6), {
+      code: 'LAB_BAD_CIDR',
+      message: /not IPv6/,
+    });
+    assert.throws(() => parseCidr('fd00::/129', 'IPv6 CIDR', 6), {
+      code: 'LAB_BAD_CIDR',
+      message: /between 8 and 120/,
+    });
+    assert.throws(() => parseCidr('fd00:::1/64', 'IPv6 CIDR', 6), {
+      code: 'LAB_BAD_CIDR',
+      message: /not an IPv6 address/,
+    });
+    assert.throws(() => subnet(parseCidr('fd00::/62', 'IPv6 CIDR', 6), 64, 4), {
+      code: 'LAB_SUBNET_TOO_SMALL',
+    });
   });
 });
 
