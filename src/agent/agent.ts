@@ -233,6 +233,13 @@ export class Agent {
       .filter(
         (p) => this.cache.get(p.metadata?.uid ?? '') !== undefined || redirectionState(p) !== undefined,
       );
+    if (pods.length > 0 && (this.#zds?.connectionCount ?? 0) === 0) {
+      // Nothing can tell ztunnel now; it keeps the pods' listeners until it exits or the next agent's
+      // snapshot (which lacks them) reaches it. Traffic goes direct once the rules are gone.
+      log.warn('no ztunnel connected; it keeps its proxies of these pods until it exits or reconnects', {
+        pods: pods.length,
+      });
+    }
     let removed = 0;
     let failed = 0;
     const next = pods.values();

@@ -318,8 +318,12 @@ describe('ambit agent (lab API server, real ztunnel, real netns)', () => {
     await agent!.stop();
     // A process in the pod's netns (as a real pod has), so the restarted agent finds it through /proc.
     pauses.push(new PauseProcess(pair.a.name, api.store.find(PODS, meshNs, 'web')!.metadata.uid as string));
+    const snapshotsBefore = ztunnel!.matching(/pod received snapshot sent/).length;
     // In a DaemonSet the agent knows its namespace; the lab API server has no DaemonSet there (404).
     const a = await startAgent('--pod-namespace', 'istio-system');
+    // ztunnel reconnects to the new agent after its back-off; the uninstall can only reach a connected
+    // ztunnel (a later one drops the pod when the next agent's snapshot lacks it).
+    await ztunnel!.waitFor(/pod received snapshot sent/, snapshotsBefore + 1);
     assert.equal(await readyz(a), 200);
     assert.equal(annotation(meshNs, 'web'), 'enabled');
     assert.equal(listening(pair.a, 15001), true);
