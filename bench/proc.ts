@@ -1,5 +1,5 @@
 /**
- * What a proxy costs the machine, read from /proc: CPU time (utime + stime) and resident memory of a
+ * What a proxy costs the machine, read from /proc: CPU time (utime and stime) and resident memory of a
  * process and everything it started, so a proxy that forks workers is counted whole.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -38,14 +38,17 @@ export function processTree(pid: number): number[] {
   return tree;
 }
 
-/** CPU seconds (user + system, all threads) spent so far by the processes of `pids`' trees. */
-export function cpuSeconds(pids: readonly number[]): number {
-  let ticks = 0;
+/** CPU seconds spent so far by the processes of `pids`' trees (all threads), in user space and in the kernel. */
+export function cpuTimes(pids: readonly number[]): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
   for (const pid of pids.flatMap(processTree)) {
     const f = statFields(pid);
-    if (f) ticks += Number(f[11]) + Number(f[12]);
+    if (!f) continue;
+    user += Number(f[11]);
+    system += Number(f[12]);
   }
-  return ticks / TICKS_PER_SECOND;
+  return { user: user / TICKS_PER_SECOND, system: system / TICKS_PER_SECOND };
 }
 
 /**

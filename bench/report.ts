@@ -19,6 +19,11 @@ export interface Sample {
   connUs: Percentiles;
   /** CPU seconds of both nodes' ztunnels during the bulk transfer, per GiB moved (proxies only). */
   cpuSecondsPerGiB?: number;
+  /** Of it, user space (utime): what the proxy's own code costs, without the kernel's TCP work. */
+  cpuUserSecondsPerGiB?: number;
+  /** CPU microseconds of both nodes' ztunnels per new connection, and of it user space. */
+  cpuMicrosPerConn?: number;
+  cpuUserMicrosPerConn?: number;
 }
 
 /** One proxy's processes in one round: memory per node, and what its metrics counted. */
@@ -44,7 +49,18 @@ export interface Row {
   rrUs: Percentiles;
   connUs: Percentiles;
   cpuSecondsPerGiB?: number;
+  cpuUserSecondsPerGiB?: number;
+  cpuMicrosPerConn?: number;
+  cpuUserMicrosPerConn?: number;
 }
+
+/** The CPU figures of a sample or row, by name. */
+const CPU_FIGURES = [
+  'cpuSecondsPerGiB',
+  'cpuUserSecondsPerGiB',
+  'cpuMicrosPerConn',
+  'cpuUserMicrosPerConn',
+] as const;
 
 export interface Memory {
   proxy: ProxyName;
@@ -62,6 +78,8 @@ export interface SideBySide {
   rrUs: Percentiles;
   connUs: Percentiles;
   cpuSecondsPerGiB: number | null;
+  cpuUserSecondsPerGiB: number | null;
+  cpuMicrosPerConn: number | null;
 }
 
 export interface MemorySideBySide {
@@ -84,6 +102,10 @@ export interface Summary {
     connP50OverheadUs: number;
   }[];
   ambitOverIstio?: { placements: SideBySide[]; memory: MemorySideBySide[] };
+}
+
+function ratio(a: number | undefined, i: number | undefined): number | null {
+  return a !== undefined && i ? a / i : null;
 }
 
 export function median(values: readonly number[]): number {
@@ -110,15 +132,18 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
     for (const placement of PLACEMENTS) {
       const of = samples.filter((s) => s.path === path && s.placement === placement);
       if (of.length === 0) continue;
-      const cpu = of.flatMap((s) => (s.cpuSecondsPerGiB === undefined ? [] : [s.cpuSecondsPerGiB]));
-      rows.push({
+      const r: Row = {
         path,
         placement,
         bulkMBps: median(of.map((s) => s.bulkMBps)),
         rrUs: medianPercentiles(of.map((s) => s.rrUs)),
         connUs: medianPercentiles(of.map((s) => s.connUs)),
-        ...(cpu.length > 0 ? { cpuSecondsPerGiB: median(cpu) } : {}),
-      });
+      };
+      for (const figure of CPU_FIGURES) {
+        const values = of.flatMap((s) => (s[figure] === undefined ? [] : [s[figure]]));
+        if (values.length > 0) r[figure] = median(values);
+      }
+      rows.push(r);
     }
   }
   const row = (path: Path, placement: Placement) =>
@@ -173,10 +198,9 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
         bulkMBps: a.bulkMBps / i.bulkMBps,
         rrUs: over(a.rrUs, i.rrUs),
         connUs: over(a.connUs, i.connUs),
-        cpuSecondsPerGiB:
-          a.cpuSecondsPerGiB !== undefined && i.cpuSecondsPerGiB
-            ? a.cpuSecondsPerGiB / i.cpuSecondsPerGiB
-            : null,
+        cpuSecondsPerGiB: ratio(a.cpuSecondsPerGiB, i.cpuSecondsPerGiB),
+        cpuUserSecondsPerGiB: ratio(a.cpuUserSecondsPerGiB, i.cpuUserSecondsPerGiB),
+        cpuMicrosPerConn: ratio(a.cpuMicrosPerConn, i.cpuMicrosPerConn),
       });
     }
     const mem: MemorySideBySide[] = [];
@@ -199,17 +223,19 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
 const f = (n: number | null | undefined, digits = 0) =>
   n === null || n === undefined ? '–' : n.toFixed(digits);
 const pct = (p: Percentiles, digits = 0) => `${f(p.p50, digits)}/${f(p.p90, digits)}/${f(p.p99, digits)}`;
+const cpu = (all: number | undefined, user: number | undefined, digits: number) =>
+  all === undefined ? '–' : `${f(all, digits)} (${f(user, digits)})`;
 const x = (n: number | null | undefined) => (n === null || n === undefined ? '–' : `${n.toFixed(2)}x`);
 
 export function tables(s: Summary, rounds: number, settleSeconds: number): string {
   const lines = [
     `medians of ${rounds} round${rounds === 1 ? '' : 's'}`,
     '',
-    '| path | placement | bulk MB/s | × direct | 1 KiB RR p50/p90/p99 us | new conn p50/p90/p99 us | ztunnel CPU s/GiB |',
-    '|---|---|---|---|---|---|---|',
+    '| path | placement | bulk MB/s | × direct | 1 KiB RR p50/p90/p99 us | new conn p50/p90/p99 us | ztunnel CPU s/GiB (user) | ztunnel CPU us/conn (user) |',
+    '|---|---|---|---|---|---|---|---|',
     ...s.rows.map(
       (r) =>
-        `| ${r.path} | ${r.placement} | ${f(r.bulkMBps)} | ${x(r.bulkXDirect)} | ${pct(r.rrUs)} | ${pct(r.connUs)} | ${f(r.cpuSecondsPerGiB, 2)} |`,
+        `| ${r.path} | ${r.placement} | ${f(r.bulkMBps)} | ${x(r.bulkXDirect)} | ${pct(r.rrUs)} | ${pct(r.connUs)} | ${cpu(r.cpuSecondsPerGiB, r.cpuUserSecondsPerGiB, 2)} | ${cpu(r.cpuMicrosPerConn, r.cpuUserMicrosPerConn, 0)} |`,
     ),
     '',
     '| path | placement | mesh/direct bulk | RR p50 overhead us | new conn p50 overhead us |',
@@ -231,11 +257,11 @@ export function tables(s: Summary, rounds: number, settleSeconds: number): strin
     lines.push(
       'ambit / Istio (below 1 is less: better for latency, CPU and memory, worse for bulk)',
       '',
-      '| placement | bulk MB/s | RR p50/p90/p99 | new conn p50/p90/p99 | CPU s/GiB |',
-      '|---|---|---|---|---|',
+      '| placement | bulk MB/s | RR p50/p90/p99 | new conn p50/p90/p99 | CPU s/GiB | of it user | CPU us/conn |',
+      '|---|---|---|---|---|---|---|',
       ...s.ambitOverIstio.placements.map(
         (p) =>
-          `| ${p.placement} | ${x(p.bulkMBps)} | ${pct(p.rrUs, 2)} | ${pct(p.connUs, 2)} | ${x(p.cpuSecondsPerGiB)} |`,
+          `| ${p.placement} | ${x(p.bulkMBps)} | ${pct(p.rrUs, 2)} | ${pct(p.connUs, 2)} | ${x(p.cpuSecondsPerGiB)} | ${x(p.cpuUserSecondsPerGiB)} | ${x(p.cpuMicrosPerConn)} |`,
       ),
       '',
       `| node | RSS idle | anonymous idle | RSS after load | RSS ${settleSeconds} s later |`,

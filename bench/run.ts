@@ -31,7 +31,7 @@ import { loadLab } from '../src/lab/index.js';
 import { setLogLevel } from '../src/runtime/log.js';
 import { NetnsHandle } from '../src/sys/index.js';
 import { bulkThroughput, connectionRate, requestResponse, type Target } from './load.js';
-import { cpuSeconds, rssBytes } from './proc.js';
+import { cpuTimes, rssBytes } from './proc.js';
 import { type BenchPod, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
 import { PLACEMENTS, type Placement, type ProxySample, type Sample, summarize, tables } from './report.js';
 
@@ -71,21 +71,34 @@ function startServer(pod: BenchPod): Promise<ChildProcess> {
  * compiler, which 20 connections did not: measured on a lab, the per-connection p50 fell from ~2.1 ms
  * over a fresh ztunnel's first 300 connections to ~1.3 ms after 1500. A node proxy runs for days;
  * its first seconds are not what its connections see. `proxyPids` (both nodes' ztunnels) are charged
- * the CPU they spend during the bulk.
+ * the CPU they spend during the bulk (per GiB) and during the new connections (per connection), with
+ * the user-space part apart: the kernel's share of moving bytes is much the same for any proxy.
  */
 async function measure(target: Target, o: Options, proxyPids: number[] | undefined) {
   await requestResponse(target, 1024, o.warmup);
   await connectionRate(target, 1024, o.warmup);
-  const cpuBefore = proxyPids ? cpuSeconds(proxyPids) : 0;
+  const cpu = () => (proxyPids ? cpuTimes(proxyPids) : { user: 0, system: 0 });
+  const beforeBulk = cpu();
   const bulkMBps = await bulkThroughput(target, o.bytes);
-  const cpuSpent = proxyPids ? cpuSeconds(proxyPids) - cpuBefore : undefined;
+  const afterBulk = cpu();
   const rrUs = await requestResponse(target, 1024, o.rr);
+  const beforeConns = cpu();
   const connUs = await connectionRate(target, 1024, o.conns);
+  const afterConns = cpu();
+  if (!proxyPids) return { bulkMBps, rrUs, connUs };
+  const gib = o.bytes / GiB;
+  const bulkUser = afterBulk.user - beforeBulk.user;
+  const bulkSystem = afterBulk.system - beforeBulk.system;
+  const connUser = afterConns.user - beforeConns.user;
+  const connSystem = afterConns.system - beforeConns.system;
   return {
     bulkMBps,
     rrUs,
     connUs,
-    ...(cpuSpent === undefined ? {} : { cpuSecondsPerGiB: cpuSpent / (o.bytes / GiB) }),
+    cpuSecondsPerGiB: (bulkUser + bulkSystem) / gib,
+    cpuUserSecondsPerGiB: bulkUser / gib,
+    cpuMicrosPerConn: ((connUser + connSystem) * 1e6) / o.conns,
+    cpuUserMicrosPerConn: (connUser * 1e6) / o.conns,
   };
 }
 
