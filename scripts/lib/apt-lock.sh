@@ -1,11 +1,13 @@
-# Sourced by scripts/setup: wait, boundedly, for another apt/dpkg process (unattended-upgrades, a
+# Sourced by scripts/setup and scripts/build-image: wait, boundedly, for another apt/dpkg process (unattended-upgrades, a
 # package install in another shell, a second setup) to release the package manager's locks, instead
 # of failing at once with "Could not get lock".
 #
+#   APT_LOCK_WHO       the script named in the messages (default scripts/setup)
 #   APT_LOCK_TIMEOUT   seconds to wait at most (default 900)
 #   APT_LOCK_FILES     the lock files (default: dpkg's frontend and database locks, apt's lists and
 #                      archives locks)
 
+APT_LOCK_WHO="${APT_LOCK_WHO:-scripts/setup}"
 APT_LOCK_TIMEOUT="${APT_LOCK_TIMEOUT:-900}"
 APT_LOCK_FILES="${APT_LOCK_FILES:-/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock}"
 
@@ -30,16 +32,16 @@ wait_for_apt_lock() {
   local deadline=$(( $(date +%s) + APT_LOCK_TIMEOUT )) holder said=0
   while holder=$(apt_lock_holder); do
     if [ "$said" = 0 ]; then
-      echo "scripts/setup: another package manager is busy ($holder); waiting up to ${APT_LOCK_TIMEOUT}s for it to finish" >&2
+      echo "$APT_LOCK_WHO: another package manager is busy ($holder); waiting up to ${APT_LOCK_TIMEOUT}s for it to finish" >&2
       said=1
     fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "scripts/setup: the apt/dpkg lock is still held after ${APT_LOCK_TIMEOUT}s ($holder); let it finish (or stop it) and run scripts/setup again, or wait longer with APT_LOCK_TIMEOUT=SECONDS" >&2
+      echo "$APT_LOCK_WHO: the apt/dpkg lock is still held after ${APT_LOCK_TIMEOUT}s ($holder); let it finish (or stop it) and run $APT_LOCK_WHO again, or wait longer with APT_LOCK_TIMEOUT=SECONDS" >&2
       exit 1
     fi
     sleep 1
   done
-  [ "$said" = 0 ] || echo "scripts/setup: the apt/dpkg lock is free; going on" >&2
+  [ "$said" = 0 ] || echo "$APT_LOCK_WHO: the apt/dpkg lock is free; going on" >&2
 }
 
 # apt-get, after waiting for the locks; apt-get itself also waits for dpkg's lock (DPkg::Lock::Timeout)

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -24,11 +24,12 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function env(timeout: number): NodeJS.ProcessEnv {
+function env(timeout: number, who?: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
     APT_LOCK_FILES: `${join(dir, 'absent')} ${lockFile}`,
     APT_LOCK_TIMEOUT: String(timeout),
+    ...(who === undefined ? {} : { APT_LOCK_WHO: who }),
   };
 }
 
@@ -83,6 +84,36 @@ describe('scripts/lib/apt-lock.sh', () => {
     assert.equal(code, 0, stderr);
     assert.equal(stdout, 'went-on\n');
     assert.match(stderr, /the apt\/dpkg lock is free; going on/);
+  });
+
+  test('the messages name the script that waits (scripts/build-image as well as scripts/setup)', async () => {
+    const holder = await holdLock();
+    const r = spawnSync('bash', ['-c', `. '${LIB}'; wait_for_apt_lock`], {
+      env: env(1, 'scripts/build-image'),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    holder.stdin!.end();
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^scripts\/build-image: another package manager is busy/m);
+    assert.match(
+      r.stderr,
+      /^scripts\/build-image: the apt\/dpkg lock is still held .* run scripts\/build-image again/m,
+    );
+  });
+
+  test('every script installs packages through the lock wait, none calls apt-get itself', () => {
+    const scripts = fileURLToPath(new URL('../../../scripts/', import.meta.url));
+    const direct = readdirSync(scripts, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && join(e.parentPath, e.name) !== LIB)
+      .flatMap((e) => {
+        const path = join(e.parentPath, e.name);
+        return readFileSync(path, 'utf8')
+          .split('\n')
+          .filter((line) => /^\s*apt-get\s+(update|install)\b/.test(line))
+          .map((line) => `${path}: ${line.trim()}`);
+      });
+    assert.deepEqual(direct, [], 'use apt_get_waiting from scripts/lib/apt-lock.sh');
   });
 
   test('a lock held past the bound: exit 1 naming the holder and how to wait longer', async () => {
