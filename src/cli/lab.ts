@@ -51,6 +51,7 @@ import {
   renderTopology,
 } from '../lab/index.js';
 import { ambitCommand } from '../runtime/invocation.js';
+import { cidrsByFamily } from './cidr-option.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const HELP = `Usage:
@@ -82,12 +83,13 @@ Options:
   --network-only      only the network (nodes, fabric); pods are made directly, without API server,
                       agents or ztunnels
   --pods-per-node K   with --network-only: pods default/<node>-pod<i> created on each node (default 0)
-  --node-cidr CIDR    node addresses on the fabric, node nK = host K (default ${DEFAULT_NODE_CIDR})
-  --pod-cidr CIDR     cluster pod range (default ${DEFAULT_POD_CIDR})
-  --node-mask LEN     prefix length of each node's pod CIDR; node nK gets block K (default ${DEFAULT_NODE_MASK})
+  --node-cidr CIDR    node addresses on the fabric, node nK = host K (default ${DEFAULT_NODE_CIDR});
+                      one range per family, comma-separated, in a dual lab (as --cluster-cidr takes them)
+  --pod-cidr CIDR     cluster pod range (default ${DEFAULT_POD_CIDR}); one per family, comma-separated
+  --node-mask LEN     prefix length of each node's IPv4 pod CIDR; node nK gets block K (default ${DEFAULT_NODE_MASK})
   --ip-family FAMILY  ipv4 (default), ipv6 (IPv6-only nodes and pods) or dual (both; IPv4 first). IPv6
-                      ranges are unique local: nodes on ${DEFAULT_NODE_CIDR6}, pods in ${DEFAULT_POD_CIDR6}, a /64
-                      per node (n1 = fd00:10:244:1::/64); --node-cidr, --pod-cidr, --node-mask set IPv4's
+                      ranges default to unique local: nodes on ${DEFAULT_NODE_CIDR6}, pods in ${DEFAULT_POD_CIDR6}, a
+                      /64 per node (n1 = fd00:10:244:1::/64)
   --cni-path DIR      extra CNI plugin directory searched before /usr/lib/cni (repeatable)
   --primary-cni NAME  the reference plugin that attaches pods: bridge (default), ptp, ipvlan or
                       macvlan (ipvlan/macvlan: pods on the node's uplink, the node reaches them
@@ -145,14 +147,19 @@ async function up(argv: string[]): Promise<number> {
       `--pods-per-node needs --network-only; in a cluster add pods with '${ambitCommand()} lab pod add'`,
     );
   }
+  const ipFamily = ipFamilyOption(values['ip-family']);
+  const nodeCidrs = cidrsByFamily(values['node-cidr'], 'node-cidr', ipFamily ?? 'ipv4');
+  const podCidrs = cidrsByFamily(values['pod-cidr'], 'pod-cidr', ipFamily ?? 'ipv4');
   const options = {
     name: values.name,
     nodes: intOption(values.nodes, 'nodes', 2),
     podsPerNode,
-    nodeCidr: values['node-cidr'],
-    podCidr: values['pod-cidr'],
+    nodeCidr: nodeCidrs.v4,
+    podCidr: podCidrs.v4,
+    nodeCidr6: nodeCidrs.v6,
+    podCidr6: podCidrs.v6,
     nodeMask: intOption(values['node-mask'], 'node-mask', DEFAULT_NODE_MASK),
-    ipFamily: ipFamilyOption(values['ip-family']),
+    ipFamily,
     pluginDirs: values['cni-path'],
     primaryCni,
   };

@@ -280,6 +280,62 @@ describe('dual-stack network-only lab', () => {
   });
 });
 
+describe('dual-stack lab with its own ranges', () => {
+  test('--node-cidr and --pod-cidr take an IPv4 and an IPv6 range each, comma-separated; pods get addresses from both and reach each other over both', async () => {
+    const lab = `t6${randomBytes(3).toString('hex')}`;
+    labs.push(lab);
+    const up = await ambit([
+      ...['lab', 'up', '--name', lab, '--network-only', '--pods-per-node', '1', '--ip-family', 'dual'],
+      ...['--node-cidr', '10.241.7.0/24,fd00:ab:240::/64', '--pod-cidr', 'fd00:ab:244::/56,10.77.0.0/16'],
+    ]);
+    assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+    const state = loadLab(lab);
+    assert.deepEqual(
+      state.nodes.map((n) => n.networks?.map((w) => `${w.ip} ${w.podCidr}`)),
+      [
+        ['10.241.7.1 10.77.1.0/24', 'fd00:ab:240::1 fd00:ab:244:1::/64'],
+        ['10.241.7.2 10.77.2.0/24', 'fd00:ab:240::2 fd00:ab:244:2::/64'],
+      ],
+    );
+    const [p1, p2] = state.pods;
+    assert.deepEqual(p1!.ips, ['10.77.1.2', 'fd00:ab:244:1::2']);
+    assert.deepEqual(p2!.ips, ['10.77.2.2', 'fd00:ab:244:2::2']);
+    const server = NetnsHandle.open(p2!.netnsPath);
+    const client = NetnsHandle.open(p1!.netnsPath);
+    const listener = await listenInNetns(server, { host: '::', port: 0 });
+    try {
+      const seen: string[] = [];
+      listener.on('connection', (s: Socket) => {
+        seen.push(s.remoteAddress ?? '');
+        s.end();
+      });
+      const port = (listener.address() as AddressInfo).port;
+      for (const host of p2!.ips!) {
+        const socket = await connected(connectInNetns(client, { host, port }));
+        await new Promise((r) => socket.once('close', r).resume());
+      }
+      assert.deepEqual(seen, ['::ffff:10.77.1.2', 'fd00:ab:244:1::2'], 'cross-node over IPv4, then IPv6');
+    } finally {
+      listener.close();
+      server.close();
+      client.close();
+    }
+    const wrongFamily = await ambit([
+      'lab',
+      'up',
+      '--name',
+      `t6${randomBytes(3).toString('hex')}`,
+      '--pod-cidr',
+      'fd00:ab:244::/56',
+    ]);
+    assert.equal(wrongFamily.code, 2, wrongFamily.stderr);
+    assert.match(
+      wrongFamily.stderr,
+      /--pod-cidr fd00:ab:244::\/56 is an IPv6 range; add --ip-family ipv6 or dual/,
+    );
+  });
+});
+
 describe('IPv6-only lab', () => {
   test('pods and nodes have only IPv6 addresses; sleep -> httpbin over IPv6 through ztunnel, same node and cross node, encrypted between the nodes', async () => {
     const { c, local, core } = await bringUp('ipv6');
