@@ -22,14 +22,14 @@ import { checkDemoPrerequisites } from '../demo/prerequisites.js';
 import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from '../demo/steps.js';
 import { Walkthrough } from '../demo/walkthrough.js';
 import { clusterDown } from '../lab/cluster/index.js';
-import { IP_FAMILIES, type IpFamily } from '../lab/index.js';
+import { IP_FAMILIES, type IpFamily, isPrimaryCni, PRIMARY_CNIS, type PrimaryCni } from '../lab/index.js';
 import { checkLabName } from '../lab/names.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
 
 const DEFAULT_NAME = 'demo';
 
-const HELP = `Usage: ambit demo [--keep] [--name NAME] [--ip-family ipv4|ipv6|dual]
+const HELP = `Usage: ambit demo [--keep] [--name NAME] [--ip-family ipv4|ipv6|dual] [--primary-cni NAME]
        ambit demo --kubernetes [--keep]
 
 The seed ("ztunnel traffic redirection"), step by step on a local lab cluster:
@@ -55,6 +55,8 @@ Options:
   --name NAME    lab name (default ${DEFAULT_NAME})
   --ip-family F  the lab's IP family (as 'ambit lab up'): ipv4 (default), ipv6 or dual; with ipv6 or
                  dual the request, the capture and the rules shown are IPv6
+  --primary-cni P  the reference plugin that attaches the pods (as 'ambit lab up'): bridge (default),
+                 ptp, ipvlan or macvlan; ambit's plugin is chained after it either way
   -h, --help
 `;
 
@@ -62,13 +64,13 @@ Options:
 async function walkthrough(
   lab: string,
   w: Walkthrough,
-  ipFamily: IpFamily | undefined,
+  network: { ipFamily?: IpFamily; primaryCni?: PrimaryCni },
 ): Promise<DemoCluster> {
   const layout = await w.step(
     'Bring up a two-node lab cluster',
     'The lab API server, the control plane (CA + xDS), and on each node the istio-cni node agent, ' +
       'the ztunnel node proxy and a kubelet stand-in: every node is a network namespace on this machine.',
-    () => bringUpCluster(lab, ipFamily),
+    () => bringUpCluster(lab, network),
   );
   w.line(`kubeconfig: ${layout.kubeconfig}`);
 
@@ -172,6 +174,7 @@ const demo: Command = {
         kubernetes: { type: 'boolean', default: false },
         name: { type: 'string', default: DEFAULT_NAME },
         'ip-family': { type: 'string' },
+        'primary-cni': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -185,13 +188,20 @@ const demo: Command = {
     const ipFamily = values['ip-family'];
     if (ipFamily !== undefined && !(IP_FAMILIES as readonly string[]).includes(ipFamily))
       throw new UsageError(`--ip-family must be one of ${IP_FAMILIES.join(', ')} (got '${ipFamily}')`);
+    const primaryCni = values['primary-cni'];
+    if (primaryCni !== undefined && !isPrimaryCni(primaryCni))
+      throw new UsageError(`--primary-cni must be one of ${PRIMARY_CNIS.join(', ')} (got '${primaryCni}')`);
     checkDemoPrerequisites();
     const w = new Walkthrough((text) => process.stdout.write(text));
 
     if (await removeLeftover(lab)) w.line(`Removed the lab '${lab}' left by an earlier run.`);
     let kubeconfig: string | undefined;
     try {
-      kubeconfig = (await walkthrough(lab, w, ipFamily as IpFamily | undefined)).layout.kubeconfig;
+      const network = {
+        ...(ipFamily ? { ipFamily: ipFamily as IpFamily } : {}),
+        ...(primaryCni ? { primaryCni } : {}),
+      };
+      kubeconfig = (await walkthrough(lab, w, network)).layout.kubeconfig;
       nextSteps(w, lab, kubeconfig, values.keep);
     } finally {
       if (values.keep) {

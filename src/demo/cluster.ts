@@ -17,7 +17,7 @@ import {
 } from '../lab/cluster/index.js';
 import { ensureNamespace, readPod } from '../lab/cluster/kube.js';
 import { sandboxIps } from '../lab/cluster/sandbox.js';
-import { type IpFamily, loadLab, type PodRef } from '../lab/index.js';
+import { type IpFamily, loadLab, type PodRef, type PrimaryCni } from '../lab/index.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { demoError } from './errors.js';
 
@@ -49,8 +49,14 @@ export async function removeLeftover(lab: string): Promise<boolean> {
   return report.removedNetns.length > 0 || report.stopped.length > 0;
 }
 
-export async function bringUpCluster(lab: string, ipFamily?: IpFamily): Promise<ClusterLayout> {
-  await clusterUp({ name: lab, nodes: 2, ...(ipFamily ? { ipFamily } : {}) });
+/** The lab's network: its IP family and the primary CNI plugin (the lab's defaults when absent). */
+export interface DemoNetwork {
+  ipFamily?: IpFamily;
+  primaryCni?: PrimaryCni;
+}
+
+export async function bringUpCluster(lab: string, network: DemoNetwork = {}): Promise<ClusterLayout> {
+  await clusterUp({ name: lab, nodes: 2, ...network });
   return new ClusterLayout(lab);
 }
 

@@ -179,6 +179,27 @@ describe('ambit demo', () => {
     assertNothingLeft();
   });
 
+  test('--primary-cni ptp: every step holds with the pods on ptp veths; an unknown plugin is a usage error', async () => {
+    const bad = await ambit(['demo', '--primary-cni', 'flannel']);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /--primary-cni must be one of bridge, ptp, ipvlan, macvlan \(got 'flannel'\)/);
+    const demo = await ambit(['demo', '--primary-cni', 'ptp', '--keep']);
+    try {
+      assert.equal(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
+      assertWalkthrough(demo.stdout);
+      // ptp: the node has a /32 route per pod through the pod's own veth, and no pod bridge.
+      const sleepIp = /pod ambient-demo\/sleep\s+node n1\s+ip (\S+)/.exec(demo.stdout)?.[1];
+      assert.ok(sleepIp, 'sleep and its IP');
+      const node = loadLab(LAB).nodes.find((n) => n.name === 'n1')!;
+      const route = run('ip', ['netns', 'exec', node.netns, 'ip', 'route', 'get', sleepIp]);
+      assert.match(route, /dev veth/, route);
+      assert.doesNotMatch(run('ip', ['netns', 'exec', node.netns, 'ip', 'link']), /ambit-cni0/);
+    } finally {
+      await ambit(['lab', 'down', '--name', LAB]);
+    }
+    assertNothingLeft();
+  });
+
   test('--ip-family ipv6: every step holds over IPv6 (the request, the capture, ip6tables-save, doctor)', async () => {
     const demo = await ambit(['demo', '--ip-family', 'ipv6']);
     assert.equal(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
