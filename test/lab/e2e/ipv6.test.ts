@@ -244,6 +244,30 @@ after(async () => {
   for (const lab of labs) await clusterDown(lab);
 });
 
+/** Connects from pod `from` to each address of pod `to` in turn; the source addresses `to` saw. */
+async function sourcesSeen(from: { netnsPath: string }, to: { netnsPath: string; ips?: string[] }) {
+  const server = NetnsHandle.open(to.netnsPath);
+  const client = NetnsHandle.open(from.netnsPath);
+  const listener = await listenInNetns(server, { host: '::', port: 0 });
+  try {
+    const seen: string[] = [];
+    listener.on('connection', (s: Socket) => {
+      seen.push(s.remoteAddress ?? '');
+      s.end();
+    });
+    const port = (listener.address() as AddressInfo).port;
+    for (const host of to.ips ?? []) {
+      const socket = await connected(connectInNetns(client, { host, port }));
+      await new Promise((r) => socket.once('close', r).resume());
+    }
+    return seen;
+  } finally {
+    listener.close();
+    server.close();
+    client.close();
+  }
+}
+
 describe('dual-stack network-only lab', () => {
   test('pods get an address per family from host-local; each family routes between the nodes', async () => {
     const lab = `t6${randomBytes(3).toString('hex')}`;
@@ -257,26 +281,11 @@ describe('dual-stack network-only lab', () => {
     assert.deepEqual(p1!.ips, ['10.244.1.2', 'fd00:10:244:1::2']);
     assert.deepEqual(p2!.ips, ['10.244.2.2', 'fd00:10:244:2::2']);
     assert.match(up.stdout, /default\/n1-pod1 +n1 +10\.244\.1\.2,fd00:10:244:1::2 /);
-    const server = NetnsHandle.open(p2!.netnsPath);
-    const client = NetnsHandle.open(p1!.netnsPath);
-    const listener = await listenInNetns(server, { host: '::', port: 0 });
-    try {
-      const seen: string[] = [];
-      listener.on('connection', (s: Socket) => {
-        seen.push(s.remoteAddress ?? '');
-        s.end();
-      });
-      const port = (listener.address() as AddressInfo).port;
-      for (const host of p2!.ips!) {
-        const socket = await connected(connectInNetns(client, { host, port }));
-        await new Promise((r) => socket.once('close', r).resume());
-      }
-      assert.deepEqual(seen, ['::ffff:10.244.1.2', 'fd00:10:244:1::2'], 'n1-pod1 over IPv4, then over IPv6');
-    } finally {
-      listener.close();
-      server.close();
-      client.close();
-    }
+    assert.deepEqual(
+      await sourcesSeen(p1!, p2!),
+      ['::ffff:10.244.1.2', 'fd00:10:244:1::2'],
+      'n1-pod1 over IPv4, then over IPv6',
+    );
   });
 });
 
@@ -300,26 +309,11 @@ describe('dual-stack lab with its own ranges', () => {
     const [p1, p2] = state.pods;
     assert.deepEqual(p1!.ips, ['10.77.1.2', 'fd00:ab:244:1::2']);
     assert.deepEqual(p2!.ips, ['10.77.2.2', 'fd00:ab:244:2::2']);
-    const server = NetnsHandle.open(p2!.netnsPath);
-    const client = NetnsHandle.open(p1!.netnsPath);
-    const listener = await listenInNetns(server, { host: '::', port: 0 });
-    try {
-      const seen: string[] = [];
-      listener.on('connection', (s: Socket) => {
-        seen.push(s.remoteAddress ?? '');
-        s.end();
-      });
-      const port = (listener.address() as AddressInfo).port;
-      for (const host of p2!.ips!) {
-        const socket = await connected(connectInNetns(client, { host, port }));
-        await new Promise((r) => socket.once('close', r).resume());
-      }
-      assert.deepEqual(seen, ['::ffff:10.77.1.2', 'fd00:ab:244:1::2'], 'cross-node over IPv4, then IPv6');
-    } finally {
-      listener.close();
-      server.close();
-      client.close();
-    }
+    assert.deepEqual(
+      await sourcesSeen(p1!, p2!),
+      ['::ffff:10.77.1.2', 'fd00:ab:244:1::2'],
+      'cross-node over IPv4, then IPv6',
+    );
     const wrongFamily = await ambit([
       'lab',
       'up',
