@@ -16,12 +16,14 @@ export type LabelValues<L extends string> = Partial<Record<L, string | number>>;
 export interface MetricValue {
   labels: Record<string, string | number>;
   value: number;
+  /** A histogram's sample: `_bucket` (with an `le` label), `_sum` or `_count`. */
+  suffix?: string;
 }
 
 export interface MetricSnapshot {
   name: string;
   help: string;
-  type: 'counter' | 'gauge';
+  type: 'counter' | 'gauge' | 'histogram';
   values: MetricValue[];
 }
 
@@ -168,13 +170,105 @@ export class Gauge<L extends string = string> extends Metric<L> {
   }
 }
 
-type AnyMetric = Counter | Gauge;
+/** Prometheus's default buckets (seconds). */
+export const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+interface HistogramSeries {
+  labels: Record<string, string | number>;
+  /** Observations per bucket (not cumulative), the last one for +Inf. */
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface HistogramOptions<L extends string> {
+  name: string;
+  help: string;
+  labelNames?: readonly L[];
+  /** Upper bounds, ascending; +Inf is added. Default DEFAULT_BUCKETS. */
+  buckets?: readonly number[];
+  registers?: Registry[];
+}
+
+/** A histogram: `_bucket{le}` (cumulative), `_sum` and `_count` per series, as Prometheus clients write it. */
+export class Histogram<L extends string = string> {
+  readonly type = 'histogram';
+  readonly name: string;
+  readonly help: string;
+  readonly #labelNames: readonly L[];
+  readonly #buckets: readonly number[];
+  readonly #series = new Map<string, HistogramSeries>();
+
+  constructor(options: HistogramOptions<L>) {
+    if (!NAME.test(options.name)) throw new Error(`invalid metric name '${options.name}'`);
+    this.#labelNames = options.labelNames ?? [];
+    for (const l of this.#labelNames)
+      if (!LABEL_NAME.test(l) || l.startsWith('__') || l === 'le')
+        throw new Error(`invalid label name '${l}'`);
+    const buckets = options.buckets ?? DEFAULT_BUCKETS;
+    if (buckets.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]!)))
+      throw new Error(`histogram ${options.name}: buckets must be finite and ascending`);
+    this.name = options.name;
+    this.help = options.help;
+    this.#buckets = [...buckets];
+    for (const r of options.registers ?? []) r.registerMetric(this);
+  }
+
+  observe(labels: LabelValues<L>, value: number): void {
+    let key = '';
+    for (const name of this.#labelNames) key += `${labels[name] ?? ''}\u0000`;
+    let series = this.#series.get(key);
+    if (!series) {
+      for (const name of Object.keys(labels)) {
+        if (!this.#labelNames.includes(name as L))
+          throw new Error(`metric ${this.name}: label '${name}' was not declared`);
+      }
+      series = {
+        labels: { ...(labels as Record<string, string | number>) },
+        counts: new Array(this.#buckets.length + 1).fill(0),
+        sum: 0,
+        count: 0,
+      };
+      this.#series.set(key, series);
+    }
+    let i = 0;
+    while (i < this.#buckets.length && value > this.#buckets[i]!) i++;
+    series.counts[i]!++;
+    series.sum += value;
+    series.count++;
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+
+  snapshot(): MetricSnapshot {
+    const values: MetricValue[] = [];
+    for (const s of this.#series.values()) {
+      let cumulative = 0;
+      this.#buckets.forEach((le, i) => {
+        cumulative += s.counts[i]!;
+        values.push({ labels: { ...s.labels, le: formatNumber(le) }, value: cumulative, suffix: '_bucket' });
+      });
+      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, suffix: '_bucket' });
+      values.push({ labels: { ...s.labels }, value: s.sum, suffix: '_sum' });
+      values.push({ labels: { ...s.labels }, value: s.count, suffix: '_count' });
+    }
+    return { name: this.name, help: this.help, type: this.type, values };
+  }
+
+  async get(): Promise<MetricSnapshot> {
+    return this.snapshot();
+  }
+}
+
+type AnyMetric = Counter | Gauge | Histogram;
 
 export class Registry {
   readonly contentType = 'text/plain; version=0.0.4; charset=utf-8';
   readonly #metrics = new Map<string, AnyMetric>();
 
-  registerMetric(metric: Metric<string>): void {
+  registerMetric(metric: Metric<string> | Histogram<string>): void {
     if (this.#metrics.has(metric.name))
       throw new Error(`a metric named ${metric.name} is already registered`);
     this.#metrics.set(metric.name, metric as AnyMetric);
@@ -198,7 +292,7 @@ function render(m: MetricSnapshot): string {
     const labels = Object.entries(v.labels)
       .map(([k, value]) => `${k}="${escapeLabel(String(value))}"`)
       .join(',');
-    out += `${m.name}${labels ? `{${labels}}` : ''} ${formatNumber(v.value)}\n`;
+    out += `${m.name}${v.suffix ?? ''}${labels ? `{${labels}}` : ''} ${formatNumber(v.value)}\n`;
   }
   return out;
 }

@@ -24,6 +24,7 @@ import { serveAdmin } from './admin/admin-server.js';
 import { Readiness, serveReadiness } from './admin/readiness.js';
 import type { ZtunnelConfig } from './config.js';
 import { DNS_UPSTREAM_PORT } from './dns/forwarder.js';
+import { DnsMetrics } from './dns/metrics.js';
 import { readResolvConf } from './dns/resolv-conf.js';
 import { missingNodeFlags } from './heap.js';
 import {
@@ -201,7 +202,7 @@ export async function startZtunnel(
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       drainDeadlineMs: config.drainDeadlineMs,
       socks5: config.socks5,
-      ...(config.dnsCapture ? { dns: dnsOptions(config) } : {}),
+      ...(config.dnsCapture ? { dns: { ...dnsOptions(config), metrics: new DnsMetrics(registry) } } : {}),
       ipv6Enabled: config.ipv6Enabled,
       fds: new FdBudget(),
       ca,

@@ -16,6 +16,7 @@ import { ConnectionTracker } from '../policy/tracker.js';
 import type { FdBudget, NetnsHandle } from '../sys/index.js';
 import type { WorkloadInfo, WorkloadUid } from '../zds/messages.js';
 import { Forwarder, type Upstream } from './dns/forwarder.js';
+import type { DnsMetrics } from './dns/metrics.js';
 import type { InPodProxy, InPodProxyFactory } from './inpod/proxy.js';
 import type { HboneHandlers, ProxyDeps } from './proxy/context.js';
 import { HboneInbound } from './proxy/inbound-hbone.js';
@@ -58,7 +59,13 @@ export interface ProxyFactoryOptions {
   /** The HTTP/2 that carries HBONE, client and server (default: default-transport.ts's). */
   transport?: TunnelTransport;
   /** The DNS proxy on 15053 in each pod (DNS_CAPTURE): where it forwards what it cannot answer. */
-  dns?: { upstreams: readonly Upstream[]; clusterDomain: string; upstreamTimeoutMs?: number };
+  dns?: {
+    upstreams: readonly Upstream[];
+    clusterDomain: string;
+    upstreamTimeoutMs?: number;
+    /** istio_dns_* (unset: not counted). */
+    metrics?: DnsMetrics;
+  };
 }
 
 /** The HBONE half, when there is a certificate authority. */
@@ -144,6 +151,7 @@ export class ProxyFactory implements InPodProxyFactory {
                 timeoutMs: options.dns.upstreamTimeoutMs,
               }),
               clusterDomain: options.dns.clusterDomain,
+              ...(options.dns.metrics ? { metrics: options.dns.metrics } : {}),
             },
           }
         : {}),

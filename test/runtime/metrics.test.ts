@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Counter, Gauge, Registry, registerProcessMetrics } from '../../src/runtime/metrics.js';
+import { Counter, Gauge, Histogram, Registry, registerProcessMetrics } from '../../src/runtime/metrics.js';
 
 describe('metrics registry', () => {
   test('counters and gauges render as the Prometheus text format', async () => {
@@ -90,6 +90,51 @@ describe('metrics registry', () => {
     assert.deepEqual((await c.get()).values, [{ labels: { a: 'x' }, value: 7 }]);
     assert.throws(() => series.inc(-1), /cannot increase by -1/);
     assert.throws(() => c.labels({ b: 'no' } as never).inc(), /label 'b' was not declared/);
+  });
+
+  test('a histogram renders cumulative buckets with le, +Inf, _sum and _count per series', async () => {
+    const registry = new Registry();
+    const h = new Histogram({
+      name: 'upstream_seconds',
+      help: 'How long',
+      labelNames: ['kind'],
+      buckets: [0.01, 0.1, 1],
+      registers: [registry],
+    });
+    h.observe({ kind: 'a' }, 0.005);
+    h.observe({ kind: 'a' }, 0.01); // on a bound: counted in that bucket (le is "less than or equal")
+    h.observe({ kind: 'a' }, 0.5);
+    h.observe({ kind: 'a' }, 7);
+    h.observe({ kind: 'b' }, 0.05);
+    assert.equal(
+      await registry.metrics(),
+      [
+        '# HELP upstream_seconds How long',
+        '# TYPE upstream_seconds histogram',
+        'upstream_seconds_bucket{kind="a",le="0.01"} 2',
+        'upstream_seconds_bucket{kind="a",le="0.1"} 2',
+        'upstream_seconds_bucket{kind="a",le="1"} 3',
+        'upstream_seconds_bucket{kind="a",le="+Inf"} 4',
+        'upstream_seconds_sum{kind="a"} 7.515',
+        'upstream_seconds_count{kind="a"} 4',
+        'upstream_seconds_bucket{kind="b",le="0.01"} 0',
+        'upstream_seconds_bucket{kind="b",le="0.1"} 1',
+        'upstream_seconds_bucket{kind="b",le="1"} 1',
+        'upstream_seconds_bucket{kind="b",le="+Inf"} 1',
+        'upstream_seconds_sum{kind="b"} 0.05',
+        'upstream_seconds_count{kind="b"} 1',
+        '',
+      ].join('\n'),
+    );
+    assert.throws(() => h.observe({ other: 'x' } as never, 1), /label 'other' was not declared/);
+    assert.throws(
+      () => new Histogram({ name: 'bad_seconds', help: 'h', buckets: [1, 0.5] }),
+      /buckets must be finite and ascending/,
+    );
+    assert.throws(
+      () => new Histogram({ name: 'bad2_seconds', help: 'h', labelNames: ['le'] }),
+      /invalid label name 'le'/,
+    );
   });
 
   test('wrong uses are refused with a clear error', () => {

@@ -16,6 +16,7 @@ import type { WorkloadInfo } from '../../zds/messages.js';
 import type { PodSockets } from '../proxy/pod-sockets.js';
 import type { Forwarder } from './forwarder.js';
 import { lookupService } from './lookup.js';
+import { type DnsMetrics, dnsLabels } from './metrics.js';
 import { tcpMessageReader, writeTcpMessage } from './tcp-framing.js';
 
 const log = logger('dns');
@@ -51,6 +52,8 @@ export interface DnsServerOptions {
   clusterDomain: string;
   /** Port in the pod (15053; tests may pick another). */
   port?: number;
+  /** istio_dns_* (unset: not counted). */
+  metrics?: DnsMetrics;
 }
 
 /**
@@ -194,6 +197,9 @@ export class DnsServer {
 
     const client = this.pod.localWorkload();
     const source = { namespace: this.pod.info.namespace, network: client?.network ?? '' };
+    const metrics = this.options.metrics;
+    const labels = metrics ? dnsLabels(question.type, transport, client) : undefined;
+    if (labels) metrics?.requests.inc(labels);
     let answer: Buffer;
     if ((question.type === 'A' || question.type === 'AAAA') && (question.class ?? 'IN') === 'IN') {
       const local = lookupService(
@@ -214,11 +220,16 @@ export class DnsServer {
         return transport === 'udp' && answer.length > udpLimit(query) ? truncated(answer) : answer;
       }
     }
+    const started = process.hrtime.bigint();
+    if (labels) metrics?.upstreamRequests.inc(labels);
     try {
       answer = await this.options.forwarder.forward(this.pod.sockets, message, transport);
     } catch (err) {
+      if (labels) metrics?.upstreamFailures.inc(labels);
       this.#accessLog(question, `forwarding failed (${errorMessage(err)})`, 0);
       return errorAnswer(message, RCODE.SERVFAIL, question);
+    } finally {
+      if (labels) metrics?.upstreamDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
     }
     this.#accessLog(question, 'forwarded', answer.length >= HEADER_BYTES ? answer.readUInt16BE(6) : 0);
     return transport === 'udp' && answer.length > udpLimit(query) ? truncated(answer) : answer;

@@ -6,6 +6,7 @@ import type { Workload } from '../../discovery/types.js';
 import type { FdBudget } from '../../sys/index.js';
 import type { WorkloadInfo } from '../../zds/messages.js';
 import type { Forwarder } from '../dns/forwarder.js';
+import type { DnsMetrics } from '../dns/metrics.js';
 import type { StopMode } from '../inpod/proxy.js';
 import type { ConnectionRecord } from './connection-record.js';
 import type { TrafficMetrics } from './metrics.js';
@@ -57,7 +58,7 @@ export interface ProxyDeps {
   /** When set, new connections are refused while open files run short of the process limit. */
   fds?: FdBudget;
   /** The DNS proxy on 15053 in each pod (DNS_CAPTURE); unset: none. */
-  dns?: { forwarder: Forwarder; clusterDomain: string };
+  dns?: { forwarder: Forwarder; clusterDomain: string; metrics?: DnsMetrics };
 }
 
 export interface PodContext {

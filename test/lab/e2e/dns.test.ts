@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { addPods, type DemoCluster, labelAmbient, waitEnrolled } from '../../../src/demo/cluster.js';
 import { adminClient, ClusterLayout, clusterDown } from '../../../src/lab/cluster/index.js';
+import { loadLab } from '../../../src/lab/index.js';
 import { eventually } from '../../helpers/wait.js';
 import { ambit } from '../../lab/cli.js';
 
@@ -111,5 +112,20 @@ describe('DNS through ztunnel in a lab cluster', () => {
       },
     );
     assert.equal(stdout.split(/\s+/)[0], vip, stdout);
+    // n1's ztunnel counted the pod's queries as Istio's does (istio_dns_requests_total, unstable there too).
+    const n1 = loadLab(lab).nodes.find((n) => n.name === 'n1')!;
+    const metrics = await execFileAsync(
+      'ip',
+      ['netns', 'exec', n1.netns, 'curl', '-sS', '--max-time', '10', 'http://127.0.0.1:15020/metrics'],
+      { encoding: 'utf8' },
+    );
+    const asked =
+      /^istio_dns_requests_total\{request_query_type="A",request_protocol="udp",source_canonical_service="sleep",[^}]*\} (\d+)$/m.exec(
+        metrics.stdout,
+      );
+    assert.ok(
+      asked && Number(asked[1]) >= 3,
+      `the A queries of sleep in n1's ztunnel metrics:\n${metrics.stdout}`,
+    );
   });
 });
