@@ -6,14 +6,13 @@
  */
 import type { Socket as UdpSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
+import { unmapIPv4 } from '../../net/ip.js';
 import type { PodSockets } from '../proxy/pod-sockets.js';
 import { readTcpMessage, writeTcpMessage } from './tcp-framing.js';
 
 export const DNS_UPSTREAM_PORT = 53;
 /** Per upstream server and try (hickory's default, which ztunnel keeps). */
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 5000;
-/** Large enough for any UDP answer (EDNS allows up to 65,535 bytes, 4,096 in practice). */
-const MAX_UDP_ANSWER = 65_535;
 
 export interface Upstream {
   host: string;
@@ -70,8 +69,7 @@ export class Forwarder {
         });
         socket.on('message', (message, from) => {
           if (from.port !== upstream.port || message.length < 12 || messageId(message) !== id) return;
-          if (from.address.replace(/^::ffff:/, '') !== upstream.host) return;
-          if (message.length > MAX_UDP_ANSWER) return;
+          if (unmapIPv4(from.address) !== upstream.host) return;
           clearTimeout(timer);
           resolve(message);
         });
