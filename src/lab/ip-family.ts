@@ -3,7 +3,7 @@
  * `ipv6` or `dual` (IPv4 first, then IPv6, as a dual-stack Kubernetes cluster lists podCIDRs and
  * podIPs). The IPv6 ranges are unique local addresses (fd00::/8): never routed off the machine.
  */
-import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
+import { type Cidr, formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
 import { labError } from './errors.js';
 import type { IpFamily, LabNode, NodeNetwork } from './state.js';
 
@@ -38,23 +38,27 @@ export interface FamilyPlan {
   networks: NodeNetwork[];
 }
 
-/** Node nK's IPv6 network: address K on the node CIDR, pod block K (block 0 unused, as for IPv4). */
-export function planIpv6(
+/**
+ * The plan once a family's ranges are parsed: node nK = host K on the node CIDR and pod block K of
+ * `nodeMask` (block 0 stays unused so node nK owns block K, which reads well: n1 = 10.244.1.0/24).
+ * `label` names the family in the error ('' for IPv4, 'IPv6 ').
+ */
+export function familyPlan(
+  nodeCidr: Cidr,
+  podCidr: Cidr,
+  nodeMask: number,
   count: number,
-  nodeCidrText = DEFAULT_NODE_CIDR6,
-  podCidrText = DEFAULT_POD_CIDR6,
+  label = '',
 ): FamilyPlan {
-  const nodeCidr = parseCidr(nodeCidrText, 'IPv6 node CIDR', 6, 64, 120);
-  const podCidr = parseCidr(podCidrText, 'IPv6 pod CIDR', 6, 32, NODE_MASK6 - 1);
   if (overlaps(nodeCidr, podCidr)) {
     throw labError(
       'LAB_BAD_CIDR',
-      `IPv6 node CIDR ${formatCidr(nodeCidr)} overlaps IPv6 pod CIDR ${formatCidr(podCidr)}; pick disjoint ranges`,
+      `${label}node CIDR ${formatCidr(nodeCidr)} overlaps ${label}pod CIDR ${formatCidr(podCidr)}; pick disjoint ranges`,
     );
   }
   const networks: NodeNetwork[] = [];
   for (let i = 1; i <= count; i++) {
-    const pods = subnet(podCidr, NODE_MASK6, i);
+    const pods = subnet(podCidr, nodeMask, i);
     networks.push({
       ip: hostAddress(nodeCidr, i),
       nodePrefix: nodeCidr.prefix,
@@ -62,7 +66,18 @@ export function planIpv6(
       podGateway: hostAddress(pods, 1),
     });
   }
-  return { nodeCidr: formatCidr(nodeCidr), podCidr: formatCidr(podCidr), nodeMask: NODE_MASK6, networks };
+  return { nodeCidr: formatCidr(nodeCidr), podCidr: formatCidr(podCidr), nodeMask, networks };
+}
+
+/** The IPv6 plan: a /64 of the pod CIDR per node. */
+export function planIpv6(
+  count: number,
+  nodeCidrText = DEFAULT_NODE_CIDR6,
+  podCidrText = DEFAULT_POD_CIDR6,
+): FamilyPlan {
+  const nodeCidr = parseCidr(nodeCidrText, 'IPv6 node CIDR', 6, 64, 120);
+  const podCidr = parseCidr(podCidrText, 'IPv6 pod CIDR', 6, 32, NODE_MASK6 - 1);
+  return familyPlan(nodeCidr, podCidr, NODE_MASK6, count, 'IPv6 ');
 }
 
 /**

@@ -12,11 +12,19 @@ import { isIPv6 } from 'node:net';
 import { errorMessage } from '../errors.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { logger } from '../runtime/log.js';
-import { formatCidr, hostAddress, overlaps, parseCidr, subnet } from './cidr.js';
+import { parseCidr } from './cidr.js';
 import { type CniResult, CniRuntime, type CniSandbox, DEFAULT_CNI_PATH } from './cni-runtime/index.js';
 import { nodeConflist, primaryOf } from './conflist.js';
 import { labError } from './errors.js';
-import { checkIpFamily, type FamilyPlan, hasIpv4, hasIpv6, nodeNetworks, planIpv6 } from './ip-family.js';
+import {
+  checkIpFamily,
+  type FamilyPlan,
+  familyPlan,
+  hasIpv4,
+  hasIpv6,
+  nodeNetworks,
+  planIpv6,
+} from './ip-family.js';
 import { withLock } from './lock.js';
 import {
   checkLabName,
@@ -48,7 +56,6 @@ import {
   type LabPod,
   type LabState,
   listLabs,
-  type NodeNetwork,
   readState,
   writeState,
 } from './state.js';
@@ -135,24 +142,7 @@ function planIpv4(count: number, options: LabUpOptions): FamilyPlan {
       `per-node pod mask /${nodeMask} must be longer than the pod CIDR's /${podCidr.prefix} and at most /29`,
     );
   }
-  if (overlaps(nodeCidr, podCidr)) {
-    throw labError(
-      'LAB_BAD_CIDR',
-      `node CIDR ${formatCidr(nodeCidr)} overlaps pod CIDR ${formatCidr(podCidr)}; pick disjoint ranges`,
-    );
-  }
-  const networks: NodeNetwork[] = [];
-  for (let i = 1; i <= count; i++) {
-    // Block 0 stays unused so node nK owns block K, which reads well: n1 = 10.244.1.0/24.
-    const pods = subnet(podCidr, nodeMask, i);
-    networks.push({
-      ip: hostAddress(nodeCidr, i),
-      nodePrefix: nodeCidr.prefix,
-      podCidr: formatCidr(pods),
-      podGateway: hostAddress(pods, 1),
-    });
-  }
-  return { nodeCidr: formatCidr(nodeCidr), podCidr: formatCidr(podCidr), nodeMask, networks };
+  return familyPlan(nodeCidr, podCidr, nodeMask, count);
 }
 
 /** Plans node addresses and pod CIDRs, failing on a bad or too small CIDR before anything is created. */
