@@ -40,46 +40,84 @@ export interface MetricOptions<L extends string, M> {
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
+/**
+ * A metric's series by label values (its key: the values in labelNames order, names a series does not
+ * give are ''). A series is made the first time its labels are seen, after checking their names, and
+ * keeps its labels as first given. Shared by the single-value metrics and the histogram.
+ */
+class SeriesTable<L extends string, S> {
+  readonly #byKey = new Map<string, S>();
+
+  constructor(
+    readonly metric: string,
+    readonly labelNames: readonly L[],
+    readonly make: (labels: Record<string, string | number>) => S,
+    reserved: readonly string[] = [],
+  ) {
+    if (!NAME.test(metric)) throw new Error(`invalid metric name '${metric}'`);
+    for (const l of labelNames)
+      if (!LABEL_NAME.test(l) || l.startsWith('__') || reserved.includes(l))
+        throw new Error(`invalid label name '${l}'`);
+  }
+
+  keyOf(labels: LabelValues<L>): string {
+    let key = '';
+    for (const name of this.labelNames) key += `${labels[name] ?? ''}\u0000`;
+    return key;
+  }
+
+  get(labels: LabelValues<L>, key = this.keyOf(labels)): S {
+    let entry = this.#byKey.get(key);
+    if (entry === undefined) {
+      for (const name of Object.keys(labels)) {
+        if (!this.labelNames.includes(name as L))
+          throw new Error(`metric ${this.metric}: label '${name}' was not declared`);
+      }
+      entry = this.make({ ...(labels as Record<string, string | number>) });
+      this.#byKey.set(key, entry);
+    }
+    return entry;
+  }
+
+  values(): IterableIterator<S> {
+    return this.#byKey.values();
+  }
+
+  clear(): void {
+    this.#byKey.clear();
+  }
+}
+
 abstract class Metric<L extends string> {
   readonly name: string;
   readonly help: string;
   abstract readonly type: 'counter' | 'gauge';
-  readonly #labelNames: readonly L[];
   readonly #collect: (() => void) | undefined;
-  /** By label values in labelNames order; an entry keeps its labels as first given. */
-  readonly #values = new Map<string, MetricValue>();
+  readonly #values: SeriesTable<L, MetricValue>;
 
   constructor(options: MetricOptions<L, unknown>) {
-    if (!NAME.test(options.name)) throw new Error(`invalid metric name '${options.name}'`);
-    for (const l of options.labelNames ?? [])
-      if (!LABEL_NAME.test(l) || l.startsWith('__')) throw new Error(`invalid label name '${l}'`);
+    this.#values = new SeriesTable(options.name, options.labelNames ?? [], (labels) => ({
+      labels,
+      value: 0,
+    }));
     this.name = options.name;
     this.help = options.help;
-    this.#labelNames = options.labelNames ?? [];
     this.#collect = options.collect?.bind(this);
     for (const r of options.registers ?? []) r.registerMetric(this);
-    if (this.#labelNames.length === 0) this.#values.set('', { labels: {}, value: 0 });
+    this.#unlabelledZero();
   }
 
-  /** The series' key: its label values in labelNames order (names a series does not give are ''). */
+  /** An unlabelled metric shows 0 before its first change (a labelled one shows no sample). */
+  #unlabelledZero(): void {
+    if (this.#values.labelNames.length === 0) this.#values.get({});
+  }
+
   protected keyOf(labels: LabelValues<L>): string {
-    let key = '';
-    for (const name of this.#labelNames) key += `${labels[name] ?? ''}\u0000`;
-    return key;
+    return this.#values.keyOf(labels);
   }
 
-  /** The series for `labels`, made (after checking its label names) the first time it is seen. */
   protected series(labels: LabelValues<L>, key = this.keyOf(labels)): MetricValue {
-    let entry = this.#values.get(key);
-    if (!entry) {
-      for (const name of Object.keys(labels)) {
-        if (!this.#labelNames.includes(name as L))
-          throw new Error(`metric ${this.name}: label '${name}' was not declared`);
-      }
-      entry = { labels: { ...(labels as Record<string, string | number>) }, value: 0 };
-      this.#values.set(key, entry);
-    }
-    return entry;
+    return this.#values.get(labels, key);
   }
 
   protected add(labels: LabelValues<L>, delta: number): void {
@@ -93,7 +131,7 @@ abstract class Metric<L extends string> {
   /** Forgets every labelled value; an unlabelled metric goes back to 0. */
   reset(): void {
     this.#values.clear();
-    if (this.#labelNames.length === 0) this.#values.set('', { labels: {}, value: 0 });
+    this.#unlabelledZero();
   }
 
   /** The current values, after the collect hook (async like prom-client's, for its callers). */
@@ -195,17 +233,17 @@ export class Histogram<L extends string = string> {
   readonly type = 'histogram';
   readonly name: string;
   readonly help: string;
-  readonly #labelNames: readonly L[];
   readonly #buckets: readonly number[];
-  readonly #series = new Map<string, HistogramSeries>();
+  readonly #series: SeriesTable<L, HistogramSeries>;
 
   constructor(options: HistogramOptions<L>) {
-    if (!NAME.test(options.name)) throw new Error(`invalid metric name '${options.name}'`);
-    this.#labelNames = options.labelNames ?? [];
-    for (const l of this.#labelNames)
-      if (!LABEL_NAME.test(l) || l.startsWith('__') || l === 'le')
-        throw new Error(`invalid label name '${l}'`);
     const buckets = options.buckets ?? DEFAULT_BUCKETS;
+    this.#series = new SeriesTable(
+      options.name,
+      options.labelNames ?? [],
+      (labels) => ({ labels, counts: new Array(buckets.length + 1).fill(0), sum: 0, count: 0 }),
+      ['le'],
+    );
     if (buckets.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]!)))
       throw new Error(`histogram ${options.name}: buckets must be finite and ascending`);
     this.name = options.name;
@@ -215,22 +253,7 @@ export class Histogram<L extends string = string> {
   }
 
   observe(labels: LabelValues<L>, value: number): void {
-    let key = '';
-    for (const name of this.#labelNames) key += `${labels[name] ?? ''}\u0000`;
-    let series = this.#series.get(key);
-    if (!series) {
-      for (const name of Object.keys(labels)) {
-        if (!this.#labelNames.includes(name as L))
-          throw new Error(`metric ${this.name}: label '${name}' was not declared`);
-      }
-      series = {
-        labels: { ...(labels as Record<string, string | number>) },
-        counts: new Array(this.#buckets.length + 1).fill(0),
-        sum: 0,
-        count: 0,
-      };
-      this.#series.set(key, series);
-    }
+    const series = this.#series.get(labels);
     let i = 0;
     while (i < this.#buckets.length && value > this.#buckets[i]!) i++;
     series.counts[i]!++;
