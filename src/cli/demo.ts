@@ -22,10 +22,11 @@ import { checkDemoPrerequisites } from '../demo/prerequisites.js';
 import { accessLog, doctor, encrypted, inpodLogs, request, rules, sockets } from '../demo/steps.js';
 import { Walkthrough } from '../demo/walkthrough.js';
 import { clusterDown } from '../lab/cluster/index.js';
-import { IP_FAMILIES, type IpFamily, isPrimaryCni, PRIMARY_CNIS, type PrimaryCni } from '../lab/index.js';
+import type { IpFamily, PrimaryCni } from '../lab/index.js';
 import { checkLabName } from '../lab/names.js';
 import { ambitCommand } from '../runtime/invocation.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
+import { ipFamilyOption, primaryCniOption } from './network-options.js';
 
 const DEFAULT_NAME = 'demo';
 
@@ -185,12 +186,8 @@ const demo: Command = {
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     if (values.kubernetes) return kubernetesDemo(values.keep);
     const lab = checkLabName(values.name);
-    const ipFamily = values['ip-family'];
-    if (ipFamily !== undefined && !(IP_FAMILIES as readonly string[]).includes(ipFamily))
-      throw new UsageError(`--ip-family must be one of ${IP_FAMILIES.join(', ')} (got '${ipFamily}')`);
-    const primaryCni = values['primary-cni'];
-    if (primaryCni !== undefined && !isPrimaryCni(primaryCni))
-      throw new UsageError(`--primary-cni must be one of ${PRIMARY_CNIS.join(', ')} (got '${primaryCni}')`);
+    const ipFamily = ipFamilyOption(values['ip-family']);
+    const primaryCni = primaryCniOption(values['primary-cni']);
     checkDemoPrerequisites();
     const w = new Walkthrough((text) => process.stdout.write(text));
 
@@ -198,7 +195,7 @@ const demo: Command = {
     let kubeconfig: string | undefined;
     try {
       const network = {
-        ...(ipFamily ? { ipFamily: ipFamily as IpFamily } : {}),
+        ...(ipFamily ? { ipFamily } : {}),
         ...(primaryCni ? { primaryCni } : {}),
       };
       kubeconfig = (await walkthrough(lab, w, network)).layout.kubeconfig;

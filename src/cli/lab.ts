@@ -37,22 +37,18 @@ import {
   deletePod,
   findNode,
   findPod,
-  IP_FAMILIES,
-  type IpFamily,
-  isPrimaryCni,
   type LabState,
   labUp,
   listLabs,
   listNetns,
   loadLab,
-  PRIMARY_CNIS,
   parsePodRef,
   primaryOf,
   renderTopology,
 } from '../lab/index.js';
 import { ambitCommand } from '../runtime/invocation.js';
-import { cidrsByFamily } from './cidr-option.js';
 import { type Command, EXIT_OK, UsageError } from './command.js';
+import { cidrsByFamily, ipFamilyOption, primaryCniOption } from './network-options.js';
 
 const HELP = `Usage:
   ambit lab up     [--name NAME] [--nodes N] [--network-only [--pods-per-node K]] [--node-cidr CIDR]
@@ -114,13 +110,6 @@ function intOption(value: string | undefined, name: string, fallback: number): n
   return Number(value);
 }
 
-function ipFamilyOption(value: string | undefined): IpFamily | undefined {
-  if (value === undefined) return undefined;
-  if (!(IP_FAMILIES as readonly string[]).includes(value))
-    throw new UsageError(`--ip-family must be one of ${IP_FAMILIES.join(', ')} (got '${value}')`);
-  return value as IpFamily;
-}
-
 async function up(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -137,10 +126,7 @@ async function up(argv: string[]): Promise<number> {
       'primary-cni': { type: 'string', default: DEFAULT_PRIMARY_CNI },
     },
   });
-  const primaryCni = values['primary-cni'];
-  if (!isPrimaryCni(primaryCni)) {
-    throw new UsageError(`--primary-cni must be one of ${PRIMARY_CNIS.join(', ')} (got '${primaryCni}')`);
-  }
+  const primaryCni = primaryCniOption(values['primary-cni']);
   const podsPerNode = intOption(values['pods-per-node'], 'pods-per-node', 0);
   if (podsPerNode > 0 && !values['network-only']) {
     throw new UsageError(

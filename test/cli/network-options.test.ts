@@ -1,8 +1,8 @@
 /** `lab up --node-cidr/--pod-cidr`: one range, or an IPv4 and an IPv6 range comma-separated. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { cidrsByFamily } from '../../src/cli/cidr-option.js';
 import { UsageError } from '../../src/cli/command.js';
+import { cidrsByFamily } from '../../src/cli/network-options.js';
 
 describe('lab up CIDR options', () => {
   test('none given: the lab picks its defaults', () => {
