@@ -24,6 +24,7 @@ import {
   AUTHORIZATION_POLICY_PLURAL,
   AUTHORIZATION_POLICY_VERSION,
   type AuthorizationPolicyObject,
+  type ConversionResult,
   type ConvertedPolicy,
   convertAuthorizationPolicy,
   selectsWorkload,
@@ -36,6 +37,7 @@ const RESTART_DELAY_MS = 1000;
 
 type Informer<T extends KubernetesObject> = KubeInformer<T> & ObjectCache<T>;
 type PolicyObject = KubernetesObject & AuthorizationPolicyObject;
+type ConvertedVersion = { version: string; result: ConversionResult };
 
 /** Istio's default meshConfig.rootNamespace: policies there without a selector are mesh-wide. */
 export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
@@ -47,8 +49,11 @@ export class KubeSource {
   readonly #timers = new Set<NodeJS.Timeout>();
   /** The last error logged per watch: a watch failing the same way again is not logged again. */
   readonly #lastError = new Map<string, string>();
-  /** `namespace/name` -> resourceVersion of the policy last reported, so each version is logged once. */
-  #reported = new Map<string, string>();
+  /**
+   * `namespace/name` -> the policy's resourceVersion and its conversion: a rebuild (any pod or service
+   * change) converts only the versions it has not seen, and each version is logged once.
+   */
+  #converted = new Map<string, ConvertedVersion>();
   #scheduled = false;
   #stopped = false;
   #filePolicies: Authorization[] = [];
@@ -138,13 +143,14 @@ export class KubeSource {
   /** The cluster's AuthorizationPolicies as ztunnel can enforce them; what changes is logged once per version. */
   #clusterPolicies(): ConvertedPolicy[] {
     const out: ConvertedPolicy[] = [];
-    const reported = new Map<string, string>();
+    const converted = new Map<string, ConvertedVersion>();
     for (const obj of this.#authorizationPolicies.list()) {
       const key = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
       const version = obj.metadata?.resourceVersion ?? '';
-      const result = convertAuthorizationPolicy(obj, this.rootNamespace);
-      const fresh = this.#reported.get(key) !== version;
-      reported.set(key, version);
+      const seen = this.#converted.get(key);
+      const fresh = seen?.version !== version;
+      const result = fresh || !seen ? convertAuthorizationPolicy(obj, this.rootNamespace) : seen.result;
+      converted.set(key, { version, result });
       if (!result.ok) {
         if (fresh) log.warn('authorization policy not applied', { policy: key, reason: result.reason });
         continue;
@@ -156,7 +162,7 @@ export class KubeSource {
         });
       out.push(result.policy);
     }
-    this.#reported = reported;
+    this.#converted = converted;
     return out;
   }
 
