@@ -87,23 +87,39 @@ function describe(c: ConnectionAttributes): string {
   return `${c.srcIdentity ?? 'no identity'} ${c.srcIp} -> ${c.dstIp}:${c.dstPort}`;
 }
 
+/**
+ * Where a matched dry-run policy is logged: ztunnel's AUTHZ_POLICY_INFO_LOGGING raises it to info. Read when
+ * one matches, not per connection: process.env is a getenv call behind an interceptor.
+ */
+function dryRunLogLevel(): 'info' | 'debug' {
+  return process.env['AUTHZ_POLICY_INFO_LOGGING'] === 'true' ? 'info' : 'debug';
+}
+
+const ALLOWED: Verdict = Object.freeze({ allowed: true });
+
 /** Evaluates the applicable policies for one connection. */
 export function authorize(policies: readonly Authorization[], c: ConnectionAttributes): Verdict {
-  const level = process.env['AUTHZ_POLICY_INFO_LOGGING'] === 'true' ? 'info' : 'debug';
+  if (policies.length === 0) return ALLOWED;
   const deny = policies.filter((p) => p.action === 'Deny');
   const allow = policies.filter((p) => p.action === 'Allow');
   for (const p of deny) {
     if (!policyMatches(p, c)) continue;
     if (p.dryRun)
-      log[level]('dry-run deny policy matched', { policy: `${p.namespace}/${p.name}`, conn: describe(c) });
+      log[dryRunLogLevel()]('dry-run deny policy matched', {
+        policy: `${p.namespace}/${p.name}`,
+        conn: describe(c),
+      });
     else return { allowed: false, reason: `explicitly denied by: ${p.namespace}/${p.name}` };
   }
   for (const p of allow) {
     if (p.dryRun && policyMatches(p, c))
-      log[level]('dry-run allow policy matched', { policy: `${p.namespace}/${p.name}`, conn: describe(c) });
+      log[dryRunLogLevel()]('dry-run allow policy matched', {
+        policy: `${p.namespace}/${p.name}`,
+        conn: describe(c),
+      });
   }
   const enforced = allow.filter((p) => !p.dryRun);
-  if (enforced.length === 0) return { allowed: true };
-  if (enforced.some((p) => policyMatches(p, c))) return { allowed: true };
+  if (enforced.length === 0) return ALLOWED;
+  if (enforced.some((p) => policyMatches(p, c))) return ALLOWED;
   return { allowed: false, reason: 'allow policies exist, but none allowed' };
 }

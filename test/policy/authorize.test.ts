@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { type Authorization, emptyMatch, type Match } from '../../src/discovery/types.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { authorize, type ConnectionAttributes } from '../../src/policy/authorize.js';
+import { setLogSink } from '../../src/runtime/log.js';
 
 const SLEEP = parseSpiffeId('spiffe://cluster.local/ns/default/sa/sleep');
 const OTHER = parseSpiffeId('spiffe://cluster.local/ns/prod/sa/web');
@@ -186,4 +187,26 @@ test('authorize: clauses within a rule AND', () => {
   };
   assert.equal(authorize([p], conn()).allowed, false);
   assert.equal(authorize([p], conn({ srcIdentity: OTHER })).allowed, true);
+});
+
+test('authorize: a matched dry-run policy logs at debug, or at info under AUTHZ_POLICY_INFO_LOGGING=true', () => {
+  const lines: string[] = [];
+  setLogSink({ write: (l: string) => void lines.push(l) });
+  const saved = process.env['AUTHZ_POLICY_INFO_LOGGING'];
+  try {
+    const dryRun = [policy('Deny', [m({ destinationPorts: [8000] })], { dryRun: true })];
+    delete process.env['AUTHZ_POLICY_INFO_LOGGING'];
+    authorize(dryRun, conn());
+    assert.equal(lines.length, 0, 'debug is below the default level');
+    // Set after the module loaded: the switch is read when a dry-run policy matches.
+    process.env['AUTHZ_POLICY_INFO_LOGGING'] = 'true';
+    authorize(dryRun, conn());
+    authorize(dryRun, conn({ dstPort: 9000 }));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, / INFO ztunnel::rbac: dry-run deny policy matched policy=default\/deny-p /);
+  } finally {
+    if (saved === undefined) delete process.env['AUTHZ_POLICY_INFO_LOGGING'];
+    else process.env['AUTHZ_POLICY_INFO_LOGGING'] = saved;
+    setLogSink(process.stdout);
+  }
 });
