@@ -112,7 +112,8 @@ abstract class Metric<L extends string> {
     if (this.#values.labelNames.length === 0) this.#values.get({});
   }
 
-  protected keyOf(labels: LabelValues<L>): string {
+  /** The key of the series these labels name: work it out once for a caller that needs several series. */
+  keyOf(labels: LabelValues<L>): string {
     return this.#values.keyOf(labels);
   }
 
@@ -169,8 +170,7 @@ export class Counter<L extends string = string> extends Metric<L> {
    * One series, its key worked out once: for a caller that increases the same series several times (a
    * connection's opened/closed/bytes). It appears in the output with its first increase.
    */
-  labels(labels: LabelValues<L>): CounterSeries {
-    const key = this.keyOf(labels);
+  labels(labels: LabelValues<L>, key = this.keyOf(labels)): CounterSeries {
     return {
       inc: (by = 1) => {
         if (!(by >= 0)) throw new Error(`counter ${this.name}: cannot increase by ${by}`);

@@ -71,6 +71,7 @@ function labelsOf(c: ConnectionInfo): Labels {
 /** One connection's series of the four counters, its labels fixed when it was counted opened. */
 export interface TrafficSeries {
   readonly labels: Labels;
+  readonly opened: CounterSeries;
   readonly closed: CounterSeries;
   readonly received: CounterSeries;
   readonly sent: CounterSeries;
@@ -81,6 +82,8 @@ export class TrafficMetrics {
   readonly closed: Counter<(typeof LABELS)[number]>;
   readonly received: Counter<(typeof LABELS)[number]>;
   readonly sent: Counter<(typeof LABELS)[number]>;
+  /** Each label set's four series; as many as the counters have (series are never dropped). */
+  readonly #series = new Map<string, TrafficSeries>();
 
   constructor(registry: Registry) {
     const make = (name: string, help: string) =>
@@ -97,16 +100,27 @@ export class TrafficMetrics {
     );
   }
 
-  /** Labels are resolved once per connection, when it opens; so are its series. */
+  /**
+   * Labels are resolved once per connection, when it opens. Connections between the same workloads share
+   * their series, kept by the labels' key: one key per connection instead of one per counter (each joins
+   * 23 values), and no new series objects.
+   */
   connectionOpened(c: ConnectionInfo): TrafficSeries {
     const labels = labelsOf(c);
-    this.opened.labels(labels).inc();
-    return {
-      labels,
-      closed: this.closed.labels(labels),
-      received: this.received.labels(labels),
-      sent: this.sent.labels(labels),
-    };
+    const key = this.opened.keyOf(labels);
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      series = {
+        labels,
+        opened: this.opened.labels(labels, key),
+        closed: this.closed.labels(labels, key),
+        received: this.received.labels(labels, key),
+        sent: this.sent.labels(labels, key),
+      };
+      this.#series.set(key, series);
+    }
+    series.opened.inc();
+    return series;
   }
 
   connectionClosed(series: TrafficSeries, downstreamToUpstream: number, upstreamToDownstream: number): void {

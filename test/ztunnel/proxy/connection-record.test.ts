@@ -92,6 +92,39 @@ describe('ConnectionRecord', () => {
     assert.deepEqual(await metric(registry, 'istio_tcp_connections_opened_total'), []);
   });
 
+  it('connections with the same labels add up in one series; a reset counter starts again from zero', async () => {
+    closeOne('outbound');
+    closeOne('outbound');
+    closeOne('inbound');
+    const opened = await metric(registry, 'istio_tcp_connections_opened_total');
+    assert.deepEqual(
+      opened.map((o) => [o.labels.reporter, o.value]),
+      [
+        ['source', 2],
+        ['destination', 1],
+      ],
+    );
+    assert.deepEqual(
+      (await metric(registry, 'istio_tcp_received_bytes_total')).map((o) => o.value),
+      [22, 11],
+    );
+    metrics.opened.reset();
+    metrics.received.reset();
+    closeOne('outbound');
+    assert.deepEqual(
+      (await metric(registry, 'istio_tcp_connections_opened_total')).map((o) => [o.labels.reporter, o.value]),
+      [['source', 1]],
+    );
+    assert.deepEqual(
+      (await metric(registry, 'istio_tcp_received_bytes_total')).map((o) => o.value),
+      [11],
+    );
+    assert.deepEqual(
+      (await metric(registry, 'istio_tcp_connections_closed_total')).map((o) => o.value),
+      [3, 1],
+    );
+  });
+
   it('policy tracking ends with the record', () => {
     const store = new WorkloadStore();
     const tracker = new ConnectionTracker(store);
