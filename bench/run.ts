@@ -8,7 +8,8 @@
  *
  * Options: --bytes N (bulk size, default 1 GiB), --rr N (round trips, default 5000),
  *          --conns N (connections, default 500), --rounds N (default 3),
- *          --settle S (seconds after the load before the ztunnels' memory is read again, default 20),
+ *          --settle S (seconds the ztunnels are left quiet before their idle memory is read, after they
+ *          took the pods over and again after the load; default 20),
  *          --proxy ambit[,istio] (default ambit), --istio-ztunnel PATH (else $ISTIO_ZTUNNEL, else
  *          istio-ztunnel on PATH), --json-only.
  */
@@ -39,7 +40,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const SERVER_PORT = 5000;
 const NAMESPACE = 'bench';
 const GiB = 1024 ** 3;
-/** How long a freshly started proxy serving the pods is left alone before its idle memory is read. */
+/** The least time a freshly started proxy serving the pods is left alone before its idle memory is read. */
 const SETTLE_MS = 1000;
 
 interface Options {
@@ -242,7 +243,10 @@ async function main(): Promise<void> {
         await nodeProxies.use(proxy);
         if (i === 0) await setAmbient(lab, true);
         await nodeProxies.waitServing(pods);
-        await sleep(SETTLE_MS);
+        // Idle is a ztunnel that has been quiet a while, as one is between bursts: read `--settle` seconds
+        // after it took the pods over, not straight after its start-up (its certificates, xDS and listeners
+        // are a burst too, and ambit's gives that memory back after 10 s quiet, runtime/idle-memory.ts).
+        await sleep(Math.max(SETTLE_MS, opts.settle * 1000));
         const pids = [...nodeProxies.pids.values()];
         const rss = (field?: 'RssAnon') =>
           Object.fromEntries([...nodeProxies.pids].map(([node, pid]) => [node, rssBytes(pid, field)]));
