@@ -85,9 +85,18 @@ export function pipeSocketStream(socket: Socket, stream: TunnelStream): Promise<
 const SOCKET_QUEUE_LIMIT = 256 * 1024;
 
 /**
+ * A chunk smaller than this, arriving with no batch open, is written at once: it is a message (a request,
+ * a reply), and holding it for the turn's end only delays it. Batches are for the run of ~16 KiB records
+ * of a bulk transfer. Measured on the benchmark's lab (4 alternating runs each): 1 KiB request/response
+ * p50 185 -> 175 µs same node and 166 -> 160 µs cross node, new connections 2-3 % faster and cheaper.
+ */
+const WRITE_AT_ONCE_BELOW = 4 * 1024;
+
+/**
  * stream -> socket with the writes of one event-loop turn corked into one syscall. The stream hands DATA
  * over a frame at a time (Node's TLS socket delivers each decrypted record, 16 KiB at most, in a callback
- * of its own), so the batch is flushed from setImmediate, after every read of the turn, not per record.
+ * of its own), so the batch is flushed from setImmediate, after every read of the turn, not per record;
+ * a small chunk with no batch open goes at once (WRITE_AT_ONCE_BELOW).
  * Measured on the benchmark's lab (`/proc/PID/io`): uncorking per record and pausing at the socket's 16 KiB
  * high-water mark wrote 15.5 KB per syscall where Istio's ztunnel writes ~200 KB. Back-pressure is kept:
  * the stream pauses (and so stops granting window) while the socket holds SOCKET_QUEUE_LIMIT.
@@ -101,7 +110,7 @@ function pipeBatched(stream: TunnelStream, socket: Socket): void {
   };
   stream.on('data', (chunk: Buffer) => {
     if (socket.destroyed || socket.writableEnded) return;
-    if (!corked) {
+    if (!corked && chunk.length >= WRITE_AT_ONCE_BELOW) {
       corked = true;
       socket.cork();
       setImmediate(uncork);

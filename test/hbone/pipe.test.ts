@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
-import { addAbortSignal } from 'node:stream';
+import { addAbortSignal, Duplex } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
 import { FramerConnection } from '../../src/hbone/frame/connection.js';
 import type { FramerStream } from '../../src/hbone/frame/stream.js';
@@ -392,5 +392,53 @@ describe('HBONE pipe over the framer: how the app connection ends', () => {
       `the upstream app must see a reset, not ${end.end} after ${end.bytes} bytes`,
     );
     assert.ok(result.error, 'reported as an error');
+  });
+});
+
+/** A stream whose DATA the test hands over itself (push), as the framer does per decrypted record. */
+function scriptedStream(): TunnelStream {
+  const stream = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
+  return Object.assign(stream, {
+    live: true,
+    responded: true,
+    failure: undefined,
+    respond() {},
+    refuse() {},
+    reset() {},
+  }) as unknown as TunnelStream;
+}
+
+describe('stream -> socket writes', () => {
+  test('a message-sized chunk with no batch open goes to the socket at once; bulk records are corked until the turn ends', async () => {
+    const { app, proxySide } = await appConnection();
+    const stream = scriptedStream();
+    void pipeSocketStream(proxySide, stream);
+    let received = 0;
+    app.on('data', (d: Buffer) => {
+      received += d.length;
+    });
+    // Flowing from the next turn on; from then on push() hands a chunk over within the call.
+    await new Promise((r) => setImmediate(r));
+
+    stream.push(Buffer.alloc(1024, 1));
+    assert.equal(proxySide.writableCorked, 0, 'a 1 KiB reply is not held for the end of the turn');
+    assert.equal(proxySide.writableLength, 0, 'and is already with the kernel');
+
+    stream.push(Buffer.alloc(16 * 1024, 2));
+    stream.push(Buffer.alloc(100, 3));
+    assert.equal(
+      proxySide.writableCorked,
+      1,
+      'a 16 KiB record opens a batch, and the small chunk after it joins it',
+    );
+    assert.equal(proxySide.writableLength, 16 * 1024 + 100);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(proxySide.writableCorked, 0, 'the batch is written when the turn ends');
+    await waitFor(() => received === 1024 + 16 * 1024 + 100, 'the app to get every byte', DEADLINE_MS);
   });
 });
