@@ -82,8 +82,6 @@ export class TrafficMetrics {
   readonly closed: Counter<(typeof LABELS)[number]>;
   readonly received: Counter<(typeof LABELS)[number]>;
   readonly sent: Counter<(typeof LABELS)[number]>;
-  /** Each label set's four series; as many as the counters have (series are never dropped). */
-  readonly #series = new Map<string, TrafficSeries>();
 
   constructor(registry: Registry) {
     const make = (name: string, help: string) =>
@@ -100,25 +98,17 @@ export class TrafficMetrics {
     );
   }
 
-  /**
-   * Labels are resolved once per connection, when it opens. Connections between the same workloads share
-   * their series, kept by the labels' key: one key per connection instead of one per counter (each joins
-   * 23 values), and no new series objects.
-   */
+  /** Labels are resolved once per connection, when it opens; so are its series and their key. */
   connectionOpened(c: ConnectionInfo): TrafficSeries {
     const labels = labelsOf(c);
     const key = this.opened.keyOf(labels);
-    let series = this.#series.get(key);
-    if (series === undefined) {
-      series = {
-        labels,
-        opened: this.opened.labels(labels, key),
-        closed: this.closed.labels(labels, key),
-        received: this.received.labels(labels, key),
-        sent: this.sent.labels(labels, key),
-      };
-      this.#series.set(key, series);
-    }
+    const series: TrafficSeries = {
+      labels,
+      opened: this.opened.labels(labels, key),
+      closed: this.closed.labels(labels, key),
+      received: this.received.labels(labels, key),
+      sent: this.sent.labels(labels, key),
+    };
     series.opened.inc();
     return series;
   }
