@@ -198,8 +198,8 @@ export class DnsServer {
     const client = this.pod.localWorkload();
     const source = { namespace: this.pod.info.namespace, network: client?.network ?? '' };
     const metrics = this.options.metrics;
-    const labels = metrics ? dnsLabels(question.type, transport, client) : undefined;
-    if (labels) metrics?.requests.inc(labels);
+    const labels = dnsLabels(question.type, transport, client);
+    metrics?.requests.inc(labels);
     let answer: Buffer;
     if ((question.type === 'A' || question.type === 'AAAA') && (question.class ?? 'IN') === 'IN') {
       const local = lookupService(
@@ -221,15 +221,15 @@ export class DnsServer {
       }
     }
     const started = process.hrtime.bigint();
-    if (labels) metrics?.upstreamRequests.inc(labels);
+    metrics?.upstreamRequests.inc(labels);
     try {
       answer = await this.options.forwarder.forward(this.pod.sockets, message, transport);
     } catch (err) {
-      if (labels) metrics?.upstreamFailures.inc(labels);
+      metrics?.upstreamFailures.inc(labels);
       this.#accessLog(question, `forwarding failed (${errorMessage(err)})`, 0);
       return errorAnswer(message, RCODE.SERVFAIL, question);
     } finally {
-      if (labels) metrics?.upstreamDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics?.upstreamDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
     }
     this.#accessLog(question, 'forwarded', answer.length >= HEADER_BYTES ? answer.readUInt16BE(6) : 0);
     return transport === 'udp' && answer.length > udpLimit(query) ? truncated(answer) : answer;
