@@ -1,11 +1,13 @@
 /**
  * The benchmark's figures: each round's samples reduced to medians, the ratios asked of them (× direct,
- * ambit/Istio), and the tables and JSON printed from them.
+ * ambit/Istio, ambit/node floor, node floor/Istio), and the tables and JSON printed from them.
  */
 import type { Percentiles } from './load.js';
 import type { ProxyName } from './proxies.js';
 
-export type Path = 'direct' | ProxyName;
+/** A node proxy measured: a ztunnel, or the node floor (a bare Node.js TLS relay, node-floor.ts). */
+export type Relay = ProxyName | 'node-floor';
+export type Path = 'direct' | Relay;
 export type Placement = 'same-node' | 'cross-node';
 export const PLACEMENTS: readonly Placement[] = ['same-node', 'cross-node'];
 
@@ -17,7 +19,7 @@ export interface Sample {
   bulkMBps: number;
   rrUs: Percentiles;
   connUs: Percentiles;
-  /** CPU seconds of both nodes' ztunnels during the bulk transfer, per GiB moved (proxies only). */
+  /** CPU seconds of both nodes' ztunnels (or floor relays) during the bulk transfer, per GiB moved. */
   cpuSecondsPerGiB?: number;
   /** Of it, user space (utime): what the proxy's own code costs, without the kernel's TCP work. */
   cpuUserSecondsPerGiB?: number;
@@ -29,7 +31,7 @@ export interface Sample {
 /** One proxy's processes in one round: memory per node, and what its metrics counted. */
 export interface ProxySample {
   round: number;
-  proxy: ProxyName;
+  proxy: Relay;
   /** Resident bytes of each node's ztunnel, serving the pods but before any load. */
   rssIdle: Record<string, number>;
   /** The anonymous part of rssIdle (RssAnon): without the executable's shared file pages. */
@@ -37,8 +39,11 @@ export interface ProxySample {
   rssAfterLoad: Record<string, number>;
   /** Resident bytes `--settle` seconds after the load ended: what a ztunnel keeps between bursts. */
   rssSettled: Record<string, number>;
-  /** istio_tcp_connections_opened_total over both nodes, and of it the mutual-TLS (HBONE) ones. */
-  connectionsOpened: { all: number; mtls: number };
+  /**
+   * istio_tcp_connections_opened_total over both nodes, and of it the mutual-TLS (HBONE) ones. The
+   * floor has no metrics: its clients dial its relays, so nothing reaches the servers but through them.
+   */
+  connectionsOpened?: { all: number; mtls: number };
 }
 
 export interface Row {
@@ -63,7 +68,7 @@ const CPU_FIGURES = [
 ] as const;
 
 export interface Memory {
-  proxy: ProxyName;
+  proxy: Relay;
   node: string;
   rssIdleMiB: number;
   rssAnonIdleMiB: number;
@@ -71,7 +76,7 @@ export interface Memory {
   rssSettledMiB: number;
 }
 
-/** ambit's figure divided by Istio's, for each figure of a placement. */
+/** One proxy's figure divided by another's, for each figure of a placement. */
 export interface SideBySide {
   placement: Placement;
   bulkMBps: number;
@@ -95,14 +100,28 @@ export interface Summary {
   memory: Memory[];
   /** Today's mesh/direct figures, per proxy. */
   ratios: {
-    path: ProxyName;
+    path: Relay;
     placement: Placement;
     bulkRatio: number;
     rrP50OverheadUs: number;
     connP50OverheadUs: number;
   }[];
-  ambitOverIstio?: { placements: SideBySide[]; memory: MemorySideBySide[] };
+  /** ambit over Istio, ambit over the node floor, the node floor over Istio: those measured. */
+  comparisons: Comparison[];
 }
+
+export interface Comparison {
+  of: Relay;
+  over: Relay;
+  placements: SideBySide[];
+  memory: MemorySideBySide[];
+}
+
+const COMPARISONS: readonly (readonly [Relay, Relay])[] = [
+  ['ambit', 'istio'],
+  ['ambit', 'node-floor'],
+  ['node-floor', 'istio'],
+];
 
 function ratio(a: number | undefined, i: number | undefined): number | null {
   return a !== undefined && i ? a / i : null;
@@ -181,43 +200,53 @@ export function summarize(samples: readonly Sample[], proxySamples: readonly Pro
     });
   }
 
-  const summary: Summary = { rows, memory, ratios };
-  if (paths.includes('ambit') && paths.includes('istio')) {
-    const over = (a: Percentiles, i: Percentiles): Percentiles => ({
-      p50: a.p50 / i.p50,
-      p90: a.p90 / i.p90,
-      p99: a.p99 / i.p99,
-    });
-    const placements: SideBySide[] = [];
-    for (const placement of PLACEMENTS) {
-      const a = row('ambit', placement);
-      const i = row('istio', placement);
-      if (!a || !i) continue;
-      placements.push({
-        placement,
-        bulkMBps: a.bulkMBps / i.bulkMBps,
-        rrUs: over(a.rrUs, i.rrUs),
-        connUs: over(a.connUs, i.connUs),
-        cpuSecondsPerGiB: ratio(a.cpuSecondsPerGiB, i.cpuSecondsPerGiB),
-        cpuUserSecondsPerGiB: ratio(a.cpuUserSecondsPerGiB, i.cpuUserSecondsPerGiB),
-        cpuMicrosPerConn: ratio(a.cpuMicrosPerConn, i.cpuMicrosPerConn),
-      });
-    }
-    const mem: MemorySideBySide[] = [];
-    for (const a of memory.filter((m) => m.proxy === 'ambit')) {
-      const i = memory.find((m) => m.proxy === 'istio' && m.node === a.node);
-      if (!i) continue;
-      mem.push({
-        node: a.node,
-        rssIdle: a.rssIdleMiB / i.rssIdleMiB,
-        rssAnonIdle: a.rssAnonIdleMiB / i.rssAnonIdleMiB,
-        rssAfterLoad: a.rssAfterLoadMiB / i.rssAfterLoadMiB,
-        rssSettled: a.rssSettledMiB / i.rssSettledMiB,
-      });
-    }
-    summary.ambitOverIstio = { placements, memory: mem };
+  const comparisons: Comparison[] = [];
+  for (const [of, over] of COMPARISONS) {
+    if (paths.includes(of) && paths.includes(over)) comparisons.push(compare(of, over, row, memory));
   }
-  return summary;
+  return { rows, memory, ratios, comparisons };
+}
+
+const overPercentiles = (a: Percentiles, b: Percentiles): Percentiles => ({
+  p50: a.p50 / b.p50,
+  p90: a.p90 / b.p90,
+  p99: a.p99 / b.p99,
+});
+
+function compare(
+  of: Relay,
+  over: Relay,
+  row: (path: Path, placement: Placement) => Row | undefined,
+  memory: readonly Memory[],
+): Comparison {
+  const placements: SideBySide[] = [];
+  for (const placement of PLACEMENTS) {
+    const a = row(of, placement);
+    const b = row(over, placement);
+    if (!a || !b) continue;
+    placements.push({
+      placement,
+      bulkMBps: a.bulkMBps / b.bulkMBps,
+      rrUs: overPercentiles(a.rrUs, b.rrUs),
+      connUs: overPercentiles(a.connUs, b.connUs),
+      cpuSecondsPerGiB: ratio(a.cpuSecondsPerGiB, b.cpuSecondsPerGiB),
+      cpuUserSecondsPerGiB: ratio(a.cpuUserSecondsPerGiB, b.cpuUserSecondsPerGiB),
+      cpuMicrosPerConn: ratio(a.cpuMicrosPerConn, b.cpuMicrosPerConn),
+    });
+  }
+  const mem: MemorySideBySide[] = [];
+  for (const a of memory.filter((m) => m.proxy === of)) {
+    const b = memory.find((m) => m.proxy === over && m.node === a.node);
+    if (!b) continue;
+    mem.push({
+      node: a.node,
+      rssIdle: a.rssIdleMiB / b.rssIdleMiB,
+      rssAnonIdle: a.rssAnonIdleMiB / b.rssAnonIdleMiB,
+      rssAfterLoad: a.rssAfterLoadMiB / b.rssAfterLoadMiB,
+      rssSettled: a.rssSettledMiB / b.rssSettledMiB,
+    });
+  }
+  return { of, over, placements, memory: mem };
 }
 
 const f = (n: number | null | undefined, digits = 0) =>
@@ -231,7 +260,7 @@ export function tables(s: Summary, rounds: number, settleSeconds: number): strin
   const lines = [
     `medians of ${rounds} round${rounds === 1 ? '' : 's'}`,
     '',
-    '| path | placement | bulk MB/s | × direct | 1 KiB RR p50/p90/p99 us | new conn p50/p90/p99 us | ztunnel CPU s/GiB (user) | ztunnel CPU us/conn (user) |',
+    '| path | placement | bulk MB/s | × direct | 1 KiB RR p50/p90/p99 us | new conn p50/p90/p99 us | proxy CPU s/GiB (user) | proxy CPU us/conn (user) |',
     '|---|---|---|---|---|---|---|---|',
     ...s.rows.map(
       (r) =>
@@ -245,7 +274,7 @@ export function tables(s: Summary, rounds: number, settleSeconds: number): strin
         `| ${r.path} | ${r.placement} | ${x(r.bulkRatio)} | ${f(r.rrP50OverheadUs)} | ${f(r.connP50OverheadUs)} |`,
     ),
     '',
-    `| ztunnel | node | RSS idle MiB | of it anonymous MiB | RSS after load MiB | RSS ${settleSeconds} s later MiB |`,
+    `| proxy | node | RSS idle MiB | of it anonymous MiB | RSS after load MiB | RSS ${settleSeconds} s later MiB |`,
     '|---|---|---|---|---|---|',
     ...s.memory.map(
       (m) =>
@@ -253,20 +282,20 @@ export function tables(s: Summary, rounds: number, settleSeconds: number): strin
     ),
     '',
   ];
-  if (s.ambitOverIstio) {
+  for (const c of s.comparisons) {
     lines.push(
-      'ambit / Istio (below 1 is less: better for latency, CPU and memory, worse for bulk)',
+      `${c.of} / ${c.over} (below 1 is less: better for latency, CPU and memory, worse for bulk)`,
       '',
       '| placement | bulk MB/s | RR p50/p90/p99 | new conn p50/p90/p99 | CPU s/GiB | of it user | CPU us/conn |',
       '|---|---|---|---|---|---|---|',
-      ...s.ambitOverIstio.placements.map(
+      ...c.placements.map(
         (p) =>
           `| ${p.placement} | ${x(p.bulkMBps)} | ${pct(p.rrUs, 2)} | ${pct(p.connUs, 2)} | ${x(p.cpuSecondsPerGiB)} | ${x(p.cpuUserSecondsPerGiB)} | ${x(p.cpuMicrosPerConn)} |`,
       ),
       '',
       `| node | RSS idle | anonymous idle | RSS after load | RSS ${settleSeconds} s later |`,
       '|---|---|---|---|---|',
-      ...s.ambitOverIstio.memory.map(
+      ...c.memory.map(
         (m) =>
           `| ${m.node} | ${x(m.rssIdle)} | ${x(m.rssAnonIdle)} | ${x(m.rssAfterLoad)} | ${x(m.rssSettled)} |`,
       ),

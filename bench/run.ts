@@ -11,7 +11,11 @@
  *          --settle S (seconds the ztunnels are left quiet before their idle memory is read, after they
  *          took the pods over and again after the load; default 20),
  *          --proxy ambit[,istio] (default ambit), --istio-ztunnel PATH (else $ISTIO_ZTUNNEL, else
- *          istio-ztunnel on PATH), --json-only.
+ *          istio-ztunnel on PATH), --no-floor, --json-only.
+ *
+ * Unless --no-floor, each round also measures the node floor (node-floor.ts): a bare Node.js relay per
+ * node, TLS between the nodes, nothing else. It is the least a Node node proxy can cost on this machine,
+ * so ambit/floor says how much of ambit's cost is its own and floor/Istio how much is Node's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +35,7 @@ import {
 import { loadLab } from '../src/lab/index.js';
 import { setLogLevel } from '../src/runtime/log.js';
 import { NetnsHandle } from '../src/sys/index.js';
+import { type NodeFloor, startNodeFloor } from './floor.js';
 import { bulkThroughput, connectionRate, requestResponse, type Target } from './load.js';
 import { cpuTimes, rssBytes } from './proc.js';
 import { type BenchPod, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
@@ -75,16 +80,16 @@ function startServer(pod: BenchPod): Promise<ChildProcess> {
  * the CPU they spend during the bulk (per GiB) and during the new connections (per connection), with
  * the user-space part apart: the kernel's share of moving bytes is much the same for any proxy.
  */
-async function measure(target: Target, o: Options, proxyPids: number[] | undefined) {
+async function measure(target: Target, o: Options, proxyPids: number[] | undefined, connTarget = target) {
   await requestResponse(target, 1024, o.warmup);
-  await connectionRate(target, 1024, o.warmup);
+  await connectionRate(connTarget, 1024, o.warmup);
   const cpu = () => (proxyPids ? cpuTimes(proxyPids) : { user: 0, system: 0 });
   const beforeBulk = cpu();
   const bulkMBps = await bulkThroughput(target, o.bytes);
   const afterBulk = cpu();
   const rrUs = await requestResponse(target, 1024, o.rr);
   const beforeConns = cpu();
-  const connUs = await connectionRate(target, 1024, o.conns);
+  const connUs = await connectionRate(connTarget, 1024, o.conns);
   const afterConns = cpu();
   if (!proxyPids) return { bulkMBps, rrUs, connUs };
   const gib = o.bytes / GiB;
@@ -101,6 +106,41 @@ async function measure(target: Target, o: Options, proxyPids: number[] | undefin
     cpuMicrosPerConn: ((connUser + connSystem) * 1e6) / o.conns,
     cpuUserMicrosPerConn: (connUser * 1e6) / o.conns,
   };
+}
+
+/**
+ * One round of the node floor, on relays started for it as each proxy's ztunnels are started for their
+ * turn (so "idle" is a fresh process's, read after the same `--settle` wait): the same figures as a
+ * proxy's, its relays charged as the ztunnels are, their memory read the same way.
+ */
+async function measureFloor(
+  start: () => Promise<NodeFloor>,
+  o: Options,
+  round: number,
+  samples: Sample[],
+): Promise<ProxySample> {
+  const floor = await start();
+  try {
+    await sleep(Math.max(SETTLE_MS, o.settle * 1000));
+    const pids = [...floor.pids.values()];
+    const rss = (field?: 'RssAnon') =>
+      Object.fromEntries([...floor.pids].map(([node, pid]) => [node, rssBytes(pid, field)]));
+    const rssIdle = rss();
+    const rssAnonIdle = rss('RssAnon');
+    for (const placement of PLACEMENTS) {
+      samples.push({
+        round,
+        path: 'node-floor',
+        placement,
+        ...(await measure(floor.bytes[placement], o, pids, floor.conns[placement])),
+      });
+    }
+    const rssAfterLoad = rss();
+    await sleep(o.settle * 1000);
+    return { round, proxy: 'node-floor', rssIdle, rssAnonIdle, rssAfterLoad, rssSettled: rss() };
+  } finally {
+    await floor.stop();
+  }
 }
 
 /** Puts the bench namespace in or out of ambient; the agent then enrolls or releases its pods. */
@@ -122,6 +162,7 @@ function parseOptions() {
       settle: { type: 'string', default: '20' },
       proxy: { type: 'string', default: 'ambit' },
       'istio-ztunnel': { type: 'string' },
+      'no-floor': { type: 'boolean', default: false },
       'json-only': { type: 'boolean', default: false },
     },
   });
@@ -146,11 +187,12 @@ function parseOptions() {
     proxies: [...new Set(proxies)] as ProxyName[],
     istioFlag: values['istio-ztunnel'],
     jsonOnly: values['json-only'],
+    floor: !values['no-floor'],
   };
 }
 
 async function main(): Promise<void> {
-  const { opts, proxies: wanted, istioFlag, jsonOnly } = parseOptions();
+  const { opts, proxies: wanted, istioFlag, jsonOnly, floor: withFloor } = parseOptions();
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces)');
   setLogLevel('warn');
 
@@ -171,8 +213,10 @@ async function main(): Promise<void> {
   const b = randomBytes(1)[0]! % 64;
   const servers: ChildProcess[] = [];
   const handles: NetnsHandle[] = [];
+  const floors: NodeFloor[] = [];
   const cleanUp = async () => {
     for (const c of servers) c.kill('SIGTERM');
+    await Promise.all(floors.map((f) => f.stop()));
     for (const h of handles) h.close();
     await clusterDown(lab).catch((err) =>
       process.stderr.write(
@@ -222,7 +266,18 @@ async function main(): Promise<void> {
       'same-node': { netns: clientNetns, host: local.ip, port: SERVER_PORT },
       'cross-node': { netns: clientNetns, host: remote.ip, port: SERVER_PORT },
     };
-    const nodeProxies = new NodeProxies(lab, loadLab(lab).nodes, istioBinary);
+    const nodes = loadLab(lab).nodes;
+    const nodeProxies = new NodeProxies(lab, nodes, istioBinary);
+    const startFloor = () =>
+      startNodeFloor(
+        lab,
+        nodes,
+        { node: client.node, netns: clientNetns },
+        {
+          'same-node': { node: local.node, ip: local.ip, port: SERVER_PORT },
+          'cross-node': { node: remote.node, ip: remote.ip, port: SERVER_PORT },
+        },
+      );
 
     const samples: Sample[] = [];
     const proxySamples: ProxySample[] = [];
@@ -237,6 +292,8 @@ async function main(): Promise<void> {
           ...(await measure(targets[placement], opts, undefined)),
         });
       }
+      // The floor runs while the pods are out of the mesh: its clients dial the relay, not the server.
+      if (withFloor) proxySamples.push(await measureFloor(startFloor, opts, round, samples));
       // Alternate which proxy goes first, so neither always runs on a warmer (or more tired) machine.
       const order = round % 2 === 0 ? proxies : [...proxies].reverse();
       for (const [i, proxy] of order.entries()) {
@@ -281,7 +338,7 @@ async function main(): Promise<void> {
     const summary = summarize(samples, proxySamples);
     if (!jsonOnly) process.stdout.write(tables(summary, opts.rounds, opts.settle));
     process.stdout.write(
-      `${JSON.stringify({ options: { ...opts, proxies, ...(istioBinary ? { istioZtunnel: istioBinary } : {}) }, skipped, ...summary, samples, proxySamples })}\n`,
+      `${JSON.stringify({ options: { ...opts, proxies, floor: withFloor, ...(istioBinary ? { istioZtunnel: istioBinary } : {}) }, skipped, ...summary, samples, proxySamples })}\n`,
     );
   } finally {
     await cleanUp();

@@ -33,6 +33,7 @@ export {
   type ProcessId,
   parseComponent,
   processName,
+  TRUST_DOMAIN,
 } from './layout.js';
 export { ISTIO_ZTUNNEL_LINK, type LaunchOptions, type NodeProxy } from './processes.js';
 export {

@@ -4,7 +4,8 @@
  * metrics must show the benchmark's connections went through it as mutual TLS (HBONE). Without
  * Istio's binary the run goes on with ambit only, saying in one line why Istio's column is skipped.
  * Istio's binary comes from $ISTIO_ZTUNNEL or `istio-ztunnel` on PATH; without it the first test is
- * skipped.
+ * skipped. The node floor (a bare Node.js TLS relay per node) is measured in the same runs unless
+ * --no-floor: its clients reach the servers only through its relays, and the servers check the bytes.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -79,8 +80,8 @@ function assertThroughProxy(out: Output, proxy: string): void {
   assert.equal(turns.length, out.options.rounds, `${proxy} served every round`);
   for (const t of turns) {
     assert.ok(
-      t.connectionsOpened.mtls >= CONNECTIONS_PER_TURN,
-      `${proxy}'s ztunnels counted ${t.connectionsOpened.mtls} mTLS connections in round ${t.round}, want ≥ ${CONNECTIONS_PER_TURN}`,
+      t.connectionsOpened!.mtls >= CONNECTIONS_PER_TURN,
+      `${proxy}'s ztunnels counted ${t.connectionsOpened!.mtls} mTLS connections in round ${t.round}, want ≥ ${CONNECTIONS_PER_TURN}`,
     );
     for (const node of ['n1', 'n2']) {
       assert.ok(t.rssIdle[node]! > 0 && t.rssAfterLoad[node]! > 0 && t.rssSettled[node]! > 0);
@@ -91,6 +92,32 @@ function assertThroughProxy(out: Output, proxy: string): void {
   const memory = out.memory.filter((m) => m.proxy === proxy);
   assert.deepEqual(
     memory.map((m) => m.node),
+    ['n1', 'n2'],
+  );
+}
+
+/** The floor ran every round, and its memory was read on both nodes like a ztunnel's. */
+function assertFloor(out: Output): void {
+  const turns = out.proxySamples.filter((s) => s.proxy === 'node-floor');
+  assert.equal(turns.length, out.options.rounds, 'the node floor ran every round');
+  for (const t of turns) {
+    assert.equal(t.connectionsOpened, undefined, 'the floor has no metrics to count');
+    for (const node of ['n1', 'n2'])
+      assert.ok(t.rssIdle[node]! > 0 && t.rssAnonIdle[node]! < t.rssIdle[node]!);
+  }
+  assert.deepEqual(
+    out.memory.filter((m) => m.proxy === 'node-floor').map((m) => m.node),
+    ['n1', 'n2'],
+  );
+}
+
+function assertComparison(out: Output, of: string, over: string): void {
+  const c = out.comparisons.find((k) => k.of === of && k.over === over);
+  assert.ok(c, `a ${of} / ${over} comparison`);
+  assert.equal(c.placements.length, 2);
+  for (const p of c.placements) assert.ok(p.bulkMBps > 0 && p.rrUs.p50 > 0 && p.connUs.p50 > 0);
+  assert.deepEqual(
+    c.memory.map((m) => m.node),
     ['n1', 'n2'],
   );
 }
@@ -106,22 +133,29 @@ describe('npm run bench -- --proxy ambit,istio', () => {
     const out = parse(r.stdout);
     assert.deepEqual(out.options.proxies, ['ambit', 'istio']);
     assert.deepEqual(out.skipped, {});
-    assertFigures(out, ['direct', 'ambit', 'istio']);
+    assertFigures(out, ['direct', 'node-floor', 'ambit', 'istio']);
     assertThroughProxy(out, 'ambit');
     assertThroughProxy(out, 'istio');
+    assertFloor(out);
     // Alternating: each round's first proxy is the other one than the round before.
-    const firsts = [0, 1].map((round) => out.proxySamples.find((s) => s.round === round)!.proxy);
-    assert.deepEqual(firsts, ['ambit', 'istio']);
-    const side = out.ambitOverIstio!;
-    assert.equal(side.placements.length, 2);
-    for (const p of side.placements) assert.ok(p.bulkMBps > 0 && p.rrUs.p50 > 0 && p.connUs.p50 > 0);
-    assert.deepEqual(
-      side.memory.map((m) => m.node),
-      ['n1', 'n2'],
+    const firsts = [0, 1].map(
+      (round) => out.proxySamples.find((s) => s.round === round && s.proxy !== 'node-floor')!.proxy,
     );
+    assert.deepEqual(firsts, ['ambit', 'istio']);
+    assert.deepEqual(
+      out.comparisons.map((c) => `${c.of}/${c.over}`),
+      ['ambit/istio', 'ambit/node-floor', 'node-floor/istio'],
+    );
+    for (const [of, over] of [
+      ['ambit', 'istio'],
+      ['ambit', 'node-floor'],
+      ['node-floor', 'istio'],
+    ] as const) {
+      assertComparison(out, of, over);
+    }
   });
 
-  test("without Istio's binary: one line says its column is skipped and why, ambit's figures follow", async () => {
+  test("without Istio's binary: one line says its column is skipped and why, ambit's figures follow (--no-floor: no floor either)", async () => {
     const missing = '/nonexistent/istio-ztunnel';
     const r = await bench([
       '--proxy',
@@ -131,6 +165,7 @@ describe('npm run bench -- --proxy ambit,istio', () => {
       '--rounds',
       '1',
       ...TINY,
+      '--no-floor',
       '--json-only',
     ]);
     assert.equal(r.code, 0, r.stderr);
@@ -142,10 +177,11 @@ describe('npm run bench -- --proxy ambit,istio', () => {
     assert.match(out.skipped['istio'] ?? '', /not an executable file/);
     assertFigures(out, ['direct', 'ambit']);
     assertThroughProxy(out, 'ambit');
-    assert.equal(
-      out.rows.some((row) => row.path === 'istio'),
-      false,
+    assert.deepEqual(
+      [...new Set(out.rows.map((row) => row.path))],
+      ['direct', 'ambit'],
+      'neither Istio nor the floor (--no-floor) was measured',
     );
-    assert.equal(out.ambitOverIstio, undefined);
+    assert.deepEqual(out.comparisons, []);
   });
 });
