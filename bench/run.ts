@@ -39,7 +39,15 @@ import { type NodeFloor, startNodeFloor } from './floor.js';
 import { bulkThroughput, connectionRate, requestResponse, type Target } from './load.js';
 import { cpuTimes, rssBytes } from './proc.js';
 import { type BenchPod, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
-import { PLACEMENTS, type Placement, type ProxySample, type Sample, summarize, tables } from './report.js';
+import {
+  PLACEMENTS,
+  type Placement,
+  type ProxySample,
+  type Relay,
+  type Sample,
+  summarize,
+  tables,
+} from './report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SERVER_PORT = 5000;
@@ -109,38 +117,35 @@ async function measure(target: Target, o: Options, proxyPids: number[] | undefin
 }
 
 /**
- * One round of the node floor, on relays started for it as each proxy's ztunnels are started for their
- * turn (so "idle" is a fresh process's, read after the same `--settle` wait): the same figures as a
- * proxy's, its relays charged as the ztunnels are, their memory read the same way.
+ * One turn of a node proxy (a ztunnel on every node, or the node floor's relays), started for it: its
+ * idle memory read `--settle` seconds after it took the pods over (not straight after its start-up: a
+ * ztunnel's certificates, xDS and listeners are a burst too, and ambit's gives that memory back after 10 s
+ * quiet, runtime/idle-memory.ts), then every placement measured with its processes charged, then its
+ * memory right after the load and `--settle` seconds later (a proxy runs for days between bursts: what
+ * it keeps once the load is over counts as much as its peak). `targets` gives each placement's target
+ * for the bytes and for the new connections.
  */
-async function measureFloor(
-  start: () => Promise<NodeFloor>,
+async function measureTurn(
+  proxy: Relay,
+  processes: ReadonlyMap<string, number>,
+  targets: (placement: Placement) => { bytes: Target; conns: Target },
   o: Options,
   round: number,
   samples: Sample[],
-): Promise<ProxySample> {
-  const floor = await start();
-  try {
-    await sleep(Math.max(SETTLE_MS, o.settle * 1000));
-    const pids = [...floor.pids.values()];
-    const rss = (field?: 'RssAnon') =>
-      Object.fromEntries([...floor.pids].map(([node, pid]) => [node, rssBytes(pid, field)]));
-    const rssIdle = rss();
-    const rssAnonIdle = rss('RssAnon');
-    for (const placement of PLACEMENTS) {
-      samples.push({
-        round,
-        path: 'node-floor',
-        placement,
-        ...(await measure(floor.bytes[placement], o, pids, floor.conns[placement])),
-      });
-    }
-    const rssAfterLoad = rss();
-    await sleep(o.settle * 1000);
-    return { round, proxy: 'node-floor', rssIdle, rssAnonIdle, rssAfterLoad, rssSettled: rss() };
-  } finally {
-    await floor.stop();
+): Promise<Omit<ProxySample, 'connectionsOpened'>> {
+  await sleep(Math.max(SETTLE_MS, o.settle * 1000));
+  const pids = [...processes.values()];
+  const rss = (field?: 'RssAnon') =>
+    Object.fromEntries([...processes].map(([node, pid]) => [node, rssBytes(pid, field)]));
+  const rssIdle = rss();
+  const rssAnonIdle = rss('RssAnon');
+  for (const placement of PLACEMENTS) {
+    const t = targets(placement);
+    samples.push({ round, path: proxy, placement, ...(await measure(t.bytes, o, pids, t.conns)) });
   }
+  const rssAfterLoad = rss();
+  await sleep(o.settle * 1000);
+  return { round, proxy, rssIdle, rssAnonIdle, rssAfterLoad, rssSettled: rss() };
 }
 
 /** Puts the bench namespace in or out of ambient; the agent then enrolls or releases its pods. */
@@ -292,46 +297,32 @@ async function main(): Promise<void> {
           ...(await measure(targets[placement], opts, undefined)),
         });
       }
-      // The floor runs while the pods are out of the mesh: its clients dial the relay, not the server.
-      if (withFloor) proxySamples.push(await measureFloor(startFloor, opts, round, samples));
+      if (withFloor) {
+        // While the pods are out of the mesh (its clients dial its relays, not the servers), on relays
+        // started for this round as the ztunnels are for their turn, so "idle" is a fresh process's.
+        const floor = await startFloor();
+        try {
+          const at = (p: Placement) => ({ bytes: floor.bytes[p], conns: floor.conns[p] });
+          proxySamples.push(await measureTurn('node-floor', floor.pids, at, opts, round, samples));
+        } finally {
+          await floor.stop();
+        }
+      }
       // Alternate which proxy goes first, so neither always runs on a warmer (or more tired) machine.
       const order = round % 2 === 0 ? proxies : [...proxies].reverse();
       for (const [i, proxy] of order.entries()) {
         await nodeProxies.use(proxy);
         if (i === 0) await setAmbient(lab, true);
         await nodeProxies.waitServing(pods);
-        // Idle is a ztunnel that has been quiet a while, as one is between bursts: read `--settle` seconds
-        // after it took the pods over, not straight after its start-up (its certificates, xDS and listeners
-        // are a burst too, and ambit's gives that memory back after 10 s quiet, runtime/idle-memory.ts).
-        await sleep(Math.max(SETTLE_MS, opts.settle * 1000));
-        const pids = [...nodeProxies.pids.values()];
-        const rss = (field?: 'RssAnon') =>
-          Object.fromEntries([...nodeProxies.pids].map(([node, pid]) => [node, rssBytes(pid, field)]));
-        const rssIdle = rss();
-        const rssAnonIdle = rss('RssAnon');
-        for (const placement of PLACEMENTS) {
-          samples.push({ round, path: proxy, placement, ...(await measure(targets[placement], opts, pids)) });
-        }
-        const rssAfterLoad = rss();
-        // A ztunnel runs for days between bursts: what it keeps once the load is over counts as much
-        // as its peak (ambit's gives memory back after 10 s quiet, runtime/idle-memory.ts).
-        await sleep(opts.settle * 1000);
-        const rssSettled = rss();
+        const at = (p: Placement) => ({ bytes: targets[p], conns: targets[p] });
+        const turn = await measureTurn(proxy, nodeProxies.pids, at, opts, round, samples);
         const connectionsOpened = await nodeProxies.connectionsOpened();
         if (connectionsOpened.mtls === 0) {
           throw new Error(
             `${proxy}'s ztunnels counted no mutual-TLS connection: the traffic did not go through them`,
           );
         }
-        proxySamples.push({
-          round,
-          proxy,
-          rssIdle,
-          rssAnonIdle,
-          rssAfterLoad,
-          rssSettled,
-          connectionsOpened,
-        });
+        proxySamples.push({ ...turn, connectionsOpened });
       }
     }
 
