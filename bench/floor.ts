@@ -2,7 +2,7 @@
  * Runs the node floor (node-floor.ts) on the benchmark's lab: one relay process per node, its fronts on
  * the client's node, and the targets that reach the same-node and cross-node servers through it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,12 +14,12 @@ import type { LabNode } from '../src/lab/index.js';
 import type { NetnsHandle } from '../src/sys/index.js';
 import type { Target } from './load.js';
 import type { FloorConfig } from './node-floor.js';
+import { startInNetns, stopProcess } from './proc.js';
 import type { Placement } from './report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BACK_TLS_PORT = 19110;
 const BACK_PLAIN_PORT = 19111;
-const READY_TIMEOUT_MS = 60_000;
 const CERT_TTL_SECONDS = 24 * 3600;
 
 export interface NodeFloor {
@@ -61,43 +61,6 @@ async function relayCertificate(lab: string): Promise<Pick<FloorConfig, 'certFil
   return files;
 }
 
-function startRelay(node: LabNode, config: FloorConfig): Promise<ChildProcess> {
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', node.netns, process.execPath, join(here, 'node-floor.js'), JSON.stringify(config)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGTERM');
-      reject(new Error(`node floor relay on ${node.name} not ready after ${READY_TIMEOUT_MS / 1000} s`));
-    }, READY_TIMEOUT_MS);
-    child.once('error', reject);
-    child.stdout?.once('data', () => {
-      clearTimeout(timer);
-      resolve(child);
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node floor relay on ${node.name} exited with ${code}`));
-    });
-  });
-}
-
-const STOP_TIMEOUT_MS = 10_000;
-
-function stopRelay(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
 /**
  * Starts a relay on every node. The client's node gets four fronts (same/cross node × TLS/plain); the
  * servers are the same pods the ztunnels are measured against.
@@ -132,10 +95,14 @@ export async function startNodeFloor(
     }
   }
   const children: ChildProcess[] = [];
-  const stop = () => Promise.all(children.map(stopRelay)).then(() => {});
+  const stop = () => Promise.all(children.map(stopProcess)).then(() => {});
   try {
     for (const node of nodes) {
-      children.push(await startRelay(node, { ...base, fronts: node.name === client.node ? fronts : [] }));
+      const config: FloorConfig = { ...base, fronts: node.name === client.node ? fronts : [] };
+      const script = join(here, 'node-floor.js');
+      children.push(
+        await startInNetns(node.netns, script, [JSON.stringify(config)], `node floor relay on ${node.name}`),
+      );
     }
   } catch (err) {
     await stop();

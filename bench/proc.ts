@@ -1,8 +1,62 @@
 /**
- * What a proxy costs the machine, read from /proc: CPU time (utime and stime) and resident memory of a
- * process and everything it started, so a proxy that forks workers is counted whole.
+ * The benchmark's own processes: its helpers started in a netns (the echo servers, the node floor's
+ * relays) and stopped again; and what a proxy costs the machine, read from /proc: CPU time (utime and
+ * stime) and resident memory of a process and everything it started, so a proxy that forks workers is
+ * counted whole.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+
+const READY_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/**
+ * Runs `node script args...` inside `netns` (`ip netns exec` execs, so the child's pid is node's) and
+ * resolves once the script prints its first line (it is listening); `what` names it in errors.
+ */
+export function startInNetns(
+  netns: string,
+  script: string,
+  args: string[],
+  what: string,
+): Promise<ChildProcess> {
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`${what} not ready after ${READY_TIMEOUT_MS / 1000} s`));
+    }, READY_TIMEOUT_MS);
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}`));
+    };
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('exit', onExit);
+    child.stdout?.once('data', () => {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      resolve(child);
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after 10 s; resolves once the process is gone (its ports are free again). */
+export function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
 
 const TICKS_PER_SECOND = 100; // USER_HZ: what /proc/<pid>/stat counts in on Linux
 

@@ -17,7 +17,7 @@
  * node, TLS between the nodes, nothing else. It is the least a Node node proxy can cost on this machine,
  * so ambit/floor says how much of ambit's cost is its own and floor/Istio how much is Node's.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,7 +37,7 @@ import { setLogLevel } from '../src/runtime/log.js';
 import { NetnsHandle } from '../src/sys/index.js';
 import { type NodeFloor, startNodeFloor } from './floor.js';
 import { bulkThroughput, connectionRate, requestResponse, type Target } from './load.js';
-import { cpuTimes, rssBytes } from './proc.js';
+import { cpuTimes, rssBytes, startInNetns, stopProcess } from './proc.js';
 import { type BenchPod, NodeProxies, PROXIES, type ProxyName } from './proxies.js';
 import {
   PLACEMENTS,
@@ -63,19 +63,6 @@ interface Options {
   rounds: number;
   warmup: number;
   settle: number;
-}
-
-function startServer(pod: BenchPod): Promise<ChildProcess> {
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', pod.netns, process.execPath, join(here, 'echo-server.js'), String(SERVER_PORT)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout?.once('data', () => resolve(child));
-    child.once('exit', (code) => reject(new Error(`echo server exited with ${code}`)));
-  });
 }
 
 /**
@@ -220,7 +207,7 @@ async function main(): Promise<void> {
   const handles: NetnsHandle[] = [];
   const floors: NodeFloor[] = [];
   const cleanUp = async () => {
-    for (const c of servers) c.kill('SIGTERM');
+    await Promise.all(servers.map(stopProcess));
     await Promise.all(floors.map((f) => f.stop()));
     for (const h of handles) h.close();
     await clusterDown(lab).catch((err) =>
@@ -264,7 +251,12 @@ async function main(): Promise<void> {
       });
     }
     const [client, local, remote] = pods as [BenchPod, BenchPod, BenchPod];
-    servers.push(await startServer(local), await startServer(remote));
+    for (const pod of [local, remote]) {
+      const script = join(here, 'echo-server.js');
+      servers.push(
+        await startInNetns(pod.netns, script, [String(SERVER_PORT)], `echo server in ${pod.name}`),
+      );
+    }
     const clientNetns = NetnsHandle.open(client.netnsPath);
     handles.push(clientNetns);
     const targets: Record<Placement, Target> = {
