@@ -34,14 +34,16 @@ export interface FloorConfig {
 const HWM = 1024 * 1024;
 const TLS_OPTIONS = { minVersion: 'TLSv1.3', ciphers: 'TLS_AES_256_GCM_SHA384' } as const;
 
-/** Both ways, ends passed on (half-close), either side's error closes both. */
+/**
+ * Both ways, ends passed on (half-close), either side's error closes both. A side's plain close is not
+ * passed on as a destroy: the other side may still be writing what the closed one sent last (a sink's
+ * count after the client's end), and the pipes' ends close it once that is out.
+ */
 function relay(a: Socket, b: Socket): void {
   a.pipe(b);
   b.pipe(a);
   a.on('error', () => b.destroy());
   b.on('error', () => a.destroy());
-  a.on('close', () => b.destroy());
-  b.on('close', () => a.destroy());
 }
 
 function header(target: { host: string; port: number }): Buffer {
